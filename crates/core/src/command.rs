@@ -1,0 +1,102 @@
+//! What a peer asks of the core. A dialect decodes each frame into one [`Command`]; the hub
+//! carries it out. Borrowed parts point into the frame and live only as long as it does.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::{PeerName, RawFrame, RawJson, RoomId};
+
+/// One request from one peer, already parsed and checked for shape by its dialect.
+#[derive(Debug)]
+pub enum Command<'a> {
+    /// Join `room` as `name` (leaving any room the peer is in first).
+    Join {
+        /// The room to join; created if it does not exist.
+        room: RoomId,
+        /// The identity the peer takes in that room.
+        name: PeerName,
+        /// The request id to echo on the reply, when the dialect has one.
+        rid: Option<RawJson>,
+    },
+    /// Leave the current room. When `room` is given it must be the room the peer is in.
+    Leave {
+        /// The room the client named, if it named one.
+        room: Option<Cow<'a, str>>,
+        /// The request id to echo on an error.
+        rid: Option<RawJson>,
+    },
+    /// Send a message in the peer's room: to one member, or to all the others.
+    Send {
+        /// The addressed member; `None` means everyone else in the room.
+        to: Option<Cow<'a, str>>,
+        /// The room the client named, if it named one; it must be the peer's room.
+        room: Option<Cow<'a, str>>,
+        /// Whether a room-wide message also comes back to the sender (conference chat).
+        echo: bool,
+        /// What to deliver.
+        message: Message,
+        /// The request id to echo on an error.
+        rid: Option<RawJson>,
+    },
+    /// A pairing message to one user, subject to the pairing state machine.
+    Pair {
+        /// The addressed user id.
+        to: Cow<'a, str>,
+        /// What to deliver; its kind drives the state machine.
+        message: Message,
+    },
+    /// A broadcast frame for every other subscriber of the peer's channel.
+    Broadcast(RawFrame),
+}
+
+/// The body of a relayed message, as the sender's dialect found it. Each receiving dialect
+/// picks the parts it can express (see the mapping table in docs/dialects.md).
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// What kind of message it is, which decides its name in each dialect.
+    pub kind: SignalKind,
+    /// The relayed body (`payload` or `data`), raw JSON passed through untouched.
+    pub payload: Option<RawJson>,
+    /// Chat text, when the message is a chat and its text is known.
+    pub text: Option<Arc<str>>,
+    /// Chat timestamp (ISO 8601), as given by the client or filled in by the server.
+    pub timestamp: Option<Arc<str>>,
+    /// room-relay only: the frame's other members (`"k":v,...`, without `type` and
+    /// `sender`), so that room-relay peers receive the frame verbatim.
+    pub fields: Option<RawJson>,
+}
+
+impl Message {
+    /// A message of `kind` carrying `payload` and nothing else.
+    pub fn new(kind: SignalKind, payload: Option<RawJson>) -> Self {
+        Message {
+            kind,
+            payload,
+            text: None,
+            timestamp: None,
+            fields: None,
+        }
+    }
+}
+
+/// The kinds of message the dialects share. Their wire names differ per dialect
+/// (`ice_candidate`, `ice-candidate`, `webrtc-ice-candidate`); the kind is what maps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalKind {
+    /// An SDP offer.
+    Offer,
+    /// An SDP answer.
+    Answer,
+    /// An ICE candidate.
+    IceCandidate,
+    /// A chat message.
+    Chat,
+    /// pairing: ask a user to connect.
+    Ping,
+    /// pairing: accept a ping.
+    Pong,
+    /// pairing: end a pairing.
+    Disconnect,
+    /// An application-defined type, relayed under its own name.
+    Other(Arc<str>),
+}

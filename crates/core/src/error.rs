@@ -1,0 +1,140 @@
+//! What the core refuses, and the stable machine codes the dialects put on the wire.
+
+use std::fmt;
+
+use crate::PeerName;
+
+/// A rule of the contract that a command broke. Each maps to one [`ErrorCode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    /// An identifier broke the identifier rules; the text says which one.
+    #[error("identifier {0}")]
+    BadId(&'static str),
+    /// Another peer in the room already has this name.
+    #[error("name {0} is already taken in this room")]
+    NameTaken(PeerName),
+    /// The addressed peer is not in the sender's room (or, pairing aside, nowhere).
+    #[error("no peer named {0} in this room")]
+    PeerNotFound(String),
+    /// The command needs a joined room, or named a room the peer is not in.
+    #[error("join a room first")]
+    NotInRoom,
+    /// A pairing user addressed a user id that is not connected.
+    #[error("no user with id {0}")]
+    UserNotFound(String),
+    /// A pairing target is already connecting or connected to someone else.
+    #[error("user {0} is busy")]
+    UserBusy(PeerName),
+    /// A pairing command that the sender's state does not allow; the text says why.
+    #[error("{0}")]
+    InvalidState(&'static str),
+    /// A client tried to send one of the server's own message types.
+    #[error("type {0} is reserved for the server")]
+    ReservedType(String),
+    /// The request belongs to a capability this server does not offer.
+    #[error("{0} is not supported by this server")]
+    Unsupported(String),
+    /// The peer is no longer registered (it was evicted or has left).
+    #[error("peer is gone")]
+    UnknownPeer,
+}
+
+impl CoreError {
+    /// The stable code a dialect sends for this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CoreError::BadId(_) => ErrorCode::BadId,
+            CoreError::NameTaken(_) => ErrorCode::NameTaken,
+            CoreError::PeerNotFound(_) => ErrorCode::PeerNotFound,
+            CoreError::NotInRoom => ErrorCode::NotInRoom,
+            CoreError::UserNotFound(_) => ErrorCode::UserNotFound,
+            CoreError::UserBusy(_) => ErrorCode::UserBusy,
+            CoreError::InvalidState(_) | CoreError::UnknownPeer => ErrorCode::InvalidState,
+            CoreError::ReservedType(_) => ErrorCode::ReservedType,
+            CoreError::Unsupported(_) => ErrorCode::Unsupported,
+        }
+    }
+}
+
+/// Stable machine codes, part of the public contract (docs/protocol.md): add, never rename.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The frame is not valid JSON.
+    BadJson,
+    /// The frame is a JSON object without a string `type`.
+    MissingType,
+    /// A field has the wrong type or shape, or a required one is missing.
+    BadField,
+    /// The `type` is not one this dialect knows.
+    UnknownType,
+    /// A binary frame arrived on a JSON dialect.
+    BinaryUnsupported,
+    /// The connection sends faster than the configured message rate.
+    RateLimited,
+    /// An identifier broke the identifier rules.
+    BadId,
+    /// The name is taken in that room.
+    NameTaken,
+    /// The command needs a joined room.
+    NotInRoom,
+    /// The addressed peer is not in the room.
+    PeerNotFound,
+    /// The type belongs to the server.
+    ReservedType,
+    /// The pairing state does not allow this command.
+    InvalidState,
+    /// The pairing target is busy with someone else.
+    UserBusy,
+    /// No pairing user has that id.
+    UserNotFound,
+    /// The server does not offer this capability.
+    Unsupported,
+}
+
+impl ErrorCode {
+    /// Every code, for metrics that list each one.
+    pub const ALL: [ErrorCode; 15] = [
+        ErrorCode::BadJson,
+        ErrorCode::MissingType,
+        ErrorCode::BadField,
+        ErrorCode::UnknownType,
+        ErrorCode::BinaryUnsupported,
+        ErrorCode::RateLimited,
+        ErrorCode::BadId,
+        ErrorCode::NameTaken,
+        ErrorCode::NotInRoom,
+        ErrorCode::PeerNotFound,
+        ErrorCode::ReservedType,
+        ErrorCode::InvalidState,
+        ErrorCode::UserBusy,
+        ErrorCode::UserNotFound,
+        ErrorCode::Unsupported,
+    ];
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::MissingType => "missing_type",
+            ErrorCode::BadField => "bad_field",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::BinaryUnsupported => "binary_unsupported",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::BadId => "bad_id",
+            ErrorCode::NameTaken => "name_taken",
+            ErrorCode::NotInRoom => "not_in_room",
+            ErrorCode::PeerNotFound => "peer_not_found",
+            ErrorCode::ReservedType => "reserved_type",
+            ErrorCode::InvalidState => "invalid_state",
+            ErrorCode::UserBusy => "user_busy",
+            ErrorCode::UserNotFound => "user_not_found",
+            ErrorCode::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

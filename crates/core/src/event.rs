@@ -1,0 +1,105 @@
+//! What the core tells a peer. Events sit in a peer's outbox until its connection task
+//! encodes them in the peer's dialect; cloning one is cheap (shared, reference-counted parts).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::{DialectKind, ErrorCode, Message, PeerName, RoomId};
+
+/// Raw JSON text, checked by the dialect that made it and never parsed again.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawJson(Arc<str>);
+
+impl RawJson {
+    /// Wraps text that the caller has checked is one valid JSON value.
+    pub fn new(json: &str) -> Self {
+        RawJson(Arc::from(json))
+    }
+
+    /// The JSON text, byte for byte as received.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A broadcast frame, shared by every receiver (one buffer, never copied per receiver).
+#[derive(Debug, Clone)]
+pub enum RawFrame {
+    /// A text frame; the bytes are valid UTF-8.
+    Text(Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+}
+
+/// A message on its way to one or more peers, with the sender stamped by the hub.
+#[derive(Debug)]
+pub struct Signal {
+    /// The sender, as the hub knows it: a client cannot speak as someone else.
+    pub from: PeerName,
+    /// The sender's dialect.
+    pub origin: DialectKind,
+    /// Whether the sender addressed one peer (the receiver) rather than the whole room.
+    pub addressed: bool,
+    /// What the sender said.
+    pub message: Message,
+}
+
+/// One thing for one peer to hear.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// pairing: the id the server assigned to this connection.
+    Greeting {
+        /// The new user's id (a UUID v4).
+        id: PeerName,
+    },
+    /// The reply to a join: the room and everyone in it, the joiner included.
+    Joined {
+        /// The room joined.
+        room: RoomId,
+        /// The joiner's own name.
+        name: PeerName,
+        /// Every member's name in join order, the joiner last.
+        members: Arc<[PeerName]>,
+        /// The request id of the join, echoed.
+        rid: Option<RawJson>,
+    },
+    /// Another peer joined this peer's room.
+    PeerJoined {
+        /// The room.
+        room: RoomId,
+        /// Who joined.
+        name: PeerName,
+    },
+    /// Another peer left this peer's room, or its socket dropped.
+    PeerLeft {
+        /// The room.
+        room: RoomId,
+        /// Who left.
+        name: PeerName,
+    },
+    /// A relayed message.
+    Signal(Arc<Signal>),
+    /// pairing: the partner's socket dropped; this peer is idle again.
+    PartnerGone {
+        /// The partner that went away.
+        from: PeerName,
+    },
+    /// A broadcast frame from another subscriber of the channel.
+    Frame(RawFrame),
+    /// A refusal of this peer's own request.
+    Error {
+        /// The stable machine code.
+        code: ErrorCode,
+        /// A human-readable reason.
+        message: Arc<str>,
+        /// The request id of the refused request, echoed.
+        rid: Option<RawJson>,
+    },
+}

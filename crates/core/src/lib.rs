@@ -1,0 +1,19 @@
+//! switchboard's core: rooms, peers, pairing and broadcast channels, and the rules that bind
+//! them. It owns no socket and reads no clock: the server feeds it [`Command`]s and timestamps,
+//! and it answers by putting [`Event`]s on each peer's bounded [`Outbox`]. Dialects turn wire
+//! frames into commands and events back into frames; the core never sees a frame.
+#![warn(missing_docs)]
+
+mod command;
+mod error;
+mod event;
+mod hub;
+mod id;
+mod peer;
+
+pub use command::{Command, Message, SignalKind};
+pub use error::{CoreError, ErrorCode};
+pub use event::{Event, RawFrame, RawJson, Signal};
+pub use hub::{Census, Hub, SharedHub, Stats, UserStats};
+pub use id::{DialectKind, PeerName, RoomId, MAX_ID_BYTES};
+pub use peer::{Outbox, PeerKey, PeerProfile, Place, State};
