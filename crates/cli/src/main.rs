@@ -1,1 +1,67 @@
-fn main() {}
+//! The `switchboard` binary: arguments to a `Config`, logging, signals, serve. Nothing more.
+
+mod args;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpSocket;
+use tracing_subscriber::EnvFilter;
+
+use crate::args::{Args, LogFormat};
+
+/// Pending connections the kernel may hold before we accept them; load tests open
+/// thousands at once, and the default of 128 would overflow.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Pretty => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let config = args.config()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(async move {
+            let socket = if config.listen.is_ipv4() {
+                TcpSocket::new_v4()
+            } else {
+                TcpSocket::new_v6()
+            }?;
+            socket.set_reuseaddr(true)?;
+            socket.set_nodelay(true)?;
+            socket
+                .bind(config.listen)
+                .with_context(|| format!("binding {}", config.listen))?;
+            let listener = socket.listen(ACCEPT_BACKLOG)?;
+            switchboard_server::serve(listener, config, shutdown_signal()).await?;
+            Ok(())
+        })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; SIGINT still works");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

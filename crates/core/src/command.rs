@@ -49,6 +49,28 @@ pub enum Command<'a> {
     Broadcast(RawFrame),
 }
 
+impl Command<'_> {
+    /// The request id to echo on a reply or error, if the command carries one.
+    pub fn rid(&self) -> Option<&RawJson> {
+        match self {
+            Command::Join { rid, .. } | Command::Leave { rid, .. } | Command::Send { rid, .. } => {
+                rid.as_ref()
+            }
+            Command::Pair { .. } | Command::Broadcast(_) => None,
+        }
+    }
+
+    /// Fills in a chat message's timestamp when the client sent none. The core reads no
+    /// clock, so the server calls this with the time of arrival.
+    pub fn stamp_chat(&mut self, now: impl FnOnce() -> Arc<str>) {
+        if let Command::Send { message, .. } = self {
+            if message.kind == SignalKind::Chat && message.timestamp.is_none() {
+                message.timestamp = Some(now());
+            }
+        }
+    }
+}
+
 /// The body of a relayed message, as the sender's dialect found it. Each receiving dialect
 /// picks the parts it can express (see the mapping table in docs/dialects.md).
 #[derive(Debug, Clone)]

@@ -1,1 +1,71 @@
-//! placeholder
+//! switchboard's server: axum routes, one task per WebSocket, the HTTP API, metrics and
+//! shutdown. It owns the sockets and the clock; the rules live in `switchboard-core` and the
+//! wire formats in `switchboard-dialects`. The transport never knows what a room is.
+#![warn(missing_docs)]
+
+mod config;
+mod connection;
+mod http;
+mod limits;
+mod metrics;
+mod router;
+mod shutdown;
+mod upgrade;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use switchboard_cluster::{Bus, LocalBus};
+use switchboard_core::SharedHub;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+pub use shutdown::{serve, ServeError};
+pub use switchboard_core::DialectKind;
+
+use crate::limits::ConnectionLimits;
+use crate::metrics::Metrics;
+
+/// Everything a request handler or socket task needs, cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) hub: SharedHub,
+    pub(crate) metrics: Metrics,
+    pub(crate) limits: Arc<ConnectionLimits>,
+    /// Cancelled on shutdown: every socket task says "going away" and ends.
+    pub(crate) shutdown: CancellationToken,
+    /// Upgraded sockets, which axum does not track (axum#3003), so shutdown can wait.
+    pub(crate) sockets: TaskTracker,
+    /// Set on shutdown: `/readyz` answers 503 and new sockets are refused.
+    pub(crate) draining: AtomicBool,
+    /// Events for other nodes; the single-node default sends nothing.
+    pub(crate) bus: Arc<dyn Bus>,
+}
+
+impl AppState {
+    pub(crate) fn new(config: Config, shutdown: CancellationToken, sockets: TaskTracker) -> Self {
+        let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+        AppState(Arc::new(Inner {
+            config,
+            hub: SharedHub::default(),
+            metrics: Metrics::new(),
+            limits,
+            shutdown,
+            sockets,
+            draining: AtomicBool::new(false),
+            bus: Arc::new(LocalBus),
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

@@ -1,0 +1,229 @@
+//! The command line: every setting is a flag with an environment variable, and the flag wins.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use switchboard_server::{Config, DialectKind};
+
+/// One WebRTC signaling server for five protocols, on one port.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about, long_about = None)]
+pub(crate) struct Args {
+    /// Address to listen on: HOST:PORT, :PORT or PORT [default: 0.0.0.0:8080, or PORT from env]
+    #[arg(long, env = "SIGNALING_ADDR")]
+    listen: Option<String>,
+
+    /// Port alone (the seeds' convention); --listen and SIGNALING_ADDR win over it
+    #[arg(long, env = "PORT", hide = true)]
+    port: Option<u16>,
+
+    /// The dialect `/` speaks to WebSocket clients
+    #[arg(long, env = "SWITCHBOARD_ROOT_DIALECT", value_enum, default_value_t = Root::Conference)]
+    root_dialect: Root,
+
+    /// Largest frame accepted, in bytes; larger closes the socket with 1009
+    #[arg(long, env = "SWITCHBOARD_MAX_FRAME_BYTES", default_value_t = Config::default().max_frame_bytes)]
+    max_frame_bytes: usize,
+
+    /// Events queued per socket before its peer is evicted as too slow (close 1008)
+    #[arg(long, env = "SWITCHBOARD_OUTBOX_CAPACITY", default_value_t = Config::default().outbox_capacity)]
+    outbox_capacity: usize,
+
+    /// Sustained frames per second per connection; faster frames get `rate_limited`
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_RATE", default_value_t = Config::default().max_message_rate)]
+    max_message_rate: u32,
+
+    /// Frames a connection may send at once above the sustained rate
+    #[arg(long, env = "SWITCHBOARD_MESSAGE_BURST", default_value_t = Config::default().message_burst)]
+    message_burst: u32,
+
+    /// Rate-limited frames within one second after which the socket is closed (1008)
+    #[arg(long, env = "SWITCHBOARD_RATE_STRIKES", default_value_t = Config::default().rate_strikes)]
+    rate_strikes: u32,
+
+    /// Open WebSockets in total; more are refused with HTTP 503
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+
+    /// Open WebSockets per client IP; more are refused with HTTP 429
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP", default_value_t = Config::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
+
+    /// How often the server pings each socket
+    #[arg(long, env = "SWITCHBOARD_PING_INTERVAL", value_parser = duration, default_value = "30s")]
+    ping_interval: Duration,
+
+    /// Close a socket that sent nothing (not even a pong) for this long
+    #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT", value_parser = duration, default_value = "75s")]
+    idle_timeout: Duration,
+
+    /// Evict a peer whose socket write takes longer than this
+    #[arg(long, env = "SWITCHBOARD_WRITE_TIMEOUT", value_parser = duration, default_value = "10s")]
+    write_timeout: Duration,
+
+    /// On shutdown, keep /readyz at 503 and refuse new sockets this long before closing the listener
+    #[arg(long, env = "SWITCHBOARD_DRAIN_DELAY", value_parser = duration, default_value = "0s")]
+    drain_delay: Duration,
+
+    /// On shutdown, how long to wait for sockets to close
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE", value_parser = duration, default_value = "10s")]
+    shutdown_grace: Duration,
+
+    /// Allowed CORS origin for the HTTP API (repeatable); none means any
+    #[arg(
+        long = "cors-origin",
+        env = "SWITCHBOARD_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
+
+    /// Allowed WebSocket Origin (repeatable); none means any page may connect
+    #[arg(
+        long = "ws-origin",
+        env = "SWITCHBOARD_WS_ORIGINS",
+        value_delimiter = ','
+    )]
+    ws_origins: Vec<String>,
+
+    /// Log format
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub(crate) log_format: LogFormat,
+}
+
+/// The dialects `/` can speak.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Root {
+    Conference,
+    QueryRooms,
+    Pairing,
+    RoomRelay,
+    Broadcast,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Args {
+    pub(crate) fn config(&self) -> anyhow::Result<Config> {
+        let listen = match (&self.listen, self.port) {
+            (Some(listen), _) => parse_listen(listen)?,
+            (None, Some(port)) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            (None, None) => Config::default().listen,
+        };
+        let root_dialect = match self.root_dialect {
+            Root::Conference => DialectKind::Conference,
+            Root::QueryRooms => DialectKind::QueryRooms,
+            Root::Pairing => DialectKind::Pairing,
+            Root::RoomRelay => DialectKind::RoomRelay,
+            Root::Broadcast => DialectKind::Broadcast,
+        };
+        if self.outbox_capacity == 0 {
+            bail!("--outbox-capacity must be at least 1");
+        }
+        if self.ping_interval.is_zero() {
+            bail!("--ping-interval must be more than 0");
+        }
+        Ok(Config {
+            listen,
+            root_dialect,
+            max_frame_bytes: self.max_frame_bytes,
+            outbox_capacity: self.outbox_capacity,
+            max_message_rate: self.max_message_rate,
+            message_burst: self.message_burst,
+            rate_strikes: self.rate_strikes,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            ping_interval: self.ping_interval,
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
+            drain_delay: self.drain_delay,
+            shutdown_grace: self.shutdown_grace,
+            cors_origins: self.cors_origins.clone(),
+            ws_origins: self.ws_origins.clone(),
+        })
+    }
+}
+
+/// `HOST:PORT`, `:PORT` (all interfaces, as Go servers write it) or a bare `PORT`.
+fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
+    if let Some(port) = text.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .with_context(|| format!("bad port in {text:?}"))?;
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+    }
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
+    }
+    text.parse()
+        .with_context(|| format!("bad listen address {text:?} (want HOST:PORT, :PORT or PORT)"))
+}
+
+fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        Args::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied()))
+            .unwrap()
+            .config()
+            .unwrap()
+    }
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(
+            parse_listen(":9000").unwrap(),
+            "0.0.0.0:9000".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("9001").unwrap(),
+            "0.0.0.0:9001".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen("127.0.0.1:9002").unwrap(),
+            "127.0.0.1:9002".parse().unwrap()
+        );
+        assert!(parse_listen("nowhere").is_err());
+    }
+
+    #[test]
+    fn flags_set_the_config() {
+        let config = config(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--idle-timeout",
+            "2s",
+            "--ws-origin",
+            "https://a,https://b",
+        ]);
+        assert_eq!(config.listen, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(config.idle_timeout, Duration::from_secs(2));
+        assert_eq!(config.ws_origins, ["https://a", "https://b"]);
+        assert_eq!(config.root_dialect, DialectKind::Conference);
+    }
+
+    #[test]
+    fn the_flag_wins_over_port() {
+        assert_eq!(
+            config(&["--port", "7000"]).listen,
+            "0.0.0.0:7000".parse().unwrap()
+        );
+        assert_eq!(
+            config(&["--port", "7000", "--listen", ":7001"]).listen,
+            "0.0.0.0:7001".parse().unwrap()
+        );
+    }
+}

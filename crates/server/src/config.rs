@@ -1,0 +1,84 @@
+//! Everything the server can be told, with the defaults a fresh `switchboard` runs with.
+//! Each limit says why it has its value; docs/configuration in the README lists them all.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use switchboard_core::DialectKind;
+
+/// The server's settings. `Config::default()` is what `switchboard` runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen (HTTP and WebSocket share the port).
+    pub listen: SocketAddr,
+    /// The dialect that `/` speaks to WebSocket clients.
+    pub root_dialect: DialectKind,
+    /// Largest accepted frame or message, in bytes. Larger closes the socket with 1009.
+    /// 64 KiB holds any SDP a browser makes (a 4-track offer is ~10 KiB) with room to spare.
+    pub max_frame_bytes: usize,
+    /// Events queued for one socket before its peer counts as too slow and is evicted
+    /// (close 1008). 512 is several seconds of a busy mesh room's ICE and chat traffic,
+    /// and more than a load test keeps in flight per connection.
+    pub outbox_capacity: usize,
+    /// Sustained frames per second one connection may send. 4000 is well above the
+    /// ~1,500 msg/s the bench drives on one connection, far below a flooding client.
+    pub max_message_rate: u32,
+    /// Frames a connection may send at once above the sustained rate (the bucket size).
+    pub message_burst: u32,
+    /// Frames refused for rate within one second after which the socket is closed (1008).
+    pub rate_strikes: u32,
+    /// Open WebSockets in total; more are refused with HTTP 503.
+    /// 100,000 is what one 2-core box holds at a few KiB each, with headroom.
+    pub max_connections: usize,
+    /// Open WebSockets per client IP; more are refused with HTTP 429. 4096 lets a NAT'd
+    /// office or a load test over a few loopback addresses through, stops one host hoarding.
+    pub max_connections_per_ip: usize,
+    /// How often the server pings each socket.
+    pub ping_interval: Duration,
+    /// A socket that sends nothing (not even a pong) for this long is closed as dead.
+    pub idle_timeout: Duration,
+    /// How long one write to a socket may take before its peer counts as stalled.
+    pub write_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long `/readyz` reports 503 and new sockets are refused
+    /// before the listener closes (lets load balancers notice). 0 by default.
+    pub drain_delay: Duration,
+    /// How long shutdown waits for sockets to finish after telling them to go away.
+    pub shutdown_grace: Duration,
+    /// Origins allowed by CORS on the HTTP routes; empty means any (`*`).
+    pub cors_origins: Vec<String>,
+    /// Origins allowed to open WebSockets; empty means any (as the seeds do).
+    pub ws_origins: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8080)),
+            root_dialect: DialectKind::Conference,
+            max_frame_bytes: 64 * 1024,
+            outbox_capacity: 512,
+            max_message_rate: 4000,
+            message_burst: 4000,
+            rate_strikes: 200,
+            max_connections: 100_000,
+            max_connections_per_ip: 4096,
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            write_timeout: Duration::from_secs(10),
+            drain_delay: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(10),
+            cors_origins: Vec::new(),
+            ws_origins: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults for tests: loopback, and the same limits as production.
+    pub fn for_tests() -> Self {
+        Config {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            ..Config::default()
+        }
+    }
+}

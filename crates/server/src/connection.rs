@@ -1,0 +1,312 @@
+//! The socket task: one per WebSocket, one loop, one exit, one leave. It reads frames,
+//! decodes them with its dialect and hands the commands to the hub (never awaiting inside
+//! the hub's lock); it drains its outbox to the socket in batches; it pings, and closes
+//! with the right code when the peer is gone, too slow, too big, too fast or idle.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
+use futures_util::SinkExt;
+use switchboard_core::{Command, Event, PeerKey, SharedHub};
+use switchboard_dialects::{Dialect, Outbound, WireError};
+use tokio::sync::mpsc;
+use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
+use tracing::{debug, trace, Span};
+
+use crate::limits::{RateLimit, Slot, Verdict};
+use crate::metrics::{DialectMetrics, Limit};
+use crate::AppState;
+
+/// Events written to the socket per flush at most, so one busy peer's batch cannot delay
+/// its own reads for long.
+const MAX_BATCH: usize = 64;
+
+/// Removes the peer from the hub when dropped: exactly once, on every exit path, including
+/// a client that vanishes during the upgrade.
+pub(crate) struct Membership {
+    hub: SharedHub,
+    key: PeerKey,
+}
+
+impl Membership {
+    pub(crate) fn new(hub: SharedHub, key: PeerKey) -> Self {
+        Membership { hub, key }
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.hub.with(|hub| hub.disconnect(self.key));
+    }
+}
+
+/// One socket's state besides the socket itself.
+pub(crate) struct Connection<D: Dialect> {
+    state: AppState,
+    key: PeerKey,
+    session: D::Session,
+    inbox: mpsc::Receiver<Event>,
+    metrics: DialectMetrics,
+    rate: RateLimit,
+    /// Reused for every encoded frame's text before it is handed to the socket.
+    out: String,
+    _membership: Membership,
+    _slot: Slot,
+}
+
+/// How the loop ended, and what (if anything) to tell the client.
+#[derive(Debug, Clone, Copy)]
+enum Close {
+    /// The client closed or the connection broke: nothing to send.
+    Gone,
+    /// Server shutdown.
+    GoingAway,
+    /// The hub evicted this peer for a full outbox.
+    Evicted,
+    /// A write took longer than the write timeout.
+    Stalled,
+    /// A frame over the size limit.
+    TooBig,
+    /// Sustained flooding past the rate limit.
+    TooFast,
+    /// Nothing received for the idle timeout.
+    Idle,
+}
+
+impl Close {
+    fn frame(self) -> Option<(u16, &'static str)> {
+        match self {
+            Close::Gone | Close::Stalled => None,
+            Close::GoingAway => Some((1001, "server shutting down")),
+            Close::Evicted => Some((1008, "too slow: outbox full")),
+            Close::TooBig => Some((1009, "frame too large")),
+            Close::TooFast => Some((1008, "message rate limit exceeded")),
+            Close::Idle => Some((1001, "idle timeout")),
+        }
+    }
+}
+
+impl<D: Dialect> Connection<D> {
+    pub(crate) fn new(
+        state: AppState,
+        key: PeerKey,
+        inbox: mpsc::Receiver<Event>,
+        membership: Membership,
+        slot: Slot,
+    ) -> Self {
+        let config = &state.config;
+        let rate = RateLimit::new(
+            config.max_message_rate,
+            config.message_burst,
+            config.rate_strikes,
+            Instant::now(),
+        );
+        Connection {
+            metrics: state.metrics.for_dialect(D::KIND),
+            state,
+            key,
+            session: D::Session::default(),
+            inbox,
+            rate,
+            out: String::new(),
+            _membership: membership,
+            _slot: slot,
+        }
+    }
+
+    /// Handles one incoming frame. Never awaits: the hub is reached under its lock and
+    /// replies go to this peer's own outbox, in order with everything else.
+    fn receive(&mut self, decoded: Result<Command<'_>, WireError>) {
+        let mut command = match decoded {
+            Ok(command) => command,
+            Err(error) => return self.refuse(error),
+        };
+        command.stamp_chat(|| {
+            Arc::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string())
+        });
+        let rid = command.rid().cloned();
+        let key = self.key;
+        let refused = self.state.hub.with(|hub| {
+            let result = hub.execute(key, command);
+            if let Err(error) = &result {
+                hub.refuse(key, error, rid);
+            }
+            result.err()
+        });
+        if let Some(error) = refused {
+            trace!(%error, "refused");
+            self.state.metrics.error(D::KIND, error.code());
+        }
+    }
+
+    fn refuse(&mut self, error: WireError) {
+        trace!(%error, "bad frame");
+        self.state.metrics.error(D::KIND, error.code);
+        let event = Event::Error {
+            code: error.code,
+            message: Arc::from(&*error.message),
+            rid: error.rid,
+        };
+        let key = self.key;
+        self.state.hub.with(|hub| hub.reply(key, event));
+    }
+
+    /// Encodes `event` (and whatever else is already queued, up to a batch) and writes it.
+    async fn flush(&mut self, socket: &mut WebSocket, first: Event) -> Result<(), Close> {
+        let limit = self.state.config.write_timeout;
+        let write = async {
+            let mut next = Some(first);
+            let mut batch = 0;
+            while let Some(event) = next.take() {
+                if let Event::Joined { room, name, .. } = &event {
+                    Span::current()
+                        .record("peer", name.as_str())
+                        .record("room", room.as_str());
+                }
+                if let Some(message) = self.encode(&event) {
+                    socket.feed(message).await.map_err(|_| Close::Gone)?;
+                }
+                batch += 1;
+                if batch < MAX_BATCH {
+                    next = self.inbox.try_recv().ok();
+                }
+            }
+            socket.flush().await.map_err(|_| Close::Gone)
+        };
+        match timeout(limit, write).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.state.metrics.limit_hit(Limit::WriteTimeout);
+                Err(Close::Stalled)
+            }
+        }
+    }
+
+    fn encode(&mut self, event: &Event) -> Option<Message> {
+        let message = match D::encode(&mut self.session, event, &mut self.out) {
+            Outbound::Skip => return None,
+            Outbound::Text => Message::Text(Utf8Bytes::from(self.out.as_str())),
+            Outbound::SharedText(bytes) => Message::Text(Utf8Bytes::try_from(bytes).ok()?),
+            Outbound::Binary(bytes) => Message::Binary(bytes),
+        };
+        let bytes = match &message {
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+            _ => 0,
+        };
+        self.metrics.frames_out.inc();
+        self.metrics.bytes_out.inc_by(bytes as u64);
+        Some(message)
+    }
+
+    /// Counts a frame against the rate limit; `Err` means close the socket.
+    fn admit_frame(&mut self, len: usize) -> Result<bool, Close> {
+        self.metrics.frames_in.inc();
+        self.metrics.bytes_in.inc_by(len as u64);
+        match self.rate.check(Instant::now()) {
+            Verdict::Allow => Ok(true),
+            Verdict::Refuse => {
+                self.state.metrics.limit_hit(Limit::Rate);
+                self.refuse(WireError::new(
+                    switchboard_core::ErrorCode::RateLimited,
+                    "too many messages: slow down",
+                ));
+                Ok(false)
+            }
+            Verdict::Close => {
+                self.state.metrics.limit_hit(Limit::RateClose);
+                Err(Close::TooFast)
+            }
+        }
+    }
+}
+
+/// Runs one socket until it ends, then says goodbye with the right close code.
+#[tracing::instrument(name = "conn", skip_all, fields(id = conn.key.0, dialect = D::KIND.as_str(), peer, room))]
+pub(crate) async fn run<D: Dialect>(mut socket: WebSocket, mut conn: Connection<D>) {
+    let shutdown = conn.state.shutdown.clone();
+    let config = &conn.state.config;
+    let (ping_every, idle_timeout) = (config.ping_interval, config.idle_timeout);
+    let mut ping = interval_at(Instant::now() + ping_every, ping_every);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    debug!("open");
+    let close = loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break Close::GoingAway,
+            event = conn.inbox.recv() => match event {
+                Some(event) => {
+                    if let Err(close) = conn.flush(&mut socket, event).await {
+                        break close;
+                    }
+                    // Evicted while we were writing: stop now rather than drain the backlog.
+                    if conn.inbox.is_closed() {
+                        break Close::Evicted;
+                    }
+                }
+                None => break Close::Evicted,
+            },
+            frame = socket.recv() => {
+                last_heard = Instant::now();
+                match frame {
+                    Some(Ok(Message::Text(text))) => match conn.admit_frame(text.len()) {
+                        Ok(true) => {
+                            let decoded = D::decode(&mut conn.session, text.as_str());
+                            conn.receive(decoded);
+                        }
+                        Ok(false) => {}
+                        Err(close) => break close,
+                    },
+                    Some(Ok(Message::Binary(bytes))) => match conn.admit_frame(bytes.len()) {
+                        Ok(true) => {
+                            let decoded = D::decode_binary(&mut conn.session, bytes);
+                            conn.receive(decoded);
+                        }
+                        Ok(false) => {}
+                        Err(close) => break close,
+                    },
+                    Some(Ok(Message::Close(_))) | None => break Close::Gone,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {} // tungstenite answers pings
+                    Some(Err(error)) => break read_error(error),
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= idle_timeout {
+                    break Close::Idle;
+                }
+                let sent = timeout(conn.state.config.write_timeout, socket.send(Message::Ping(Bytes::new()))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    break Close::Gone;
+                }
+            }
+        }
+    };
+    match close {
+        Close::Evicted | Close::Stalled => conn.state.metrics.eviction(D::KIND),
+        Close::TooBig => conn.state.metrics.limit_hit(Limit::FrameSize),
+        Close::Idle => conn.state.metrics.limit_hit(Limit::IdleTimeout),
+        _ => {}
+    }
+    debug!(?close, "closed");
+    if let Some((code, reason)) = close.frame() {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = timeout(
+            conn.state.config.write_timeout,
+            socket.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+}
+
+fn read_error(error: axum::Error) -> Close {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => Close::TooBig,
+        _ => Close::Gone,
+    }
+}

@@ -1,0 +1,131 @@
+//! The HTTP routes beside the sockets: liveness, readiness, metrics, the stats API, and the
+//! landing page a browser sees at `/`.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use switchboard_core::DialectKind;
+
+use crate::AppState;
+
+/// `/api/stats` lists this many connections unless `?limit=` asks otherwise.
+const DEFAULT_STATS_LIMIT: usize = 100;
+/// `/api/stats` never lists more than this many, so a call stays cheap at 100k connections.
+const MAX_STATS_LIMIT: usize = 1000;
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    if state.draining.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let census = state.hub.with(|hub| hub.census());
+    let body = state.metrics.render(&census);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StatsQuery {
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatsBody {
+    connected_users: usize,
+    rooms: usize,
+    limit: usize,
+    users: Vec<UserBody>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserBody {
+    id: Option<String>,
+    state: &'static str,
+    target_user: Option<String>,
+    connected_at: String,
+    ip: String,
+    dialect: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<String>,
+    conn: u64,
+}
+
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    Query(query): Query<StatsQuery>,
+) -> Json<impl Serialize> {
+    let limit = query
+        .limit
+        .unwrap_or(DEFAULT_STATS_LIMIT)
+        .min(MAX_STATS_LIMIT);
+    let stats = state.hub.with(|hub| hub.stats(limit));
+    let users = stats
+        .users
+        .into_iter()
+        .map(|user| {
+            let is_room_dialect = matches!(
+                user.dialect,
+                DialectKind::QueryRooms | DialectKind::RoomRelay | DialectKind::Conference
+            );
+            let room = user.room.map(|room| room.to_string());
+            UserBody {
+                id: user.id.map(|id| id.to_string()),
+                state: user.state.as_str(),
+                target_user: user.target.map(|t| t.to_string()),
+                connected_at: humantime::format_rfc3339_millis(user.connected_at).to_string(),
+                ip: user.ip.to_string(),
+                dialect: user.dialect.as_str(),
+                channel: if user.dialect == DialectKind::Broadcast {
+                    room.clone()
+                } else {
+                    None
+                },
+                room: is_room_dialect.then_some(room),
+                conn: user.key.0,
+            }
+        })
+        .collect();
+    Json(StatsBody {
+        connected_users: stats.connected,
+        rooms: stats.rooms,
+        limit,
+        users,
+    })
+}
+
+/// What a browser sees at `/`: where each dialect lives.
+pub(crate) fn landing(state: &AppState) -> Html<String> {
+    let root = state.config.root_dialect.as_str();
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>switchboard</title></head>\
+         <body><h1>switchboard</h1><p>A WebRTC signaling server. WebSocket endpoints:</p><ul>\
+         <li><code>/</code> and <code>/conference</code>: conference (root speaks {root})</li>\
+         <li><code>/ws?peer_id=ID&amp;room=ROOM</code>: query-rooms</li>\
+         <li><code>/pairing</code>: pairing</li><li><code>/room-relay</code>: room-relay</li>\
+         <li><code>/broadcast</code>, <code>/broadcast/CHANNEL</code>: broadcast</li></ul>\
+         <p><a href=\"/api/stats\">/api/stats</a> · <a href=\"/metrics\">/metrics</a> · \
+         <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p></body></html>"
+    ))
+}

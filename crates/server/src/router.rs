@@ -1,0 +1,37 @@
+//! The routes: one WebSocket path per dialect, `/` for the root dialect, and the HTTP API.
+
+use axum::http::HeaderValue;
+use axum::routing::get;
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::{http, upgrade, AppState};
+
+pub(crate) fn router(state: AppState) -> Router {
+    let cors = if state.config.cors_origins.is_empty() {
+        CorsLayer::new().allow_origin(AllowOrigin::any())
+    } else {
+        let origins = state
+            .config
+            .cors_origins
+            .iter()
+            .filter_map(|origin| HeaderValue::from_str(origin).ok());
+        CorsLayer::new().allow_origin(AllowOrigin::list(origins))
+    };
+    let api = Router::new()
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        .route("/metrics", get(http::metrics))
+        .route("/api/stats", get(http::stats))
+        .layer(cors);
+    Router::new()
+        .route("/", get(upgrade::root))
+        .route("/conference", get(upgrade::conference))
+        .route("/room-relay", get(upgrade::room_relay))
+        .route("/ws", get(upgrade::query_rooms))
+        .route("/pairing", get(upgrade::pairing))
+        .route("/broadcast", get(upgrade::broadcast_default))
+        .route("/broadcast/{channel}", get(upgrade::broadcast))
+        .merge(api)
+        .with_state(state)
+}

@@ -1,0 +1,74 @@
+//! Serving until told to stop, then stopping well: tell every socket, wait a bounded time,
+//! exit. Shutdown is an argument (a future), so `main` passes SIGINT/SIGTERM and tests
+//! pass a token.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::time::{sleep, timeout};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::{router, AppState, Config};
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Accepting connections failed.
+    #[error("serving failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves switchboard on `listener` until `signal` completes, then drains: `/readyz` goes
+/// 503, every socket is closed with 1001, the listener closes after `drain_delay`, and
+/// sockets get up to `shutdown_grace` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let shutdown = CancellationToken::new(); // tell
+    let sockets = TaskTracker::new(); // wait
+    let grace = config.shutdown_grace;
+    let drain_delay = config.drain_delay;
+    if config.ws_origins.is_empty() {
+        warn!(
+            "WebSocket Origin check is off: any web page may connect (set --ws-origin to restrict)"
+        );
+    }
+    let state = AppState::new(config, shutdown.clone(), sockets.clone());
+    info!(addr = %listener.local_addr()?, bus = state.bus.name(), "switchboard listening");
+    let app = router::router(state.clone());
+    let draining = state.clone();
+    // Signaling frames are small and latency-bound: never let Nagle hold one back.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        signal.await;
+        info!("shutting down: closing sockets with 1001");
+        draining.draining.store(true, Ordering::SeqCst);
+        draining.shutdown.cancel();
+        sleep(drain_delay).await;
+    })
+    .await?;
+    sockets.close();
+    if timeout(grace, sockets.wait()).await.is_err() {
+        warn!(
+            open = sockets.len(),
+            "grace period over, dropping remaining sockets"
+        );
+    }
+    info!("stopped");
+    Ok(())
+}
