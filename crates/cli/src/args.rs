@@ -1,6 +1,6 @@
 //! The command line: every setting is a flag with an environment variable, and the flag wins.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -163,7 +163,9 @@ fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
     if let Ok(port) = text.parse::<u16>() {
         return Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)));
     }
-    text.parse()
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
         .with_context(|| format!("bad listen address {text:?} (want HOST:PORT, :PORT or PORT)"))
 }
 
@@ -196,7 +198,8 @@ mod tests {
             parse_listen("127.0.0.1:9002").unwrap(),
             "127.0.0.1:9002".parse().unwrap()
         );
-        assert!(parse_listen("nowhere").is_err());
+        assert!(parse_listen("localhost:9003").unwrap().ip().is_loopback());
+        assert!(parse_listen("no port").is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The seam between switchboard nodes. A [`Bus`] carries [`Envelope`]s (events for peers on
-//! other nodes) and never waits: a full queue is an error the caller turns into
-//! `overloaded`. One node needs no bus: [`LocalBus`], the default, sends nothing. A Redis bus
-//! for multi-node operation plugs in here without touching the core or the dialects.
+//! other nodes) and never waits: a full queue is an error ([`BusFull`]) for the caller to
+//! report, never a stall. One node needs no bus: [`LocalBus`], the default, sends nothing. A
+//! Redis bus for multi-node operation (planned) plugs in here without touching the core or
+//! the dialects; the server holds the bus but routes nothing through it yet.
 #![warn(missing_docs)]
 
 use switchboard_core::{PeerName, RoomId};
@@ -33,7 +34,7 @@ pub enum Envelope {
     },
 }
 
-/// The bus queue is full: the caller answers `overloaded` instead of waiting.
+/// The bus queue is full: the caller refuses the request instead of waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the cluster bus is full")]
 pub struct BusFull;

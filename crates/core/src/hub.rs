@@ -380,6 +380,12 @@ impl Hub {
                 self.users.remove(&name);
                 if let Some(target) = target {
                     self.unwatch(target, key);
+                    // The user this one was pinging hears that it went away, unless it is
+                    // busy with someone else (one whose target was this user is a watcher,
+                    // told below).
+                    if !watchers.contains(&target) && self.pairing_state(target).0 == State::Idle {
+                        self.deliver(target, Event::PartnerGone { from: name.clone() });
+                    }
                 }
                 // Everyone whose target was this user is told once and is idle again.
                 for watcher in watchers {
@@ -530,13 +536,13 @@ impl Hub {
                     ));
                 }
                 self.set_target(key, State::Idle, None);
-                // The other side is told only if it was pairing with this user: a user that
-                // is busy with someone else must not receive someone else's disconnect.
-                let mutual = other_target == Some(key);
-                if mutual {
+                // The other side hears of it if it was pairing with this user or is idle
+                // (a pending ping withdrawn); a user busy with someone else must not
+                // receive someone else's disconnect.
+                if other_target == Some(key) {
                     self.set_target(other, State::Idle, None);
                 }
-                mutual
+                other_target == Some(key) || other_state == State::Idle
             }
             SignalKind::Chat | SignalKind::Other(_) => {
                 return Err(CoreError::InvalidState("not a pairing message"));

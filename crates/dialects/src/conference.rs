@@ -130,8 +130,8 @@ fn decode_fields<'a>(
         }
         "leave-room" => {
             let room = match fields.raw("data") {
-                Some(_) => fields.object("data")?.string("roomId")?,
-                None => None,
+                Some(data) if data.get() != "null" => fields.object("data")?.string("roomId")?,
+                _ => None,
             };
             return Ok(Command::Leave { room, rid });
         }

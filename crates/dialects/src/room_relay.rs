@@ -61,8 +61,12 @@ impl Dialect for RoomRelay {
             other => SignalKind::Other(Arc::from(other)),
         };
         let text = match kind {
+            // A chat whose `message` is not a string still relays verbatim; it just has no
+            // text for the dialects that need one.
             SignalKind::Chat => fields
-                .string("message")?
+                .string("message")
+                .ok()
+                .flatten()
                 .map(|text| Arc::from(text.as_ref())),
             _ => None,
         };

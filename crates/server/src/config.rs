@@ -1,5 +1,5 @@
 //! Everything the server can be told, with the defaults a fresh `switchboard` runs with.
-//! Each limit says why it has its value; docs/configuration in the README lists them all.
+//! Each limit says why it has its value; the README's configuration table lists them all.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;

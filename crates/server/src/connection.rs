@@ -11,7 +11,7 @@ use futures_util::SinkExt;
 use switchboard_core::{Command, Event, PeerKey, SharedHub};
 use switchboard_dialects::{Dialect, Outbound, WireError};
 use tokio::sync::mpsc;
-use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, sleep, timeout, Duration, Instant, MissedTickBehavior};
 use tracing::{debug, trace, Span};
 
 use crate::limits::{RateLimit, Slot, Verdict};
@@ -295,12 +295,35 @@ pub(crate) async fn run<D: Dialect>(mut socket: WebSocket, mut conn: Connection<
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        let _ = timeout(
-            conn.state.config.write_timeout,
-            socket.send(Message::Close(Some(frame))),
-        )
-        .await;
+        let write_timeout = conn.state.config.write_timeout;
+        drop(conn); // leave the hub now; the goodbye below may take a moment
+        let sent = timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await;
+        if matches!(sent, Ok(Ok(()))) {
+            linger(&mut socket, close).await;
+        }
     }
+}
+
+/// How long to wait for the client's side of the closing handshake.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Waits, briefly, for the client to answer our close. Dropping a socket with unread bytes
+/// makes the kernel send a reset, which can destroy the close frame before the client reads
+/// it; reading until the client's close (or the linger ends) lets it arrive. After an
+/// oversized frame the stream cannot be read any more, so we can only wait.
+async fn linger(socket: &mut WebSocket, close: Close) {
+    if matches!(close, Close::TooBig) {
+        sleep(LINGER).await;
+        return;
+    }
+    let _ = timeout(LINGER, async {
+        while let Some(Ok(frame)) = socket.recv().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn read_error(error: axum::Error) -> Close {

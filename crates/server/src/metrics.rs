@@ -135,7 +135,7 @@ impl Metrics {
         );
         registry.register(
             "errors",
-            "Error frames sent, by code",
+            "Refused frames and requests, by code (sent as error frames where the dialect has them)",
             metrics.errors.clone(),
         );
         registry.register(

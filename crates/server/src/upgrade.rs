@@ -155,7 +155,7 @@ fn lobby<D: Dialect>(
 ) -> Response {
     let slot = match admit(&state, addr, headers) {
         Ok(slot) => slot,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let (outbox, inbox) = mpsc::channel(state.config.outbox_capacity);
     let key = state
@@ -181,7 +181,7 @@ fn query_rooms_upgrade(
     };
     let slot = match admit(&state, addr, headers) {
         Ok(slot) => slot,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let (outbox, inbox) = mpsc::channel(state.config.outbox_capacity);
     let joined = state.hub.with(|hub| {
@@ -211,7 +211,7 @@ fn pairing_upgrade(
 ) -> Response {
     let slot = match admit(&state, addr, headers) {
         Ok(slot) => slot,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let (outbox, inbox) = mpsc::channel(state.config.outbox_capacity);
     let id = uuid::Uuid::new_v4().to_string();
@@ -236,7 +236,7 @@ fn broadcast_upgrade(
 ) -> Response {
     let slot = match admit(&state, addr, headers) {
         Ok(slot) => slot,
-        Err(response) => return response,
+        Err(refused) => return refused.into_response(),
     };
     let (outbox, inbox) = mpsc::channel(state.config.outbox_capacity);
     let key = state
@@ -245,10 +245,22 @@ fn broadcast_upgrade(
     start::<Broadcast>(ws, state, key, inbox, slot)
 }
 
+/// Why an upgrade was refused before it happened.
+struct Refused(StatusCode, &'static str);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
 /// The checks every upgrade passes: not draining, an allowed Origin, a free slot.
-fn admit(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<Slot, Response> {
+fn admit(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<Slot, Refused> {
     if state.draining.load(Ordering::SeqCst) {
-        return Err((StatusCode::SERVICE_UNAVAILABLE, "server is shutting down").into_response());
+        return Err(Refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server is shutting down",
+        ));
     }
     if !state.config.ws_origins.is_empty() {
         let origin = headers
@@ -256,25 +268,26 @@ fn admit(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<Slot
             .and_then(|value| value.to_str().ok());
         if !origin.is_some_and(|origin| state.config.ws_origins.iter().any(|o| o == origin)) {
             state.metrics.limit_hit(Limit::Origin);
-            return Err((StatusCode::FORBIDDEN, "origin not allowed").into_response());
+            return Err(Refused(StatusCode::FORBIDDEN, "origin not allowed"));
         }
     }
     state.limits.acquire(addr.ip()).map_err(|full| {
-        let (limit, status, why) = match full {
+        let (limit, refused) = match full {
             Full::Total => (
                 Limit::Connections,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server is full",
+                Refused(StatusCode::SERVICE_UNAVAILABLE, "server is full"),
             ),
             Full::PerIp => (
                 Limit::ConnectionsPerIp,
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many connections from this address",
+                Refused(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many connections from this address",
+                ),
             ),
         };
         state.metrics.limit_hit(limit);
-        debug!(ip = %addr.ip(), why, "connection refused");
-        (status, why).into_response()
+        debug!(ip = %addr.ip(), why = refused.1, "connection refused");
+        refused
     })
 }
 

@@ -1,5 +1,7 @@
 //! The conference dialect end to end: three clients on a real server.
 
+#![allow(clippy::unwrap_used)] // tests: an unwrap failing is the test failing
+
 mod common;
 
 use common::{conference, start};

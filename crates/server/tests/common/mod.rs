@@ -1,7 +1,7 @@
 //! Test harness: the real server on an ephemeral loopback port, real WebSocket clients, and
 //! a tiny HTTP/1.1 client. Every wait has a generous bound so a broken server fails the
 //! test instead of hanging it; no bound is a performance assertion.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
