@@ -22,7 +22,8 @@ fn json_value() -> impl Strategy<Value = String> {
         Just("null".to_owned()),
         any::<bool>().prop_map(|b| b.to_string()),
         any::<i64>().prop_map(|n| n.to_string()),
-        any::<String>().prop_map(|s| serde_json::to_string(&s).expect("a String always serializes")),
+        any::<String>()
+            .prop_map(|s| serde_json::to_string(&s).expect("a String always serializes")),
         prop::sample::select(vec![
             "\"join-room\"",
             "\"webrtc-offer\"",
