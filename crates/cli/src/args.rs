@@ -5,12 +5,16 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use switchboard_server::{Config, DialectKind};
+use switchboard_server::{Config, DialectKind, IceServer};
 
 /// One WebRTC signaling server for five protocols, on one port.
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about, long_about = None)]
 pub(crate) struct Args {
+    /// Without a subcommand, switchboard serves.
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+
     /// Address to listen on: HOST:PORT, :PORT or PORT [default: 0.0.0.0:8080, or PORT from env]
     #[arg(long, env = "SIGNALING_ADDR")]
     listen: Option<String>,
@@ -87,9 +91,20 @@ pub(crate) struct Args {
     )]
     ws_origins: Vec<String>,
 
+    /// STUN/TURN server for clients, as URL or URL|USERNAME|CREDENTIAL (repeatable)
+    #[arg(long = "ice-server", env = "SWITCHBOARD_ICE_SERVERS", value_delimiter = ',', value_parser = IceServer::parse)]
+    ice_servers: Vec<IceServer>,
+
     /// Log format
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub(crate) log_format: LogFormat,
+}
+
+/// What else the binary can do besides serving.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Load a signaling server on this machine and report throughput, latency and memory
+    Bench(switchboard_loadtest::BenchArgs),
 }
 
 /// The dialects `/` can speak.
@@ -148,6 +163,7 @@ impl Args {
             shutdown_grace: self.shutdown_grace,
             cors_origins: self.cors_origins.clone(),
             ws_origins: self.ws_origins.clone(),
+            ice_servers: self.ice_servers.clone(),
         })
     }
 }

@@ -1,4 +1,5 @@
-//! The `switchboard` binary: arguments to a `Config`, logging, signals, serve. Nothing more.
+//! The `switchboard` binary: arguments to a `Config`, logging, signals, serve; or `bench`,
+//! handed whole to `switchboard-loadtest`. Nothing more.
 
 mod args;
 
@@ -7,7 +8,7 @@ use clap::Parser;
 use tokio::net::TcpSocket;
 use tracing_subscriber::EnvFilter;
 
-use crate::args::{Args, LogFormat};
+use crate::args::{Args, Command, LogFormat};
 
 /// Pending connections the kernel may hold before we accept them; load tests open
 /// thousands at once, and the default of 128 would overflow.
@@ -15,6 +16,9 @@ const ACCEPT_BACKLOG: u32 = 4096;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Command::Bench(bench)) = args.command {
+        return switchboard_loadtest::run(bench);
+    }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
     match args.log_format {

@@ -69,6 +69,8 @@ pub enum Event {
         members: Arc<[PeerName]>,
         /// The request id of the join, echoed.
         rid: Option<RawJson>,
+        /// The ICE servers (STUN/TURN) the operator configured, as a JSON array, if any.
+        ice_servers: Option<RawJson>,
     },
     /// Another peer joined this peer's room.
     PeerJoined {

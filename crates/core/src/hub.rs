@@ -46,6 +46,8 @@ pub struct Hub {
     connections: [usize; 5],
     members: [usize; 5],
     evictions: u64,
+    /// Handed to every joiner (the operator's `--ice-server`s), shared, never re-encoded.
+    ice_servers: Option<RawJson>,
 }
 
 #[derive(Default)]
@@ -109,6 +111,11 @@ pub struct UserStats {
 }
 
 impl Hub {
+    /// Sets the ICE servers (a JSON array of RTCIceServer objects) every `Joined` carries.
+    pub fn set_ice_servers(&mut self, ice_servers: Option<RawJson>) {
+        self.ice_servers = ice_servers;
+    }
+
     /// Registers a connection that has no place yet (room dialects before joining).
     pub fn register(&mut self, profile: PeerProfile, outbox: Outbox) -> PeerKey {
         self.insert(profile, outbox, Place::Lobby)
@@ -236,6 +243,7 @@ impl Hub {
                 name,
                 members,
                 rid,
+                ice_servers: self.ice_servers.clone(),
             },
         );
         Ok(())

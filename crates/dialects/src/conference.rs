@@ -47,6 +47,7 @@ impl Dialect for Conference {
                 name,
                 members,
                 rid,
+                ice_servers,
             } => {
                 session.name = Some(name.clone());
                 out.push_str(r#"{"type":"joined","data":{"roomId":"#);
@@ -58,7 +59,12 @@ impl Dialect for Conference {
                     }
                     push_str(out, member.as_str());
                 }
-                out.push_str("]}");
+                out.push(']');
+                if let Some(ice_servers) = ice_servers {
+                    out.push_str(r#","iceServers":"#);
+                    out.push_str(ice_servers.as_str());
+                }
+                out.push('}');
                 push_rid(out, rid.as_ref());
                 out.push('}');
             }
@@ -218,6 +224,7 @@ mod tests {
             name: name(who),
             members: Arc::from([name(who)]),
             rid: None,
+            ice_servers: None,
         };
         encode(&mut session, &event);
         session
@@ -242,10 +249,25 @@ mod tests {
             name: name("bob"),
             members: Arc::from([name("alice"), name("bob")]),
             rid: Some(RawJson::new(r#""r-1""#)),
+            ice_servers: None,
         };
         assert_eq!(
             encode(&mut session, &event),
             r#"{"type":"joined","data":{"roomId":"room1","users":["alice","bob"]},"rid":"r-1"}"#
+        );
+        let ice = r#"[{"urls":["stun:127.0.0.1:3478"]}]"#;
+        let event = Event::Joined {
+            room: RoomId::parse("room1").unwrap(),
+            name: name("bob"),
+            members: Arc::from([name("bob")]),
+            rid: None,
+            ice_servers: Some(RawJson::new(ice)),
+        };
+        assert_eq!(
+            encode(&mut session, &event),
+            format!(
+                r#"{{"type":"joined","data":{{"roomId":"room1","users":["bob"],"iceServers":{ice}}}}}"#
+            )
         );
     }
 

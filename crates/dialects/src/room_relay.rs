@@ -282,6 +282,7 @@ mod tests {
             name: name("u2"),
             members: Arc::from([name("u1"), name("u2")]),
             rid: None,
+            ice_servers: None,
         };
         assert_eq!(
             encode(&mut Session::default(), &event),

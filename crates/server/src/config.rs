@@ -48,6 +48,47 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// Origins allowed to open WebSockets; empty means any (as the seeds do).
     pub ws_origins: Vec<String>,
+    /// STUN/TURN servers handed to conference clients in `joined` (`iceServers`).
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// One STUN or TURN server, as a browser's `RTCIceServer` wants it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IceServer {
+    /// `stun:host:port`, `turn:host:port?transport=udp`, `turns:...`.
+    pub urls: Vec<String>,
+    /// TURN username.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN credential.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl IceServer {
+    /// Parses `URL` or `URL|USERNAME|CREDENTIAL` (the `--ice-server` syntax).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = text.splitn(3, '|');
+        let url = parts.next().unwrap_or_default().trim();
+        let known = ["stun:", "stuns:", "turn:", "turns:"];
+        if !known.iter().any(|scheme| url.starts_with(scheme)) || url.len() <= 5 {
+            return Err(format!(
+                "{url:?} is not a stun:, stuns:, turn: or turns: URL"
+            ));
+        }
+        let username = parts.next().map(str::to_owned);
+        let credential = parts.next().map(str::to_owned);
+        if url.starts_with("turn") && (username.is_none() || credential.is_none()) {
+            return Err(format!(
+                "{url:?}: a TURN server needs URL|USERNAME|CREDENTIAL"
+            ));
+        }
+        Ok(IceServer {
+            urls: vec![url.to_owned()],
+            username,
+            credential,
+        })
+    }
 }
 
 impl Default for Config {
@@ -69,6 +110,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             cors_origins: Vec::new(),
             ws_origins: Vec::new(),
+            ice_servers: Vec::new(),
         }
     }
 }

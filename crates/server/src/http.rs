@@ -1,11 +1,10 @@
-//! The HTTP routes beside the sockets: liveness, readiness, metrics, the stats API, and the
-//! landing page a browser sees at `/`.
+//! The HTTP routes beside the sockets: liveness, readiness, metrics and the stats API.
 
 use std::sync::atomic::Ordering;
 
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchboard_core::DialectKind;
@@ -113,19 +112,4 @@ pub(crate) async fn stats(
         limit,
         users,
     })
-}
-
-/// What a browser sees at `/`: where each dialect lives.
-pub(crate) fn landing(state: &AppState) -> Html<String> {
-    let root = state.config.root_dialect.as_str();
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>switchboard</title></head>\
-         <body><h1>switchboard</h1><p>A WebRTC signaling server. WebSocket endpoints:</p><ul>\
-         <li><code>/</code> and <code>/conference</code>: conference (root speaks {root})</li>\
-         <li><code>/ws?peer_id=ID&amp;room=ROOM</code>: query-rooms</li>\
-         <li><code>/pairing</code>: pairing</li><li><code>/room-relay</code>: room-relay</li>\
-         <li><code>/broadcast</code>, <code>/broadcast/CHANNEL</code>: broadcast</li></ul>\
-         <p><a href=\"/api/stats\">/api/stats</a> · <a href=\"/metrics\">/metrics</a> · \
-         <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p></body></html>"
-    ))
 }

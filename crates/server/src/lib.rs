@@ -3,6 +3,7 @@
 //! wire formats in `switchboard-dialects`. The transport never knows what a room is.
 #![warn(missing_docs)]
 
+mod assets;
 mod config;
 mod connection;
 mod http;
@@ -16,11 +17,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use switchboard_cluster::{Bus, LocalBus};
-use switchboard_core::SharedHub;
+use switchboard_core::{RawJson, SharedHub};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::Config;
+pub use config::{Config, IceServer};
 pub use shutdown::{serve, ServeError};
 pub use switchboard_core::DialectKind;
 
@@ -49,9 +50,15 @@ pub(crate) struct Inner {
 impl AppState {
     pub(crate) fn new(config: Config, shutdown: CancellationToken, sockets: TaskTracker) -> Self {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
+        let hub = SharedHub::default();
+        if !config.ice_servers.is_empty() {
+            // Encoded once; every `joined` carries these bytes as they are.
+            let json = serde_json::to_string(&config.ice_servers).ok();
+            hub.with(|hub| hub.set_ice_servers(json.as_deref().map(RawJson::new)));
+        }
         AppState(Arc::new(Inner {
             config,
-            hub: SharedHub::default(),
+            hub,
             metrics: Metrics::new(),
             limits,
             shutdown,

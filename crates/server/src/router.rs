@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{http, upgrade, AppState};
+use crate::{assets, http, upgrade, AppState};
 
 pub(crate) fn router(state: AppState) -> Router {
     let cors = if state.config.cors_origins.is_empty() {
@@ -33,5 +33,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/broadcast", get(upgrade::broadcast_default))
         .route("/broadcast/{channel}", get(upgrade::broadcast))
         .merge(api)
+        .merge(assets::routes())
         .with_state(state)
 }

@@ -5,6 +5,7 @@
 //! `connection::run` with a membership that removes it again on every exit path.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
@@ -12,7 +13,8 @@ use std::time::SystemTime;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use switchboard_core::{CoreError, Event, PeerKey, PeerName, PeerProfile, RoomId};
@@ -22,12 +24,9 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::connection::{self, Connection, Membership};
-use crate::http::landing;
 use crate::limits::{Full, Slot};
 use crate::metrics::Limit;
-use crate::{AppState, DialectKind};
-
-type Upgrade = Result<WebSocketUpgrade, WebSocketUpgradeRejection>;
+use crate::{assets, AppState, DialectKind};
 
 /// Read-buffer size per socket. Small, because most signaling frames are small and idle
 /// sockets should cost little; larger frames grow the buffer as needed.
@@ -35,214 +34,178 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Bytes of outgoing frames collected before a write; a batch is flushed at its end anyway.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
-/// `/`: the root dialect for WebSocket clients, a landing page for browsers.
-pub(crate) async fn root(
-    ws: Upgrade,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+/// What an upgrade request brings, whether or not it is a valid WebSocket upgrade: a plain
+/// GET of `/` is a browser asking for the demo app.
+pub(crate) struct Handshake {
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    addr: SocketAddr,
     headers: HeaderMap,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Handshake {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
+        let ws = WebSocketUpgrade::from_request_parts(parts, state).await;
+        // `serve` always provides the peer address; a missing one (another embedding) counts
+        // as one unknown client for the per-IP limit.
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |info| info.0);
+        Ok(Handshake {
+            ws,
+            addr,
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+/// Where an upgrade leads: which dialect, with what it needs to start.
+enum Target {
+    /// conference or room-relay: connected, in no room until `join-room`.
+    Lobby(DialectKind),
+    /// query-rooms: identity and room from the URL.
+    QueryRooms(HashMap<String, String>),
+    /// pairing: a fresh UUID.
+    Pairing,
+    /// broadcast: a channel.
+    Broadcast(RoomId),
+}
+
+/// `/`: the root dialect for WebSocket clients, the demo app for browsers.
+pub(crate) async fn root(
+    handshake: Handshake,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     State(state): State<AppState>,
 ) -> Response {
-    let Ok(ws) = ws else {
-        return landing(&state).into_response();
-    };
-    match state.config.root_dialect {
-        DialectKind::Conference => lobby::<Conference>(ws, addr, &headers, state),
-        DialectKind::RoomRelay => lobby::<RoomRelay>(ws, addr, &headers, state),
-        DialectKind::Pairing => pairing_upgrade(ws, addr, &headers, state),
-        DialectKind::Broadcast => broadcast_upgrade(ws, addr, &headers, state, default_channel()),
-        DialectKind::QueryRooms => {
-            let query = query.map(|Query(query)| query).unwrap_or_default();
-            query_rooms_upgrade(ws, addr, &headers, state, query)
-        }
+    if handshake.ws.is_err() {
+        return assets::index(&handshake.headers);
     }
+    let target = match state.config.root_dialect {
+        DialectKind::QueryRooms => {
+            Target::QueryRooms(query.map(|Query(query)| query).unwrap_or_default())
+        }
+        DialectKind::Pairing => Target::Pairing,
+        DialectKind::Broadcast => Target::Broadcast(default_channel()),
+        lobby => Target::Lobby(lobby),
+    };
+    open(handshake, state, target)
 }
 
 /// `/conference`
-pub(crate) async fn conference(
-    ws: Upgrade,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    State(state): State<AppState>,
-) -> Response {
-    match ws {
-        Ok(ws) => lobby::<Conference>(ws, addr, &headers, state),
-        Err(rejection) => rejection.into_response(),
-    }
+pub(crate) async fn conference(handshake: Handshake, State(state): State<AppState>) -> Response {
+    open(handshake, state, Target::Lobby(DialectKind::Conference))
 }
 
 /// `/room-relay`
-pub(crate) async fn room_relay(
-    ws: Upgrade,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    State(state): State<AppState>,
-) -> Response {
-    match ws {
-        Ok(ws) => lobby::<RoomRelay>(ws, addr, &headers, state),
-        Err(rejection) => rejection.into_response(),
-    }
+pub(crate) async fn room_relay(handshake: Handshake, State(state): State<AppState>) -> Response {
+    open(handshake, state, Target::Lobby(DialectKind::RoomRelay))
 }
 
 /// `/pairing`
-pub(crate) async fn pairing(
-    ws: Upgrade,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    State(state): State<AppState>,
-) -> Response {
-    match ws {
-        Ok(ws) => pairing_upgrade(ws, addr, &headers, state),
-        Err(rejection) => rejection.into_response(),
-    }
+pub(crate) async fn pairing(handshake: Handshake, State(state): State<AppState>) -> Response {
+    open(handshake, state, Target::Pairing)
 }
 
 /// `/ws?peer_id=ID&room=ROOM`
 pub(crate) async fn query_rooms(
-    ws: Upgrade,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    handshake: Handshake,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     State(state): State<AppState>,
 ) -> Response {
-    let query = match query {
-        Ok(Query(query)) => query,
-        Err(rejection) => return rejection.into_response(),
-    };
-    match ws {
-        Ok(ws) => query_rooms_upgrade(ws, addr, &headers, state, query),
+    match query {
+        Ok(Query(query)) => open(handshake, state, Target::QueryRooms(query)),
         Err(rejection) => rejection.into_response(),
     }
 }
 
 /// `/broadcast`
 pub(crate) async fn broadcast_default(
-    ws: Upgrade,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    handshake: Handshake,
     State(state): State<AppState>,
 ) -> Response {
-    match ws {
-        Ok(ws) => broadcast_upgrade(ws, addr, &headers, state, default_channel()),
-        Err(rejection) => rejection.into_response(),
-    }
+    open(handshake, state, Target::Broadcast(default_channel()))
 }
 
 /// `/broadcast/CHANNEL`: axum percent-decodes the segment, so the identifier rules see
 /// exactly what the client meant.
 pub(crate) async fn broadcast(
-    ws: Upgrade,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    handshake: Handshake,
     Path(channel): Path<String>,
     State(state): State<AppState>,
 ) -> Response {
-    let channel = match RoomId::parse(&channel) {
-        Ok(channel) => channel,
-        Err(error) => return bad_request(format!("channel: {error}")),
-    };
-    match ws {
-        Ok(ws) => broadcast_upgrade(ws, addr, &headers, state, channel),
-        Err(rejection) => rejection.into_response(),
+    match RoomId::parse(&channel) {
+        Ok(channel) => open(handshake, state, Target::Broadcast(channel)),
+        Err(error) => bad_request(format!("channel: {error}")),
     }
 }
 
-fn lobby<D: Dialect>(
-    ws: WebSocketUpgrade,
-    addr: SocketAddr,
-    headers: &HeaderMap,
-    state: AppState,
-) -> Response {
-    let slot = match admit(&state, addr, headers) {
+/// Runs the checks in order (request shape, identity, admission, name), registers the peer
+/// in the hub and starts its socket task.
+fn open(handshake: Handshake, state: AppState, target: Target) -> Response {
+    let Handshake { ws, addr, headers } = handshake;
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let identity = match &target {
+        Target::QueryRooms(query) => match QueryRooms::identity(
+            query.get("peer_id").map(String::as_str),
+            query.get("room").map(String::as_str),
+        ) {
+            Ok(identity) => Some(identity),
+            Err(why) => return bad_request(why),
+        },
+        _ => None,
+    };
+    let slot = match admit(&state, addr, &headers) {
         Ok(slot) => slot,
         Err(refused) => return refused.into_response(),
     };
-    let (outbox, inbox) = mpsc::channel(state.config.outbox_capacity);
-    let key = state
-        .hub
-        .with(|hub| hub.register(profile(D::KIND, addr), outbox));
-    start::<D>(ws, state, key, inbox, slot)
-}
-
-fn query_rooms_upgrade(
-    ws: WebSocketUpgrade,
-    addr: SocketAddr,
-    headers: &HeaderMap,
-    state: AppState,
-    query: HashMap<String, String>,
-) -> Response {
-    let identity = QueryRooms::identity(
-        query.get("peer_id").map(String::as_str),
-        query.get("room").map(String::as_str),
-    );
-    let (room, name) = match identity {
-        Ok(identity) => identity,
-        Err(why) => return bad_request(why),
-    };
-    let slot = match admit(&state, addr, headers) {
-        Ok(slot) => slot,
-        Err(refused) => return refused.into_response(),
+    let kind = match &target {
+        Target::Lobby(kind) => *kind,
+        Target::QueryRooms(_) => DialectKind::QueryRooms,
+        Target::Pairing => DialectKind::Pairing,
+        Target::Broadcast(_) => DialectKind::Broadcast,
     };
     let (outbox, inbox) = mpsc::channel(state.config.outbox_capacity);
-    let joined = state.hub.with(|hub| {
-        if hub.is_taken(room.as_str(), name.as_str()) {
-            return Err(CoreError::NameTaken(name.clone()));
-        }
-        let key = hub.register(profile(DialectKind::QueryRooms, addr), outbox);
-        match hub.join(key, room, name, None) {
-            Ok(()) => Ok(key),
-            Err(error) => {
-                hub.disconnect(key);
-                Err(error)
+    let registered = state.hub.with(|hub| match target {
+        Target::Lobby(kind) => Ok(hub.register(profile(kind, addr), outbox)),
+        Target::QueryRooms(_) => {
+            let (room, name) = identity.expect("query-rooms identity was parsed above");
+            if hub.is_taken(room.as_str(), name.as_str()) {
+                return Err((StatusCode::CONFLICT, CoreError::NameTaken(name)));
             }
+            let key = hub.register(profile(DialectKind::QueryRooms, addr), outbox);
+            hub.join(key, room, name, None)
+                .map(|()| key)
+                .map_err(|error| {
+                    hub.disconnect(key);
+                    (StatusCode::CONFLICT, error)
+                })
+        }
+        Target::Pairing => {
+            let id = PeerName::parse(&uuid::Uuid::new_v4().to_string());
+            // A UUID v4 collision is astronomically unlikely; the client may simply retry.
+            id.and_then(|id| hub.register_user(profile(DialectKind::Pairing, addr), outbox, id))
+                .map_err(|error| (StatusCode::SERVICE_UNAVAILABLE, error))
+        }
+        Target::Broadcast(channel) => {
+            Ok(hub.subscribe(profile(DialectKind::Broadcast, addr), outbox, channel))
         }
     });
-    match joined {
-        Ok(key) => start::<QueryRooms>(ws, state, key, inbox, slot),
-        Err(error) => (StatusCode::CONFLICT, error.to_string()).into_response(),
-    }
-}
-
-fn pairing_upgrade(
-    ws: WebSocketUpgrade,
-    addr: SocketAddr,
-    headers: &HeaderMap,
-    state: AppState,
-) -> Response {
-    let slot = match admit(&state, addr, headers) {
-        Ok(slot) => slot,
-        Err(refused) => return refused.into_response(),
+    let key = match registered {
+        Ok(key) => key,
+        Err((status, error)) => return (status, error.to_string()).into_response(),
     };
-    let (outbox, inbox) = mpsc::channel(state.config.outbox_capacity);
-    let id = uuid::Uuid::new_v4().to_string();
-    let registered = PeerName::parse(&id).and_then(|name| {
-        state
-            .hub
-            .with(|hub| hub.register_user(profile(DialectKind::Pairing, addr), outbox, name))
-    });
-    match registered {
-        Ok(key) => start::<Pairing>(ws, state, key, inbox, slot),
-        // A UUID v4 collision: astronomically unlikely, and the client may simply retry.
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response(),
+    match kind {
+        DialectKind::Conference => start::<Conference>(ws, state, key, inbox, slot),
+        DialectKind::RoomRelay => start::<RoomRelay>(ws, state, key, inbox, slot),
+        DialectKind::QueryRooms => start::<QueryRooms>(ws, state, key, inbox, slot),
+        DialectKind::Pairing => start::<Pairing>(ws, state, key, inbox, slot),
+        DialectKind::Broadcast => start::<Broadcast>(ws, state, key, inbox, slot),
     }
-}
-
-fn broadcast_upgrade(
-    ws: WebSocketUpgrade,
-    addr: SocketAddr,
-    headers: &HeaderMap,
-    state: AppState,
-    channel: RoomId,
-) -> Response {
-    let slot = match admit(&state, addr, headers) {
-        Ok(slot) => slot,
-        Err(refused) => return refused.into_response(),
-    };
-    let (outbox, inbox) = mpsc::channel(state.config.outbox_capacity);
-    let key = state
-        .hub
-        .with(|hub| hub.subscribe(profile(DialectKind::Broadcast, addr), outbox, channel));
-    start::<Broadcast>(ws, state, key, inbox, slot)
 }
 
 /// Why an upgrade was refused before it happened.

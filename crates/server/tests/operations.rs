@@ -18,13 +18,6 @@ async fn health_and_readiness() {
     assert_eq!((health.status, health.body.as_str()), (200, "ok\n"));
     let ready = server.get("/readyz").await;
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
-    let landing = server.get("/").await;
-    assert_eq!(landing.status, 200);
-    assert!(landing
-        .header("content-type")
-        .unwrap()
-        .starts_with("text/html"));
-    assert!(landing.body.contains("/conference"));
 }
 
 #[tokio::test]
@@ -211,4 +204,106 @@ async fn while_draining_readyz_is_503_and_new_sockets_are_refused() {
         .stopped()
         .await
         .expect("serve returns Ok after the drain");
+}
+
+#[tokio::test]
+async fn the_browser_face_is_served_with_types_caching_and_a_strict_csp() {
+    let server = start().await;
+    for (path, content_type) in [
+        ("/", "text/html"),
+        ("/app.js", "text/javascript"),
+        ("/style.css", "text/css"),
+        ("/client.js", "text/javascript"),
+        ("/test.html", "text/html"),
+        ("/test.js", "text/javascript"),
+        ("/dashboard", "text/html"),
+        ("/dashboard.js", "text/javascript"),
+    ] {
+        let response = server.get(path).await;
+        assert_eq!(response.status, 200, "{path}");
+        assert!(
+            response
+                .header("content-type")
+                .unwrap()
+                .starts_with(content_type),
+            "{path}"
+        );
+        assert_eq!(response.header("cache-control"), Some("no-cache"), "{path}");
+        let csp = response.header("content-security-policy").unwrap();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+        let etag = response.header("etag").unwrap().to_owned();
+        let again = server
+            .request(&format!("GET {path} HTTP/1.1\r\nHost: t\r\nIf-None-Match: {etag}\r\nConnection: close\r\n\r\n"))
+            .await;
+        assert_eq!(again.status, 304, "{path} revalidates");
+    }
+    assert_eq!(server.get("/nope.js").await.status, 404);
+}
+
+#[tokio::test]
+async fn joined_carries_the_configured_ice_servers() {
+    let ice_servers = vec![
+        switchboard_server::IceServer::parse("stun:127.0.0.1:3478").unwrap(),
+        switchboard_server::IceServer::parse("turn:127.0.0.1:3478?transport=udp|user|secret")
+            .unwrap(),
+    ];
+    let server = start_with(Config {
+        ice_servers,
+        ..Config::for_tests()
+    })
+    .await;
+    let mut client = server.connect("/conference").await;
+    client
+        .send(r#"{"type":"join-room","data":{"roomId":"r","username":"a"}}"#)
+        .await;
+    let joined = client.expect("joined").await;
+    assert_eq!(
+        joined["data"]["iceServers"],
+        json!([
+            {"urls":["stun:127.0.0.1:3478"]},
+            {"urls":["turn:127.0.0.1:3478?transport=udp"],"username":"user","credential":"secret"}
+        ])
+    );
+    // Without --ice-server, `joined` is exactly the contract's frame.
+    let server = start().await;
+    let mut client = server.connect("/conference").await;
+    client
+        .send(r#"{"type":"join-room","data":{"roomId":"r","username":"a"}}"#)
+        .await;
+    assert_eq!(
+        client.text().await,
+        r#"{"type":"joined","data":{"roomId":"r","users":["a"]}}"#
+    );
+    assert!(switchboard_server::IceServer::parse("http://x").is_err());
+    assert!(
+        switchboard_server::IceServer::parse("turn:x:3478").is_err(),
+        "TURN needs credentials"
+    );
+}
+
+#[tokio::test]
+async fn the_root_path_speaks_the_chosen_dialect() {
+    use switchboard_server::DialectKind;
+    let server = start_with(Config {
+        root_dialect: DialectKind::Pairing,
+        ..Config::for_tests()
+    })
+    .await;
+    let mut client = server.connect("/").await;
+    client.expect("connected").await;
+
+    let config = Config {
+        root_dialect: DialectKind::QueryRooms,
+        ..Config::for_tests()
+    };
+    let server = start_with(config).await;
+    let _first = server.connect("/?peer_id=p1&room=r").await;
+    let (status, _) = server.refused("/?peer_id=p1&room=r").await;
+    assert_eq!(status, 409);
+    let (status, body) = server.refused("/?room=r").await;
+    assert_eq!(status, 400, "{body}");
 }

@@ -1,0 +1,344 @@
+//! One bench client on the wire: where it may connect (loopback only), how it opens a socket
+//! from a chosen loopback source address, and the frames it writes and reads in each dialect.
+//! It writes frames by hand, as a browser's JavaScript would, and parses only the timestamp
+//! it put in the payload; the scenarios decide what to send and when.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::http::Uri;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+/// An open client socket.
+pub(crate) type Ws = WebSocketStream<TcpStream>;
+
+/// How long one connect, upgrade and join may take before the client counts as failed.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server under load: a `ws://` URL whose host is on this machine's loopback.
+#[derive(Debug, Clone)]
+pub struct Target {
+    url: String,
+    addr: SocketAddr,
+    authority: String,
+    base_path: String,
+}
+
+impl Target {
+    /// Parses `url` and refuses anything but plain `ws://` to 127.0.0.0/8, `localhost` or
+    /// `[::1]`: the bench is a load generator, and load goes nowhere but this machine.
+    pub fn parse(url: &str) -> anyhow::Result<Target> {
+        let uri: Uri = url.parse().with_context(|| format!("bad url {url:?}"))?;
+        if uri.scheme_str() != Some("ws") {
+            bail!("bad url {url:?}: want ws://HOST:PORT (no TLS on loopback)");
+        }
+        let host = uri
+            .host()
+            .with_context(|| format!("bad url {url:?}: no host"))?;
+        let ip = match host.trim_start_matches('[').trim_end_matches(']') {
+            "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            other => other.parse::<IpAddr>().map_err(|_| {
+                anyhow::anyhow!("refusing {url:?}: the bench only loads loopback addresses (127.0.0.0/8, localhost, ::1), by IP")
+            })?,
+        };
+        if !ip.is_loopback() {
+            bail!(
+                "refusing {url:?}: the bench only loads loopback addresses (127.0.0.0/8, localhost, ::1)"
+            );
+        }
+        let addr = SocketAddr::new(ip, uri.port_u16().unwrap_or(80));
+        Ok(Target {
+            url: url.to_owned(),
+            addr,
+            authority: addr.to_string(),
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// The URL as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The loopback source address for client number `index`, spreading clients over
+    /// 127.0.0.1 to 127.0.0.`sources` so no single source runs out of ephemeral ports.
+    /// `None` (let the kernel choose) for an IPv6 target.
+    pub(crate) fn source(&self, index: usize, sources: u8) -> Option<Ipv4Addr> {
+        if !self.addr.is_ipv4() || sources <= 1 {
+            return None;
+        }
+        let host = index % usize::from(sources);
+        // `sources` is at most 254 (checked by the CLI), so 1 + host fits in a u8.
+        let last = u8::try_from(host + 1).unwrap_or(1);
+        Some(Ipv4Addr::new(127, 0, 0, last))
+    }
+
+    /// Opens one client: TCP from `source`, the upgrade, and the dialect's join, all within
+    /// [`CONNECT_TIMEOUT`].
+    pub(crate) async fn open(
+        &self,
+        dialect: Dialect,
+        source: Option<Ipv4Addr>,
+        room: &str,
+        name: &str,
+    ) -> anyhow::Result<Ws> {
+        timeout(CONNECT_TIMEOUT, self.open_now(dialect, source, room, name))
+            .await
+            .with_context(|| format!("no join within {CONNECT_TIMEOUT:?}"))?
+    }
+
+    async fn open_now(
+        &self,
+        dialect: Dialect,
+        source: Option<Ipv4Addr>,
+        room: &str,
+        name: &str,
+    ) -> anyhow::Result<Ws> {
+        let socket = match self.addr {
+            SocketAddr::V4(_) => TcpSocket::new_v4(),
+            SocketAddr::V6(_) => TcpSocket::new_v6(),
+        }?;
+        if let Some(source) = source {
+            socket
+                .bind(SocketAddr::from((source, 0)))
+                .with_context(|| format!("binding source address {source}"))?;
+        }
+        let stream = socket
+            .connect(self.addr)
+            .await
+            .with_context(|| format!("connecting to {}", self.addr))?;
+        stream.set_nodelay(true)?;
+        let url = format!(
+            "ws://{}{}{}",
+            self.authority,
+            self.base_path,
+            dialect.path(room, name)
+        );
+        let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+            .await
+            .context("websocket upgrade")?;
+        dialect.join(&mut ws, room, name).await?;
+        Ok(ws)
+    }
+}
+
+/// The dialects the bench speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dialect {
+    /// `/ws?peer_id=ID&room=ROOM`: the URL is the join; the floor speaks it too.
+    QueryRooms,
+    /// `/conference`: `join-room`, then `webrtc-offer` to a `target`.
+    Conference,
+}
+
+impl Dialect {
+    /// The name on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::QueryRooms => "query-rooms",
+            Dialect::Conference => "conference",
+        }
+    }
+
+    /// Whether the dialect can send one frame to the whole room that comes back as a relayed
+    /// payload. Conference's room-wide message is a chat, whose body is text, not a payload.
+    pub(crate) fn has_room_wide(self) -> bool {
+        self == Dialect::QueryRooms
+    }
+
+    fn path(self, room: &str, name: &str) -> String {
+        match self {
+            Dialect::QueryRooms => format!("/ws?peer_id={name}&room={room}"),
+            Dialect::Conference => "/conference".to_owned(),
+        }
+    }
+
+    /// query-rooms joins with the URL; conference sends `join-room` and waits for `joined`.
+    async fn join(self, ws: &mut Ws, room: &str, name: &str) -> anyhow::Result<()> {
+        if self == Dialect::QueryRooms {
+            return Ok(());
+        }
+        let join =
+            format!(r#"{{"type":"join-room","data":{{"roomId":"{room}","username":"{name}"}}}}"#);
+        ws.send(Message::text(join)).await?;
+        while let Some(frame) = ws.next().await {
+            if let Message::Text(text) = frame? {
+                if text.starts_with(r#"{"type":"joined""#) {
+                    return Ok(());
+                }
+                if is_error(&text) {
+                    bail!("join refused: {}", text.as_str());
+                }
+            }
+        }
+        bail!("socket closed before joined")
+    }
+
+    /// Writes a frame for one peer, `to`, carrying `stamp` in a payload of `size` bytes.
+    pub(crate) fn addressed(self, out: &mut String, to: &str, stamp: Stamp, size: usize) {
+        out.clear();
+        match self {
+            Dialect::QueryRooms => {
+                out.push_str(r#"{"type":"offer","to":""#);
+                out.push_str(to);
+                out.push_str(r#"","payload":"#);
+                stamp.write(out, size);
+                out.push('}');
+            }
+            Dialect::Conference => {
+                out.push_str(r#"{"type":"webrtc-offer","data":{"target":""#);
+                out.push_str(to);
+                out.push_str(r#"","payload":"#);
+                stamp.write(out, size);
+                out.push_str("}}");
+            }
+        }
+    }
+
+    /// Writes a frame for everyone else in the room (query-rooms only; see `has_room_wide`).
+    pub(crate) fn room_wide(self, out: &mut String, stamp: Stamp, size: usize) {
+        out.clear();
+        out.push_str(r#"{"type":"offer","payload":"#);
+        stamp.write(out, size);
+        out.push('}');
+    }
+}
+
+/// What a bench payload carries: when it was sent and, for fanout, which round it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    /// Nanoseconds since [`epoch`] when the frame was written.
+    pub(crate) sent_ns: u64,
+    /// The sender's round (fanout); 0 elsewhere.
+    pub(crate) round: u64,
+}
+
+/// Where a payload starts; nothing the servers write before the payload contains it.
+const STAMP_PREFIX: &str = r#"{"t":"#;
+const ROUND_KEY: &str = r#","r":"#;
+
+impl Stamp {
+    /// A stamp for now.
+    pub(crate) fn now(round: u64) -> Stamp {
+        Stamp {
+            sent_ns: now_ns(),
+            round,
+        }
+    }
+
+    /// Writes `{"t":T,"r":R,"p":"xxx…"}`, padded to `size` bytes (or just the stamp if
+    /// `size` is smaller).
+    fn write(self, out: &mut String, size: usize) {
+        let start = out.len();
+        out.push_str(STAMP_PREFIX);
+        push_u64(out, self.sent_ns);
+        out.push_str(ROUND_KEY);
+        push_u64(out, self.round);
+        out.push_str(r#","p":""#);
+        let used = out.len() - start + 2;
+        out.extend(std::iter::repeat_n('x', size.saturating_sub(used)));
+        out.push_str("\"}");
+    }
+
+    /// Finds the stamp in a relayed frame, whatever the dialect's envelope around it.
+    pub(crate) fn find(text: &str) -> Option<Stamp> {
+        let at = text.find(STAMP_PREFIX)?;
+        let rest = text.get(at + STAMP_PREFIX.len()..)?;
+        let (sent_ns, rest) = leading_u64(rest)?;
+        let rest = rest.strip_prefix(ROUND_KEY)?;
+        let (round, _) = leading_u64(rest)?;
+        Some(Stamp { sent_ns, round })
+    }
+}
+
+/// Whether a server frame is an error frame (both dialects start them the same way).
+pub(crate) fn is_error(text: &str) -> bool {
+    text.starts_with(r#"{"type":"error""#)
+}
+
+/// The common clock of this bench process: every stamp and every receive time is measured
+/// from here, so one-way latency is one subtraction with no clock skew.
+pub(crate) fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Nanoseconds since [`epoch`]. u64 nanoseconds last 584 years.
+pub(crate) fn now_ns() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn push_u64(out: &mut String, value: u64) {
+    use std::fmt::Write;
+    let _ = write!(out, "{value}");
+}
+
+fn leading_u64(text: &str) -> Option<(u64, &str)> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, rest) = text.split_at_checked(digits)?;
+    Some((number.parse().ok()?, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets() {
+        for ok in [
+            "ws://127.0.0.1:8080",
+            "ws://127.9.9.9:1/",
+            "ws://localhost:9000",
+            "ws://[::1]:9000",
+        ] {
+            assert!(Target::parse(ok).is_ok(), "{ok}");
+        }
+        for refused in [
+            "ws://10.0.0.1:8080",
+            "ws://192.168.1.2:80",
+            "ws://8.8.8.8:80",
+            "ws://example.com:80",
+            "ws://[2001:db8::1]:80",
+            "wss://127.0.0.1:443",
+            "http://127.0.0.1:80",
+        ] {
+            assert!(Target::parse(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn sources_spread_over_loopback() {
+        let target = Target::parse("ws://127.0.0.1:8080").unwrap();
+        assert_eq!(target.source(0, 3), Some(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(target.source(4, 3), Some(Ipv4Addr::new(127, 0, 0, 2)));
+        assert_eq!(target.source(5, 1), None);
+        let v6 = Target::parse("ws://[::1]:8080").unwrap();
+        assert_eq!(v6.source(5, 4), None);
+    }
+
+    #[test]
+    fn stamps_round_trip_at_the_requested_size() {
+        let stamp = Stamp {
+            sent_ns: 123_456_789,
+            round: 7,
+        };
+        let mut out = String::new();
+        Dialect::QueryRooms.addressed(&mut out, "b", stamp, 1024);
+        let _: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let at = out.find(r#""payload":"#).unwrap() + r#""payload":"#.len();
+        let payload = &out[at..out.len() - 1];
+        assert_eq!(payload.len(), 1024);
+        let relayed = format!(r#"{{"type":"offer","from":"a","to":"b","payload":{payload}}}"#);
+        assert_eq!(Stamp::find(&relayed), Some(stamp));
+        Dialect::Conference.addressed(&mut out, "b", stamp, 10);
+        assert_eq!(Stamp::find(&out), Some(stamp));
+        assert_eq!(Stamp::find(r#"{"type":"peer_joined"}"#), None);
+    }
+}

@@ -1,0 +1,414 @@
+//! `switchboard bench`: a load generator for signaling servers on this machine. Four
+//! scenarios (relay, fanout, idle, storm) speak a dialect as a real client would, with the
+//! sender's timestamp in every payload so one-way latency is exact, and `compare` runs one
+//! scenario against several URLs in interleaved rounds and prints ratios to the first.
+//!
+//! Every run is bounded in clients and time (the `MAX_*` consts below) and talks only to the
+//! loopback URL it is given. The scenarios live in `scenario.rs`, the wire in `client.rs`, the
+//! figures and their presentation in `report.rs`, the server's `/proc` readings in `probe.rs`.
+#![warn(missing_docs)]
+
+mod client;
+mod probe;
+mod progress;
+mod report;
+mod scenario;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context};
+
+pub use client::{Dialect, Target};
+pub use report::{plot, Compared, Comparison, Params, Percentiles, Report, ServerUsage};
+
+/// Client sockets one run may open (idle connections, storm clients, relay pairs × 2).
+/// The bench process needs one descriptor each; 20,000 is the hard `ulimit -n` here.
+pub const MAX_CLIENTS: u64 = 20_000;
+/// Peers in one fanout room: each frame is copied to every other, so the cost is quadratic.
+pub const MAX_FANOUT_PEERS: u64 = 500;
+/// Messages (relay) or rounds (fanout) in flight per sender.
+pub const MAX_WINDOW: u64 = 64;
+/// Payload bytes; switchboard refuses frames over 64 KiB.
+pub const MAX_SIZE: usize = 60 * 1024;
+/// Longest warm-up, measured window or idle hold.
+pub const MAX_DURATION: Duration = Duration::from_secs(600);
+/// Connections opened at once.
+pub const MAX_CONCURRENCY: usize = 5_000;
+/// Rounds of a comparison.
+pub const MAX_ROUNDS: u32 = 20;
+/// URLs in one comparison.
+pub const MAX_URLS: usize = 8;
+/// Pause between the runs of a comparison, so closed sockets leave the server first.
+const PAUSE_BETWEEN_RUNS: Duration = Duration::from_secs(2);
+
+/// `switchboard bench`: load a signaling server on this machine and report what it did.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// The scenario to run, or `compare`.
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+/// A single run, or a comparison.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// One scenario against one URL.
+    #[command(flatten)]
+    Run(Scenario),
+    /// One scenario against several URLs (`--url` repeated), in interleaved rounds
+    /// (A, B, A, B, ...), with medians and ratios to the first URL (the floor)
+    Compare(CompareArgs),
+}
+
+/// The scenarios.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Scenario {
+    /// P pairs, one room each, closed loop A→B→A with W messages in flight per pair: round
+    /// trips/s and one-way latency
+    Relay(RelayArgs),
+    /// One room of K peers, each sending to all (room-wide) and to each (addressed), W
+    /// rounds in flight: deliveries/s and latency
+    Fanout(FanoutArgs),
+    /// N connections held open: the server's memory per connection and idle CPU
+    /// (with --server-pid)
+    Idle(IdleArgs),
+    /// C clients connecting and joining, `--concurrency` at a time: joins/s and
+    /// time-to-joined
+    Storm(StormArgs),
+}
+
+/// `bench compare`: the scenario's own flags, plus rounds.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// Rounds; each runs every URL once, in the order given
+    #[arg(long, global = true, default_value_t = 3)]
+    pub rounds: u32,
+    /// The scenario to compare.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// Flags every scenario takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Server to load: ws://HOST:PORT on loopback (127.0.0.0/8, localhost, [::1]);
+    /// repeat under `compare`
+    #[arg(long = "url", required = true)]
+    pub urls: Vec<String>,
+    /// The dialect the clients speak (the floor speaks only query-rooms)
+    #[arg(long, value_enum, default_value_t = Dialect::QueryRooms)]
+    pub dialect: Dialect,
+    /// Spread client sockets over source addresses 127.0.0.1 to 127.0.0.N
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub sources: u8,
+    /// The server's PID, to read its memory and CPU from /proc; under `compare`, one per
+    /// URL in the same order
+    #[arg(long = "server-pid")]
+    pub server_pids: Vec<u32>,
+    /// Connections opened at once (the measured knob for storm)
+    #[arg(long, default_value_t = 500)]
+    pub concurrency: usize,
+    /// Print one JSON object per run (and per comparison) instead of the summary
+    #[arg(long)]
+    pub json: bool,
+    /// Write an SVG chart of the latency distributions to FILE
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+}
+
+/// Flags of the timed scenarios (relay, fanout).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Load {
+    /// Payload bytes per message (at least the ~50-byte timestamp)
+    #[arg(long, default_value_t = 1024)]
+    pub size: usize,
+    /// Messages (relay) or rounds (fanout) in flight per sender
+    #[arg(long, default_value_t = 1)]
+    pub window: u64,
+    /// The measured window
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Load before the measured window starts, not counted
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    pub warmup: Duration,
+}
+
+/// `bench relay`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RelayArgs {
+    /// Flags every scenario takes.
+    #[command(flatten)]
+    pub common: Common,
+    /// Timing and payload.
+    #[command(flatten)]
+    pub load: Load,
+    /// Pairs, one room each
+    #[arg(long, default_value_t = 100)]
+    pub pairs: u64,
+}
+
+/// `bench fanout`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FanoutArgs {
+    /// Flags every scenario takes.
+    #[command(flatten)]
+    pub common: Common,
+    /// Timing and payload. Each peer's unread backlog can reach 2 × window × (peers - 1)
+    /// frames: keep it under the server's outbox (switchboard: 512) or peers get evicted.
+    #[command(flatten)]
+    pub load: Load,
+    /// Peers in the room
+    #[arg(long, default_value_t = 50)]
+    pub peers: u64,
+    /// Room-wide frames, addressed frames (one per other peer), or one run of each
+    #[arg(long, value_enum, default_value_t = FanoutMode::Both)]
+    pub mode: FanoutMode,
+}
+
+/// How fanout peers address their frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FanoutMode {
+    /// One frame to the whole room per round.
+    RoomWide,
+    /// One frame to each other peer per round.
+    Addressed,
+    /// A room-wide run, then an addressed run.
+    Both,
+}
+
+/// `bench idle`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdleArgs {
+    /// Flags every scenario takes.
+    #[command(flatten)]
+    pub common: Common,
+    /// Connections to hold, each in its own room
+    #[arg(long, default_value_t = 1000)]
+    pub connections: u64,
+    /// How long to hold them once all are open
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub hold: Duration,
+}
+
+/// `bench storm`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StormArgs {
+    /// Flags every scenario takes.
+    #[command(flatten)]
+    pub common: Common,
+    /// Clients, joining rooms of two
+    #[arg(long, default_value_t = 1000)]
+    pub clients: u64,
+}
+
+/// Everything one `bench` invocation measured, in the order it ran.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// One report per run (a fanout with `--mode both` makes two per URL and round).
+    pub reports: Vec<Report>,
+    /// One comparison per scenario (`compare` only).
+    pub comparisons: Vec<Comparison>,
+}
+
+impl Scenario {
+    /// The flags every scenario takes.
+    pub fn common(&self) -> &Common {
+        match self {
+            Scenario::Relay(args) => &args.common,
+            Scenario::Fanout(args) => &args.common,
+            Scenario::Idle(args) => &args.common,
+            Scenario::Storm(args) => &args.common,
+        }
+    }
+
+    /// Refuses out-of-bounds or contradictory flags before anything connects.
+    fn check(&self) -> anyhow::Result<()> {
+        let common = self.common();
+        ensure!(
+            (1..=MAX_CONCURRENCY).contains(&common.concurrency),
+            "--concurrency must be 1 to {MAX_CONCURRENCY}"
+        );
+        let load = match self {
+            Scenario::Relay(args) => {
+                ensure!(
+                    (1..=MAX_CLIENTS / 2).contains(&args.pairs),
+                    "--pairs must be 1 to {}",
+                    MAX_CLIENTS / 2
+                );
+                Some(&args.load)
+            }
+            Scenario::Fanout(args) => {
+                ensure!(
+                    (2..=MAX_FANOUT_PEERS).contains(&args.peers),
+                    "--peers must be 2 to {MAX_FANOUT_PEERS}"
+                );
+                if args.mode != FanoutMode::Addressed && !common.dialect.has_room_wide() {
+                    bail!(
+                        "{} has no room-wide relayed payload: use --mode addressed",
+                        common.dialect.as_str()
+                    );
+                }
+                Some(&args.load)
+            }
+            Scenario::Idle(args) => {
+                ensure!(
+                    (1..=MAX_CLIENTS).contains(&args.connections),
+                    "--connections must be 1 to {MAX_CLIENTS}"
+                );
+                ensure!(
+                    args.hold <= MAX_DURATION,
+                    "--hold must be at most {MAX_DURATION:?}"
+                );
+                None
+            }
+            Scenario::Storm(args) => {
+                ensure!(
+                    (1..=MAX_CLIENTS).contains(&args.clients),
+                    "--clients must be 1 to {MAX_CLIENTS}"
+                );
+                None
+            }
+        };
+        if let Some(load) = load {
+            ensure!(load.size <= MAX_SIZE, "--size must be at most {MAX_SIZE}");
+            ensure!(
+                (1..=MAX_WINDOW).contains(&load.window),
+                "--window must be 1 to {MAX_WINDOW}"
+            );
+            ensure!(
+                !load.duration.is_zero() && load.duration <= MAX_DURATION,
+                "--duration must be more than 0 and at most {MAX_DURATION:?}"
+            );
+            ensure!(
+                load.warmup <= MAX_DURATION,
+                "--warmup must be at most {MAX_DURATION:?}"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl BenchArgs {
+    /// The scenario run, alone or compared.
+    pub fn scenario(&self) -> &Scenario {
+        match &self.command {
+            BenchCommand::Run(scenario) => scenario,
+            BenchCommand::Compare(compare) => &compare.scenario,
+        }
+    }
+}
+
+/// Runs `args` on a runtime of its own and prints the summaries (or JSON lines) to stdout,
+/// progress to stderr, and the chart to `--plot`.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the bench runtime")?;
+    let outcome = runtime.block_on(execute(&args))?;
+    let common = args.scenario().common();
+    for report in &outcome.reports {
+        if common.json {
+            println!("{}", serde_json::to_string(report)?);
+        } else {
+            println!("{}", report.summary());
+        }
+    }
+    for comparison in &outcome.comparisons {
+        if common.json {
+            println!("{}", serde_json::to_string(comparison)?);
+        } else {
+            println!("{}", comparison.summary());
+        }
+    }
+    if let Some(path) = &common.plot {
+        // Under `compare`, chart the last round: every URL once, measured side by side.
+        let last = outcome.reports.iter().filter_map(|r| r.round).max();
+        let charted: Vec<Report> = outcome
+            .reports
+            .iter()
+            .filter(|r| r.round == last && r.histogram.is_some())
+            .cloned()
+            .collect();
+        plot(path, &charted)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Runs `args` and returns what was measured, printing nothing to stdout. Checks every flag
+/// and URL (loopback only) before the first connection.
+pub async fn execute(args: &BenchArgs) -> anyhow::Result<Outcome> {
+    let scenario = args.scenario();
+    scenario.check()?;
+    let common = scenario.common();
+    let targets = common
+        .urls
+        .iter()
+        .map(|url| Target::parse(url))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut outcome = Outcome::default();
+    match &args.command {
+        BenchCommand::Run(scenario) => {
+            ensure!(
+                targets.len() == 1,
+                "one --url per run; `bench compare` takes several"
+            );
+            ensure!(
+                common.server_pids.len() <= 1,
+                "one --server-pid per run; `bench compare` takes one per URL"
+            );
+            for target in &targets {
+                let pid = common.server_pids.first().copied();
+                outcome
+                    .reports
+                    .extend(scenario::run(scenario, target, pid, None).await?);
+            }
+        }
+        BenchCommand::Compare(compare) => {
+            ensure!(
+                (2..=MAX_URLS).contains(&targets.len()),
+                "compare takes 2 to {MAX_URLS} --url"
+            );
+            ensure!(
+                (1..=MAX_ROUNDS).contains(&compare.rounds),
+                "--rounds must be 1 to {MAX_ROUNDS}"
+            );
+            ensure!(
+                common.server_pids.is_empty() || common.server_pids.len() == targets.len(),
+                "give one --server-pid per --url, in the same order, or none"
+            );
+            for round in 1..=compare.rounds {
+                for (index, target) in targets.iter().enumerate() {
+                    let pid = common.server_pids.get(index).copied();
+                    let reports = scenario::run(scenario, target, pid, Some(round)).await?;
+                    for report in &reports {
+                        eprint!("[{round}/{}] {}", compare.rounds, report.summary());
+                    }
+                    outcome.reports.extend(reports);
+                    tokio::time::sleep(PAUSE_BETWEEN_RUNS).await;
+                }
+            }
+            let mut names: Vec<&'static str> = outcome.reports.iter().map(|r| r.scenario).collect();
+            names.dedup();
+            names.sort_unstable();
+            names.dedup();
+            for name in names {
+                let runs: Vec<&Report> = outcome
+                    .reports
+                    .iter()
+                    .filter(|r| r.scenario == name)
+                    .collect();
+                outcome
+                    .comparisons
+                    .push(Comparison::of(name, compare.rounds, &common.urls, &runs));
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
+}

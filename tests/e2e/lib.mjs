@@ -1,0 +1,231 @@
+// Shared helpers for the end-to-end tests: start the real switchboard binary on a free loopback
+// port, launch Debian's Chromium through playwright-core, open the pages, and wait with bounds.
+//
+// Environment:
+//   SWITCHBOARD_BIN   the server binary (default: target/release/switchboard in the repo)
+//   CHROMIUM          the browser (default: /usr/bin/chromium)
+//   E2E_WEB_DIR       development aid: serve the pages from this folder (with the same CSP) on
+//                     a second port and point them at the server with ?server=, so page edits
+//                     show without rebuilding the binary. Unset in CI: the binary serves them.
+
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const ARTIFACTS = path.join(REPO, 'test-artifacts');
+const BINARY = process.env.SWITCHBOARD_BIN ?? path.join(REPO, 'target/release/switchboard');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+/** The flags that make WebRTC work headless on a loopback-only machine (docs/client.md). */
+export const CHROMIUM_FLAGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+/** The CSP the binary sends with every page; the dev server copies it. */
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+  + "media-src 'self' blob: mediastream:; connect-src 'self' ws: wss: CONNECT; object-src 'none'; "
+  + "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/** A free TCP port on 127.0.0.1 (the OS picks it; the server binds it right after). */
+export async function freePort() {
+  const server = createNetServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/**
+ * Starts switchboard on 127.0.0.1 and waits for /healthz. `stop()` kills it by PID.
+ * @returns {Promise<{port: number, origin: string, ws: string, pid: number, log: () => string,
+ *   stop: () => Promise<void>, page: (p: string, query?: object) => string}>}
+ */
+export async function startServer(extraArgs = []) {
+  if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run cargo build --release -p switchboard`);
+  let lastError;
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    const port = await freePort();
+    const child = spawn(BINARY, ['--listen', `127.0.0.1:${port}`, ...extraArgs], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => { output += chunk; });
+    child.stderr.on('data', (chunk) => { output += chunk; });
+    const origin = `http://127.0.0.1:${port}`;
+    try {
+      await waitFor(async () => {
+        if (child.exitCode !== null) throw new Error(`switchboard exited with ${child.exitCode}: ${output}`);
+        try {
+          return (await fetch(`${origin}/healthz`)).ok;
+        } catch {
+          return false;
+        }
+      }, { timeout: 15000, what: 'switchboard /healthz' });
+    } catch (err) {
+      lastError = err;
+      child.kill('SIGKILL');
+      continue; // the port may have been taken between freePort() and the bind
+    }
+    const server = {
+      port,
+      origin,
+      ws: `ws://127.0.0.1:${port}`,
+      pid: child.pid,
+      log: () => output,
+      async stop() {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        const exited = once(child, 'exit');
+        process.kill(child.pid, 'SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 12000);
+        await exited;
+        clearTimeout(timer);
+      },
+      page: (p, query = {}) => pageUrl(server, p, query),
+    };
+    if (process.env.E2E_WEB_DIR) server.web = await startWebDir(process.env.E2E_WEB_DIR, origin);
+    return server;
+  }
+  throw lastError;
+}
+
+function pageUrl(server, pagePath, query) {
+  const params = new URLSearchParams(query);
+  if (server.web) {
+    params.set('server', server.origin);
+    const file = pagePath === '/' ? '/index.html' : pagePath === '/dashboard' ? '/dashboard.html' : pagePath;
+    return `${server.web.origin}${file}?${params}`;
+  }
+  const search = params.toString();
+  return `${server.origin}${pagePath}${search ? `?${search}` : ''}`;
+}
+
+/** The development static server for E2E_WEB_DIR (stopped with the switchboard it points at). */
+async function startWebDir(dir, switchboardOrigin) {
+  const types = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
+  const csp = CSP.replace('CONNECT', switchboardOrigin);
+  const server = createServer((req, res) => {
+    const name = path.basename(new URL(req.url, 'http://x').pathname) || 'index.html';
+    const file = path.join(dir, name);
+    if (!existsSync(file) || !types[path.extname(file)]) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    res.writeHead(200, { 'content-type': types[path.extname(file)], 'content-security-policy': csp, 'cache-control': 'no-cache' });
+    res.end(readFileSync(file));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  server.unref();
+  return { origin: `http://127.0.0.1:${server.address().port}` };
+}
+
+/** Debian's Chromium, headless, with the WebRTC flags. Playwright gives it a fresh profile dir. */
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_FLAGS,
+    timeout: 60000,
+  });
+}
+
+/**
+ * Opens a page in its own browser context and records console errors, page errors and CSP
+ * violations (`page.problems`), so every test can assert the pages ran clean.
+ */
+export async function openPage(browser, url) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 820 } });
+  await context.grantPermissions(['camera', 'microphone']);
+  const page = await context.newPage();
+  page.problems = [];
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') page.problems.push(`console: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => page.problems.push(`pageerror: ${err.message}`));
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
+    });
+  });
+  page.setDefaultTimeout(30000);
+  await page.goto(url);
+  return page;
+}
+
+/**
+ * Console errors that are not the page's fault: Chromium logs a failed WebSocket handshake, or
+ * an aborted one while a page reloads, as a console error.
+ */
+export function realProblems(page) {
+  return page.problems.filter((p) => !/WebSocket connection to .* failed/.test(p));
+}
+
+/** The demo at `/`: starts the fake camera, joins `room` as `name`, waits for the room. */
+export async function joinDemo(page, { room, name, media = true }) {
+  if (media) {
+    await page.click('#media-button');
+    await page.waitForSelector('#media-status[data-media="on"]');
+  }
+  await page.fill('#room-input', room);
+  await page.fill('#name-input', name);
+  await page.click('#join-button');
+  await page.waitForSelector('#connection-status[data-state="joined"]');
+}
+
+/** Polls `check` until it returns a truthy value; throws after `timeout` ms. */
+export async function waitFor(check, { timeout = 30000, interval = 100, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((resolve) => { setTimeout(resolve, interval); });
+  }
+}
+
+/** Waits until the tile for `peer` on `page` has decoded video frames; returns the count. */
+export async function waitForFrames(page, peer, { timeout = 45000, selectorSuffix = '' } = {}) {
+  const handle = await page.waitForFunction(({ peerName, suffix }) => {
+    const tile = [...document.querySelectorAll(`#tiles li.tile${suffix}`)].find((t) => t.dataset.peer === peerName);
+    const frames = Number(tile?.dataset.framesDecoded ?? 0);
+    return frames > 0 ? frames : null;
+  }, { peerName: peer, suffix: selectorSuffix }, { timeout, polling: 250 });
+  return handle.jsonValue();
+}
+
+/** `tile` selector for a peer (names are quoted for CSS). */
+export function tileSelector(peer) {
+  return `#tiles li.tile[data-peer=${JSON.stringify(peer)}]`;
+}
+
+export function artifact(name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return path.join(ARTIFACTS, name);
+}
+
+/** A room name no other test run shares. */
+export function uniqueRoom(prefix) {
+  return `${prefix}-${process.pid}-${Date.now().toString(36)}`;
+}

@@ -1,0 +1,507 @@
+// The demo app at `/`: join a room, see who is there, chat, send camera and microphone,
+// one video tile per peer with its connection state, and a data-channel text box.
+// All signaling and WebRTC work is in client.js; this file only turns its events into DOM.
+//
+// Query parameters:
+//   ?server=ws://127.0.0.1:8080   switchboard to talk to (ws:, wss:, http: or https:); default:
+//                                 this page's origin. Development aid: serve web/ elsewhere.
+//   ?room=R&name=N                pre-fill the join form.
+// A tab that joined rejoins its room by itself after a reload (sessionStorage), restarting the
+// camera if it was on.
+//
+// Stable hooks for tests (ids and data attributes; keep them when restyling):
+//   #connection-status[data-state]  idle | connecting | open | joined | reconnecting | closed
+//   #join-form, #room-input, #name-input, #join-button, #leave-button, #join-error
+//   #media-button[aria-pressed], #media-status[data-media]  off | starting | on | audio-only |
+//                                                          video-only | denied | none | error
+//   #room-label, #member-count, #member-list > li[data-member=NAME][data-self?]
+//   #tiles > li.tile[data-peer=NAME]   one per remote peer; the local preview has data-local
+//     data-connection-state, data-ice-state     RTCPeerConnection states
+//     data-candidate="host/host"               selected pair: local/remote candidate types
+//     data-rtt-ms, data-frames-decoded         from getStats(), refreshed every second
+//     data-dc-state                            the peer's data channel readyState
+//     data-has-video                           "true" once a remote video track arrived
+//   #chat-log > li[data-chat-from=NAME] (.chat-text holds the text), #chat-input, #chat-send
+//   #dc-log > li[data-dc-from=NAME] (.dc-text holds the text; NAME is "me" for what we sent),
+//   #dc-input, #dc-send, #dc-status
+//   globalThis.switchboardDemo.client   the SwitchboardClient (for debugging and tests)
+
+import { SwitchboardClient } from './client.js';
+
+const SESSION_KEY = 'switchboard.demo.session';
+const STATS_INTERVAL_MS = 1000;
+const MAX_LOG_ITEMS = 200;
+const MAX_ID_BYTES = 128;
+
+const $ = (id) => {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`missing #${id}`);
+  return element;
+};
+
+const ui = {
+  status: $('connection-status'),
+  joinForm: $('join-form'),
+  roomInput: $('room-input'),
+  nameInput: $('name-input'),
+  joinButton: $('join-button'),
+  leaveButton: $('leave-button'),
+  joinError: $('join-error'),
+  mediaButton: $('media-button'),
+  mediaStatus: $('media-status'),
+  roomLabel: $('room-label'),
+  callEmpty: $('call-empty'),
+  tiles: $('tiles'),
+  tileTemplate: $('tile-template'),
+  memberCount: $('member-count'),
+  memberList: $('member-list'),
+  chatLog: $('chat-log'),
+  chatForm: $('chat-form'),
+  chatInput: $('chat-input'),
+  chatSend: $('chat-send'),
+  dcLog: $('dc-log'),
+  dcForm: $('dc-form'),
+  dcInput: $('dc-input'),
+  dcSend: $('dc-send'),
+  dcStatus: $('dc-status'),
+};
+
+const params = new URLSearchParams(location.search);
+const client = new SwitchboardClient({ url: conferenceUrl(params.get('server')) });
+const tiles = new Map(); // peer name -> tile <li>
+let localTile = null;
+let localStream = null;
+
+globalThis.switchboardDemo = { client };
+
+// --- connection and room -------------------------------------------------------------------
+
+client.addEventListener('state', ({ detail }) => {
+  ui.status.dataset.state = detail.state;
+  ui.status.textContent = describeState(detail);
+  const inRoom = detail.state === 'joined';
+  ui.leaveButton.disabled = !inRoom && !client.room;
+  for (const control of [ui.chatInput, ui.chatSend, ui.dcInput, ui.dcSend]) control.disabled = !inRoom;
+  if (!inRoom) renderMembers();
+});
+
+client.addEventListener('joined', ({ detail }) => {
+  ui.joinError.hidden = true;
+  ui.roomLabel.textContent = `in ${detail.room}`;
+  ui.callEmpty.hidden = true;
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify({
+    room: detail.room, name: client.name, media: Boolean(localStream),
+  }));
+  if (localTile) setTileName(localTile, `${client.name} (you)`);
+  renderMembers();
+});
+
+client.addEventListener('peer-joined', ({ detail }) => {
+  addTile(detail.peer);
+  renderMembers();
+});
+
+client.addEventListener('peer-left', ({ detail }) => {
+  removeTile(detail.peer);
+  renderMembers();
+});
+
+client.addEventListener('peer-state', ({ detail }) => {
+  const tile = tiles.get(detail.peer);
+  if (!tile) return;
+  tile.dataset.connectionState = detail.connectionState;
+  tile.dataset.iceState = detail.iceConnectionState;
+  tile.dataset.dcState = detail.dataChannelState;
+  setStat(tile, 'connection', detail.connectionState);
+  setStat(tile, 'ice', detail.iceConnectionState);
+});
+
+client.addEventListener('track', ({ detail }) => {
+  const tile = tiles.get(detail.peer) ?? addTile(detail.peer);
+  const video = tile.querySelector('video');
+  if (video.srcObject !== detail.stream) video.srcObject = detail.stream;
+  if (detail.track.kind === 'video') {
+    tile.dataset.hasVideo = 'true';
+    detail.track.addEventListener('ended', () => { delete tile.dataset.hasVideo; });
+  }
+  playWithSound(video, tile);
+});
+
+client.addEventListener('error', ({ detail }) => {
+  if (detail.join) return; // shown by the join form
+  console.warn('switchboard:', detail.code, detail.message);
+});
+
+ui.joinForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const room = ui.roomInput.value.trim();
+  const name = ui.nameInput.value.trim();
+  const problem = checkIdentifier('Room', room) ?? checkIdentifier('Name', name);
+  if (problem) return showJoinError(problem);
+  await join(room, name);
+});
+
+ui.leaveButton.addEventListener('click', () => {
+  sessionStorage.removeItem(SESSION_KEY);
+  client.leave();
+  ui.roomLabel.textContent = '';
+  ui.callEmpty.hidden = false;
+  renderMembers();
+});
+
+async function join(room, name) {
+  ui.joinButton.disabled = true;
+  ui.joinError.hidden = true;
+  try {
+    await client.join(room, name);
+  } catch (err) {
+    showJoinError(joinErrorText(err, room, name));
+  } finally {
+    ui.joinButton.disabled = false;
+  }
+}
+
+function showJoinError(text) {
+  ui.joinError.textContent = text;
+  ui.joinError.hidden = false;
+}
+
+function joinErrorText(err, room, name) {
+  switch (err.code) {
+    case 'name_taken': return `The name "${name}" is already taken in room "${room}". Pick another name.`;
+    case 'bad_id': return `The server refused that room or name: ${err.message}.`;
+    case 'disconnected':
+    case 'not_connected': return 'Could not reach the server. It keeps trying: press Join again once it is back.';
+    default: return `Could not join: ${err.message}`;
+  }
+}
+
+function checkIdentifier(label, value) {
+  if (!value) return `${label} is required.`;
+  if (new TextEncoder().encode(value).length > MAX_ID_BYTES) return `${label} must be at most ${MAX_ID_BYTES} bytes.`;
+  if (/\p{Cc}/u.test(value)) return `${label} must not contain control characters.`;
+  return null;
+}
+
+function renderMembers() {
+  const users = client.state === 'joined' ? client.users : [];
+  ui.memberCount.textContent = String(users.length);
+  ui.memberList.replaceChildren(...users.map((user) => {
+    const li = document.createElement('li');
+    li.dataset.member = user;
+    li.textContent = user;
+    if (user === client.name) {
+      li.dataset.self = 'true';
+      const you = document.createElement('span');
+      you.className = 'muted';
+      you.textContent = ' (you)';
+      li.append(you);
+    }
+    return li;
+  }));
+}
+
+// --- tiles ---------------------------------------------------------------------------------
+
+function addTile(peer) {
+  const existing = tiles.get(peer);
+  if (existing) return existing;
+  const tile = newTile(peer);
+  tiles.set(peer, tile);
+  ui.tiles.append(tile);
+  return tile;
+}
+
+function removeTile(peer) {
+  const tile = tiles.get(peer);
+  if (!tile) return;
+  tiles.delete(peer);
+  const video = tile.querySelector('video');
+  video.srcObject = null;
+  tile.remove();
+}
+
+function newTile(peer) {
+  const tile = ui.tileTemplate.content.firstElementChild.cloneNode(true);
+  tile.dataset.peer = peer;
+  tile.dataset.iceState = 'new';
+  tile.dataset.connectionState = 'new';
+  tile.dataset.framesDecoded = '0';
+  setTileName(tile, peer);
+  const video = tile.querySelector('video');
+  video.setAttribute('aria-label', `Video from ${peer}`);
+  const unmute = tile.querySelector('.unmute');
+  unmute.addEventListener('click', () => {
+    video.muted = false;
+    unmute.hidden = true;
+    video.play().catch(() => {});
+  });
+  return tile;
+}
+
+function setTileName(tile, text) {
+  tile.querySelector('.tile-name').textContent = text;
+}
+
+function setStat(tile, stat, text) {
+  const dd = tile.querySelector(`[data-stat="${stat}"]`);
+  if (dd && dd.textContent !== text) dd.textContent = text;
+}
+
+/** Plays with sound if the browser allows it (it does after a click), else muted plus a button. */
+function playWithSound(video, tile) {
+  if (!video.paused) return;
+  video.play().catch(() => {
+    video.muted = true;
+    tile.querySelector('.unmute').hidden = false;
+    video.play().catch(() => {});
+  });
+}
+
+async function refreshStats() {
+  for (const [peer, tile] of tiles) {
+    let stats;
+    try {
+      stats = await client.getPeerStats(peer);
+    } catch {
+      continue;
+    }
+    if (!stats || tiles.get(peer) !== tile) continue;
+    const candidate = stats.localCandidateType ? `${stats.localCandidateType}/${stats.remoteCandidateType}` : '';
+    tile.dataset.connectionState = stats.connectionState;
+    tile.dataset.iceState = stats.iceConnectionState;
+    tile.dataset.dcState = stats.dataChannelState;
+    tile.dataset.candidate = candidate;
+    tile.dataset.framesDecoded = String(stats.framesDecoded);
+    if (stats.rttMs === null) delete tile.dataset.rttMs;
+    else tile.dataset.rttMs = String(stats.rttMs);
+    setStat(tile, 'connection', stats.connectionState);
+    setStat(tile, 'ice', stats.iceConnectionState);
+    setStat(tile, 'candidate', candidate ? `${candidate}${stats.protocol ? ` (${stats.protocol})` : ''}` : '-');
+    setStat(tile, 'rtt', stats.rttMs === null ? '-' : `${stats.rttMs} ms`);
+    setStat(tile, 'frames', String(stats.framesDecoded));
+  }
+}
+
+setInterval(refreshStats, STATS_INTERVAL_MS);
+
+// --- camera and microphone -----------------------------------------------------------------
+
+ui.mediaButton.addEventListener('click', () => {
+  if (localStream) stopMedia();
+  else startMedia();
+});
+
+async function startMedia() {
+  if (!navigator.mediaDevices?.getUserMedia) {
+    setMediaStatus('error', 'This page cannot use a camera here: browsers allow it only on https:// or http://localhost.');
+    return;
+  }
+  setMediaStatus('starting', 'Asking for the camera and microphone…');
+  ui.mediaButton.disabled = true;
+  try {
+    const { stream, kinds } = await openMedia();
+    localStream = stream;
+    client.setLocalStream(stream);
+    showLocalPreview(stream);
+    ui.mediaButton.textContent = 'Stop camera and microphone';
+    ui.mediaButton.setAttribute('aria-pressed', 'true');
+    if (kinds === 'both') setMediaStatus('on', 'Sending your camera and microphone.');
+    else if (kinds === 'audio') setMediaStatus('audio-only', 'No camera found: sending your microphone only.');
+    else setMediaStatus('video-only', 'No microphone found: sending your camera only.');
+    rememberMedia(true);
+  } catch (err) {
+    if (err.name === 'NotAllowedError' || err.name === 'SecurityError') {
+      setMediaStatus('denied', 'Camera and microphone access was denied. Allow it in your browser\'s site settings, then press the button again.');
+    } else if (err.name === 'NotFoundError' || err.name === 'OverconstrainedError') {
+      setMediaStatus('none', 'No camera or microphone was found. You can still join, chat and watch others.');
+    } else if (err.name === 'NotReadableError') {
+      setMediaStatus('error', 'The camera or microphone is in use by another application.');
+    } else {
+      setMediaStatus('error', `Could not start the camera: ${err.message || err.name}`);
+    }
+  } finally {
+    ui.mediaButton.disabled = false;
+  }
+}
+
+/** Camera and microphone if both exist; otherwise whichever one does. */
+async function openMedia() {
+  const video = { width: { ideal: 640 }, height: { ideal: 360 } };
+  try {
+    return { stream: await navigator.mediaDevices.getUserMedia({ video, audio: true }), kinds: 'both' };
+  } catch (err) {
+    if (err.name !== 'NotFoundError' && err.name !== 'OverconstrainedError') throw err;
+  }
+  try {
+    return { stream: await navigator.mediaDevices.getUserMedia({ audio: true }), kinds: 'audio' };
+  } catch (err) {
+    if (err.name !== 'NotFoundError') throw err;
+  }
+  return { stream: await navigator.mediaDevices.getUserMedia({ video }), kinds: 'video' };
+}
+
+function stopMedia() {
+  for (const track of localStream?.getTracks() ?? []) track.stop();
+  localStream = null;
+  client.setLocalStream(null);
+  localTile?.remove();
+  localTile = null;
+  ui.mediaButton.textContent = 'Start camera and microphone';
+  ui.mediaButton.setAttribute('aria-pressed', 'false');
+  setMediaStatus('off', 'Camera and microphone are off.');
+  rememberMedia(false);
+}
+
+function showLocalPreview(stream) {
+  if (!localTile) {
+    localTile = ui.tileTemplate.content.firstElementChild.cloneNode(true);
+    localTile.dataset.local = 'true';
+    localTile.classList.add('local');
+    localTile.querySelector('.peer-stats').remove();
+    ui.tiles.prepend(localTile);
+  }
+  setTileName(localTile, client.name ? `${client.name} (you)` : 'You');
+  const video = localTile.querySelector('video');
+  video.muted = true; // never play our own microphone back
+  video.setAttribute('aria-label', 'Your camera');
+  video.srcObject = stream;
+  localTile.dataset.hasVideo = String(stream.getVideoTracks().length > 0);
+  video.play().catch(() => {});
+}
+
+function setMediaStatus(state, text) {
+  ui.mediaStatus.dataset.media = state;
+  ui.mediaStatus.textContent = text;
+  ui.mediaStatus.classList.toggle('error', ['denied', 'none', 'error'].includes(state));
+}
+
+function rememberMedia(on) {
+  const session = readSession();
+  if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify({ ...session, media: on }));
+}
+
+// --- chat and data channel -----------------------------------------------------------------
+
+ui.chatForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const text = ui.chatInput.value;
+  if (!text.trim()) return;
+  try {
+    client.sendChat(text);
+    ui.chatInput.value = '';
+  } catch (err) {
+    console.warn('chat not sent:', err.message);
+  }
+});
+
+client.addEventListener('chat', ({ detail }) => {
+  const li = logItem(ui.chatLog, detail.from, 'chat-text', detail.text, detail.timestamp);
+  li.dataset.chatFrom = detail.from;
+  if (detail.self) li.classList.add('self');
+});
+
+ui.dcForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const text = ui.dcInput.value;
+  if (!text.trim()) return;
+  const count = client.broadcastData(text);
+  if (count === 0) {
+    ui.dcStatus.textContent = 'No data channel is open yet: nothing was sent.';
+    return;
+  }
+  const li = logItem(ui.dcLog, `me → ${count} peer${count === 1 ? '' : 's'}`, 'dc-text', text);
+  li.dataset.dcFrom = 'me';
+  li.classList.add('self');
+  ui.dcInput.value = '';
+  ui.dcStatus.textContent = '';
+});
+
+client.addEventListener('datachannel', ({ detail }) => {
+  const tile = tiles.get(detail.peer);
+  if (tile) tile.dataset.dcState = 'open';
+  ui.dcStatus.textContent = `Data channel open with ${detail.peer}.`;
+});
+
+client.addEventListener('message', ({ detail }) => {
+  const text = typeof detail.data === 'string' ? detail.data : `(${detail.data.byteLength ?? detail.data.size} bytes)`;
+  const li = logItem(ui.dcLog, detail.peer, 'dc-text', text);
+  li.dataset.dcFrom = detail.peer;
+});
+
+/** Appends "time from: text" to a log, keeping at most MAX_LOG_ITEMS entries. */
+function logItem(list, from, textClass, text, timestamp) {
+  const li = document.createElement('li');
+  const time = document.createElement('time');
+  const when = timestamp ? new Date(timestamp) : new Date();
+  const valid = !Number.isNaN(when.getTime());
+  if (valid) time.dateTime = when.toISOString();
+  time.textContent = valid ? when.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' }) : '';
+  const who = document.createElement('strong');
+  who.textContent = from;
+  const body = document.createElement('span');
+  body.className = textClass;
+  body.textContent = text;
+  li.append(time, ' ', who, ' ', body);
+  const atBottom = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+  list.append(li);
+  while (list.children.length > MAX_LOG_ITEMS) list.firstElementChild.remove();
+  if (atBottom) list.scrollTop = list.scrollHeight;
+  return li;
+}
+
+// --- helpers -------------------------------------------------------------------------------
+
+function describeState(detail) {
+  switch (detail.state) {
+    case 'idle': return 'Not connected';
+    case 'connecting': return 'Connecting…';
+    case 'open': return 'Connected, not in a room';
+    case 'joined': return `In room "${client.room}" as "${client.name}"`;
+    case 'reconnecting':
+      return detail.delayMs != null
+        ? `Connection lost: retrying in ${Math.ceil(detail.delayMs / 1000)} s (attempt ${detail.attempt})`
+        : `Reconnecting (attempt ${detail.attempt})…`;
+    case 'closed': return 'Disconnected';
+    default: return detail.state;
+  }
+}
+
+/** The conference URL for `?server=`: ws(s) or http(s) origin, or this page's origin. */
+function conferenceUrl(server) {
+  if (!server) return undefined;
+  try {
+    const url = new URL(server);
+    if (url.protocol === 'http:') url.protocol = 'ws:';
+    if (url.protocol === 'https:') url.protocol = 'wss:';
+    url.pathname = '/conference';
+    url.search = '';
+    return url.href;
+  } catch {
+    return undefined;
+  }
+}
+
+function readSession() {
+  try {
+    return JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? 'null');
+  } catch {
+    return null;
+  }
+}
+
+// --- start ---------------------------------------------------------------------------------
+
+const session = readSession();
+ui.roomInput.value = session?.room ?? params.get('room') ?? '';
+ui.nameInput.value = session?.name ?? params.get('name') ?? '';
+renderMembers();
+if (session?.room && session?.name) {
+  // A reload: come back to the same room, with the camera if it was on.
+  (async () => {
+    if (session.media) await startMedia();
+    await join(session.room, session.name);
+  })();
+} else {
+  client.connect();
+}

@@ -1,0 +1,605 @@
+// switchboard client: the conference dialect (docs/protocol.md) plus a WebRTC mesh per room.
+//
+// It owns the WebSocket (reconnect with capped, jittered exponential backoff, rejoining the
+// room afterwards), the room membership, chat, and one RTCPeerConnection per other member,
+// negotiated with the "perfect negotiation" pattern. It leaves all UI to the page: everything
+// it learns is dispatched as a typed event. Documented in docs/client.md.
+//
+// Loaded as an ES module (`import { SwitchboardClient } from '/client.js'`); it also sets
+// `globalThis.Switchboard`, so classic scripts can use it once the module has run
+// (`<script type="module" src="/client.js">`, then `window.Switchboard` after DOMContentLoaded).
+//
+// Events (all CustomEvents; the payload is in `event.detail`):
+//   state         {state, attempt?, delayMs?, code?, reason?}  connection/room state changes
+//   joined        {room, users, iceServers}                    the server accepted a join
+//   peer-joined   {peer}                                       a peer link was created
+//   peer-left     {peer, reason}                               a peer link was closed
+//   peer-state    {peer, connectionState, iceConnectionState, signalingState}
+//   chat          {from, text, timestamp, self}
+//   track         {peer, track, stream}                        remote media arrived
+//   datachannel   {peer, channel}                              the peer's data channel opened
+//   message       {peer, data}                                 a data-channel message
+//   error         {code, message}                              a server error or a local failure
+
+/** The data channel every peer link carries: negotiated out of band, same id on both sides. */
+export const DATA_CHANNEL = Object.freeze({ label: 'switchboard', id: 0 });
+
+/** Connection states, in the order a session normally walks through them. */
+export const STATES = Object.freeze(['idle', 'connecting', 'open', 'joined', 'reconnecting', 'closed']);
+
+const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 15000, factor: 2 });
+
+/**
+ * A conference-dialect client with a WebRTC mesh.
+ *
+ * @example
+ *   const client = new SwitchboardClient({ url: 'ws://localhost:8080/conference' });
+ *   client.addEventListener('chat', (e) => console.log(e.detail.from, e.detail.text));
+ *   await client.join('demo', 'alice');
+ */
+export class SwitchboardClient extends EventTarget {
+  #url;
+  #iceServersOption;
+  #iceServersFromServer = [];
+  #backoff;
+  #WebSocket;
+  #socket = null;
+  #state = 'idle';
+  #attempt = 0;
+  #reconnectTimer = null;
+  #rejoinTimer = null;
+  #closedByUser = false;
+  #wanted = null; // {room, name}: the room this client means to be in, kept across reconnects
+  #room = null; // the room the server has confirmed
+  #name = null;
+  #users = [];
+  #links = new Map(); // peer name -> PeerLink
+  #localStream = null;
+  #nextRid = 1;
+  #pending = new Map(); // rid -> {resolve, reject, automatic}
+
+  /**
+   * @param {object} [options]
+   * @param {string} [options.url] WebSocket URL; default: `/conference` on the page's origin.
+   * @param {RTCIceServer[]} [options.iceServers] overrides the servers `joined` announces.
+   * @param {{initialMs?: number, maxMs?: number, factor?: number}} [options.backoff]
+   * @param {typeof WebSocket} [options.WebSocket] a WebSocket implementation (tests, Node).
+   */
+  constructor(options = {}) {
+    super();
+    this.#url = options.url ?? defaultUrl();
+    this.#iceServersOption = options.iceServers ?? null;
+    this.#backoff = { ...DEFAULT_BACKOFF, ...(options.backoff ?? {}) };
+    this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
+  }
+
+  /** One of {@link STATES}. */
+  get state() { return this.#state; }
+  /** The room the server confirmed, or null. */
+  get room() { return this.#room; }
+  /** This client's name in the room, or null. */
+  get name() { return this.#name; }
+  /** Every member of the room, this client included, in join order. */
+  get users() { return [...this.#users]; }
+  /** Names of the peers this client has a link with. */
+  get peers() { return [...this.#links.keys()]; }
+  /** The ICE servers new peer connections use. */
+  get iceServers() { return this.#iceServersOption ?? this.#iceServersFromServer; }
+  /** The stream sent to every peer, or null. */
+  get localStream() { return this.#localStream; }
+
+  /** Opens the socket (joining does it for you). Reconnects by itself until {@link close}. */
+  connect() {
+    this.#closedByUser = false;
+    if (this.#socket && this.#socket.readyState <= 1) return;
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = null;
+    this.#setState(this.#attempt === 0 ? 'connecting' : 'reconnecting', { attempt: this.#attempt });
+    let socket;
+    try {
+      socket = new this.#WebSocket(this.#url);
+    } catch (err) {
+      this.#emit('error', { code: 'connect_failed', message: String(err?.message ?? err) });
+      this.#scheduleReconnect();
+      return;
+    }
+    this.#socket = socket;
+    socket.addEventListener('open', () => {
+      if (socket !== this.#socket) return;
+      this.#setState('open');
+      if (this.#wanted) this.#sendJoin(this.#wanted, true);
+    });
+    socket.addEventListener('message', (event) => {
+      if (socket === this.#socket) this.#onFrame(event.data);
+    });
+    socket.addEventListener('close', (event) => {
+      if (socket !== this.#socket) return;
+      this.#socket = null;
+      this.#onSocketClosed(event.code, event.reason);
+    });
+  }
+
+  /**
+   * Joins a room (connecting first if needed). Resolves with the `joined` detail; rejects with
+   * an Error whose `code` is the server's (`name_taken`, `bad_id`, ...).
+   * @param {string} room
+   * @param {string} name
+   * @returns {Promise<{room: string, users: string[], iceServers: RTCIceServer[]}>}
+   */
+  join(room, name) {
+    this.#wanted = { room, name };
+    clearTimeout(this.#rejoinTimer);
+    if (!this.#socket) this.connect();
+    if (this.#socket?.readyState === 1) return this.#sendJoin(this.#wanted, false);
+    return new Promise((resolve, reject) => {
+      const onJoined = (e) => { cleanup(); resolve(e.detail); };
+      const onError = (e) => {
+        if (e.detail.join) { cleanup(); reject(codedError(e.detail.code, e.detail.message)); }
+      };
+      const onState = (e) => {
+        if (e.detail.state === 'closed') { cleanup(); reject(codedError('closed', 'client closed')); }
+      };
+      const cleanup = () => {
+        this.removeEventListener('joined', onJoined);
+        this.removeEventListener('error', onError);
+        this.removeEventListener('state', onState);
+      };
+      this.addEventListener('joined', onJoined);
+      this.addEventListener('error', onError);
+      this.addEventListener('state', onState);
+    });
+  }
+
+  /** Leaves the room and closes every peer link. The socket stays open. */
+  leave() {
+    this.#wanted = null;
+    clearTimeout(this.#rejoinTimer);
+    if (this.#room && this.#socket?.readyState === 1) {
+      this.#send({ type: 'leave-room', data: { roomId: this.#room } });
+    }
+    this.#leftRoom('left');
+    if (this.#socket?.readyState === 1) this.#setState('open');
+  }
+
+  /** Leaves, closes the socket and stops reconnecting. */
+  close() {
+    this.leave();
+    this.#closedByUser = true;
+    clearTimeout(this.#reconnectTimer);
+    const socket = this.#socket;
+    this.#socket = null;
+    if (socket && socket.readyState <= 1) socket.close(1000, 'bye');
+    this.#attempt = 0;
+    this.#setState('closed');
+  }
+
+  /** Sends a chat message to the room (the server echoes it back as a `chat` event). */
+  sendChat(text) {
+    if (!this.#room) throw codedError('not_in_room', 'join a room first');
+    return this.#send({ type: 'chat-message', data: { text: String(text) } });
+  }
+
+  /**
+   * Sets the media sent to every peer (and to peers that join later). `null` stops sending.
+   * Tracks of a kind already sent are replaced in place; others are added or removed, which
+   * renegotiates through perfect negotiation.
+   * @param {MediaStream|null} stream
+   */
+  setLocalStream(stream) {
+    this.#localStream = stream ?? null;
+    for (const link of this.#links.values()) link.setStream(this.#localStream);
+  }
+
+  /** Sends on one peer's data channel. Returns false when that channel is not open. */
+  sendData(peer, data) {
+    const channel = this.#links.get(peer)?.channel;
+    if (!channel || channel.readyState !== 'open') return false;
+    channel.send(data);
+    return true;
+  }
+
+  /** Sends on every open data channel. Returns how many peers it went to. */
+  broadcastData(data) {
+    let count = 0;
+    for (const peer of this.#links.keys()) if (this.sendData(peer, data)) count += 1;
+    return count;
+  }
+
+  /** The RTCPeerConnection for a peer, for advanced use; undefined if there is none. */
+  peerConnection(peer) { return this.#links.get(peer)?.pc; }
+
+  /** The data channel for a peer; undefined if there is none. */
+  dataChannel(peer) { return this.#links.get(peer)?.channel; }
+
+  /**
+   * A summary of one peer connection's state and `getStats()`: see {@link summarizeStats}.
+   * Resolves with null when there is no link to that peer.
+   */
+  async getPeerStats(peer) {
+    const link = this.#links.get(peer);
+    if (!link) return null;
+    const report = await link.pc.getStats();
+    return { peer, ...peerStates(link), ...summarizeStats(report) };
+  }
+
+  /** {@link getPeerStats} for every peer, as a Map from peer name. */
+  async getStats() {
+    const entries = await Promise.all(this.peers.map(async (peer) => [peer, await this.getPeerStats(peer)]));
+    return new Map(entries.filter(([, stats]) => stats));
+  }
+
+  // --- signaling ----------------------------------------------------------------------------
+
+  /** Sends one frame; false when the socket is not open (signals are then simply lost). */
+  #send(frame) {
+    if (this.#socket?.readyState !== 1) return false;
+    this.#socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /** Sends a WebRTC signal to one peer (called by PeerLink). */
+  signal(type, target, payload) {
+    return this.#send({ type, data: { target, payload } });
+  }
+
+  #sendJoin(wanted, automatic) {
+    const rid = this.#nextRid++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(rid, { resolve, reject, automatic, wanted });
+      if (!this.#send({ type: 'join-room', data: { roomId: wanted.room, username: wanted.name }, rid })) {
+        this.#pending.delete(rid);
+        reject(codedError('not_connected', 'the socket is not open'));
+      }
+    });
+  }
+
+  #onFrame(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return; // the server only sends JSON; ignore anything else
+    }
+    const data = frame?.data ?? {};
+    switch (frame?.type) {
+      case 'joined': return this.#onJoined(frame.rid, data);
+      case 'user-joined': return this.#onUserJoined(data.user);
+      case 'user-left': return this.#onUserLeft(data.user);
+      case 'chat-message':
+        return this.#emit('chat', {
+          from: data.from, text: data.text, timestamp: data.timestamp, self: data.from === this.#name,
+        });
+      case 'webrtc-offer':
+      case 'webrtc-answer':
+      case 'webrtc-ice-candidate':
+        return this.#onSignal(frame.type, data.from, data.payload);
+      case 'error': return this.#onError(frame.rid, data);
+      default: return undefined; // later server versions may add types; ignore them
+    }
+  }
+
+  #onJoined(rid, data) {
+    const request = this.#pending.get(rid);
+    this.#pending.delete(rid);
+    const wanted = request?.wanted ?? this.#wanted;
+    if (this.#room && this.#room !== data.roomId) this.#leftRoom('switched room');
+    this.#room = data.roomId;
+    this.#name = wanted?.name ?? this.#name;
+    this.#users = Array.isArray(data.users) ? [...data.users] : [];
+    this.#iceServersFromServer = Array.isArray(data.iceServers) ? data.iceServers : [];
+    this.#attempt = 0;
+    this.#setState('joined');
+    for (const user of this.#users) if (user !== this.#name) this.#ensureLink(user);
+    const detail = { room: this.#room, users: this.users, iceServers: this.iceServers };
+    this.#emit('joined', detail);
+    request?.resolve(detail);
+  }
+
+  #onUserJoined(user) {
+    if (typeof user !== 'string' || user === this.#name) return;
+    if (!this.#users.includes(user)) this.#users.push(user);
+    this.#ensureLink(user);
+  }
+
+  #onUserLeft(user) {
+    this.#users = this.#users.filter((u) => u !== user);
+    this.#dropLink(user, 'left');
+  }
+
+  #onSignal(type, from, payload) {
+    if (typeof from !== 'string' || from === this.#name || !this.#room) return;
+    const link = this.#ensureLink(from);
+    link.receive(type, payload);
+  }
+
+  #onError(rid, data) {
+    const request = rid != null ? this.#pending.get(rid) : undefined;
+    if (request) this.#pending.delete(rid);
+    const detail = { code: data.code, message: data.message, join: Boolean(request) };
+    if (request?.automatic && data.code === 'name_taken') {
+      // Our previous socket may still hold the name until the server notices it is gone:
+      // try again later instead of giving up on the room.
+      const delayMs = this.#delay(this.#attempt++);
+      this.#setState('reconnecting', { attempt: this.#attempt, delayMs, code: data.code });
+      clearTimeout(this.#rejoinTimer);
+      this.#rejoinTimer = setTimeout(() => {
+        if (this.#wanted && this.#socket?.readyState === 1) this.#sendJoin(this.#wanted, true).catch(() => {});
+      }, delayMs);
+      request.reject(codedError(data.code, data.message));
+      return;
+    }
+    if (request) {
+      if (!request.automatic) this.#wanted = this.#room ? { room: this.#room, name: this.#name } : null;
+      request.reject(codedError(data.code, data.message));
+    }
+    this.#emit('error', detail);
+  }
+
+  #onSocketClosed(code, reason) {
+    for (const [, request] of this.#pending) request.reject(codedError('disconnected', 'the socket closed'));
+    this.#pending.clear();
+    // The server has told the room we left; our peer connections are dead for the others.
+    this.#leftRoom('disconnected');
+    if (this.#closedByUser) {
+      this.#setState('closed', { code, reason });
+      return;
+    }
+    this.#scheduleReconnect(code, reason);
+  }
+
+  #scheduleReconnect(code, reason) {
+    const delayMs = this.#delay(this.#attempt);
+    this.#attempt += 1;
+    this.#setState('reconnecting', { attempt: this.#attempt, delayMs, code, reason });
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = setTimeout(() => this.connect(), delayMs);
+  }
+
+  /** Capped exponential backoff with "equal jitter": half fixed, half random. */
+  #delay(attempt) {
+    const { initialMs, maxMs, factor } = this.#backoff;
+    const ceiling = Math.min(maxMs, initialMs * factor ** Math.min(attempt, 30));
+    return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+  }
+
+  #leftRoom(reason) {
+    for (const peer of [...this.#links.keys()]) this.#dropLink(peer, reason);
+    this.#room = null;
+    this.#users = [];
+  }
+
+  #ensureLink(peer) {
+    let link = this.#links.get(peer);
+    if (!link) {
+      if (!this.#users.includes(peer)) this.#users.push(peer);
+      link = new PeerLink(this, peer, this.#name > peer);
+      this.#links.set(peer, link);
+      this.#emit('peer-joined', { peer });
+      link.start(this.#localStream);
+    }
+    return link;
+  }
+
+  #dropLink(peer, reason) {
+    const link = this.#links.get(peer);
+    if (!link) return;
+    this.#links.delete(peer);
+    link.close();
+    this.#emit('peer-left', { peer, reason });
+  }
+
+  #setState(state, extra = {}) {
+    this.#state = state;
+    this.#emit('state', { state, ...extra });
+  }
+
+  /** Dispatches a typed event (also used by PeerLink). */
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  /** PeerLink's way to dispatch events on the client. */
+  emitFromLink(type, detail) { this.#emit(type, detail); }
+}
+
+/**
+ * One peer connection, negotiated with the perfect negotiation pattern
+ * (https://w3c.github.io/webrtc-pc/#perfect-negotiation-example). The polite peer is the
+ * one whose name sorts higher (plain code-unit order): on an offer collision it rolls back
+ * its own offer (implicitly, in setRemoteDescription) and answers; the impolite one ignores
+ * the colliding offer. Signals from one peer are handled strictly in arrival order.
+ */
+class PeerLink {
+  constructor(client, peer, polite) {
+    this.client = client;
+    this.peer = peer;
+    this.polite = polite;
+    this.makingOffer = false;
+    this.ignoreOffer = false;
+    this.isSettingRemoteAnswerPending = false;
+    this.queue = Promise.resolve();
+    this.closed = false;
+    this.remoteStream = null;
+    this.pc = new RTCPeerConnection({ iceServers: client.iceServers });
+    // Negotiated with a fixed id: both sides create it, neither waits for the other's
+    // "datachannel" event, and an independent stack (aiortc) can do the same.
+    this.channel = this.pc.createDataChannel(DATA_CHANNEL.label, { negotiated: true, id: DATA_CHANNEL.id });
+    this.#wire();
+  }
+
+  start(stream) {
+    this.setStream(stream);
+  }
+
+  #wire() {
+    const { pc, channel, client, peer } = this;
+    pc.addEventListener('negotiationneeded', async () => {
+      try {
+        this.makingOffer = true;
+        await pc.setLocalDescription();
+        if (!this.closed) client.signal('webrtc-offer', peer, pc.localDescription.toJSON());
+      } catch (err) {
+        this.#fail('negotiation_failed', err);
+      } finally {
+        this.makingOffer = false;
+      }
+    });
+    pc.addEventListener('icecandidate', ({ candidate }) => {
+      // The end-of-candidates null is not sent: every peer copes without it.
+      if (candidate && !this.closed) client.signal('webrtc-ice-candidate', peer, candidate.toJSON());
+    });
+    pc.addEventListener('iceconnectionstatechange', () => {
+      if (pc.iceConnectionState === 'failed' && !this.closed) pc.restartIce();
+      this.#emitState();
+    });
+    pc.addEventListener('connectionstatechange', () => this.#emitState());
+    pc.addEventListener('signalingstatechange', () => this.#emitState());
+    pc.addEventListener('track', ({ track, streams }) => {
+      const stream = streams[0] ?? (this.remoteStream ??= new MediaStream());
+      if (!streams[0]) stream.addTrack(track);
+      client.emitFromLink('track', { peer, track, stream });
+    });
+    channel.addEventListener('open', () => client.emitFromLink('datachannel', { peer, channel }));
+    channel.addEventListener('message', ({ data }) => client.emitFromLink('message', { peer, data }));
+  }
+
+  #emitState() {
+    if (this.closed) return;
+    this.client.emitFromLink('peer-state', { peer: this.peer, ...peerStates(this) });
+  }
+
+  /** Queues one incoming signal; signals are applied one at a time, in order. */
+  receive(type, payload) {
+    this.queue = this.queue.then(() => this.#apply(type, payload)).catch((err) => this.#fail('signal_failed', err));
+  }
+
+  async #apply(type, payload) {
+    if (this.closed || payload == null || typeof payload !== 'object') return;
+    const { pc } = this;
+    if (type === 'webrtc-ice-candidate') {
+      try {
+        await pc.addIceCandidate(payload);
+      } catch (err) {
+        if (!this.ignoreOffer) throw err; // candidates of an offer we ignored are expected to fail
+      }
+      return;
+    }
+    const description = { type: payload.type, sdp: payload.sdp };
+    const readyForOffer = !this.makingOffer && (pc.signalingState === 'stable' || this.isSettingRemoteAnswerPending);
+    const offerCollision = description.type === 'offer' && !readyForOffer;
+    this.ignoreOffer = !this.polite && offerCollision;
+    if (this.ignoreOffer) return;
+    this.isSettingRemoteAnswerPending = description.type === 'answer';
+    try {
+      await pc.setRemoteDescription(description); // rolls back our own offer when polite
+    } finally {
+      this.isSettingRemoteAnswerPending = false;
+    }
+    if (description.type === 'offer') {
+      await pc.setLocalDescription();
+      if (!this.closed) this.client.signal('webrtc-answer', this.peer, pc.localDescription.toJSON());
+    }
+  }
+
+  /** Sends `stream`'s tracks: replaces tracks of a kind already sent, adds or removes others. */
+  setStream(stream) {
+    if (this.closed) return;
+    const tracks = stream ? stream.getTracks() : [];
+    const senders = this.pc.getSenders();
+    for (const sender of senders) {
+      if (sender.track && !tracks.some((t) => t.kind === sender.track.kind)) this.pc.removeTrack(sender);
+    }
+    for (const track of tracks) {
+      const sender = this.pc.getSenders().find((s) => s.track?.kind === track.kind);
+      if (sender) {
+        if (sender.track !== track) sender.replaceTrack(track).catch((err) => this.#fail('media_failed', err));
+      } else {
+        this.pc.addTrack(track, stream);
+      }
+    }
+  }
+
+  close() {
+    this.closed = true;
+    try { this.channel.close(); } catch { /* already closed */ }
+    this.pc.close();
+  }
+
+  #fail(code, err) {
+    if (this.closed) return;
+    this.client.emitFromLink('error', { code, message: `${this.peer}: ${err?.message ?? err}`, peer: this.peer });
+  }
+}
+
+function peerStates(link) {
+  return {
+    connectionState: link.pc.connectionState,
+    iceConnectionState: link.pc.iceConnectionState,
+    signalingState: link.pc.signalingState,
+    dataChannelState: link.channel.readyState,
+  };
+}
+
+/**
+ * Reduces an RTCStatsReport to what a call UI shows: the selected candidate pair (types and
+ * protocol), its round-trip time, and media counters.
+ * @param {RTCStatsReport} report
+ * @returns {{localCandidateType: string|null, remoteCandidateType: string|null,
+ *   protocol: string|null, rttMs: number|null, framesDecoded: number, framesReceived: number,
+ *   bytesReceived: number, bytesSent: number}}
+ */
+export function summarizeStats(report) {
+  let pair = null;
+  let framesDecoded = 0;
+  let framesReceived = 0;
+  let bytesReceived = 0;
+  let bytesSent = 0;
+  report.forEach((s) => {
+    if (s.type === 'transport') {
+      if (s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId) ?? pair;
+      bytesReceived += s.bytesReceived ?? 0;
+      bytesSent += s.bytesSent ?? 0;
+    }
+    if (s.type === 'inbound-rtp' && (s.kind ?? s.mediaType) === 'video') {
+      framesDecoded += s.framesDecoded ?? 0;
+      framesReceived += s.framesReceived ?? 0;
+    }
+  });
+  if (!pair) {
+    report.forEach((s) => {
+      if (!pair && s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s;
+    });
+  }
+  const local = pair ? report.get(pair.localCandidateId) : null;
+  const remote = pair ? report.get(pair.remoteCandidateId) : null;
+  const rtt = pair?.currentRoundTripTime;
+  return {
+    localCandidateType: local?.candidateType ?? null,
+    remoteCandidateType: remote?.candidateType ?? null,
+    protocol: local?.protocol ?? null,
+    localAddress: local ? `${local.address ?? local.ip ?? '?'}:${local.port}` : null,
+    remoteAddress: remote ? `${remote.address ?? remote.ip ?? '?'}:${remote.port}` : null,
+    rttMs: typeof rtt === 'number' ? Math.round(rtt * 10000) / 10 : null,
+    framesDecoded,
+    framesReceived,
+    bytesReceived,
+    bytesSent,
+  };
+}
+
+/** `/conference` on the page's own origin (ws: for http:, wss: for https:). */
+export function defaultUrl() {
+  const loc = globalThis.location;
+  if (!loc?.host) return 'ws://localhost:8080/conference';
+  return `${loc.protocol === 'https:' ? 'wss:' : 'ws:'}//${loc.host}/conference`;
+}
+
+function codedError(code, message) {
+  const err = new Error(message ?? code);
+  err.code = code;
+  return err;
+}
+
+const Switchboard = Object.freeze({ SwitchboardClient, summarizeStats, defaultUrl, DATA_CHANNEL, STATES });
+globalThis.Switchboard = Switchboard;
+export default Switchboard;
