@@ -27,6 +27,11 @@ export const DATA_CHANNEL = Object.freeze({ label: 'switchboard', id: 0 });
 /** Connection states, in the order a session normally walks through them. */
 export const STATES = Object.freeze(['idle', 'connecting', 'open', 'joined', 'reconnecting', 'closed']);
 
+/** How long a polite peer waits for the impolite one's first offer before offering itself. */
+const FIRST_OFFER_WAIT_MS = 2500;
+/** How long a polite peer leaves a failed ICE connection to the impolite one's restart. */
+const POLITE_RESTART_DELAY_MS = 2000;
+
 const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 15000, factor: 2 });
 
 /**
@@ -419,6 +424,13 @@ class PeerLink {
     this.isSettingRemoteAnswerPending = false;
     this.queue = Promise.resolve();
     this.closed = false;
+    // The impolite peer makes the first offer; the polite one waits for it (FIRST_OFFER_WAIT_MS
+    // at most, for peers that only ever answer). Without this both offer at once on every new
+    // link, and Chromium sometimes stops gathering ICE candidates after the polite side's
+    // rollback, leaving the call stuck in "new".
+    this.awaitingFirstOffer = polite;
+    this.negotiationPending = false;
+    this.firstOfferTimer = polite ? setTimeout(() => this.#stopAwaitingFirstOffer(), FIRST_OFFER_WAIT_MS) : null;
     this.remoteStream = null;
     this.pc = new RTCPeerConnection({ iceServers: client.iceServers });
     // Negotiated with a fixed id: both sides create it, neither waits for the other's
@@ -431,25 +443,60 @@ class PeerLink {
     this.setStream(stream);
   }
 
+  async #negotiate() {
+    const { pc } = this;
+    if (this.closed) return;
+    try {
+      this.makingOffer = true;
+      await pc.setLocalDescription();
+      if (!this.closed) this.client.signal('webrtc-offer', this.peer, pc.localDescription.toJSON());
+    } catch (err) {
+      this.#fail('negotiation_failed', err);
+    } finally {
+      this.makingOffer = false;
+    }
+  }
+
+  #stopAwaitingFirstOffer() {
+    clearTimeout(this.firstOfferTimer);
+    if (!this.awaitingFirstOffer) return;
+    this.awaitingFirstOffer = false;
+    // No offer came: negotiate ourselves if something is waiting (and nothing is under way).
+    if (this.negotiationPending && !this.closed && this.pc.signalingState === 'stable') this.#negotiate();
+    this.negotiationPending = false;
+  }
+
+  /**
+   * ICE restart on failure. The impolite peer restarts at once; the polite one only if the
+   * failure persists, so that the two rarely offer at the same time (see awaitingFirstOffer).
+   */
+  #restartIceSoon() {
+    if (this.closed) return;
+    if (!this.polite) {
+      this.pc.restartIce();
+      return;
+    }
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      if (!this.closed && this.pc.iceConnectionState === 'failed') this.pc.restartIce();
+    }, POLITE_RESTART_DELAY_MS);
+  }
+
   #wire() {
     const { pc, channel, client, peer } = this;
-    pc.addEventListener('negotiationneeded', async () => {
-      try {
-        this.makingOffer = true;
-        await pc.setLocalDescription();
-        if (!this.closed) client.signal('webrtc-offer', peer, pc.localDescription.toJSON());
-      } catch (err) {
-        this.#fail('negotiation_failed', err);
-      } finally {
-        this.makingOffer = false;
+    pc.addEventListener('negotiationneeded', () => {
+      if (this.awaitingFirstOffer) {
+        this.negotiationPending = true; // made after the impolite peer's first offer, if still needed
+        return;
       }
+      this.#negotiate();
     });
     pc.addEventListener('icecandidate', ({ candidate }) => {
       // The end-of-candidates null is not sent: every peer copes without it.
       if (candidate && !this.closed) client.signal('webrtc-ice-candidate', peer, candidate.toJSON());
     });
     pc.addEventListener('iceconnectionstatechange', () => {
-      if (pc.iceConnectionState === 'failed' && !this.closed) pc.restartIce();
+      if (pc.iceConnectionState === 'failed') this.#restartIceSoon();
       this.#emitState();
     });
     pc.addEventListener('connectionstatechange', () => this.#emitState());
@@ -498,6 +545,12 @@ class PeerLink {
     if (description.type === 'offer') {
       await pc.setLocalDescription();
       if (!this.closed) this.client.signal('webrtc-answer', this.peer, pc.localDescription.toJSON());
+      // Back in "stable": Chromium fires negotiationneeded again if our side still needs it.
+      if (this.awaitingFirstOffer) {
+        this.awaitingFirstOffer = false;
+        this.negotiationPending = false;
+        clearTimeout(this.firstOfferTimer);
+      }
     }
   }
 
@@ -521,6 +574,8 @@ class PeerLink {
 
   close() {
     this.closed = true;
+    clearTimeout(this.firstOfferTimer);
+    clearTimeout(this.restartTimer);
     try { this.channel.close(); } catch { /* already closed */ }
     this.pc.close();
   }

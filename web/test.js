@@ -135,7 +135,7 @@ function fillTemplate() {
 
 ui.dialect.addEventListener('change', onDialectChange);
 for (const input of [ui.server, ui.peerId, ui.room, ui.channel]) input.addEventListener('input', refreshUrl);
-for (const input of [ui.room, ui.name, ui.target]) input.addEventListener('change', fillTemplate);
+for (const input of [ui.room, ui.name, ui.target]) input.addEventListener('input', fillTemplate);
 ui.url.addEventListener('input', () => { urlEdited = true; });
 ui.template.addEventListener('change', fillTemplate);
 

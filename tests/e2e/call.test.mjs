@@ -70,8 +70,8 @@ describe('a call in the demo app', () => {
       assert.ok(stats.localCandidateType, 'a selected candidate pair');
     }
 
-    await alice.screenshot({ path: artifact('call-alice.png') });
-    await bob.screenshot({ path: artifact('call-bob.png') });
+    await alice.screenshot({ path: artifact('call-alice.png'), fullPage: true });
+    await bob.screenshot({ path: artifact('call-bob.png'), fullPage: true });
     assert.deepEqual(realProblems(alice), []);
     assert.deepEqual(realProblems(bob), []);
   });
@@ -133,8 +133,8 @@ describe('a call in the demo app', () => {
     await waitForLogText(alice, '#dc-log li[data-dc-from="bob"] .dc-text', 'back again');
     assert.equal(await alice.locator(tileSelector('bob')).count(), 1, 'one tile for bob after his reload');
 
-    await alice.screenshot({ path: artifact('reload-alice.png') });
-    await bob.screenshot({ path: artifact('reload-bob.png') });
+    await alice.screenshot({ path: artifact('reload-alice.png'), fullPage: true });
+    await bob.screenshot({ path: artifact('reload-bob.png'), fullPage: true });
     assert.deepEqual(realProblems(alice), []);
     assert.deepEqual(realProblems(bob), []);
   });

@@ -205,6 +205,19 @@ export async function waitFor(check, { timeout = 30000, interval = 100, what = '
   }
 }
 
+/** `promise`, or a rejection after `ms` (the timer is cleared either way). */
+export async function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Waits until the tile for `peer` on `page` has decoded video frames; returns the count. */
 export async function waitForFrames(page, peer, { timeout = 45000, selectorSuffix = '' } = {}) {
   const handle = await page.waitForFunction(({ peerName, suffix }) => {

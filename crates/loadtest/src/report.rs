@@ -133,7 +133,8 @@ pub struct ServerUsage {
     pub cpu_cores: f64,
 }
 
-/// One scenario compared across URLs: medians over the rounds, and ratios to the first URL.
+/// One scenario compared across URLs: medians over the rounds, and ratios to the first URL
+/// (each the median of the per-round ratios).
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
     /// Always `"compare"`.
@@ -157,18 +158,23 @@ pub struct Compared {
     pub rate_unit: &'static str,
     /// Median rate over the rounds.
     pub rate: f64,
-    /// `rate / floor's rate` (higher is better).
+    /// Median over the rounds of `rate / floor's rate` in the same round (higher is better).
     pub rate_ratio: Option<f64>,
     /// Median p99 latency over the rounds, microseconds.
     pub p99_us: Option<f64>,
-    /// `p99 / floor's p99` (lower is better).
+    /// Median over the rounds of `p99 / floor's p99` (lower is better).
     pub p99_ratio: Option<f64>,
     /// Median server bytes per connection, when measured.
     pub bytes_per_connection: Option<f64>,
-    /// `bytes per connection / floor's` (lower is better).
+    /// Median over the rounds of `bytes per connection / floor's` (lower is better).
     pub memory_ratio: Option<f64>,
     /// Median server CPU cores during the window, when measured.
     pub cpu_cores: Option<f64>,
+    /// Median server CPU time per operation (round trip, delivery, join), microseconds:
+    /// the server's own cost, which the rate hides when the bench client is the bottleneck.
+    pub cpu_us_per_op: Option<f64>,
+    /// Median over the rounds of `cpu per operation / floor's` (lower is better).
+    pub cpu_ratio: Option<f64>,
     /// Errors over all rounds.
     pub errors: u64,
     /// Listen-queue overflows over all rounds (storm).
@@ -343,25 +349,35 @@ impl Comparison {
                     ),
                     memory_ratio: None,
                     cpu_cores: median(mine.iter().filter_map(|r| r.server.map(|s| s.cpu_cores))),
+                    cpu_us_per_op: median(mine.iter().filter_map(|r| cpu_per_op(r))),
+                    cpu_ratio: None,
                     errors: mine.iter().map(|r| r.errors).sum(),
                     listen_overflows: (!overflows.is_empty()).then(|| overflows.iter().sum()),
                 }
             })
             .collect();
-        let floor = results.first().cloned();
-        let ratio = |mine: Option<f64>, floor: Option<f64>| match (mine, floor) {
-            (Some(mine), Some(floor)) if floor > 0.0 => Some(mine / floor),
-            _ => None,
+        // Each ratio is the median of per-round ratios: the two runs of one round ran
+        // back to back, so a slow spell on a shared machine touches both sides of a ratio.
+        let floor_url = urls.first();
+        let ratio = |url: &str, figure: fn(&Report) -> Option<f64>| {
+            let per_round = runs.iter().filter(|r| r.url == url).filter_map(|mine| {
+                let floor = runs
+                    .iter()
+                    .find(|r| Some(&r.url) == floor_url && r.round == mine.round)?;
+                match (figure(mine), figure(floor)) {
+                    (Some(mine), Some(floor)) if floor > 0.0 => Some(mine / floor),
+                    _ => None,
+                }
+            });
+            median(per_round)
         };
         let results = results
             .into_iter()
             .map(|mut line| {
-                if let Some(floor) = &floor {
-                    line.rate_ratio = ratio(Some(line.rate), Some(floor.rate));
-                    line.p99_ratio = ratio(line.p99_us, floor.p99_us);
-                    line.memory_ratio =
-                        ratio(line.bytes_per_connection, floor.bytes_per_connection);
-                }
+                line.rate_ratio = ratio(&line.url, |r| Some(r.rate));
+                line.p99_ratio = ratio(&line.url, |r| r.latency_us.map(|l| l.p99));
+                line.memory_ratio = ratio(&line.url, |r| r.server.map(|s| s.bytes_per_connection));
+                line.cpu_ratio = ratio(&line.url, cpu_per_op);
                 line
             })
             .collect();
@@ -379,7 +395,7 @@ impl Comparison {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "compare {} ({} rounds, medians; ratios to {})",
+            "compare {} ({} rounds; medians, and medians of per-round ratios to {})",
             self.scenario, self.rounds, self.floor
         );
         let unit = self
@@ -393,14 +409,24 @@ impl Comparison {
         };
         let _ = writeln!(
             out,
-            "  {:<26} {:>16} {:>6} {:>11} {:>6} {:>9} {:>6} {:>6} {:>7}",
-            "url", unit, "ratio", "p99", "ratio", "B/conn", "ratio", "cpu", "errors"
+            "  {:<26} {:>16} {:>6} {:>11} {:>6} {:>9} {:>6} {:>5} {:>9} {:>6} {:>7}",
+            "url",
+            unit,
+            "ratio",
+            "p99",
+            "ratio",
+            "B/conn",
+            "ratio",
+            "cpu",
+            "cpu µs/op",
+            "ratio",
+            "errors"
         );
-        let ratio = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.2}"));
+        let ratio = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.3}"));
         for line in &self.results {
             let _ = writeln!(
                 out,
-                "  {:<26} {:>16} {:>6} {:>11} {:>6} {:>9} {:>6} {:>6} {:>7}{}",
+                "  {:<26} {:>16} {:>6} {:>11} {:>6} {:>9} {:>6} {:>5} {:>9} {:>6} {:>7}{}",
                 line.url,
                 rate(line),
                 ratio(line.rate_ratio),
@@ -410,6 +436,9 @@ impl Comparison {
                     .map_or("-".to_owned(), |b| format!("{b:.0}")),
                 ratio(line.memory_ratio),
                 line.cpu_cores.map_or("-".to_owned(), |c| format!("{c:.2}")),
+                line.cpu_us_per_op
+                    .map_or("-".to_owned(), |c| format!("{c:.2}")),
+                ratio(line.cpu_ratio),
                 line.errors,
                 line.listen_overflows
                     .map_or(String::new(), |o| format!("  overflows {o}")),
@@ -508,6 +537,12 @@ fn percentile_label(nines: f64) -> String {
         let text = format!("{percent:.2}");
         format!("p{}", text.trim_end_matches('0').trim_end_matches('.'))
     }
+}
+
+/// Server CPU microseconds per operation in one run, when both are known.
+fn cpu_per_op(report: &Report) -> Option<f64> {
+    let server = report.server?;
+    (report.rate > 0.0).then(|| server.cpu_cores * 1e6 / report.rate)
 }
 
 fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
