@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: everything CI runs, runnable on a fresh Debian machine.
-# Installs what it needs, then checks formatting, lints, and runs every test.
+# Installs what it needs, then checks formatting, lints, and runs every test, including the
+# browser end-to-end tests (Debian's Chromium + playwright-core, an aiortc peer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,3 +29,5 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
+echo "==> end-to-end: real Chromium and aiortc through the release binary"
+./tests/e2e/run.sh

@@ -112,7 +112,8 @@ export class SwitchboardClient extends EventTarget {
     socket.addEventListener('open', () => {
       if (socket !== this.#socket) return;
       this.#setState('open');
-      if (this.#wanted) this.#sendJoin(this.#wanted, true);
+      if (this.#wanted) this.#sendJoin(this.#wanted, true).catch(() => {}); // outcome arrives as events
+      else this.#attempt = 0; // with a room wanted, only a successful rejoin resets the backoff
     });
     socket.addEventListener('message', (event) => {
       if (socket === this.#socket) this.#onFrame(event.data);
@@ -287,7 +288,8 @@ export class SwitchboardClient extends EventTarget {
     const request = this.#pending.get(rid);
     this.#pending.delete(rid);
     const wanted = request?.wanted ?? this.#wanted;
-    if (this.#room && this.#room !== data.roomId) this.#leftRoom('switched room');
+    // A join under another room or name left the old membership: the others dropped our links.
+    if (this.#room && (this.#room !== data.roomId || this.#name !== wanted?.name)) this.#leftRoom('switched room');
     this.#room = data.roomId;
     this.#name = wanted?.name ?? this.#name;
     this.#users = Array.isArray(data.users) ? [...data.users] : [];
@@ -566,6 +568,17 @@ class PeerLink {
       const sender = this.pc.getSenders().find((s) => s.track?.kind === track.kind);
       if (sender) {
         if (sender.track !== track) sender.replaceTrack(track).catch((err) => this.#fail('media_failed', err));
+        continue;
+      }
+      // Reuse a transceiver of that kind that sends nothing (one we stopped sending on, or one
+      // the peer's offer created), so that starting and stopping a camera does not add m-lines.
+      const idle = this.pc.getTransceivers().find((t) => !t.stopped && t.currentDirection !== 'stopped'
+        && !t.sender.track && t.receiver.track?.kind === track.kind);
+      if (idle) {
+        idle.sender.replaceTrack(track).catch((err) => this.#fail('media_failed', err));
+        idle.sender.setStreams?.(stream);
+        if (idle.direction === 'recvonly') idle.direction = 'sendrecv';
+        else if (idle.direction === 'inactive') idle.direction = 'sendonly';
       } else {
         this.pc.addTrack(track, stream);
       }

@@ -237,6 +237,7 @@ function renderDialects(sample) {
 function renderErrors(sample) {
   const entries = [...sample.errorsByCode].sort((a, b) => b[1].count - a[1].count);
   ui.noErrors.hidden = entries.length > 0;
+  ui.errorBody.closest('table').hidden = entries.length === 0;
   ui.errorBody.replaceChildren(...entries.map(([code, entry]) => {
     const tr = document.createElement('tr');
     tr.dataset.code = code;

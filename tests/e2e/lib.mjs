@@ -56,15 +56,16 @@ export async function freePort() {
 }
 
 /**
- * Starts switchboard on 127.0.0.1 and waits for /healthz. `stop()` kills it by PID.
+ * Starts switchboard on 127.0.0.1 (on `port`, or a free one) and waits for /healthz. `stop()`
+ * kills it by PID.
  * @returns {Promise<{port: number, origin: string, ws: string, pid: number, log: () => string,
  *   stop: () => Promise<void>, page: (p: string, query?: object) => string}>}
  */
-export async function startServer(extraArgs = []) {
+export async function startServer(extraArgs = [], { port: fixedPort } = {}) {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run cargo build --release -p switchboard`);
   let lastError;
   for (let attempt = 0; attempt < 3; attempt += 1) {
-    const port = await freePort();
+    const port = fixedPort ?? await freePort();
     const child = spawn(BINARY, ['--listen', `127.0.0.1:${port}`, ...extraArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
