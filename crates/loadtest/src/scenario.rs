@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use futures_util::{SinkExt, StreamExt};
-use tokio::sync::Semaphore;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, Stream, StreamExt};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, timeout};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{self, now_ns, Dialect, Stamp, Target, Ws};
@@ -311,6 +312,7 @@ async fn fanout(bench: &Bench<'_>, args: &FanoutArgs, addressed: bool) -> anyhow
 }
 
 /// Who one fanout client is.
+#[derive(Clone)]
 struct FanoutPeer {
     index: usize,
     names: Arc<[String]>,
@@ -322,36 +324,28 @@ struct FanoutPeer {
 /// arrived, so no peer runs more than `window` rounds ahead of the slowest and every queue
 /// in between stays bounded (a closed loop: the offered load follows the server's pace).
 /// Each sender's frames arrive in order, so counting arrivals per round is enough.
-async fn fanout_client(mut ws: Ws, run: Arc<Run>, peer: FanoutPeer) {
+///
+/// Reading and writing are separate tasks: a round is up to `peers - 1` frames, and a
+/// client that stopped reading while it wrote them could stall a server that is itself
+/// blocked writing to that client.
+async fn fanout_client(ws: Ws, run: Arc<Run>, peer: FanoutPeer) {
     let counters = &run.counters;
     let others = peer.names.len().saturating_sub(1);
     let per_round = u64::try_from(others).unwrap_or(u64::MAX);
-    let mut out = String::with_capacity(run.size + 96);
-    let mut next_round = 0;
+    let (sink, mut stream) = ws.split();
     // Rounds below `complete` have arrived from every other peer; `arrived[i]` counts the
-    // arrivals of round `complete + i`.
+    // arrivals of round `complete + i`. The writer may send every round below `allowed`.
     let mut complete: u64 = 0;
     let mut arrived: VecDeque<usize> = VecDeque::new();
-    let mut due = if run.window.is_open(now_ns()) {
+    let mut allowed = if run.window.is_open(now_ns()) {
         peer.window
     } else {
         0
     };
-    counters.expected.fetch_add(due * per_round, Relaxed);
-    loop {
-        for _ in 0..due {
-            if let Err(error) = send_round(&mut ws, &mut out, &run, &peer, next_round).await {
-                counters.error(format_args!("send: {error}"));
-                close(ws, &run.stop).await;
-                return;
-            }
-            next_round += 1;
-        }
-        let text = match next_text(&mut ws, &run).await {
-            Some(text) => text,
-            None => break,
-        };
-        due = 0;
+    counters.expected.fetch_add(allowed * per_round, Relaxed);
+    let (allow, allowance) = watch::channel(allowed);
+    let writer = tokio::spawn(fanout_writer(sink, run.clone(), peer.clone(), allowance));
+    while let Some(text) = next_text(&mut stream, &run).await {
         let now = now_ns();
         let Some(stamp) = Stamp::find(&text) else {
             if client::is_error(&text) {
@@ -377,9 +371,12 @@ async fn fanout_client(mut ws: Ws, run: Arc<Run>, peer: FanoutPeer) {
             arrived.pop_front();
             complete += 1;
         }
-        if run.window.is_open(now) {
-            due = (complete + peer.window).saturating_sub(next_round);
-            counters.expected.fetch_add(due * per_round, Relaxed);
+        if run.window.is_open(now) && complete + peer.window > allowed {
+            counters
+                .expected
+                .fetch_add((complete + peer.window - allowed) * per_round, Relaxed);
+            allowed = complete + peer.window;
+            allow.send_replace(allowed);
         }
         counters.received.fetch_add(1, Relaxed);
         if run.window.is_measured(now) {
@@ -388,30 +385,67 @@ async fn fanout_client(mut ws: Ws, run: Arc<Run>, peer: FanoutPeer) {
             counters.operations.fetch_add(1, Relaxed);
         }
     }
-    close(ws, &run.stop).await;
+    drop(allow); // the writer ends once it has sent what was allowed
+    if let Ok(sink) = writer.await {
+        if let Ok(ws) = sink.reunite(stream) {
+            close(ws, &run.stop).await;
+        }
+    }
+}
+
+/// Sends every round the reader allows, until the run stops or the reader is gone.
+async fn fanout_writer(
+    mut sink: SplitSink<Ws, Message>,
+    run: Arc<Run>,
+    peer: FanoutPeer,
+    mut allowance: watch::Receiver<u64>,
+) -> SplitSink<Ws, Message> {
+    let mut out = String::with_capacity(run.size + 96);
+    let mut next_round = 0;
+    loop {
+        let allowed = *allowance.borrow_and_update();
+        while next_round < allowed {
+            if let Err(error) = send_round(&mut sink, &mut out, &run, &peer, next_round).await {
+                run.counters.error(format_args!("send: {error}"));
+                return sink;
+            }
+            next_round += 1;
+        }
+        tokio::select! {
+            biased;
+            _ = run.stop.cancelled() => break,
+            changed = allowance.changed() => if changed.is_err() { break },
+        }
+    }
+    sink
 }
 
 /// Sends one fanout round: one room-wide frame, or one frame to each other peer.
 async fn send_round(
-    ws: &mut Ws,
+    sink: &mut SplitSink<Ws, Message>,
     out: &mut String,
     run: &Run,
     peer: &FanoutPeer,
     round: u64,
 ) -> anyhow::Result<()> {
-    if !peer.addressed {
-        run.dialect.room_wide(out, Stamp::now(round), run.size);
-        return send(ws, out, run).await;
-    }
-    for (index, name) in peer.names.iter().enumerate() {
-        if index != peer.index {
+    let receivers = peer
+        .names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != peer.index);
+    if peer.addressed {
+        for (_, name) in receivers {
             run.dialect
                 .addressed(out, name, Stamp::now(round), run.size);
-            ws.feed(Message::text(out.as_str())).await?;
+            sink.feed(Message::text(out.as_str())).await?;
             run.counters.sent.fetch_add(1, Relaxed);
         }
+    } else {
+        run.dialect.room_wide(out, Stamp::now(round), run.size);
+        sink.feed(Message::text(out.as_str())).await?;
+        run.counters.sent.fetch_add(1, Relaxed);
     }
-    ws.flush().await?;
+    sink.flush().await?;
     Ok(())
 }
 
@@ -696,7 +730,10 @@ async fn send(ws: &mut Ws, text: &str, run: &Run) -> anyhow::Result<()> {
 
 /// The next text frame, or `None` when the run stops or the socket ends (an error unless
 /// the run was stopping).
-async fn next_text(ws: &mut Ws, run: &Run) -> Option<tokio_tungstenite::tungstenite::Utf8Bytes> {
+async fn next_text<S>(ws: &mut S, run: &Run) -> Option<Utf8Bytes>
+where
+    S: Stream<Item = Result<Message, WsError>> + Unpin,
+{
     loop {
         let frame = tokio::select! {
             biased;
