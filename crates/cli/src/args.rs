@@ -1,11 +1,11 @@
 //! The command line: every setting is a flag with an environment variable, and the flag wins.
 
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use switchboard_server::{Config, DialectKind, IceServer};
+use switchboard_server::{Config, DialectKind, IceServer, MediaLimits};
 
 /// One WebRTC signaling server for five protocols, on one port.
 #[derive(Debug, Parser)]
@@ -95,6 +95,35 @@ pub(crate) struct Args {
     #[arg(long = "ice-server", env = "SWITCHBOARD_ICE_SERVERS", value_delimiter = ',', value_parser = IceServer::parse)]
     ice_servers: Vec<IceServer>,
 
+    /// Turn the SFU (media over UDP) off; media requests then answer media_disabled
+    #[arg(long, env = "SWITCHBOARD_NO_MEDIA")]
+    no_media: bool,
+
+    /// UDP address for media [default: the listen address, same port number]
+    #[arg(long, env = "SWITCHBOARD_MEDIA_LISTEN", value_parser = parse_listen)]
+    media_listen: Option<SocketAddr>,
+
+    /// IP announced to browsers in iceCandidates (set it behind NAT) [default: the media
+    /// listen IP, or 127.0.0.1 when that is 0.0.0.0]
+    #[arg(long, env = "SWITCHBOARD_MEDIA_ANNOUNCE")]
+    media_announce: Option<IpAddr>,
+
+    /// Media transports one user may hold
+    #[arg(long, env = "SWITCHBOARD_MEDIA_MAX_TRANSPORTS_PER_USER", default_value_t = MediaLimits::default().transports_per_user)]
+    media_max_transports_per_user: usize,
+
+    /// Producers (published tracks) one user may hold
+    #[arg(long, env = "SWITCHBOARD_MEDIA_MAX_PRODUCERS_PER_USER", default_value_t = MediaLimits::default().producers_per_user)]
+    media_max_producers_per_user: usize,
+
+    /// Consumers (received tracks) one user may hold
+    #[arg(long, env = "SWITCHBOARD_MEDIA_MAX_CONSUMERS_PER_USER", default_value_t = MediaLimits::default().consumers_per_user)]
+    media_max_consumers_per_user: usize,
+
+    /// Producers one room may hold
+    #[arg(long, env = "SWITCHBOARD_MEDIA_MAX_PRODUCERS_PER_ROOM", default_value_t = MediaLimits::default().producers_per_room)]
+    media_max_producers_per_room: usize,
+
     /// Log format
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub(crate) log_format: LogFormat,
@@ -164,6 +193,15 @@ impl Args {
             cors_origins: self.cors_origins.clone(),
             ws_origins: self.ws_origins.clone(),
             ice_servers: self.ice_servers.clone(),
+            media: !self.no_media,
+            media_listen: self.media_listen,
+            media_announce: self.media_announce,
+            media_limits: MediaLimits {
+                transports_per_user: self.media_max_transports_per_user,
+                producers_per_user: self.media_max_producers_per_user,
+                consumers_per_user: self.media_max_consumers_per_user,
+                producers_per_room: self.media_max_producers_per_room,
+            },
         })
     }
 }

@@ -47,15 +47,69 @@ pub enum Command<'a> {
     },
     /// A broadcast frame for every other subscriber of the peer's channel.
     Broadcast(RawFrame),
+    /// An SFU request (conference). The core does not carry it out: the server hands it to
+    /// the media worker with the peer's room, and the worker answers on the peer's outbox.
+    Media {
+        /// Which request it is.
+        request: MediaRequest,
+        /// The request's `data` object, raw; the media worker checks its shape.
+        data: RawJson,
+        /// The request id to echo on the reply or error.
+        rid: Option<RawJson>,
+    },
+}
+
+/// The SFU requests of the conference dialect (docs/media.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaRequest {
+    /// `get-router-rtp-capabilities`
+    RouterCapabilities,
+    /// `create-transport`
+    CreateTransport,
+    /// `connect-transport`
+    ConnectTransport,
+    /// `produce`
+    Produce,
+    /// `consume`
+    Consume,
+    /// `resume-consumer`
+    ResumeConsumer,
+    /// `close-producer`
+    CloseProducer,
+}
+
+impl MediaRequest {
+    /// Every request, with its wire name.
+    pub const ALL: [(MediaRequest, &'static str); 7] = [
+        (
+            MediaRequest::RouterCapabilities,
+            "get-router-rtp-capabilities",
+        ),
+        (MediaRequest::CreateTransport, "create-transport"),
+        (MediaRequest::ConnectTransport, "connect-transport"),
+        (MediaRequest::Produce, "produce"),
+        (MediaRequest::Consume, "consume"),
+        (MediaRequest::ResumeConsumer, "resume-consumer"),
+        (MediaRequest::CloseProducer, "close-producer"),
+    ];
+
+    /// The request named `name` on the wire, if it is one.
+    pub fn from_name(name: &str) -> Option<MediaRequest> {
+        Self::ALL
+            .iter()
+            .find(|(_, wire)| *wire == name)
+            .map(|&(request, _)| request)
+    }
 }
 
 impl Command<'_> {
     /// The request id to echo on a reply or error, if the command carries one.
     pub fn rid(&self) -> Option<&RawJson> {
         match self {
-            Command::Join { rid, .. } | Command::Leave { rid, .. } | Command::Send { rid, .. } => {
-                rid.as_ref()
-            }
+            Command::Join { rid, .. }
+            | Command::Leave { rid, .. }
+            | Command::Send { rid, .. }
+            | Command::Media { rid, .. } => rid.as_ref(),
             Command::Pair { .. } | Command::Broadcast(_) => None,
         }
     }

@@ -89,11 +89,23 @@ pub enum ErrorCode {
     UserNotFound,
     /// The server does not offer this capability.
     Unsupported,
+    /// media: a request's parameters are missing or of the wrong shape.
+    BadParameters,
+    /// media: no transport with that id belongs to this peer.
+    TransportNotFound,
+    /// media: no producer with that id in this room (or, to close, of this peer).
+    ProducerNotFound,
+    /// media: the consumer's capabilities cannot receive the producer's codec.
+    CannotConsume,
+    /// media: a per-user or per-room cap on transports, producers or consumers.
+    LimitReached,
+    /// media: the server was started without media.
+    MediaDisabled,
 }
 
 impl ErrorCode {
     /// Every code, for metrics that list each one.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 21] = [
         ErrorCode::BadJson,
         ErrorCode::MissingType,
         ErrorCode::BadField,
@@ -109,6 +121,12 @@ impl ErrorCode {
         ErrorCode::UserBusy,
         ErrorCode::UserNotFound,
         ErrorCode::Unsupported,
+        ErrorCode::BadParameters,
+        ErrorCode::TransportNotFound,
+        ErrorCode::ProducerNotFound,
+        ErrorCode::CannotConsume,
+        ErrorCode::LimitReached,
+        ErrorCode::MediaDisabled,
     ];
 
     /// The code as it appears on the wire.
@@ -129,6 +147,12 @@ impl ErrorCode {
             ErrorCode::UserBusy => "user_busy",
             ErrorCode::UserNotFound => "user_not_found",
             ErrorCode::Unsupported => "unsupported",
+            ErrorCode::BadParameters => "bad_parameters",
+            ErrorCode::TransportNotFound => "transport_not_found",
+            ErrorCode::ProducerNotFound => "producer_not_found",
+            ErrorCode::CannotConsume => "cannot_consume",
+            ErrorCode::LimitReached => "limit_reached",
+            ErrorCode::MediaDisabled => "media_disabled",
         }
     }
 }

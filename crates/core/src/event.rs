@@ -71,6 +71,8 @@ pub enum Event {
         rid: Option<RawJson>,
         /// The ICE servers (STUN/TURN) the operator configured, as a JSON array, if any.
         ice_servers: Option<RawJson>,
+        /// The SFU's router RTP capabilities (a JSON object) when media is on.
+        media: Option<RawJson>,
     },
     /// Another peer joined this peer's room.
     PeerJoined {
@@ -95,6 +97,15 @@ pub enum Event {
     },
     /// A broadcast frame from another subscriber of the channel.
     Frame(RawFrame),
+    /// A reply or notice from the media worker (conference only): `{"type":kind,"data":data}`.
+    Media {
+        /// The message type, e.g. `produced` or `new-producer`.
+        kind: &'static str,
+        /// The `data` object, encoded once by the media worker.
+        data: RawJson,
+        /// The request id of the request answered, echoed.
+        rid: Option<RawJson>,
+    },
     /// A refusal of this peer's own request.
     Error {
         /// The stable machine code.

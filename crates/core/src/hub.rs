@@ -48,6 +48,8 @@ pub struct Hub {
     evictions: u64,
     /// Handed to every joiner (the operator's `--ice-server`s), shared, never re-encoded.
     ice_servers: Option<RawJson>,
+    /// The SFU's router capabilities, handed to every joiner when media is on.
+    media: Option<RawJson>,
 }
 
 #[derive(Default)]
@@ -153,6 +155,32 @@ impl Hub {
         key
     }
 
+    /// Sets the router capabilities every `joined` carries (`None`: media is off).
+    pub fn set_media_capabilities(&mut self, capabilities: Option<RawJson>) {
+        self.media = capabilities;
+    }
+
+    /// The room `key` is in and its name there, if it is in one.
+    pub fn membership(&self, key: PeerKey) -> Option<(RoomId, PeerName)> {
+        match &self.peers.get(&key)?.place {
+            Place::Room { room, name } => Some((room.clone(), name.clone())),
+            _ => None,
+        }
+    }
+
+    /// Tells every member of `room` but `except` about `event`.
+    pub fn tell_room(&mut self, room: &RoomId, except: PeerKey, event: &Event) {
+        let Some(room) = self.rooms.get(room) else {
+            return;
+        };
+        for member in room.members.values() {
+            if member.key != except {
+                offer(&self.peers, member.key, event.clone(), &mut self.slow);
+            }
+        }
+        self.settle();
+    }
+
     /// Carries out one command from `key`. A refusal is returned, not sent: the caller
     /// decides how to tell the peer (usually [`Hub::refuse`]).
     pub fn execute(&mut self, key: PeerKey, command: Command<'_>) -> Result<(), CoreError> {
@@ -168,6 +196,8 @@ impl Hub {
             } => self.send(key, to.as_deref(), room.as_deref(), echo, message),
             Command::Pair { to, message } => self.pair(key, &to, message),
             Command::Broadcast(frame) => self.broadcast(key, frame),
+            // The server hands these to the media worker; the core has no media.
+            Command::Media { .. } => Err(CoreError::Unsupported("media".into())),
         };
         self.settle();
         result
@@ -244,6 +274,7 @@ impl Hub {
                 members,
                 rid,
                 ice_servers: self.ice_servers.clone(),
+                media: self.media.clone(),
             },
         );
         Ok(())

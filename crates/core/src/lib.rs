@@ -11,7 +11,7 @@ mod hub;
 mod id;
 mod peer;
 
-pub use command::{Command, Message, SignalKind};
+pub use command::{Command, MediaRequest, Message, SignalKind};
 pub use error::{CoreError, ErrorCode};
 pub use event::{Event, RawFrame, RawJson, Signal};
 pub use hub::{Census, Hub, SharedHub, Stats, UserStats};

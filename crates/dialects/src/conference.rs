@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use switchboard_core::{Command, CoreError, DialectKind, Event, Message, PeerName, SignalKind};
+use switchboard_core::{
+    Command, DialectKind, Event, MediaRequest, Message, PeerName, RawJson, SignalKind,
+};
 
 use crate::frame::{self, push_key, push_rid, push_str, Fields};
 use crate::{Dialect, Outbound, WireError};
@@ -17,17 +19,6 @@ pub struct Session {
     /// The name it joined under: a room-wide signal from another dialect is addressed to it.
     name: Option<PeerName>,
 }
-
-/// seed 003's SFU requests; refused with `unsupported` until the SFU exists.
-const MEDIA_TYPES: [&str; 7] = [
-    "get-router-rtp-capabilities",
-    "create-transport",
-    "connect-transport",
-    "produce",
-    "consume",
-    "resume-consumer",
-    "close-producer",
-];
 
 impl Dialect for Conference {
     const KIND: DialectKind = DialectKind::Conference;
@@ -48,6 +39,7 @@ impl Dialect for Conference {
                 members,
                 rid,
                 ice_servers,
+                media,
             } => {
                 session.name = Some(name.clone());
                 out.push_str(r#"{"type":"joined","data":{"roomId":"#);
@@ -63,6 +55,10 @@ impl Dialect for Conference {
                 if let Some(ice_servers) = ice_servers {
                     out.push_str(r#","iceServers":"#);
                     out.push_str(ice_servers.as_str());
+                }
+                if let Some(capabilities) = media {
+                    out.push_str(r#","routerRtpCapabilities":"#);
+                    out.push_str(capabilities.as_str());
                 }
                 out.push('}');
                 push_rid(out, rid.as_ref());
@@ -111,6 +107,14 @@ impl Dialect for Conference {
                 out.push_str(r#","code":""#);
                 out.push_str(code.as_str());
                 out.push_str("\"}");
+                push_rid(out, rid.as_ref());
+                out.push('}');
+            }
+            Event::Media { kind, data, rid } => {
+                out.push_str(r#"{"type":""#);
+                out.push_str(kind);
+                out.push_str(r#"","data":"#);
+                out.push_str(data.as_str());
                 push_rid(out, rid.as_ref());
                 out.push('}');
             }
@@ -163,10 +167,18 @@ fn decode_fields<'a>(
         "webrtc-offer" => SignalKind::Offer,
         "webrtc-answer" => SignalKind::Answer,
         "webrtc-ice-candidate" => SignalKind::IceCandidate,
-        media if MEDIA_TYPES.contains(&media) => {
-            return Err(CoreError::Unsupported(format!("media ({media})")).into())
+        other => {
+            let Some(request) = MediaRequest::from_name(other) else {
+                return Err(WireError::unknown_type(other));
+            };
+            // The media worker checks the shape of `data`; here it only has to be an object.
+            let data = match fields.raw("data") {
+                Some(data) if data.get().starts_with('{') => frame::raw_json(data),
+                None => RawJson::new("{}"),
+                Some(_) => return Err(WireError::bad_field("data", "an object")),
+            };
+            return Ok(Command::Media { request, data, rid });
         }
-        other => return Err(WireError::unknown_type(other)),
     };
     let data = fields.object("data")?;
     let to = data.required("target")?;
@@ -225,6 +237,7 @@ mod tests {
             members: Arc::from([name(who)]),
             rid: None,
             ice_servers: None,
+            media: None,
         };
         encode(&mut session, &event);
         session

@@ -83,7 +83,8 @@ impl Dialect for Pairing {
             Event::Joined { .. }
             | Event::PeerJoined { .. }
             | Event::PeerLeft { .. }
-            | Event::Frame(_) => return Outbound::Skip,
+            | Event::Frame(_)
+            | Event::Media { .. } => return Outbound::Skip,
         }
         Outbound::Text
     }

@@ -84,9 +84,10 @@ impl Dialect for QueryRooms {
                 push_str(out, message);
                 out.push_str("}}");
             }
-            Event::Greeting { .. } | Event::PartnerGone { .. } | Event::Frame(_) => {
-                return Outbound::Skip
-            }
+            Event::Greeting { .. }
+            | Event::PartnerGone { .. }
+            | Event::Frame(_)
+            | Event::Media { .. } => return Outbound::Skip,
         }
         Outbound::Text
     }

@@ -121,9 +121,10 @@ impl Dialect for RoomRelay {
                 push_str(out, message);
                 out.push('}');
             }
-            Event::Greeting { .. } | Event::PartnerGone { .. } | Event::Frame(_) => {
-                return Outbound::Skip
-            }
+            Event::Greeting { .. }
+            | Event::PartnerGone { .. }
+            | Event::Frame(_)
+            | Event::Media { .. } => return Outbound::Skip,
         }
         Outbound::Text
     }
@@ -283,6 +284,7 @@ mod tests {
             members: Arc::from([name("u1"), name("u2")]),
             rid: None,
             ice_servers: None,
+            media: None,
         };
         assert_eq!(
             encode(&mut Session::default(), &event),

@@ -1,6 +1,7 @@
 //! The browser face: the demo app, the JS client, the protocol tester and the dashboard,
-//! compiled into the binary (no web server, no build step). Each asset is served with its
-//! content type, an ETag for revalidation, and a strict Content-Security-Policy: scripts,
+//! compiled into the binary (no web server, no build step: the one third-party script,
+//! `web/vendor/mediasoup-client.js`, is checked in already bundled). Each asset is served with
+//! its content type, an ETag for revalidation, and a strict Content-Security-Policy: scripts,
 //! styles and connections only from this origin, nothing inline.
 
 use std::hash::{Hash, Hasher};
@@ -47,6 +48,18 @@ static ASSETS: &[Asset] = &[
         name: "client.js",
         content_type: JS,
         body: include_str!("../../../web/client.js"),
+    },
+    Asset {
+        name: "sfu.js",
+        content_type: JS,
+        body: include_str!("../../../web/sfu.js"),
+    },
+    // mediasoup-client, for the demo's SFU mode; `web/vendor/build.sh` says how it is made.
+    // Served at `/vendor/mediasoup-client.js`: a name with a slash is a path like any other.
+    Asset {
+        name: "vendor/mediasoup-client.js",
+        content_type: JS,
+        body: include_str!("../../../web/vendor/mediasoup-client.js"),
     },
     Asset {
         name: "test.html",

@@ -1,10 +1,11 @@
 //! Everything the server can be told, with the defaults a fresh `switchboard` runs with.
 //! Each limit says why it has its value; the README's configuration table lists them all.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use switchboard_core::DialectKind;
+pub use switchboard_sfu::MediaLimits;
 
 /// The server's settings. `Config::default()` is what `switchboard` runs with.
 #[derive(Debug, Clone)]
@@ -51,6 +52,15 @@ pub struct Config {
     pub ws_origins: Vec<String>,
     /// STUN/TURN servers handed to conference clients in `joined` (`iceServers`).
     pub ice_servers: Vec<IceServer>,
+    /// Whether the SFU (seed 003's media path) runs. On by default.
+    pub media: bool,
+    /// The media UDP address; by default the listener's address and port number.
+    pub media_listen: Option<SocketAddr>,
+    /// The IP put in `iceCandidates`; by default the media listen IP, or 127.0.0.1 when
+    /// that is a wildcard (with a warning: deployments behind NAT must set it).
+    pub media_announce: Option<IpAddr>,
+    /// Per-user and per-room caps on transports, producers and consumers.
+    pub media_limits: MediaLimits,
 }
 
 /// One STUN or TURN server, as a browser's `RTCIceServer` wants it.
@@ -112,6 +122,10 @@ impl Default for Config {
             cors_origins: Vec::new(),
             ws_origins: Vec::new(),
             ice_servers: Vec::new(),
+            media: true,
+            media_listen: None,
+            media_announce: None,
+            media_limits: MediaLimits::default(),
         }
     }
 }

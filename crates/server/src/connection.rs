@@ -8,7 +8,9 @@ use std::sync::Arc;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::SinkExt;
-use switchboard_core::{Command, Event, PeerKey, SharedHub};
+use switchboard_core::{
+    Command, DialectKind, ErrorCode, Event, MediaRequest, PeerKey, RawJson, SharedHub,
+};
 use switchboard_dialects::{Dialect, Outbound, WireError};
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, sleep, timeout, Duration, Instant, MissedTickBehavior};
@@ -51,8 +53,21 @@ pub(crate) struct Connection<D: Dialect> {
     rate: RateLimit,
     /// Reused for every encoded frame's text before it is handed to the socket.
     out: String,
+    /// Counts this peer's room memberships, so the media worker can tell a request made
+    /// in an earlier membership from one made in the current one.
+    media_epoch: u32,
     _membership: Membership,
     _slot: Slot,
+}
+
+impl<D: Dialect> Drop for Connection<D> {
+    fn drop(&mut self) {
+        if D::KIND == DialectKind::Conference {
+            if let Some(sfu) = &self.state.sfu {
+                sfu.left(self.key, switchboard_sfu::GONE);
+            }
+        }
+    }
 }
 
 /// How the loop ended, and what (if anything) to tell the client.
@@ -110,6 +125,7 @@ impl<D: Dialect> Connection<D> {
             inbox,
             rate,
             out: String::new(),
+            media_epoch: 0,
             _membership: membership,
             _slot: slot,
         }
@@ -125,18 +141,70 @@ impl<D: Dialect> Connection<D> {
         command.stamp_chat(|| {
             Arc::from(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string())
         });
+        let command = match command {
+            Command::Media { request, data, rid } => return self.media(request, data, rid),
+            command => command,
+        };
         let rid = command.rid().cloned();
         let key = self.key;
-        let refused = self.state.hub.with(|hub| {
+        let moves = D::KIND == DialectKind::Conference
+            && self.state.sfu.is_some()
+            && matches!(command, Command::Join { .. } | Command::Leave { .. });
+        let (refused, before, after) = self.state.hub.with(|hub| {
+            let before = moves.then(|| hub.membership(key)).flatten();
             let result = hub.execute(key, command);
             if let Err(error) = &result {
                 hub.refuse(key, error, rid);
             }
-            result.err()
+            let after = moves.then(|| hub.membership(key)).flatten();
+            (result.err(), before, after)
         });
+        if moves && before != after {
+            self.moved(before.is_some(), after.map(|(room, _)| room));
+        }
         if let Some(error) = refused {
             trace!(%error, "refused");
             self.state.metrics.error(D::KIND, error.code());
+        }
+    }
+
+    /// The peer left a room, joined one, or both: the media it held in the old one closes,
+    /// and it hears of the producers in the new one.
+    fn moved(&mut self, was_in_room: bool, now_in: Option<switchboard_core::RoomId>) {
+        let Some(sfu) = &self.state.sfu else {
+            return;
+        };
+        if was_in_room {
+            sfu.left(self.key, self.media_epoch);
+        }
+        self.media_epoch += 1;
+        if let Some(room) = now_in {
+            sfu.joined(self.key, room, self.media_epoch);
+        }
+    }
+
+    /// Hands an SFU request to the media worker, which answers on this peer's outbox.
+    fn media(&mut self, request: MediaRequest, data: RawJson, rid: Option<RawJson>) {
+        let Some(sfu) = &self.state.sfu else {
+            let error = WireError::new(ErrorCode::MediaDisabled, "media is off on this server");
+            return self.refuse(error.with_rid(rid));
+        };
+        let key = self.key;
+        let Some((room, name)) = self.state.hub.with(|hub| hub.membership(key)) else {
+            let error = WireError::new(ErrorCode::NotInRoom, "join a room first");
+            return self.refuse(error.with_rid(rid));
+        };
+        let request = switchboard_sfu::Request {
+            peer: key,
+            room,
+            name,
+            epoch: self.media_epoch,
+            request,
+            data,
+            rid: rid.clone(),
+        };
+        if let Err((code, message)) = sfu.request(request) {
+            self.refuse(WireError::new(code, message).with_rid(rid));
         }
     }
 

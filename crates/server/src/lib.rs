@@ -8,6 +8,7 @@ mod config;
 mod connection;
 mod http;
 mod limits;
+mod media;
 mod metrics;
 mod router;
 mod shutdown;
@@ -18,10 +19,11 @@ use std::sync::Arc;
 
 use switchboard_cluster::{Bus, LocalBus};
 use switchboard_core::{RawJson, SharedHub};
+use switchboard_sfu::Sfu;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{Config, IceServer};
+pub use config::{Config, IceServer, MediaLimits};
 pub use shutdown::{serve, ServeError};
 pub use switchboard_core::DialectKind;
 
@@ -45,12 +47,24 @@ pub(crate) struct Inner {
     pub(crate) draining: AtomicBool,
     /// Events for other nodes; the single-node default sends nothing.
     pub(crate) bus: Arc<dyn Bus>,
+    /// The media worker, unless media is off.
+    pub(crate) sfu: Option<Sfu>,
 }
 
 impl AppState {
-    pub(crate) fn new(config: Config, shutdown: CancellationToken, sockets: TaskTracker) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        hub: SharedHub,
+        sfu: Option<Sfu>,
+        shutdown: CancellationToken,
+        sockets: TaskTracker,
+    ) -> Self {
         let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
-        let hub = SharedHub::default();
+        let mut metrics = Metrics::new();
+        if let Some(sfu) = &sfu {
+            metrics.register_media(sfu.metrics());
+            hub.with(|hub| hub.set_media_capabilities(Some(sfu.capabilities().clone())));
+        }
         if !config.ice_servers.is_empty() {
             // Encoded once; every `joined` carries these bytes as they are.
             let json = serde_json::to_string(&config.ice_servers).ok();
@@ -59,12 +73,13 @@ impl AppState {
         AppState(Arc::new(Inner {
             config,
             hub,
-            metrics: Metrics::new(),
+            metrics,
             limits,
             shutdown,
             sockets,
             draining: AtomicBool::new(false),
             bus: Arc::new(LocalBus),
+            sfu,
         }))
     }
 }

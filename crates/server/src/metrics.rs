@@ -74,6 +74,11 @@ pub(crate) struct DialectMetrics {
 }
 
 impl Metrics {
+    /// Adds the SFU's counters (`switchboard_media_*`).
+    pub(crate) fn register_media(&mut self, media: &switchboard_sfu::MediaMetrics) {
+        media.register(&mut self.registry);
+    }
+
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("switchboard");
         let metrics = Metrics {

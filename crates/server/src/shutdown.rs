@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::{router, AppState, Config};
+use switchboard_core::SharedHub;
+
+use crate::{media, router, AppState, Config};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,9 @@ pub enum ServeError {
     /// Accepting connections failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The media worker could not start.
+    #[error(transparent)]
+    Media(#[from] switchboard_sfu::StartError),
 }
 
 /// Serves switchboard on `listener` until `signal` completes, then drains: `/readyz` goes
@@ -40,7 +45,9 @@ pub async fn serve(
             "WebSocket Origin check is off: any web page may connect (set --ws-origin to restrict)"
         );
     }
-    let state = AppState::new(config, shutdown.clone(), sockets.clone());
+    let hub = SharedHub::default();
+    let sfu = media::start(&config, listener.local_addr()?, &hub)?;
+    let state = AppState::new(config, hub, sfu, shutdown.clone(), sockets.clone());
     info!(addr = %listener.local_addr()?, bus = state.bus.name(), "switchboard listening");
     let app = router::router(state.clone());
     let draining = state.clone();

@@ -1,0 +1,499 @@
+//! The SFU end to end without a browser: str0m client transports play the browsers (full
+//! ICE, DTLS client), over the real server's WebSocket and UDP socket on loopback.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use common::{conference, metric, start, start_with, Client, TestServer, PATIENCE};
+use serde_json::{json, Value};
+use switchboard_server::Config;
+use switchboard_sfu::client::MediaClient;
+
+/// Frames a peer may hear while it waits for a reply: other members' comings and goings.
+const NOTICES: [&str; 4] = [
+    "user-joined",
+    "user-left",
+    "new-producer",
+    "producer-closed",
+];
+
+/// Sends a request with a rid and returns the reply's `data` (skipping notices). Panics on
+/// an error or a reply of another type.
+async fn call(client: &mut Client, kind: &str, data: Value, reply: &str) -> Value {
+    let answer = ask(client, kind, data).await;
+    assert_eq!(answer["type"], reply, "{kind}: {answer}");
+    answer["data"].clone()
+}
+
+/// Sends a request with a rid and returns the whole reply (skipping notices), whose rid
+/// must echo ours.
+async fn ask(client: &mut Client, kind: &str, data: Value) -> Value {
+    client
+        .send_json(json!({"type": kind, "data": data, "rid": 42}))
+        .await;
+    loop {
+        let frame = client.json().await;
+        if NOTICES.contains(&frame["type"].as_str().unwrap_or_default()) {
+            continue;
+        }
+        assert_eq!(frame["rid"], 42, "{frame}");
+        return frame;
+    }
+}
+
+/// The next frame of type `kind`, skipping other notices.
+async fn notice(client: &mut Client, kind: &str) -> Value {
+    loop {
+        let frame = client.json().await;
+        if frame["type"] == kind {
+            return frame["data"].clone();
+        }
+        assert!(
+            NOTICES.contains(&frame["type"].as_str().unwrap_or_default()),
+            "{frame}"
+        );
+    }
+}
+
+/// Creates and connects a transport; returns its id and the client playing the browser.
+async fn transport(client: &mut Client, direction: &str) -> (String, MediaClient) {
+    let created = call(
+        client,
+        "create-transport",
+        json!({"direction": direction}),
+        "webRtcTransportCreated",
+    )
+    .await;
+    assert_eq!(created["iceParameters"]["iceLite"], true);
+    assert_eq!(created["dtlsParameters"]["role"], "auto");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut media = MediaClient::new(&created).unwrap();
+    let connected = call(
+        client,
+        "connect-transport",
+        json!({"transportId": id, "dtlsParameters": media.dtls_parameters()}),
+        "transportConnected",
+    )
+    .await;
+    assert_eq!(connected["transportId"], id.as_str());
+    (id, media)
+}
+
+struct Publisher {
+    ws: Client,
+    media: MediaClient,
+    producer: String,
+    seq: u64,
+}
+
+const SSRC: u32 = 0x1111_0001;
+
+async fn publisher(server: &TestServer, room: &str, first_seq: u64) -> Publisher {
+    let mut ws = conference(server, room, "publisher").await;
+    let (id, mut media) = transport(&mut ws, "send").await;
+    let rtp = media.publish_video("0", SSRC, SSRC + 1);
+    let produced = call(
+        &mut ws,
+        "produce",
+        json!({"transportId": id, "kind": "video", "rtpParameters": rtp, "appData": {}}),
+        "produced",
+    )
+    .await;
+    assert_eq!(produced["kind"], "video");
+    Publisher {
+        ws,
+        media,
+        producer: produced["id"].as_str().unwrap().to_owned(),
+        seq: first_seq,
+    }
+}
+
+struct Subscriber {
+    ws: Client,
+    media: MediaClient,
+    consumer: String,
+}
+
+/// Joins, hears of the publisher's producer, and consumes it.
+async fn subscriber(server: &TestServer, room: &str, name: &str) -> Subscriber {
+    let mut ws = conference(server, room, name).await;
+    let announced = notice(&mut ws, "new-producer").await;
+    assert_eq!(announced["user"], "publisher");
+    assert_eq!(announced["kind"], "video");
+    let (id, mut media) = transport(&mut ws, "recv").await;
+    let consumed = call(
+        &mut ws,
+        "consume",
+        json!({"transportId": id, "producerId": announced["producerId"],
+               "rtpCapabilities": MediaClient::capabilities()}),
+        "consumed",
+    )
+    .await;
+    assert_eq!(consumed["producerId"], announced["producerId"]);
+    assert_eq!(consumed["rtpParameters"]["codecs"][0]["payloadType"], 96);
+    media.expect(&consumed).unwrap();
+    let consumer = consumed["id"].as_str().unwrap().to_owned();
+    let resumed = call(
+        &mut ws,
+        "resume-consumer",
+        json!({"consumerId": consumer}),
+        "consumerResumed",
+    )
+    .await;
+    assert_eq!(resumed["consumerId"], consumer.as_str());
+    Subscriber {
+        ws,
+        media,
+        consumer,
+    }
+}
+
+/// Streams packets from the publisher (one per millisecond) while polling everyone, until
+/// each subscriber has `more` packets beyond what it had, or `limit` passes. Returns whether
+/// they all got them.
+fn stream(publisher: &mut Publisher, subscribers: &mut [&mut MediaClient], more: u64) -> bool {
+    let targets: Vec<u64> = subscribers.iter().map(|s| s.packets + more).collect();
+    let end = Instant::now() + PATIENCE;
+    let payload = [0x10, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];
+    tokio::task::block_in_place(|| {
+        while Instant::now() < end {
+            let seq = publisher.seq;
+            publisher.seq += 1;
+            let timestamp = (seq as u32).wrapping_mul(3000);
+            publisher.media.write(SSRC, seq, timestamp, &payload, true);
+            publisher.media.poll();
+            for subscriber in subscribers.iter_mut() {
+                subscriber.poll();
+            }
+            if subscribers
+                .iter()
+                .zip(&targets)
+                .all(|(s, &t)| s.packets >= t)
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    })
+}
+
+async fn media_metric(server: &TestServer, name: &str) -> f64 {
+    let text = server.get("/metrics").await.body;
+    metric(&text, &format!("switchboard_media_{name}")).unwrap_or(-1.0)
+}
+
+/// Waits (bounded) for a media gauge to reach `value`.
+async fn gauge_reaches(server: &TestServer, name: &str, value: f64) {
+    let end = Instant::now() + PATIENCE;
+    loop {
+        let now = media_metric(server, name).await;
+        if now == value {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "{name} stayed at {now}, expected {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_reaches_two_consumers() {
+    let server = start().await;
+    let mut publisher = publisher(&server, "media", 1000).await;
+    let mut first = subscriber(&server, "media", "first").await;
+    let mut second = subscriber(&server, "media", "second").await;
+    assert!(
+        stream(
+            &mut publisher,
+            &mut [&mut first.media, &mut second.media],
+            200
+        ),
+        "consumers got {} and {} packets",
+        first.media.packets,
+        second.media.packets
+    );
+    assert!(publisher.media.is_connected());
+    // A keyframe is asked for when a consumer starts: the publisher hears of it.
+    let end = Instant::now() + PATIENCE;
+    while publisher.media.keyframe_requests == 0 && Instant::now() < end {
+        assert!(stream(&mut publisher, &mut [&mut first.media], 10));
+    }
+    assert!(publisher.media.keyframe_requests >= 1);
+    assert!(media_metric(&server, "keyframe_requests_out_total").await >= 1.0);
+    for subscriber in [&first, &second] {
+        let seqs = &subscriber.media.sequence_numbers;
+        let steps = seqs
+            .windows(2)
+            .filter(|w| w[1] == w[0].wrapping_add(1))
+            .count();
+        assert!(
+            steps * 10 >= seqs.len() * 9,
+            "sequence numbers not consecutive: {seqs:?}"
+        );
+    }
+    assert_eq!(media_metric(&server, "producers").await, 1.0);
+    assert_eq!(media_metric(&server, "consumers").await, 2.0);
+    assert_eq!(media_metric(&server, "transports").await, 3.0);
+    assert!(media_metric(&server, "rtp_forwarded_total").await >= 400.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_consumer_after_the_sequence_wraps_still_decrypts() {
+    let server = start().await;
+    // The producer's sequence numbers wrap after 536 packets: by the time the late consumer
+    // arrives the server has seen rollover 1. Without per-consumer rebasing the late
+    // consumer would be written rollover-1 SRTP and could not authenticate one packet.
+    let mut publisher = publisher(&server, "wrap", 65_000).await;
+    let mut early = subscriber(&server, "wrap", "early").await;
+    assert!(stream(&mut publisher, &mut [&mut early.media], 1_000));
+    assert!(publisher.seq > 65_536 + 400, "{}", publisher.seq);
+    let mut late = subscriber(&server, "wrap", "late").await;
+    assert!(
+        stream(
+            &mut publisher,
+            &mut [&mut early.media, &mut late.media],
+            200
+        ),
+        "the late consumer got {} packets",
+        late.media.packets
+    );
+    let first = late.media.sequence_numbers[0];
+    assert!(first < 0x8000 + 100, "the late consumer starts at {first}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_bad_requests_harm_no_one() {
+    let server = start().await;
+    let mut publisher = publisher(&server, "rough", 1).await;
+    let mut subscriber = subscriber(&server, "rough", "watcher").await;
+    assert!(stream(&mut publisher, &mut [&mut subscriber.media], 50));
+
+    // Garbage at the media port: random bytes, fake RTP, a STUN request for nobody.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = subscriber.media.local_addr(); // any address of ours; the server's is below
+    let created = call(
+        &mut subscriber.ws,
+        "create-transport",
+        json!({"direction": "recv"}),
+        "webRtcTransportCreated",
+    )
+    .await;
+    let server_udp = format!(
+        "{}:{}",
+        created["iceCandidates"][0]["address"].as_str().unwrap(),
+        created["iceCandidates"][0]["port"]
+    );
+    let mut junk = 0x1234_5678u32;
+    for n in 0..500u32 {
+        junk ^= junk << 13;
+        junk ^= junk >> 17;
+        junk ^= junk << 5;
+        let mut datagram = junk.to_be_bytes().repeat(1 + (n % 40) as usize);
+        match n % 3 {
+            0 => datagram[0] = 0x80, // looks like RTP
+            1 => {
+                // looks like a STUN binding request
+                datagram.splice(0..0, [0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42]);
+            }
+            _ => {}
+        }
+        udp.send_to(&datagram, &server_udp).unwrap();
+    }
+    assert_ne!(port, udp.local_addr().unwrap());
+
+    // Malformed and wrong requests: each a typed error with the rid, nothing else changes.
+    let cases = [
+        ("produce", json!({"transportId": "t1"}), "bad_parameters"),
+        (
+            "produce",
+            json!({"transportId": 7, "kind": "video", "rtpParameters": {}}),
+            "bad_parameters",
+        ),
+        (
+            "create-transport",
+            json!({"direction": "sideways"}),
+            "bad_parameters",
+        ),
+        (
+            "connect-transport",
+            json!({"transportId": "t999", "dtlsParameters": {"fingerprints": []}}),
+            "transport_not_found",
+        ),
+        (
+            "consume",
+            json!({"transportId": "t999", "producerId": publisher.producer, "rtpCapabilities": {}}),
+            "transport_not_found",
+        ),
+        (
+            "resume-consumer",
+            json!({"consumerId": "c999"}),
+            "bad_parameters",
+        ),
+        (
+            "close-producer",
+            json!({"producerId": publisher.producer}),
+            "producer_not_found",
+        ),
+        (
+            "close-producer",
+            json!({"producerId": "p999"}),
+            "producer_not_found",
+        ),
+    ];
+    for (kind, data, code) in cases {
+        let answer = ask(&mut subscriber.ws, kind, data.clone()).await;
+        assert_eq!(answer["type"], "error", "{kind} {data}: {answer}");
+        assert_eq!(answer["data"]["code"], code, "{kind} {data}: {answer}");
+    }
+    let recv = created["id"].as_str().unwrap();
+    for (producer, capabilities, code) in [
+        ("p999", MediaClient::capabilities(), "producer_not_found"),
+        (
+            publisher.producer.as_str(),
+            json!({"codecs": [{"mimeType": "video/H264", "clockRate": 90000}]}),
+            "cannot_consume",
+        ),
+    ] {
+        let answer = ask(
+            &mut subscriber.ws,
+            "consume",
+            json!({"transportId": recv, "producerId": producer, "rtpCapabilities": capabilities}),
+        )
+        .await;
+        assert_eq!(answer["data"]["code"], code, "{answer}");
+    }
+    // A transport of someone else's is not found either.
+    let answer = ask(
+        &mut publisher.ws,
+        "connect-transport",
+        json!({"transportId": recv, "dtlsParameters": subscriber.media.dtls_parameters()}),
+    )
+    .await;
+    assert_eq!(answer["data"]["code"], "transport_not_found");
+
+    // The stream goes on.
+    assert!(stream(&mut publisher, &mut [&mut subscriber.media], 100));
+    assert!(media_metric(&server, "dropped_total").await >= 100.0);
+    assert_eq!(media_metric(&server, "producers").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_and_dropping_close_everything() {
+    let server = start().await;
+    let mut publisher = publisher(&server, "bye", 1).await;
+    let mut first = subscriber(&server, "bye", "first").await;
+    let mut second = subscriber(&server, "bye", "second").await;
+    assert!(stream(
+        &mut publisher,
+        &mut [&mut first.media, &mut second.media],
+        20
+    ));
+
+    // The publisher leaves: each consumer hears which of its consumers closed.
+    publisher.ws.send(r#"{"type":"leave-room"}"#).await;
+    for subscriber in [&mut first, &mut second] {
+        let closed = notice(&mut subscriber.ws, "producer-closed").await;
+        assert_eq!(closed["producerId"], publisher.producer.as_str());
+        assert_eq!(closed["consumerId"], subscriber.consumer.as_str());
+    }
+    gauge_reaches(&server, "producers", 0.0).await;
+    gauge_reaches(&server, "consumers", 0.0).await;
+    gauge_reaches(&server, "transports", 2.0).await;
+
+    // Dropped sockets take their transports with them.
+    first.ws.close().await;
+    drop(second.ws);
+    gauge_reaches(&server, "transports", 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_producer_tells_its_consumers() {
+    let server = start().await;
+    let mut publisher = publisher(&server, "close", 1).await;
+    let mut watcher = subscriber(&server, "close", "watcher").await;
+    let closed = call(
+        &mut publisher.ws,
+        "close-producer",
+        json!({"producerId": publisher.producer}),
+        "producerClosed",
+    )
+    .await;
+    assert_eq!(closed["producerId"], publisher.producer.as_str());
+    let heard = notice(&mut watcher.ws, "producer-closed").await;
+    assert_eq!(heard["consumerId"], watcher.consumer.as_str());
+    gauge_reaches(&server, "consumers", 0.0).await;
+}
+
+#[tokio::test]
+async fn joined_carries_the_router_capabilities_and_requests_need_a_room() {
+    let server = start().await;
+    let mut lobby = server.connect("/conference").await;
+    let answer = ask(&mut lobby, "create-transport", json!({"direction": "send"})).await;
+    assert_eq!(answer["data"]["code"], "not_in_room");
+
+    let mut client = server.connect("/conference").await;
+    client
+        .send(r#"{"type":"join-room","data":{"roomId":"caps","username":"a"}}"#)
+        .await;
+    let joined = client.expect("joined").await;
+    let caps = &joined["data"]["routerRtpCapabilities"];
+    assert_eq!(caps["codecs"][0]["mimeType"], "audio/opus");
+    let asked = call(
+        &mut client,
+        "get-router-rtp-capabilities",
+        json!({}),
+        "routerRtpCapabilities",
+    )
+    .await;
+    assert_eq!(&asked["rtpCapabilities"], caps);
+}
+
+#[tokio::test]
+async fn each_user_has_a_transport_cap() {
+    let server = start().await;
+    let mut client = conference(&server, "cap", "greedy").await;
+    for _ in 0..4 {
+        call(
+            &mut client,
+            "create-transport",
+            json!({"direction": "recv"}),
+            "webRtcTransportCreated",
+        )
+        .await;
+    }
+    let answer = ask(
+        &mut client,
+        "create-transport",
+        json!({"direction": "recv"}),
+    )
+    .await;
+    assert_eq!(answer["data"]["code"], "limit_reached", "{answer}");
+}
+
+#[tokio::test]
+async fn without_media_requests_say_so() {
+    let server = start_with(Config {
+        media: false,
+        ..Config::for_tests()
+    })
+    .await;
+    let mut client = server.connect("/conference").await;
+    client
+        .send(r#"{"type":"join-room","data":{"roomId":"off","username":"a"}}"#)
+        .await;
+    let joined = client.expect("joined").await;
+    assert!(joined["data"].get("routerRtpCapabilities").is_none());
+    let answer = ask(
+        &mut client,
+        "create-transport",
+        json!({"direction": "send"}),
+    )
+    .await;
+    assert_eq!(answer["data"]["code"], "media_disabled");
+}

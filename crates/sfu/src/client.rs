@@ -1,0 +1,275 @@
+//! A stand-in for a browser's transport, on str0m: full ICE (controlling), DTLS client,
+//! RTP mode. Tests and `switchboard bench media` use it to publish and consume through the
+//! SFU with the same messages mediasoup-client sends, in milliseconds and without a browser.
+//! It speaks no signaling itself: the caller sends the requests and hands it the replies.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use str0m::media::{MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+
+/// One client transport and its UDP socket (on 127.0.0.1).
+pub struct MediaClient {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    buffer: Vec<u8>,
+    deadline: Instant,
+    connected: bool,
+    /// RTP packets received, all streams.
+    pub packets: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// The sequence numbers received, in arrival order (the first `KEEP` only).
+    pub sequence_numbers: Vec<u16>,
+    /// Keyframe requests the server sent us (as a publisher).
+    pub keyframe_requests: u64,
+    /// ICE failed or the DTLS session closed.
+    pub failed: bool,
+}
+
+/// How many sequence numbers a client remembers.
+const KEEP: usize = 4096;
+
+fn bad(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.to_owned())
+}
+
+impl MediaClient {
+    /// A client for the transport the server described in `webRtcTransportCreated`'s data.
+    pub fn new(created: &Value) -> io::Result<MediaClient> {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        let now = Instant::now();
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(now);
+        let candidate = &created["iceCandidates"][0];
+        let server = SocketAddr::new(
+            candidate["address"]
+                .as_str()
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| bad("iceCandidates[0].address"))?,
+            candidate["port"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .ok_or_else(|| bad("iceCandidates[0].port"))?,
+        );
+        let host = Candidate::host(local, "udp").map_err(|_| bad("local candidate"))?;
+        rtc.add_local_candidate(host);
+        let remote = Candidate::host(server, "udp").map_err(|_| bad("server candidate"))?;
+        rtc.add_remote_candidate(remote);
+        let ice = &created["iceParameters"];
+        let creds = IceCreds {
+            ufrag: ice["usernameFragment"]
+                .as_str()
+                .ok_or_else(|| bad("ufrag"))?
+                .into(),
+            pass: ice["password"]
+                .as_str()
+                .ok_or_else(|| bad("password"))?
+                .into(),
+        };
+        let fingerprint = created["dtlsParameters"]["fingerprints"][0].clone();
+        let fingerprint = format!(
+            "{} {}",
+            fingerprint["algorithm"].as_str().unwrap_or_default(),
+            fingerprint["value"].as_str().unwrap_or_default()
+        )
+        .parse()
+        .map_err(|_| bad("fingerprint"))?;
+        let mut api = rtc.direct_api();
+        api.set_remote_ice_credentials(creds);
+        api.set_remote_fingerprint(fingerprint);
+        api.set_ice_controlling(true);
+        api.start_dtls(true).map_err(|_| bad("start_dtls"))?;
+        Ok(MediaClient {
+            rtc,
+            socket,
+            local,
+            buffer: vec![0; 2048],
+            deadline: now,
+            connected: false,
+            packets: 0,
+            bytes: 0,
+            sequence_numbers: Vec::new(),
+            keyframe_requests: 0,
+            failed: false,
+        })
+    }
+
+    /// `connect-transport`'s `dtlsParameters`: our fingerprint, and that we are the client.
+    pub fn dtls_parameters(&mut self) -> Value {
+        let fingerprint = self.rtc.direct_api().local_dtls_fingerprint().to_string();
+        let (algorithm, value) = fingerprint.split_once(' ').unwrap_or_default();
+        json!({"role": "client", "fingerprints": [{"algorithm": algorithm, "value": value}]})
+    }
+
+    /// Declares a VP8 video stream to publish and returns `produce`'s `rtpParameters` (the
+    /// same shape Chromium's mediasoup-client sends, with str0m's extension IDs).
+    pub fn publish_video(&mut self, mid: &str, ssrc: u32, rtx: u32) -> Value {
+        let mut api = self.rtc.direct_api();
+        let media_id = Mid::from(mid);
+        api.declare_media(media_id, MediaKind::Video);
+        api.declare_stream_tx(Ssrc::from(ssrc), Some(Ssrc::from(rtx)), media_id, None);
+        json!({
+            "mid": mid,
+            "codecs": [
+                {"mimeType": "video/VP8", "payloadType": 96, "clockRate": 90000, "parameters": {},
+                 "rtcpFeedback": [{"type": "nack"}, {"type": "nack", "parameter": "pli"}, {"type": "transport-cc"}]},
+                {"mimeType": "video/rtx", "payloadType": 97, "clockRate": 90000, "parameters": {"apt": 96}}
+            ],
+            "headerExtensions": [
+                {"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4},
+                {"uri": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", "id": 2},
+                {"uri": "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01", "id": 3}
+            ],
+            "encodings": [{"ssrc": ssrc, "rtx": {"ssrc": rtx}}],
+            "rtcp": {"cname": "switchboard-client", "reducedSize": true}
+        })
+    }
+
+    /// What a receiver offers in `consume`'s `rtpCapabilities`.
+    pub fn capabilities() -> Value {
+        json!({"codecs": [
+            {"kind": "audio", "mimeType": "audio/opus", "clockRate": 48000, "channels": 2, "preferredPayloadType": 111},
+            {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000, "preferredPayloadType": 96}
+        ], "headerExtensions": []})
+    }
+
+    /// Expects the stream a `consumed` reply describes.
+    pub fn expect(&mut self, consumed: &Value) -> io::Result<()> {
+        let parameters = &consumed["rtpParameters"];
+        let mid = Mid::from(parameters["mid"].as_str().ok_or_else(|| bad("mid"))?);
+        let encoding = &parameters["encodings"][0];
+        let ssrc = encoding["ssrc"]
+            .as_u64()
+            .and_then(|s| u32::try_from(s).ok())
+            .ok_or_else(|| bad("ssrc"))?;
+        let rtx = encoding["rtx"]["ssrc"]
+            .as_u64()
+            .and_then(|s| u32::try_from(s).ok());
+        let kind = match consumed["kind"].as_str() {
+            Some("audio") => MediaKind::Audio,
+            _ => MediaKind::Video,
+        };
+        let mut api = self.rtc.direct_api();
+        api.declare_media(mid, kind);
+        api.expect_stream_rx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
+        Ok(())
+    }
+
+    /// Writes one RTP packet on a published stream.
+    pub fn write(&mut self, ssrc: u32, seq: u64, timestamp: u32, payload: &[u8], marker: bool) {
+        let now = Instant::now();
+        if let Some(stream) = self.rtc.direct_api().stream_tx(&Ssrc::from(ssrc)) {
+            stream.write_rtp(
+                RtpWrite::new(
+                    Pt::from(96),
+                    SeqNo::from(seq),
+                    timestamp,
+                    now,
+                    payload.to_vec(),
+                )
+                .marker(marker)
+                .nackable(true),
+            );
+        }
+        self.drive(now);
+    }
+
+    /// Whether DTLS is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// The local UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Reads what has arrived and runs the timers: call it often.
+    pub fn poll(&mut self) {
+        let now = Instant::now();
+        loop {
+            match self.socket.recv_from(&mut self.buffer) {
+                Ok((len, source)) => {
+                    let Ok(receive) =
+                        Receive::new(Protocol::Udp, source, self.local, &self.buffer[..len])
+                    else {
+                        continue;
+                    };
+                    let input = Input::Receive(now, receive);
+                    if self.rtc.accepts(&input) && self.rtc.handle_input(input).is_err() {
+                        self.failed = true;
+                    }
+                    self.drive(now);
+                }
+                Err(_) => break,
+            }
+        }
+        if now >= self.deadline {
+            if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+                self.failed = true;
+            }
+        }
+        self.drive(now);
+    }
+
+    fn drive(&mut self, now: Instant) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => {
+                    self.deadline = at.max(now);
+                    return;
+                }
+                Ok(Output::Transmit(transmit)) => {
+                    let _ = self
+                        .socket
+                        .send_to(&transmit.contents, transmit.destination);
+                }
+                Ok(Output::Event(event)) => match event {
+                    Event::Connected => self.connected = true,
+                    Event::RtpPacket(packet) => {
+                        self.packets += 1;
+                        self.bytes += packet.payload.len() as u64;
+                        if self.sequence_numbers.len() < KEEP {
+                            self.sequence_numbers.push(packet.header.sequence_number);
+                        }
+                    }
+                    Event::KeyframeRequest(_) => self.keyframe_requests += 1,
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                    | Event::Closed => self.failed = true,
+                    _ => {}
+                },
+                Err(_) => {
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Polls every client until `done` says so or `limit` passes; returns whether `done` did.
+pub fn pump(
+    clients: &mut [&mut MediaClient],
+    limit: Duration,
+    mut done: impl FnMut(&[&mut MediaClient]) -> bool,
+) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        for client in clients.iter_mut() {
+            client.poll();
+        }
+        if done(clients) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}

@@ -1,0 +1,302 @@
+//! switchboard's media path: a mediasoup-compatible SFU for the conference dialect, on
+//! str0m (RTP mode, Direct API, ICE-lite, no SDP on the server).
+//!
+//! One media worker thread owns one UDP socket and every transport's `Rtc`. Signaling
+//! reaches it only through [`Sfu`], whose queue is bounded, and it answers through the
+//! [`Signaling`] the server gives it (the peers' own outboxes), so a stalled media path never
+//! blocks a socket task and a slow client never blocks the media path. docs/media.md has the
+//! design; `../shared/spec/sfu.md` is the contract.
+#![warn(missing_docs)]
+
+mod caps;
+pub mod client;
+mod metrics;
+mod params;
+mod transport;
+mod worker;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+
+use switchboard_core::{ErrorCode, Event, MediaRequest, PeerKey, PeerName, RawJson, RoomId};
+use tokio::sync::{mpsc, Notify};
+
+pub use metrics::MediaMetrics;
+
+/// How the media worker answers and notifies peers: implemented by the server on its hub.
+pub trait Signaling: Send + Sync + 'static {
+    /// Puts `event` on `peer`'s outbox.
+    fn tell(&self, peer: PeerKey, event: Event);
+    /// Puts `event` on the outbox of every member of `room` but `except`.
+    fn tell_room(&self, room: &RoomId, except: PeerKey, event: Event);
+    /// Whether `peer` is (still) a member of `room`.
+    fn is_member(&self, peer: PeerKey, room: &RoomId) -> bool;
+}
+
+/// Caps on what one user or one room may hold (`limit_reached` past them).
+#[derive(Debug, Clone, Copy)]
+pub struct MediaLimits {
+    /// Transports per user (mediasoup-client uses two: send and receive).
+    pub transports_per_user: usize,
+    /// Producers per user (camera, microphone, screen...).
+    pub producers_per_user: usize,
+    /// Consumers per user.
+    pub consumers_per_user: usize,
+    /// Producers per room.
+    pub producers_per_room: usize,
+}
+
+impl Default for MediaLimits {
+    fn default() -> Self {
+        MediaLimits {
+            transports_per_user: 4,
+            producers_per_user: 8,
+            consumers_per_user: 256,
+            producers_per_room: 64,
+        }
+    }
+}
+
+/// Where the media worker listens and what it announces.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// The UDP address to bind.
+    pub listen: SocketAddr,
+    /// The IP put in every transport's `iceCandidates`.
+    pub announce: IpAddr,
+    /// Per-user and per-room caps.
+    pub limits: MediaLimits,
+}
+
+impl MediaConfig {
+    /// The announced IP when none is given: the listen IP, or loopback for a wildcard listen
+    /// (a wildcard is no address a browser can send to). The flag says which.
+    pub fn default_announce(listen: IpAddr) -> (IpAddr, bool) {
+        if listen.is_unspecified() {
+            (IpAddr::V4(Ipv4Addr::LOCALHOST), true)
+        } else {
+            (listen, false)
+        }
+    }
+}
+
+/// Why starting the media worker failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The UDP socket could not be bound.
+    #[error("cannot bind media UDP socket {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    /// The DTLS certificate could not be made.
+    #[error("cannot generate the DTLS certificate")]
+    Certificate,
+    /// The worker thread could not start.
+    #[error("cannot start the media thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A refusal of a media request, with its contract code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum MediaError {
+    #[error("bad parameters: {0}")]
+    BadParameters(String),
+    #[error("no transport {0}")]
+    TransportNotFound(String),
+    #[error("no producer {0}")]
+    ProducerNotFound(String),
+    #[error("no consumer {0}")]
+    ConsumerNotFound(String),
+    #[error("cannot consume: {0}")]
+    CannotConsume(&'static str),
+    #[error("not in a room")]
+    NotInRoom,
+    #[error("limit reached: {0}")]
+    LimitReached(&'static str),
+}
+
+impl MediaError {
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
+        MediaError::BadParameters(message.into())
+    }
+
+    pub(crate) fn code(&self) -> ErrorCode {
+        match self {
+            MediaError::BadParameters(_) | MediaError::ConsumerNotFound(_) => {
+                ErrorCode::BadParameters
+            }
+            MediaError::TransportNotFound(_) => ErrorCode::TransportNotFound,
+            MediaError::ProducerNotFound(_) => ErrorCode::ProducerNotFound,
+            MediaError::CannotConsume(_) => ErrorCode::CannotConsume,
+            MediaError::NotInRoom => ErrorCode::NotInRoom,
+            MediaError::LimitReached(_) => ErrorCode::LimitReached,
+        }
+    }
+}
+
+/// One request from one peer, with the membership it was made under.
+#[derive(Debug)]
+pub struct Request {
+    /// Who asks.
+    pub peer: PeerKey,
+    /// The room the peer is in.
+    pub room: RoomId,
+    /// The peer's name there.
+    pub name: PeerName,
+    /// The peer's membership epoch (see [`Sfu::left`]).
+    pub epoch: u32,
+    /// Which request.
+    pub request: MediaRequest,
+    /// The request's `data` object, unparsed.
+    pub data: RawJson,
+    /// The request id to echo.
+    pub rid: Option<RawJson>,
+}
+
+/// What the media worker is told.
+#[derive(Debug)]
+pub(crate) enum Input {
+    Request(Request),
+    /// A conference peer joined `room`: announce the room's producers to it.
+    Joined {
+        peer: PeerKey,
+        room: RoomId,
+        epoch: u32,
+    },
+    /// The peer's membership up to `epoch` ended: close what it owned.
+    Left {
+        peer: PeerKey,
+        epoch: u32,
+    },
+}
+
+/// Departures that found the queue full; the worker drains them first. Bounded by the
+/// number of peers, since each peer has one entry.
+#[derive(Default)]
+pub(crate) struct Overflow {
+    left: Mutex<HashMap<PeerKey, u32>>,
+    wake: Notify,
+}
+
+impl Overflow {
+    pub(crate) fn take(&self) -> HashMap<PeerKey, u32> {
+        std::mem::take(&mut *self.left.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// The epoch a dropped connection leaves with: later than any membership it had.
+pub const GONE: u32 = u32::MAX;
+
+/// How many requests may wait for the media worker.
+const QUEUE: usize = 4096;
+
+/// The handle signaling holds: cheap to clone; the worker stops when the last one drops.
+#[derive(Clone)]
+pub struct Sfu {
+    queue: mpsc::Sender<Input>,
+    overflow: Arc<Overflow>,
+    capabilities: RawJson,
+    local: SocketAddr,
+    metrics: MediaMetrics,
+}
+
+impl Sfu {
+    /// Binds the UDP socket and starts the media worker thread.
+    pub fn start(config: MediaConfig, signaling: Arc<dyn Signaling>) -> Result<Sfu, StartError> {
+        let socket =
+            UdpSocket::bind(config.listen).map_err(|e| StartError::Bind(config.listen, e))?;
+        let local = socket
+            .local_addr()
+            .map_err(|e| StartError::Bind(config.listen, e))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| StartError::Bind(config.listen, e))?;
+        let certificate = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .ok_or(StartError::Certificate)?;
+        let (queue, inbox) = mpsc::channel(QUEUE);
+        let overflow = Arc::new(Overflow::default());
+        let metrics = MediaMetrics::default();
+        let announce = SocketAddr::new(config.announce, local.port());
+        let worker = worker::Worker::new(
+            socket,
+            announce,
+            certificate,
+            config.limits,
+            inbox,
+            overflow.clone(),
+            signaling,
+            metrics.clone(),
+        )
+        .ok_or(StartError::Certificate)?;
+        thread::Builder::new()
+            .name("switchboard-media".into())
+            .spawn(move || worker.run())
+            .map_err(StartError::Thread)?;
+        let capabilities = RawJson::new(&caps::router_capabilities().to_string());
+        Ok(Sfu {
+            queue,
+            overflow,
+            capabilities,
+            local,
+            metrics,
+        })
+    }
+
+    /// The router's RTP capabilities (JSON), as `joined` and `routerRtpCapabilities` carry.
+    pub fn capabilities(&self) -> &RawJson {
+        &self.capabilities
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The media counters, for `/metrics`.
+    pub fn metrics(&self) -> &MediaMetrics {
+        &self.metrics
+    }
+
+    /// Queues a request; the worker answers on the peer's outbox. A full queue refuses it
+    /// at once with `limit_reached` rather than making the socket task wait.
+    pub fn request(&self, request: Request) -> Result<(), (ErrorCode, &'static str)> {
+        self.queue.try_send(Input::Request(request)).map_err(|_| {
+            self.metrics.queue_full.inc();
+            (
+                ErrorCode::LimitReached,
+                "the media server is busy: try again",
+            )
+        })
+    }
+
+    /// Tells the worker that a conference peer joined `room`, so it hears of the room's
+    /// producers. Best effort: with the queue full the peer misses the announcements.
+    pub fn joined(&self, peer: PeerKey, room: RoomId, epoch: u32) {
+        if self
+            .queue
+            .try_send(Input::Joined { peer, room, epoch })
+            .is_err()
+        {
+            self.metrics.queue_full.inc();
+        }
+    }
+
+    /// Tells the worker that `peer`'s membership up to `epoch` ended (it left, joined another
+    /// room, or dropped with [`GONE`]). Never lost: a full queue falls back to a map the
+    /// worker drains first.
+    pub fn left(&self, peer: PeerKey, epoch: u32) {
+        if self.queue.try_send(Input::Left { peer, epoch }).is_err() {
+            let mut left = self
+                .overflow
+                .left
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let entry = left.entry(peer).or_insert(epoch);
+            *entry = (*entry).max(epoch);
+            drop(left);
+            self.overflow.wake.notify_one();
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The media counters: atomics the worker bumps and `/metrics` reads.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Counters and gauges of the media path, registered under `switchboard_media_*`.
+#[derive(Clone, Default)]
+pub struct MediaMetrics {
+    /// Open transports.
+    pub transports: Gauge,
+    /// Open producers.
+    pub producers: Gauge,
+    /// Open consumers.
+    pub consumers: Gauge,
+    /// UDP datagrams received.
+    pub packets_in: Counter,
+    /// UDP bytes received.
+    pub bytes_in: Counter,
+    /// UDP datagrams sent.
+    pub packets_out: Counter,
+    /// UDP bytes sent.
+    pub bytes_out: Counter,
+    /// RTP packets written to consumers.
+    pub rtp_forwarded: Counter,
+    /// Datagrams dropped: unroutable, refused by their transport, or a full send buffer.
+    pub dropped: Counter,
+    /// NACKs received from consumers (answered from the RTX cache by str0m).
+    pub nacks: Counter,
+    /// PLIs and FIRs received from consumers.
+    pub keyframe_requests_in: Counter,
+    /// Keyframe requests (PLI) sent to producers, after throttling.
+    pub keyframe_requests_out: Counter,
+    /// Transports closed because they failed (ICE or DTLS gave up, or a str0m panic).
+    pub transport_failures: Counter,
+    /// Requests refused because the worker's queue was full.
+    pub queue_full: Counter,
+}
+
+impl MediaMetrics {
+    /// Registers every metric in `registry` (which carries the `switchboard` prefix).
+    pub fn register(&self, registry: &mut Registry) {
+        let media = registry.sub_registry_with_prefix("media");
+        media.register(
+            "transports",
+            "Open WebRTC transports",
+            self.transports.clone(),
+        );
+        media.register("producers", "Open producers", self.producers.clone());
+        media.register("consumers", "Open consumers", self.consumers.clone());
+        media.register(
+            "packets_in",
+            "UDP datagrams received",
+            self.packets_in.clone(),
+        );
+        media.register("bytes_in", "UDP bytes received", self.bytes_in.clone());
+        media.register(
+            "packets_out",
+            "UDP datagrams sent",
+            self.packets_out.clone(),
+        );
+        media.register("bytes_out", "UDP bytes sent", self.bytes_out.clone());
+        media.register(
+            "rtp_forwarded",
+            "RTP packets forwarded to consumers",
+            self.rtp_forwarded.clone(),
+        );
+        media.register(
+            "dropped",
+            "Datagrams dropped (unroutable, refused, or send buffer full)",
+            self.dropped.clone(),
+        );
+        media.register("nacks", "NACKs received from consumers", self.nacks.clone());
+        media.register(
+            "keyframe_requests_in",
+            "PLI/FIR received from consumers",
+            self.keyframe_requests_in.clone(),
+        );
+        media.register(
+            "keyframe_requests_out",
+            "Keyframe requests sent to producers",
+            self.keyframe_requests_out.clone(),
+        );
+        media.register(
+            "transport_failures",
+            "Transports closed because they failed",
+            self.transport_failures.clone(),
+        );
+        media.register(
+            "queue_full",
+            "Media requests refused because the worker queue was full",
+            self.queue_full.clone(),
+        );
+    }
+}

@@ -1,0 +1,376 @@
+//! The mediasoup-shaped JSON of the SFU requests (docs/media.md), parsed with serde and then
+//! checked, so that nothing a client sends can reach a str0m call that would panic on it.
+
+use serde::{Deserialize, Serialize};
+use str0m::media::MediaKind;
+
+use crate::MediaError;
+
+/// Parses a request's `data` object, or says which field is wrong.
+pub(crate) fn parse<'a, T: Deserialize<'a>>(data: &'a str) -> Result<T, MediaError> {
+    serde_json::from_str(data).map_err(|error| MediaError::BadParameters(error.to_string()))
+}
+
+/// Audio or video, as the wire spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Kind {
+    Audio,
+    Video,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Audio => "audio",
+            Kind::Video => "video",
+        }
+    }
+
+    pub(crate) fn media_kind(self) -> MediaKind {
+        match self {
+            Kind::Audio => MediaKind::Audio,
+            Kind::Video => MediaKind::Video,
+        }
+    }
+}
+
+/// Which way media flows on a transport, seen from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Direction {
+    /// The client produces on it.
+    Send,
+    /// The client consumes on it.
+    Recv,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CreateTransport {
+    pub(crate) direction: Direction,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ConnectTransport {
+    pub(crate) transport_id: String,
+    pub(crate) dtls_parameters: DtlsParameters,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct DtlsParameters {
+    #[serde(default)]
+    pub(crate) role: Option<DtlsRole>,
+    pub(crate) fingerprints: Vec<DtlsFingerprint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DtlsRole {
+    Auto,
+    Client,
+    Server,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub(crate) struct DtlsFingerprint {
+    pub(crate) algorithm: String,
+    pub(crate) value: String,
+}
+
+impl DtlsParameters {
+    /// The client's certificate fingerprint in str0m's form. Like mediasoup-client, the last
+    /// of several wins.
+    pub(crate) fn fingerprint(&self) -> Result<str0m::config::Fingerprint, MediaError> {
+        let last = self
+            .fingerprints
+            .last()
+            .ok_or_else(|| MediaError::bad("dtlsParameters.fingerprints is empty"))?;
+        let text = format!("{} {}", last.algorithm.to_ascii_lowercase(), last.value);
+        text.parse()
+            .map_err(|_| MediaError::bad("dtlsParameters.fingerprints: not a fingerprint"))
+    }
+
+    /// Whether we start the DTLS handshake: only when the client says it is the server.
+    pub(crate) fn we_are_client(&self) -> bool {
+        self.role == Some(DtlsRole::Server)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Produce {
+    pub(crate) transport_id: String,
+    pub(crate) kind: Kind,
+    pub(crate) rtp_parameters: RtpParameters,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RtpParameters {
+    #[serde(default)]
+    pub(crate) mid: Option<String>,
+    pub(crate) codecs: Vec<CodecParameters>,
+    #[serde(default)]
+    pub(crate) header_extensions: Vec<HeaderExtension>,
+    #[serde(default)]
+    pub(crate) encodings: Vec<Encoding>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CodecParameters {
+    pub(crate) mime_type: String,
+    pub(crate) payload_type: u8,
+    pub(crate) clock_rate: u32,
+    #[serde(default)]
+    pub(crate) channels: Option<u8>,
+    #[serde(default)]
+    pub(crate) parameters: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct HeaderExtension {
+    pub(crate) uri: String,
+    pub(crate) id: u8,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Encoding {
+    #[serde(default)]
+    pub(crate) ssrc: Option<u32>,
+    #[serde(default)]
+    pub(crate) rtx: Option<Rtx>,
+    #[serde(default)]
+    pub(crate) rid: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Rtx {
+    pub(crate) ssrc: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Consume {
+    pub(crate) transport_id: String,
+    pub(crate) producer_id: String,
+    pub(crate) rtp_capabilities: RtpCapabilities,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RtpCapabilities {
+    #[serde(default)]
+    pub(crate) codecs: Vec<CapabilityCodec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CapabilityCodec {
+    pub(crate) mime_type: String,
+    pub(crate) clock_rate: u32,
+    #[serde(default)]
+    pub(crate) channels: Option<u8>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ResumeConsumer {
+    pub(crate) consumer_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CloseProducer {
+    pub(crate) producer_id: String,
+}
+
+/// A producer's single stream, checked: what `expect_stream_rx` is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ProducedStream {
+    pub(crate) mid: String,
+    pub(crate) payload_type: u8,
+    pub(crate) rtx_payload_type: Option<u8>,
+    pub(crate) ssrc: u32,
+    pub(crate) rtx_ssrc: Option<u32>,
+}
+
+impl Produce {
+    /// Checks the parameters against what this SFU forwards: one encoding with an SSRC (no
+    /// simulcast yet), the router's codec for the kind first, a mid str0m can hold.
+    pub(crate) fn stream(&self) -> Result<ProducedStream, MediaError> {
+        let rtp = &self.rtp_parameters;
+        let mid = rtp
+            .mid
+            .clone()
+            .ok_or_else(|| MediaError::bad("rtpParameters.mid is required"))?;
+        if mid.is_empty() || mid.len() > 16 || !mid.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(MediaError::bad(
+                "rtpParameters.mid must be 1 to 16 visible ASCII characters",
+            ));
+        }
+        let codec = rtp
+            .codecs
+            .first()
+            .ok_or_else(|| MediaError::bad("rtpParameters.codecs is empty"))?;
+        if crate::caps::codec_for(
+            self.kind,
+            &codec.mime_type,
+            codec.clock_rate,
+            codec.channels,
+        )
+        .is_none()
+        {
+            return Err(MediaError::bad(format!(
+                "codec {}/{} is not one the router offers for {}",
+                codec.mime_type,
+                codec.clock_rate,
+                self.kind.as_str()
+            )));
+        }
+        check_payload_type(codec.payload_type)?;
+        let rtx_payload_type = rtp
+            .codecs
+            .iter()
+            .find(|c| {
+                c.mime_type
+                    .eq_ignore_ascii_case(&format!("{}/rtx", self.kind.as_str()))
+                    && c.parameters.get("apt").and_then(serde_json::Value::as_u64)
+                        == Some(u64::from(codec.payload_type))
+            })
+            .map(|c| c.payload_type);
+        if let Some(pt) = rtx_payload_type {
+            check_payload_type(pt)?;
+        }
+        let [encoding] = rtp.encodings.as_slice() else {
+            return Err(MediaError::bad(
+                "rtpParameters.encodings must hold exactly one encoding (no simulcast yet)",
+            ));
+        };
+        if encoding.rid.is_some() {
+            return Err(MediaError::bad("simulcast (rid) is not supported yet"));
+        }
+        let ssrc = encoding
+            .ssrc
+            .filter(|&ssrc| ssrc != 0)
+            .ok_or_else(|| MediaError::bad("rtpParameters.encodings[0].ssrc is required"))?;
+        let rtx_ssrc = encoding.rtx.as_ref().map(|rtx| rtx.ssrc);
+        if rtx_ssrc == Some(0) || rtx_ssrc == Some(ssrc) {
+            return Err(MediaError::bad(
+                "rtpParameters.encodings[0].rtx.ssrc is invalid",
+            ));
+        }
+        for extension in &rtp.header_extensions {
+            if !(1..=14).contains(&extension.id) {
+                return Err(MediaError::bad(
+                    "rtpParameters.headerExtensions: id must be 1..=14",
+                ));
+            }
+        }
+        Ok(ProducedStream {
+            mid,
+            payload_type: codec.payload_type,
+            rtx_payload_type,
+            ssrc,
+            rtx_ssrc,
+        })
+    }
+}
+
+fn check_payload_type(pt: u8) -> Result<(), MediaError> {
+    // 0..=34 are static audio/video types, 64..=95 collide with RTCP packet types.
+    if (96..=127).contains(&pt) {
+        Ok(())
+    } else {
+        Err(MediaError::bad(format!(
+            "payload type {pt} is not a dynamic one (96..=127)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const CHROME_VIDEO: &str = r#"{"transportId":"t1","kind":"video","rtpParameters":{"mid":"0",
+        "codecs":[{"mimeType":"video/VP8","payloadType":96,"clockRate":90000,"parameters":{},
+                   "rtcpFeedback":[{"type":"nack"}]},
+                  {"mimeType":"video/rtx","payloadType":97,"clockRate":90000,"parameters":{"apt":96}}],
+        "headerExtensions":[{"uri":"urn:ietf:params:rtp-hdrext:sdes:mid","id":9}],
+        "encodings":[{"ssrc":1892573884,"rtx":{"ssrc":672040645},"dtx":false}],
+        "rtcp":{"cname":"x","reducedSize":true}},"appData":{}}"#;
+
+    #[test]
+    fn a_chromium_video_producer_is_accepted() {
+        let produce: Produce = parse(CHROME_VIDEO).unwrap();
+        let stream = produce.stream().unwrap();
+        assert_eq!(
+            stream,
+            ProducedStream {
+                mid: "0".into(),
+                payload_type: 96,
+                rtx_payload_type: Some(97),
+                ssrc: 1_892_573_884,
+                rtx_ssrc: Some(672_040_645),
+            }
+        );
+    }
+
+    fn refusal(text: &str) -> String {
+        let produce: Produce = parse(text).unwrap();
+        match produce.stream() {
+            Err(MediaError::BadParameters(message)) => message,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_producers_are_refused_with_a_reason() {
+        let no_ssrc = CHROME_VIDEO.replace(r#""ssrc":1892573884,"#, "");
+        assert!(refusal(&no_ssrc).contains("ssrc"));
+        let simulcast = CHROME_VIDEO.replace(r#""encodings":[{"#, r#""encodings":[{"rid":"r0"},{"#);
+        assert!(refusal(&simulcast).contains("exactly one"));
+        let h264 = CHROME_VIDEO.replace("video/VP8", "video/H264");
+        assert!(refusal(&h264).contains("router"));
+        let static_pt = CHROME_VIDEO.replace(r#""payloadType":96"#, r#""payloadType":8"#);
+        assert!(refusal(&static_pt).contains("dynamic"));
+        let long_mid = CHROME_VIDEO.replace(r#""mid":"0""#, r#""mid":"0123456789abcdefg""#);
+        assert!(refusal(&long_mid).contains("mid"));
+        let audio_as_video = CHROME_VIDEO.replace(r#""kind":"video""#, r#""kind":"audio""#);
+        assert!(refusal(&audio_as_video).contains("router"));
+    }
+
+    #[test]
+    fn wrong_shapes_are_typed_errors() {
+        for text in [
+            "{}",
+            r#"{"transportId":1,"kind":"video","rtpParameters":{}}"#,
+            r#"{"transportId":"t","kind":"data","rtpParameters":{"codecs":[]}}"#,
+            r#"{"transportId":"t","kind":"video","rtpParameters":{"codecs":[{"payloadType":300}]}}"#,
+        ] {
+            assert!(matches!(
+                parse::<Produce>(text),
+                Err(MediaError::BadParameters(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn fingerprints_convert_to_str0m() {
+        let dtls: DtlsParameters = parse(
+            r#"{"role":"client","fingerprints":[{"algorithm":"sha-256","value":"AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"}]}"#,
+        )
+        .unwrap();
+        assert!(!dtls.we_are_client());
+        let fingerprint = dtls.fingerprint().unwrap();
+        assert_eq!(fingerprint.hash_func, "sha-256");
+        assert_eq!(fingerprint.bytes.len(), 32);
+        let empty: DtlsParameters = parse(r#"{"fingerprints":[]}"#).unwrap();
+        assert!(empty.fingerprint().is_err());
+        let garbage: DtlsParameters =
+            parse(r#"{"fingerprints":[{"algorithm":"sha-256","value":"zz"}]}"#).unwrap();
+        assert!(garbage.fingerprint().is_err());
+    }
+}
