@@ -207,7 +207,7 @@ fn presence(out: &mut String, kind: &str, name: &PeerName) {
 mod tests {
     use std::sync::Arc;
 
-    use switchboard_core::{RawJson, RoomId, Signal};
+    use switchboard_core::{RoomId, Signal};
 
     use switchboard_core::ErrorCode;
 
@@ -263,6 +263,7 @@ mod tests {
             members: Arc::from([name("alice"), name("bob")]),
             rid: Some(RawJson::new(r#""r-1""#)),
             ice_servers: None,
+            media: None,
         };
         assert_eq!(
             encode(&mut session, &event),
@@ -275,11 +276,12 @@ mod tests {
             members: Arc::from([name("bob")]),
             rid: None,
             ice_servers: Some(RawJson::new(ice)),
+            media: Some(RawJson::new(r#"{"codecs":[]}"#)),
         };
         assert_eq!(
             encode(&mut session, &event),
             format!(
-                r#"{{"type":"joined","data":{{"roomId":"room1","users":["bob"],"iceServers":{ice}}}}}"#
+                r#"{{"type":"joined","data":{{"roomId":"room1","users":["bob"],"iceServers":{ice},"routerRtpCapabilities":{{"codecs":[]}}}}}}"#
             )
         );
     }
@@ -394,12 +396,42 @@ mod tests {
         );
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
         assert_eq!(
-            code(r#"{"type":"produce","data":{},"rid":1}"#),
-            ErrorCode::Unsupported
+            code(r#"{"type":"produce","data":[],"rid":1}"#),
+            ErrorCode::BadField
         );
-        let error = Conference::decode(&mut Session::default(), r#"{"type":"consume","rid":"x"}"#)
-            .unwrap_err();
-        assert_eq!(error.rid, Some(RawJson::new(r#""x""#)));
+    }
+
+    #[test]
+    fn media_requests_carry_their_data_raw() {
+        let text = r#"{"type":"consume","data":{"transportId":"t1","producerId":"p2"},"rid":"x"}"#;
+        let command = Conference::decode(&mut Session::default(), text).unwrap();
+        let Command::Media { request, data, rid } = command else {
+            panic!("{command:?}")
+        };
+        assert_eq!(request, MediaRequest::Consume);
+        assert_eq!(data.as_str(), r#"{"transportId":"t1","producerId":"p2"}"#);
+        assert_eq!(rid, Some(RawJson::new(r#""x""#)));
+        let bare = r#"{"type":"get-router-rtp-capabilities"}"#;
+        let Command::Media { data, rid, .. } =
+            Conference::decode(&mut Session::default(), bare).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((data.as_str(), rid), ("{}", None));
+    }
+
+    #[test]
+    fn media_replies_echo_the_rid() {
+        let mut session = joined_session("bob");
+        let event = Event::Media {
+            kind: "produced",
+            data: RawJson::new(r#"{"id":"p1","kind":"video"}"#),
+            rid: Some(RawJson::new("7")),
+        };
+        assert_eq!(
+            encode(&mut session, &event),
+            r#"{"type":"produced","data":{"id":"p1","kind":"video"},"rid":7}"#
+        );
     }
 
     #[test]

@@ -188,12 +188,18 @@ async fn refusals_come_back_as_typed_errors_and_the_socket_stays_open() {
             "peer_not_found",
         ),
         (
-            r#"{"type":"create-transport","data":{"direction":"send"}}"#,
-            "unsupported",
+            r#"{"type":"create-transport","data":{"direction":"up"}}"#,
+            "bad_parameters",
         ),
-        (r#"{"type":"connect-transport","data":{}}"#, "unsupported"),
-        (r#"{"type":"produce","data":{}}"#, "unsupported"),
-        (r#"{"type":"consume","data":{}}"#, "unsupported"),
+        (
+            r#"{"type":"connect-transport","data":{}}"#,
+            "bad_parameters",
+        ),
+        (r#"{"type":"produce","data":5}"#, "bad_field"),
+        (
+            r#"{"type":"consume","data":{"transportId":"t9","producerId":"p9","rtpCapabilities":{}}}"#,
+            "transport_not_found",
+        ),
     ] {
         other.send(frame).await;
         let error = other.expect("error").await;

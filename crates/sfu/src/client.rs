@@ -195,27 +195,19 @@ impl MediaClient {
     /// Reads what has arrived and runs the timers: call it often.
     pub fn poll(&mut self) {
         let now = Instant::now();
-        loop {
-            match self.socket.recv_from(&mut self.buffer) {
-                Ok((len, source)) => {
-                    let Ok(receive) =
-                        Receive::new(Protocol::Udp, source, self.local, &self.buffer[..len])
-                    else {
-                        continue;
-                    };
-                    let input = Input::Receive(now, receive);
-                    if self.rtc.accepts(&input) && self.rtc.handle_input(input).is_err() {
-                        self.failed = true;
-                    }
-                    self.drive(now);
-                }
-                Err(_) => break,
-            }
-        }
-        if now >= self.deadline {
-            if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+        while let Ok((len, source)) = self.socket.recv_from(&mut self.buffer) {
+            let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &self.buffer[..len])
+            else {
+                continue;
+            };
+            let input = Input::Receive(now, receive);
+            if self.rtc.accepts(&input) && self.rtc.handle_input(input).is_err() {
                 self.failed = true;
             }
+            self.drive(now);
+        }
+        if now >= self.deadline && self.rtc.handle_input(Input::Timeout(now)).is_err() {
+            self.failed = true;
         }
         self.drive(now);
     }
