@@ -268,8 +268,12 @@ async fn joined_carries_the_configured_ice_servers() {
             {"urls":["turn:127.0.0.1:3478?transport=udp"],"username":"user","credential":"secret"}
         ])
     );
-    // Without --ice-server, `joined` is exactly the contract's frame.
-    let server = start().await;
+    // Without --ice-server (and without media), `joined` is exactly the contract's frame.
+    let server = start_with(Config {
+        media: false,
+        ..Config::for_tests()
+    })
+    .await;
     let mut client = server.connect("/conference").await;
     client
         .send(r#"{"type":"join-room","data":{"roomId":"r","username":"a"}}"#)

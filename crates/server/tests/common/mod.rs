@@ -312,3 +312,15 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
                 .ok()
         })
 }
+
+/// A conference `joined` frame without its `routerRtpCapabilities` (which must be there, as
+/// media is on in tests), for comparing the rest exactly. media.rs checks the capabilities.
+pub fn without_media(mut joined: Value) -> Value {
+    let data = joined["data"].as_object_mut().expect("joined has data");
+    let capabilities = data.remove("routerRtpCapabilities");
+    assert!(
+        capabilities.is_some_and(|c| c["codecs"].is_array()),
+        "joined lacks routerRtpCapabilities"
+    );
+    joined
+}
