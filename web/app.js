@@ -1,22 +1,28 @@
 // The demo app at `/`: join a room, see who is there, chat, send camera and microphone,
 // one video tile per peer with its connection state, and a data-channel text box.
-// All signaling and WebRTC work is in client.js; this file only turns its events into DOM.
+// Two modes, chosen on the join form: mesh (one peer connection per member, client.js) or
+// SFU (one upload to the server, which forwards it to the others, sfu.js). All signaling and
+// WebRTC work is in those two files; this one only turns their events into DOM.
 //
 // Query parameters:
 //   ?server=ws://127.0.0.1:8080   switchboard to talk to (ws:, wss:, http: or https:); default:
 //                                 this page's origin. Development aid: serve web/ elsewhere.
 //   ?room=R&name=N                pre-fill the join form.
-// A tab that joined rejoins its room by itself after a reload (sessionStorage), restarting the
-// camera if it was on.
+//   ?mode=sfu                     pre-select the SFU mode (default: mesh).
+// A tab that joined rejoins its room by itself after a reload (sessionStorage), in the same
+// mode, restarting the camera if it was on.
 //
 // Stable hooks for tests (ids and data attributes; keep them when restyling):
 //   #connection-status[data-state]  idle | connecting | open | joined | reconnecting | closed
 //   #join-form, #room-input, #name-input, #join-button, #leave-button, #join-error
+//   #mode-mesh, #mode-sfu (radios), body[data-mode]   mesh | sfu: the mode of the page
+//   #sfu-status[data-sfu]   idle | loading | ready | failed;  #sfu-error[data-code] (shown on errors)
 //   #media-button[aria-pressed], #media-status[data-media]  off | starting | on | audio-only |
 //                                                          video-only | denied | none | error
 //   #room-label, #member-count, #member-list > li[data-member=NAME][data-self?]
-//   #tiles > li.tile[data-peer=NAME]   one per remote peer; the local preview has data-local
-//     data-connection-state, data-ice-state     RTCPeerConnection states
+//   #tiles > li.tile[data-peer=NAME]   one per remote peer; the local preview has data-local.
+//     In SFU mode one per member whose media we receive; it goes when their producers close.
+//     data-connection-state, data-ice-state     RTCPeerConnection states (SFU: the receive transport's)
 //     data-candidate="host/host"               selected pair: local/remote candidate types
 //     data-rtt-ms, data-frames-decoded         from getStats(), refreshed every second
 //     data-dc-state                            the peer's data channel readyState
@@ -25,13 +31,17 @@
 //   #dc-log > li[data-dc-from=NAME] (.dc-text holds the text; NAME is "me" for what we sent),
 //   #dc-input, #dc-send, #dc-status
 //   globalThis.switchboardDemo.client   the SwitchboardClient (for debugging and tests)
+//   globalThis.switchboardDemo.sfu      the SfuMedia: device, sendTransport, recvTransport,
+//                                       producers, consumers, producerClosedSeen, stats()
 
 import { SwitchboardClient } from './client.js';
+import { SfuMedia } from './sfu.js';
 
 const SESSION_KEY = 'switchboard.demo.session';
 const STATS_INTERVAL_MS = 1000;
 const MAX_LOG_ITEMS = 200;
 const MAX_ID_BYTES = 128;
+const MODES = ['mesh', 'sfu'];
 
 const $ = (id) => {
   const element = document.getElementById(id);
@@ -47,6 +57,10 @@ const ui = {
   joinButton: $('join-button'),
   leaveButton: $('leave-button'),
   joinError: $('join-error'),
+  modeMesh: $('mode-mesh'),
+  modeSfu: $('mode-sfu'),
+  sfuStatus: $('sfu-status'),
+  sfuError: $('sfu-error'),
   mediaButton: $('media-button'),
   mediaStatus: $('media-status'),
   roomLabel: $('room-label'),
@@ -68,11 +82,13 @@ const ui = {
 
 const params = new URLSearchParams(location.search);
 const client = new SwitchboardClient({ url: conferenceUrl(params.get('server')) });
+const sfu = new SfuMedia(client);
 const tiles = new Map(); // peer name -> tile <li>
+const sfuStreams = new Map(); // SFU mode: member name -> the MediaStream its tile plays
 let localTile = null;
 let localStream = null;
 
-globalThis.switchboardDemo = { client };
+globalThis.switchboardDemo = { client, sfu };
 
 // --- connection and room -------------------------------------------------------------------
 
@@ -81,7 +97,11 @@ client.addEventListener('state', ({ detail }) => {
   ui.status.textContent = describeState(detail);
   const inRoom = detail.state === 'joined';
   ui.leaveButton.disabled = !inRoom && !client.room;
-  for (const control of [ui.chatInput, ui.chatSend, ui.dcInput, ui.dcSend]) control.disabled = !inRoom;
+  for (const control of [ui.chatInput, ui.chatSend]) control.disabled = !inRoom;
+  // Data channels are peer to peer: there are none in SFU mode.
+  for (const control of [ui.dcInput, ui.dcSend]) control.disabled = !inRoom || !client.mesh;
+  // The mode is the room's way of calling: change it between rooms, not during one.
+  for (const radio of [ui.modeMesh, ui.modeSfu]) radio.disabled = inRoom || detail.state === 'reconnecting';
   if (!inRoom) renderMembers();
 });
 
@@ -90,7 +110,7 @@ client.addEventListener('joined', ({ detail }) => {
   ui.roomLabel.textContent = `in ${detail.room}`;
   ui.callEmpty.hidden = true;
   sessionStorage.setItem(SESSION_KEY, JSON.stringify({
-    room: detail.room, name: client.name, media: Boolean(localStream),
+    room: detail.room, name: client.name, media: Boolean(localStream), mode: currentMode(),
   }));
   if (localTile) setTileName(localTile, `${client.name} (you)`);
   renderMembers();
@@ -105,6 +125,10 @@ client.addEventListener('peer-left', ({ detail }) => {
   removeTile(detail.peer);
   renderMembers();
 });
+
+// Members come and go in both modes; in mesh mode peer-joined/peer-left say it too.
+client.addEventListener('user-joined', () => renderMembers());
+client.addEventListener('user-left', () => renderMembers());
 
 client.addEventListener('peer-state', ({ detail }) => {
   const tile = tiles.get(detail.peer);
@@ -128,7 +152,7 @@ client.addEventListener('track', ({ detail }) => {
 });
 
 client.addEventListener('error', ({ detail }) => {
-  if (detail.join) return; // shown by the join form
+  if (detail.join || detail.request) return; // shown by the join form, or by sfu.js's error event
   console.warn('switchboard:', detail.code, detail.message);
 });
 
@@ -138,7 +162,7 @@ ui.joinForm.addEventListener('submit', async (event) => {
   const name = ui.nameInput.value.trim();
   const problem = checkIdentifier('Room', room) ?? checkIdentifier('Name', name);
   if (problem) return showJoinError(problem);
-  await join(room, name);
+  await join(room, name, currentMode());
 });
 
 ui.leaveButton.addEventListener('click', () => {
@@ -149,10 +173,15 @@ ui.leaveButton.addEventListener('click', () => {
   renderMembers();
 });
 
-async function join(room, name) {
+for (const radio of [ui.modeMesh, ui.modeSfu]) {
+  radio.addEventListener('change', () => { if (radio.checked) setMode(radio.value); });
+}
+
+async function join(room, name, mode) {
   ui.joinButton.disabled = true;
   ui.joinError.hidden = true;
   try {
+    setMode(mode);
     await client.join(room, name);
   } catch (err) {
     showJoinError(joinErrorText(err, room, name));
@@ -172,8 +201,26 @@ function joinErrorText(err, room, name) {
     case 'bad_id': return `The server refused that room or name: ${err.message}.`;
     case 'disconnected':
     case 'not_connected': return 'Could not reach the server. It keeps trying: press Join again once it is back.';
+    case 'invalid_state': return 'Leave this room before switching between mesh and SFU.';
     default: return `Could not join: ${err.message}`;
   }
+}
+
+/** Mesh or SFU, for the next join: the client builds peer connections, or sfu.js takes over. */
+function setMode(mode) {
+  const chosen = MODES.includes(mode) ? mode : 'mesh';
+  client.mesh = chosen === 'mesh'; // throws invalid_state inside a room joined in the other mode
+  sfu.enabled = chosen === 'sfu';
+  document.body.dataset.mode = chosen;
+  ui.modeMesh.checked = chosen === 'mesh';
+  ui.modeSfu.checked = chosen === 'sfu';
+  ui.sfuStatus.hidden = chosen !== 'sfu';
+  if (chosen !== 'sfu') ui.sfuError.hidden = true;
+  ui.dcStatus.textContent = chosen === 'sfu' ? 'Not available in SFU mode: data channels go peer to peer.' : '';
+}
+
+function currentMode() {
+  return ui.modeSfu.checked ? 'sfu' : 'mesh';
 }
 
 function checkIdentifier(label, value) {
@@ -216,10 +263,60 @@ function removeTile(peer) {
   const tile = tiles.get(peer);
   if (!tile) return;
   tiles.delete(peer);
+  sfuStreams.delete(peer);
   const video = tile.querySelector('video');
   video.srcObject = null;
   tile.remove();
 }
+
+// --- SFU mode: tracks come from consumers, one stream per member ---------------------------
+
+sfu.addEventListener('track', ({ detail }) => {
+  const tile = tiles.get(detail.user) ?? addTile(detail.user);
+  let stream = sfuStreams.get(detail.user);
+  if (!stream) {
+    stream = new MediaStream();
+    sfuStreams.set(detail.user, stream);
+  }
+  stream.addTrack(detail.track);
+  const video = tile.querySelector('video');
+  if (video.srcObject !== stream) video.srcObject = stream;
+  if (detail.kind === 'video') tile.dataset.hasVideo = 'true';
+  playWithSound(video, tile);
+});
+
+sfu.addEventListener('track-ended', ({ detail }) => {
+  const stream = sfuStreams.get(detail.user);
+  const tile = tiles.get(detail.user);
+  if (!stream || !tile) return;
+  stream.removeTrack(detail.track);
+  if (detail.kind === 'video' && stream.getVideoTracks().length === 0) delete tile.dataset.hasVideo;
+  if (stream.getTracks().length === 0) removeTile(detail.user); // nothing left of theirs to show
+});
+
+sfu.addEventListener('state', ({ detail }) => {
+  ui.sfuStatus.dataset.sfu = detail.state;
+  ui.sfuStatus.textContent = {
+    idle: 'SFU mode: media goes through the server once you join.',
+    loading: 'SFU: loading mediasoup-client and connecting…',
+    ready: 'SFU: ready. Others\' media arrives through the server.',
+    failed: 'SFU: media could not be set up (see the error above).',
+  }[detail.state] ?? detail.state;
+  if (detail.state === 'loading') ui.sfuError.hidden = true;
+});
+
+sfu.addEventListener('producing', ({ detail }) => {
+  if (sfu.state !== 'ready') return;
+  ui.sfuStatus.textContent = detail.kinds.length
+    ? `SFU: ready, sending your ${detail.kinds.map((k) => (k === 'video' ? 'camera' : 'microphone')).join(' and ')} through the server.`
+    : 'SFU: ready, sending nothing. Others\' media arrives through the server.';
+});
+
+sfu.addEventListener('error', ({ detail }) => {
+  ui.sfuError.dataset.code = detail.code;
+  ui.sfuError.textContent = `SFU error${detail.request ? ` (${detail.request})` : ''}: ${detail.message} [${detail.code}]`;
+  ui.sfuError.hidden = false;
+});
 
 function newTile(peer) {
   const tile = ui.tileTemplate.content.firstElementChild.cloneNode(true);
@@ -262,7 +359,7 @@ async function refreshStats() {
   for (const [peer, tile] of tiles) {
     let stats;
     try {
-      stats = await client.getPeerStats(peer);
+      stats = client.mesh ? await client.getPeerStats(peer) : await sfu.userStats(peer);
     } catch {
       continue;
     }
@@ -270,7 +367,7 @@ async function refreshStats() {
     const candidate = stats.localCandidateType ? `${stats.localCandidateType}/${stats.remoteCandidateType}` : '';
     tile.dataset.connectionState = stats.connectionState;
     tile.dataset.iceState = stats.iceConnectionState;
-    tile.dataset.dcState = stats.dataChannelState;
+    if (stats.dataChannelState) tile.dataset.dcState = stats.dataChannelState;
     tile.dataset.candidate = candidate;
     tile.dataset.framesDecoded = String(stats.framesDecoded);
     if (stats.rttMs === null) delete tile.dataset.rttMs;
@@ -302,7 +399,7 @@ async function startMedia() {
   try {
     const { stream, kinds } = await openMedia();
     localStream = stream;
-    client.setLocalStream(stream);
+    sendMedia(stream);
     showLocalPreview(stream);
     ui.mediaButton.textContent = 'Stop camera and microphone';
     ui.mediaButton.setAttribute('aria-pressed', 'true');
@@ -344,13 +441,19 @@ async function openMedia() {
 function stopMedia() {
   for (const track of localStream?.getTracks() ?? []) track.stop();
   localStream = null;
-  client.setLocalStream(null);
+  sendMedia(null);
   localTile?.remove();
   localTile = null;
   ui.mediaButton.textContent = 'Start camera and microphone';
   ui.mediaButton.setAttribute('aria-pressed', 'false');
   setMediaStatus('off', 'Camera and microphone are off.');
   rememberMedia(false);
+}
+
+/** The stream to send, in whichever mode is on (the other one ignores it). */
+function sendMedia(stream) {
+  client.setLocalStream(stream);
+  sfu.setLocalStream(stream);
 }
 
 function showLocalPreview(stream) {
@@ -457,7 +560,7 @@ function describeState(detail) {
     case 'idle': return 'Not connected';
     case 'connecting': return 'Connecting…';
     case 'open': return 'Connected, not in a room';
-    case 'joined': return `In room "${client.room}" as "${client.name}"`;
+    case 'joined': return `In room "${client.room}" as "${client.name}"${client.mesh ? '' : ' (SFU)'}`;
     case 'reconnecting':
       return detail.delayMs != null
         ? `Connection lost: retrying in ${Math.ceil(detail.delayMs / 1000)} s (attempt ${detail.attempt})`
@@ -495,12 +598,13 @@ function readSession() {
 const session = readSession();
 ui.roomInput.value = session?.room ?? params.get('room') ?? '';
 ui.nameInput.value = session?.name ?? params.get('name') ?? '';
+setMode(session?.mode ?? params.get('mode') ?? 'mesh');
 renderMembers();
 if (session?.room && session?.name) {
-  // A reload: come back to the same room, with the camera if it was on.
+  // A reload: come back to the same room, in the same mode, with the camera if it was on.
   (async () => {
     if (session.media) await startMedia();
-    await join(session.room, session.name);
+    await join(session.room, session.name, currentMode());
   })();
 } else {
   client.connect();

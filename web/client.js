@@ -5,13 +5,19 @@
 // negotiated with the "perfect negotiation" pattern. It leaves all UI to the page: everything
 // it learns is dispatched as a typed event. Documented in docs/client.md.
 //
+// With `mesh: false` it builds no peer connections: the page sends its media through the
+// server's SFU instead (web/sfu.js), using `request()` for the SFU's requests and the
+// `notification` event for what the SFU announces.
+//
 // Loaded as an ES module (`import { SwitchboardClient } from '/client.js'`); it also sets
 // `globalThis.Switchboard`, so classic scripts can use it once the module has run
 // (`<script type="module" src="/client.js">`, then `window.Switchboard` after DOMContentLoaded).
 //
 // Events (all CustomEvents; the payload is in `event.detail`):
 //   state         {state, attempt?, delayMs?, code?, reason?}  connection/room state changes
-//   joined        {room, users, iceServers}                    the server accepted a join
+//   joined        {room, users, iceServers, routerRtpCapabilities}  the server accepted a join
+//   user-joined   {user}                                       a member joined the room
+//   user-left     {user}                                       a member left the room
 //   peer-joined   {peer}                                       a peer link was created
 //   peer-left     {peer, reason}                               a peer link was closed
 //   peer-state    {peer, connectionState, iceConnectionState, signalingState}
@@ -19,6 +25,8 @@
 //   track         {peer, track, stream}                        remote media arrived
 //   datachannel   {peer, channel}                              the peer's data channel opened
 //   message       {peer, data}                                 a data-channel message
+//   notification  {type, data}                                 any other server frame that is
+//                                                              not a reply (new-producer, ...)
 //   error         {code, message}                              a server error or a local failure
 
 /** The data channel every peer link carries: negotiated out of band, same id on both sides. */
@@ -31,6 +39,11 @@ export const STATES = Object.freeze(['idle', 'connecting', 'open', 'joined', 're
 const FIRST_OFFER_WAIT_MS = 2500;
 /** How long a polite peer leaves a failed ICE connection to the impolite one's restart. */
 const POLITE_RESTART_DELAY_MS = 2000;
+/**
+ * How long request() waits for its reply. The server answers every request at once (the SFU
+ * work behind it is in memory), so a silent server is a bug or a dead link: fail, and say so.
+ */
+const REQUEST_TIMEOUT_MS = 15000;
 
 const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 15000, factor: 2 });
 
@@ -46,6 +59,8 @@ export class SwitchboardClient extends EventTarget {
   #url;
   #iceServersOption;
   #iceServersFromServer = [];
+  #routerRtpCapabilities = null;
+  #mesh;
   #backoff;
   #WebSocket;
   #socket = null;
@@ -61,7 +76,7 @@ export class SwitchboardClient extends EventTarget {
   #links = new Map(); // peer name -> PeerLink
   #localStream = null;
   #nextRid = 1;
-  #pending = new Map(); // rid -> {resolve, reject, automatic}
+  #pending = new Map(); // rid -> a join {resolve, reject, automatic, wanted} or a request {type, resolve, reject}
 
   /**
    * @param {object} [options]
@@ -69,9 +84,11 @@ export class SwitchboardClient extends EventTarget {
    * @param {RTCIceServer[]} [options.iceServers] overrides the servers `joined` announces.
    * @param {{initialMs?: number, maxMs?: number, factor?: number}} [options.backoff]
    * @param {typeof WebSocket} [options.WebSocket] a WebSocket implementation (tests, Node).
+   * @param {boolean} [options.mesh] false: no peer connections (media goes through the SFU).
    */
   constructor(options = {}) {
     super();
+    this.#mesh = options.mesh ?? true;
     this.#url = options.url ?? defaultUrl();
     this.#iceServersOption = options.iceServers ?? null;
     this.#backoff = { ...DEFAULT_BACKOFF, ...(options.backoff ?? {}) };
@@ -92,6 +109,16 @@ export class SwitchboardClient extends EventTarget {
   get iceServers() { return this.#iceServersOption ?? this.#iceServersFromServer; }
   /** The stream sent to every peer, or null. */
   get localStream() { return this.#localStream; }
+  /** The SFU's RTP capabilities from the last `joined` (mediasoup's shape), or null. */
+  get routerRtpCapabilities() { return this.#routerRtpCapabilities; }
+
+  /** Whether joining a room builds a WebRTC mesh with its members. */
+  get mesh() { return this.#mesh; }
+  /** Changes the mode for the next join; a room joined in one mode cannot switch to the other. */
+  set mesh(value) {
+    if (this.#room && Boolean(value) !== this.#mesh) throw codedError('invalid_state', 'leave the room before changing the mode');
+    this.#mesh = Boolean(value);
+  }
 
   /** Opens the socket (joining does it for you). Reconnects by itself until {@link close}. */
   connect() {
@@ -177,6 +204,31 @@ export class SwitchboardClient extends EventTarget {
     if (socket && socket.readyState <= 1) socket.close(1000, 'bye');
     this.#attempt = 0;
     this.#setState('closed');
+  }
+
+  /**
+   * Sends one request (an SFU request such as `create-transport`) and resolves with the
+   * server's reply `{type, data}`, the frame that echoes the request's `rid`. Rejects with an
+   * Error whose `code` is the server's (`producer_not_found`, ...), `not_connected`,
+   * `disconnected` when the socket closes first, or `timeout` after REQUEST_TIMEOUT_MS.
+   * @param {string} type
+   * @param {object} [data]
+   * @returns {Promise<{type: string, data: object}>}
+   */
+  request(type, data = {}) {
+    const rid = this.#nextRid++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.#pending.delete(rid)) reject(codedError('timeout', `no reply to ${type} within ${REQUEST_TIMEOUT_MS} ms`));
+      }, REQUEST_TIMEOUT_MS);
+      const settle = (fn) => (value) => { clearTimeout(timer); fn(value); };
+      this.#pending.set(rid, { type, resolve: settle(resolve), reject: settle(reject) });
+      if (!this.#send({ type, data, rid })) {
+        this.#pending.delete(rid);
+        clearTimeout(timer);
+        reject(codedError('not_connected', 'the socket is not open'));
+      }
+    });
   }
 
   /** Sends a chat message to the room (the server echoes it back as a `chat` event). */
@@ -267,6 +319,14 @@ export class SwitchboardClient extends EventTarget {
       return; // the server only sends JSON; ignore anything else
     }
     const data = frame?.data ?? {};
+    // A reply to request(): whatever its type, it echoes that request's rid. Errors and
+    // `joined` keep their own handling below (join requests are pending under their rid too).
+    const request = frame?.rid != null ? this.#pending.get(frame.rid) : undefined;
+    if (request?.type && frame.type !== 'error') {
+      this.#pending.delete(frame.rid);
+      request.resolve({ type: frame.type, data });
+      return undefined;
+    }
     switch (frame?.type) {
       case 'joined': return this.#onJoined(frame.rid, data);
       case 'user-joined': return this.#onUserJoined(data.user);
@@ -280,7 +340,11 @@ export class SwitchboardClient extends EventTarget {
       case 'webrtc-ice-candidate':
         return this.#onSignal(frame.type, data.from, data.payload);
       case 'error': return this.#onError(frame.rid, data);
-      default: return undefined; // later server versions may add types; ignore them
+      // The SFU's announcements (new-producer, producer-closed), and types later server
+      // versions may add: the page decides what they mean.
+      default:
+        if (typeof frame?.type === 'string') this.#emit('notification', { type: frame.type, data });
+        return undefined;
     }
   }
 
@@ -294,10 +358,14 @@ export class SwitchboardClient extends EventTarget {
     this.#name = wanted?.name ?? this.#name;
     this.#users = Array.isArray(data.users) ? [...data.users] : [];
     this.#iceServersFromServer = Array.isArray(data.iceServers) ? data.iceServers : [];
+    this.#routerRtpCapabilities = data.routerRtpCapabilities ?? null;
     this.#attempt = 0;
     this.#setState('joined');
     for (const user of this.#users) if (user !== this.#name) this.#ensureLink(user);
-    const detail = { room: this.#room, users: this.users, iceServers: this.iceServers };
+    const detail = {
+      room: this.#room, users: this.users, iceServers: this.iceServers,
+      routerRtpCapabilities: this.#routerRtpCapabilities,
+    };
     this.#emit('joined', detail);
     request?.resolve(detail);
   }
@@ -305,23 +373,31 @@ export class SwitchboardClient extends EventTarget {
   #onUserJoined(user) {
     if (typeof user !== 'string' || user === this.#name) return;
     if (!this.#users.includes(user)) this.#users.push(user);
+    this.#emit('user-joined', { user });
     this.#ensureLink(user);
   }
 
   #onUserLeft(user) {
+    if (typeof user !== 'string') return;
     this.#users = this.#users.filter((u) => u !== user);
+    this.#emit('user-left', { user });
     this.#dropLink(user, 'left');
   }
 
   #onSignal(type, from, payload) {
     if (typeof from !== 'string' || from === this.#name || !this.#room) return;
-    const link = this.#ensureLink(from);
-    link.receive(type, payload);
+    this.#ensureLink(from)?.receive(type, payload); // no link without a mesh: ignored
   }
 
   #onError(rid, data) {
     const request = rid != null ? this.#pending.get(rid) : undefined;
     if (request) this.#pending.delete(rid);
+    if (request?.type) {
+      // A request() failed: its caller gets the error, the page hears of it as usual.
+      request.reject(codedError(data.code, data.message));
+      this.#emit('error', { code: data.code, message: data.message, request: request.type });
+      return;
+    }
     const detail = { code: data.code, message: data.message, join: Boolean(request) };
     if (request?.automatic && data.code === 'name_taken') {
       // Our previous socket may still hold the name until the server notices it is gone:
@@ -373,11 +449,13 @@ export class SwitchboardClient extends EventTarget {
     for (const peer of [...this.#links.keys()]) this.#dropLink(peer, reason);
     this.#room = null;
     this.#users = [];
+    this.#routerRtpCapabilities = null;
   }
 
   #ensureLink(peer) {
     let link = this.#links.get(peer);
     if (!link) {
+      if (!this.#mesh) return undefined;
       if (!this.#users.includes(peer)) this.#users.push(peer);
       link = new PeerLink(this, peer, this.#name > peer);
       this.#links.set(peer, link);

@@ -125,10 +125,12 @@ function pageUrl(server, pagePath, query) {
 async function startWebDir(dir, switchboardOrigin) {
   const types = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
   const csp = CSP.replace('CONNECT', switchboardOrigin);
+  const root = path.resolve(dir);
   const server = createServer((req, res) => {
-    const name = path.basename(new URL(req.url, 'http://x').pathname) || 'index.html';
-    const file = path.join(dir, name);
-    if (!existsSync(file) || !types[path.extname(file)]) {
+    // Paths below the folder only (vendor/mediasoup-client.js is in a subfolder).
+    const name = new URL(req.url, 'http://x').pathname.replace(/^\/+/, '') || 'index.html';
+    const file = path.resolve(root, name);
+    if (!file.startsWith(`${root}${path.sep}`) || !existsSync(file) || !types[path.extname(file)]) {
       res.writeHead(404).end('not found');
       return;
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end tests in a real browser: Debian's Chromium driven by playwright-core, plus an
-# aiortc peer. Installs what a fresh Debian machine lacks, builds the server, then runs the
-# tests inside a loopback-only network namespace, so every WebRTC packet stays on 127.0.0.0/8.
+# End-to-end tests in a real browser: Debian's Chromium driven by playwright-core (mesh calls,
+# and media through the SFU with mediasoup-client), plus an aiortc peer. Installs what a fresh
+# Debian machine lacks, builds the server, then runs the tests inside a loopback-only network
+# namespace, so every WebRTC packet stays on 127.0.0.0/8.
 #
 #   tests/e2e/run.sh                      all test files
 #   tests/e2e/run.sh call.test.mjs        some of them
@@ -37,8 +38,13 @@ if ! python3 -c 'import aiortc, websockets' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt"
 fi
 
-echo "==> npm ci (playwright-core; no browser download)"
+echo "==> npm ci (playwright-core, mediasoup-client, esbuild; no browser download)"
 (cd "$here" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+
+# The demo's SFU mode serves a checked-in bundle of mediasoup-client: make sure it is exactly
+# what the pinned packages build (esbuild from npm ci, offline, a fraction of a second).
+echo "==> web/vendor/build.sh --check (the vendored mediasoup-client bundle is up to date)"
+"$repo/web/vendor/build.sh" --check
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   echo "==> cargo build --release -p switchboard"

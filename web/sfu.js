@@ -1,0 +1,428 @@
+// The demo's SFU mode: the camera and microphone go to switchboard's SFU once, and every other
+// member's media comes back from it, instead of one peer connection per member (the mesh in
+// client.js). The WebRTC side is mediasoup-client, unmodified (web/vendor/, loaded on first
+// use); this file speaks the conference dialect's SFU requests through the SwitchboardClient's
+// socket (`client.request()`, replies matched by `rid`) and turns what happens into events.
+// It never touches the DOM; app.js draws the tiles.
+//
+// One session per room joined (a rejoin after a reconnect starts a new one):
+//   joined {routerRtpCapabilities}    device.load, then create-transport {direction: "recv"}
+//   a local stream                    create-transport {direction: "send"} (once), then one
+//                                     produce per track; the transport's first `connect`
+//                                     event sends connect-transport {transportId, dtlsParameters}
+//   new-producer {producerId, user}   consume → recvTransport.consume() → resume-consumer
+//   producer-closed {consumerId}      that consumer closes and its track goes
+//   leaving, a dropped socket         the session ends; the server closes what we owned
+// Requests are made one at a time, in the order the events that cause them arrived, so a
+// producer-closed never overtakes the consume it undoes.
+//
+// Events (CustomEvents; the payload is in `event.detail`):
+//   state        {state, code?, message?}   idle | loading | ready | failed (the session)
+//   transport    {direction, connectionState}  a transport's connection state changed
+//   producing    {kinds}                    what we send now: [], ['video', 'audio'], ...
+//   track        {user, kind, track, consumerId, producerId}   a remote track to show
+//   track-ended  {user, kind, track, consumerId, producerId, reason}   it went away
+//   error        {code, message, request?}  the server's error code, or one of ours
+//                                           (library_failed, media_disabled, bad_reply,
+//                                           cannot_produce, transport_failed, ...)
+
+import { summarizeStats } from './client.js';
+
+/** The vendored bundle; it sets `globalThis.mediasoupClient` (web/vendor/build.sh). */
+const LIBRARY_URL = new URL('vendor/mediasoup-client.js', import.meta.url);
+/** How many producer-closed notifications `producerClosedSeen` keeps (for tests and debugging). */
+const MAX_CLOSED_SEEN = 100;
+
+/** The SFU side of a SwitchboardClient whose `mesh` is off. Inactive until `enabled`. */
+export class SfuMedia extends EventTarget {
+  #client;
+  #enabled = false;
+  #session = null;
+  #localStream = null;
+  #state = 'idle';
+  #producerClosedSeen = [];
+
+  /** @param {import('./client.js').SwitchboardClient} client */
+  constructor(client) {
+    super();
+    this.#client = client;
+    client.addEventListener('joined', ({ detail }) => {
+      if (this.#enabled) this.#start(detail);
+    });
+    client.addEventListener('state', ({ detail }) => {
+      if (detail.state !== 'joined') this.#stop('left the room');
+    });
+    client.addEventListener('notification', ({ detail }) => this.#onNotification(detail));
+  }
+
+  /** Whether joins set up SFU media. Turning it off ends the current session. */
+  get enabled() { return this.#enabled; }
+  set enabled(value) {
+    this.#enabled = Boolean(value);
+    if (!this.#enabled) this.#stop('SFU mode off');
+  }
+
+  /** idle | loading | ready | failed. */
+  get state() { return this.#state; }
+  /** The mediasoup-client Device of the current session, or null. */
+  get device() { return this.#session?.device ?? null; }
+  /** The transport our producers send on, or null (made when there is something to send). */
+  get sendTransport() { return this.#session?.sendTransport ?? null; }
+  /** The transport every consumer receives on, or null. */
+  get recvTransport() { return this.#session?.recvTransport ?? null; }
+  /** Our producers by kind ('audio', 'video'). */
+  get producers() { return new Map(this.#session?.producers ?? []); }
+  /** The consumers by id: `{consumer, user, producerId}`. */
+  get consumers() { return new Map(this.#session?.consumers ?? []); }
+  /** The last producer-closed notifications, `{producerId, consumerId}`, oldest first. */
+  get producerClosedSeen() { return this.#producerClosedSeen.map((seen) => ({ ...seen })); }
+
+  /**
+   * Sets what we send: one producer per live track kind. Tracks of a kind already sent are
+   * replaced in place; kinds no longer present are closed (close-producer). `null` stops all.
+   * The tracks stay the caller's: closing a producer never stops them.
+   * @param {MediaStream|null} stream
+   */
+  setLocalStream(stream) {
+    this.#localStream = stream ?? null;
+    const session = this.#session;
+    if (session) this.#enqueue(session, 'produce', () => this.#publish(session));
+  }
+
+  /**
+   * Totals over the receive transport (inbound video frames decoded, audio samples received,
+   * the widest frame) and the send transport (video frames encoded and their width, bytes
+   * sent, the bandwidth estimate), with both connection states.
+   */
+  async stats() {
+    const session = this.#session;
+    const totals = {
+      state: this.#state,
+      send: session?.sendTransport?.connectionState ?? null,
+      recv: session?.recvTransport?.connectionState ?? null,
+      framesDecoded: 0,
+      keyFramesDecoded: 0,
+      frameWidth: 0,
+      totalSamplesReceived: 0,
+      framesEncoded: 0,
+      sentFrameWidth: 0,
+      bytesSent: 0,
+      availableOutgoingBitrate: null,
+      consumers: session?.consumers.size ?? 0,
+      producers: Object.fromEntries([...(session?.producers ?? [])].map(([kind, p]) => [kind, p.id])),
+      producerClosed: this.producerClosedSeen,
+    };
+    const [received, sent] = await Promise.all([
+      session?.recvTransport?.getStats(),
+      session?.sendTransport?.getStats(),
+    ]);
+    received?.forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      if (s.kind === 'video') {
+        totals.framesDecoded += s.framesDecoded ?? 0;
+        totals.keyFramesDecoded += s.keyFramesDecoded ?? 0;
+        totals.frameWidth = Math.max(totals.frameWidth, s.frameWidth ?? 0);
+      } else if (s.kind === 'audio') {
+        totals.totalSamplesReceived += s.totalSamplesReceived ?? 0;
+      }
+    });
+    sent?.forEach((s) => {
+      // Chrome's estimate of what it may send: it collapses when the SFU's transport-wide
+      // congestion feedback is missing or wrong.
+      if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate != null) {
+        totals.availableOutgoingBitrate = s.availableOutgoingBitrate;
+      }
+      if (s.type !== 'outbound-rtp') return;
+      if (s.kind === 'video') {
+        totals.framesEncoded += s.framesEncoded ?? 0;
+        totals.sentFrameWidth = Math.max(totals.sentFrameWidth, s.frameWidth ?? 0);
+      }
+      totals.bytesSent += s.bytesSent ?? 0;
+    });
+    return totals;
+  }
+
+  /**
+   * What a tile shows for one remote user, in the shape of client.getPeerStats(): the receive
+   * transport's states, its selected candidate pair, and the frames decoded from that user's
+   * consumers. Null when we consume nothing of theirs.
+   */
+  async userStats(user) {
+    const session = this.#session;
+    const entries = [...(session?.consumers.values() ?? [])].filter((entry) => entry.user === user);
+    if (!entries.length) return null;
+    const reports = await Promise.all(entries.map((entry) => entry.consumer.getStats()));
+    const summaries = reports.map((report) => summarizeStats(report));
+    let iceState = null;
+    reports[0].forEach((s) => { if (s.type === 'transport' && s.iceState) iceState = s.iceState; });
+    return {
+      user,
+      ...summaries[0],
+      connectionState: session.recvTransport.connectionState,
+      iceConnectionState: iceState ?? session.recvTransport.connectionState,
+      framesDecoded: summaries.reduce((sum, s) => sum + s.framesDecoded, 0),
+      framesReceived: summaries.reduce((sum, s) => sum + s.framesReceived, 0),
+    };
+  }
+
+  // --- the session ---------------------------------------------------------------------------
+
+  #start(joined) {
+    this.#stop('joined again');
+    const session = new Session();
+    this.#session = session;
+    this.#setState('loading');
+    this.#enqueue(session, 'setup', async () => {
+      try {
+        await this.#setUp(session, joined);
+      } catch (err) {
+        if (!session.closed) this.#setState('failed', err);
+        throw err;
+      }
+    });
+    this.#enqueue(session, 'produce', () => this.#publish(session));
+  }
+
+  async #setUp(session, joined) {
+    if (!joined.routerRtpCapabilities) {
+      throw codedError('media_disabled', 'the server offers no SFU here (joined has no routerRtpCapabilities)');
+    }
+    const mediasoupClient = await loadLibrary();
+    session.device = await createDevice(mediasoupClient);
+    await session.device.load({ routerRtpCapabilities: joined.routerRtpCapabilities });
+    if (session.closed) return;
+    session.recvTransport = await this.#createTransport(session, 'recv');
+    session.ready = true;
+    this.#setState('ready');
+  }
+
+  /** Ends the session locally: consumers, producers and transports close, tracks go. */
+  #stop(reason) {
+    const session = this.#session;
+    if (!session) return;
+    this.#session = null;
+    session.closed = true;
+    for (const entry of session.consumers.values()) this.#dropConsumer(entry, reason);
+    session.consumers.clear();
+    for (const producer of session.producers.values()) producer.close();
+    session.producers.clear();
+    session.sendTransport?.close();
+    session.recvTransport?.close();
+    this.#setState('idle');
+  }
+
+  /** Runs `task` after every earlier one of this session; a failure is reported, not thrown. */
+  #enqueue(session, request, task) {
+    session.queue = session.queue.then(async () => {
+      if (session.closed) return;
+      try {
+        await task();
+      } catch (err) {
+        if (!session.closed) this.#emit('error', { code: err?.code ?? err?.name ?? 'error', message: err?.message ?? String(err), request });
+      }
+    });
+  }
+
+  async #createTransport(session, direction) {
+    const reply = expectReply(await this.#client.request('create-transport', { direction }), 'webRtcTransportCreated');
+    if (session.closed) throw codedError('closed', 'the session ended');
+    const { id, iceParameters, iceCandidates, dtlsParameters } = reply.data;
+    const options = { id, iceParameters, iceCandidates, dtlsParameters, iceServers: this.#client.iceServers };
+    const transport = direction === 'send'
+      ? session.device.createSendTransport(options)
+      : session.device.createRecvTransport(options);
+    // mediasoup-client asks for these when it needs them: `connect` before the first produce
+    // or consume on this transport, `produce` for every new producer (callback({id}) is how it
+    // learns the server's producer id).
+    transport.on('connect', ({ dtlsParameters: local }, callback, errback) => {
+      this.#client.request('connect-transport', { transportId: transport.id, dtlsParameters: local })
+        .then((r) => { expectReply(r, 'transportConnected'); callback(); })
+        .catch(errback);
+    });
+    if (direction === 'send') {
+      transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
+        this.#client.request('produce', { transportId: transport.id, kind, rtpParameters, appData })
+          .then((r) => {
+            const { data } = expectReply(r, 'produced');
+            if (typeof data.id !== 'string') throw codedError('bad_reply', 'produced has no id');
+            callback({ id: data.id });
+          })
+          .catch(errback);
+      });
+    }
+    transport.on('connectionstatechange', (connectionState) => {
+      if (session.closed) return;
+      this.#emit('transport', { direction, connectionState });
+      if (connectionState === 'failed') {
+        this.#emit('error', { code: 'transport_failed', message: `the ${direction} transport to the SFU failed` });
+      }
+    });
+    return transport;
+  }
+
+  // --- sending ---------------------------------------------------------------------------------
+
+  async #publish(session) {
+    if (!session.ready) return;
+    const tracks = (this.#localStream?.getTracks() ?? []).filter((t) => t.readyState === 'live');
+    for (const [kind, producer] of [...session.producers]) {
+      if (tracks.some((t) => t.kind === kind)) continue;
+      session.producers.delete(kind);
+      try {
+        expectReply(await this.#client.request('close-producer', { producerId: producer.id }), 'producerClosed');
+      } finally {
+        producer.close();
+      }
+    }
+    for (const track of tracks) {
+      const producer = session.producers.get(track.kind);
+      if (producer) {
+        if (producer.track !== track) await producer.replaceTrack({ track });
+        continue;
+      }
+      if (!session.device.canProduce(track.kind)) {
+        this.#emit('error', { code: 'cannot_produce', message: `the SFU cannot take ${track.kind} from this browser` });
+        continue;
+      }
+      session.sendTransport ??= await this.#createTransport(session, 'send');
+      if (session.closed) return;
+      // stopTracks: false, because the tracks belong to the page (its preview, the mesh mode).
+      const produced = await session.sendTransport.produce({ track, stopTracks: false, appData: { kind: track.kind } });
+      if (session.closed) {
+        produced.close();
+        return;
+      }
+      session.producers.set(track.kind, produced);
+      produced.on('trackended', () => this.#enqueue(session, 'produce', () => this.#publish(session)));
+    }
+    this.#emit('producing', { kinds: [...session.producers.keys()] });
+  }
+
+  // --- receiving -------------------------------------------------------------------------------
+
+  #onNotification({ type, data }) {
+    const session = this.#session;
+    if (!session || !data || typeof data !== 'object') return;
+    if (type === 'new-producer') {
+      if (typeof data.producerId !== 'string') return;
+      const ours = [...session.producers.values()].some((p) => p.id === data.producerId);
+      if (ours || data.user === this.#client.name) return; // the server sends it to the others
+      this.#enqueue(session, 'consume', () => this.#consume(session, data));
+    } else if (type === 'producer-closed') {
+      this.#producerClosedSeen.push({ producerId: data.producerId, consumerId: data.consumerId });
+      if (this.#producerClosedSeen.length > MAX_CLOSED_SEEN) this.#producerClosedSeen.shift();
+      this.#enqueue(session, 'producer-closed', async () => {
+        const entry = session.consumers.get(data.consumerId)
+          ?? [...session.consumers.values()].find((e) => e.producerId === data.producerId);
+        if (!entry) return;
+        session.consumers.delete(entry.consumer.id);
+        this.#dropConsumer(entry, 'producer closed');
+      });
+    }
+  }
+
+  async #consume(session, { producerId, user }) {
+    if (!session.ready) return;
+    let reply;
+    try {
+      reply = expectReply(await this.#client.request('consume', {
+        transportId: session.recvTransport.id,
+        producerId,
+        rtpCapabilities: session.device.recvRtpCapabilities,
+      }), 'consumed');
+    } catch (err) {
+      if (err.code === 'producer_not_found') return; // it closed before we asked: nothing to show
+      throw err;
+    }
+    if (session.closed) return;
+    const { id, kind, rtpParameters } = reply.data;
+    const owner = typeof user === 'string' ? user : '?';
+    const consumer = await session.recvTransport.consume({ id, producerId, kind, rtpParameters, appData: { user: owner } });
+    if (session.closed) {
+      consumer.close();
+      return;
+    }
+    const entry = { consumer, user: owner, producerId };
+    session.consumers.set(consumer.id, entry);
+    this.#emit('track', { user: owner, kind: consumer.kind, track: consumer.track, consumerId: consumer.id, producerId });
+    expectReply(await this.#client.request('resume-consumer', { consumerId: consumer.id }), 'consumerResumed');
+  }
+
+  #dropConsumer({ consumer, user, producerId }, reason) {
+    consumer.close();
+    this.#emit('track-ended', { user, kind: consumer.kind, track: consumer.track, consumerId: consumer.id, producerId, reason });
+  }
+
+  // --- helpers ---------------------------------------------------------------------------------
+
+  #setState(state, err) {
+    if (this.#state === state && !err) return;
+    this.#state = state;
+    this.#emit('state', err ? { state, code: err.code ?? err.name, message: err.message } : { state });
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}
+
+/** What one room's media needs; `closed` tells late async work that it lost the race. */
+class Session {
+  constructor() {
+    this.closed = false;
+    this.ready = false; // the device is loaded and the receive transport exists
+    this.device = null;
+    this.sendTransport = null;
+    this.recvTransport = null;
+    this.producers = new Map(); // kind -> Producer
+    this.consumers = new Map(); // consumer id -> {consumer, user, producerId}
+    this.queue = Promise.resolve();
+  }
+}
+
+let library = null; // the promise of globalThis.mediasoupClient, once asked for
+
+/** Loads the vendored mediasoup-client once (a same-origin script, as the CSP requires). */
+function loadLibrary() {
+  library ??= new Promise((resolve, reject) => {
+    if (globalThis.mediasoupClient) {
+      resolve(globalThis.mediasoupClient);
+      return;
+    }
+    const script = document.createElement('script');
+    script.src = LIBRARY_URL.href;
+    script.addEventListener('load', () => {
+      if (globalThis.mediasoupClient) resolve(globalThis.mediasoupClient);
+      else reject(codedError('library_failed', `${LIBRARY_URL.pathname} did not define mediasoupClient`));
+    });
+    script.addEventListener('error', () => {
+      library = null; // let a later join try again
+      reject(codedError('library_failed', `could not load ${LIBRARY_URL.pathname}`));
+    });
+    document.head.append(script);
+  });
+  return library;
+}
+
+/**
+ * A Device for this browser. mediasoup-client detects it from `navigator.userAgentData`; where
+ * that fails (a Chromium that hides it: the UA regex misses "HeadlessChrome"), assume a
+ * current Chromium, which is what the handler named Chrome111 drives.
+ */
+async function createDevice(mediasoupClient) {
+  const handlerName = await mediasoupClient.detectDeviceAsync();
+  return new mediasoupClient.Device(handlerName ? { handlerName } : { handlerName: 'Chrome111' });
+}
+
+/** The reply, if the server named it as the contract says; a `bad_reply` error otherwise. */
+function expectReply(reply, type) {
+  if (reply?.type !== type) throw codedError('bad_reply', `expected ${type}, got ${reply?.type}`);
+  if (!reply.data || typeof reply.data !== 'object') throw codedError('bad_reply', `${type} has no data`);
+  return reply;
+}
+
+function codedError(code, message) {
+  const err = new Error(message);
+  err.code = code;
+  return err;
+}
