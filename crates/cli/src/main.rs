@@ -20,7 +20,11 @@ fn main() -> anyhow::Result<()> {
         return switchboard_loadtest::run(bench);
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour only on a terminal: a log file or a test harness gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
     match args.log_format {
         LogFormat::Pretty => logs.init(),
         LogFormat::Json => logs.json().init(),
