@@ -59,21 +59,9 @@ pub enum Event {
         /// The new user's id (a UUID v4).
         id: PeerName,
     },
-    /// The reply to a join: the room and everyone in it, the joiner included.
-    Joined {
-        /// The room joined.
-        room: RoomId,
-        /// The joiner's own name.
-        name: PeerName,
-        /// Every member's name in join order, the joiner last.
-        members: Arc<[PeerName]>,
-        /// The request id of the join, echoed.
-        rid: Option<RawJson>,
-        /// The ICE servers (STUN/TURN) the operator configured, as a JSON array, if any.
-        ice_servers: Option<RawJson>,
-        /// The SFU's router RTP capabilities (a JSON object) when media is on.
-        media: Option<RawJson>,
-    },
+    /// The reply to a join: the room and everyone in it, the joiner included. Boxed: it is
+    /// rare and large, and every outbox slot is as big as the largest event.
+    Joined(Box<Joined>),
     /// Another peer joined this peer's room.
     PeerJoined {
         /// The room.
@@ -97,15 +85,8 @@ pub enum Event {
     },
     /// A broadcast frame from another subscriber of the channel.
     Frame(RawFrame),
-    /// A reply or notice from the media worker (conference only): `{"type":kind,"data":data}`.
-    Media {
-        /// The message type, e.g. `produced` or `new-producer`.
-        kind: &'static str,
-        /// The `data` object, encoded once by the media worker.
-        data: RawJson,
-        /// The request id of the request answered, echoed.
-        rid: Option<RawJson>,
-    },
+    /// A reply or notice from the media worker (conference only), boxed like `Joined`.
+    Media(Box<MediaEvent>),
     /// A refusal of this peer's own request.
     Error {
         /// The stable machine code.
@@ -115,4 +96,41 @@ pub enum Event {
         /// The request id of the refused request, echoed.
         rid: Option<RawJson>,
     },
+}
+
+/// The reply to a join.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    /// The room joined.
+    pub room: RoomId,
+    /// The joiner's own name.
+    pub name: PeerName,
+    /// Every member's name in join order, the joiner last.
+    pub members: Arc<[PeerName]>,
+    /// The request id of the join, echoed.
+    pub rid: Option<RawJson>,
+    /// The ICE servers (STUN/TURN) the operator configured, as a JSON array, if any.
+    pub ice_servers: Option<RawJson>,
+    /// The SFU's router RTP capabilities (a JSON object) when media is on.
+    pub media: Option<RawJson>,
+}
+
+/// A reply or notice from the media worker: `{"type":kind,"data":data,"rid":rid}`.
+#[derive(Debug, Clone)]
+pub struct MediaEvent {
+    /// The message type, e.g. `produced` or `new-producer`.
+    pub kind: &'static str,
+    /// The `data` object, encoded once by the media worker.
+    pub data: RawJson,
+    /// The request id of the request answered, echoed.
+    pub rid: Option<RawJson>,
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every outbox slot is as big as the largest event: keep it small (idle memory).
+    #[test]
+    fn events_stay_small() {
+        assert!(std::mem::size_of::<super::Event>() <= 48);
+    }
 }

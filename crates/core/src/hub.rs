@@ -12,8 +12,8 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::peer::Peer;
 use crate::{
-    Command, CoreError, DialectKind, Event, Message, Outbox, PeerKey, PeerName, PeerProfile, Place,
-    RawFrame, RawJson, RoomId, Signal, SignalKind, State,
+    Command, CoreError, DialectKind, Event, Joined, Message, Outbox, PeerKey, PeerName,
+    PeerProfile, Place, RawFrame, RawJson, RoomId, Signal, SignalKind, State,
 };
 
 /// The hub behind one short `std` lock. `with` takes a closure that cannot `.await`, so the
@@ -268,14 +268,14 @@ impl Hub {
         let members = self.roster(&room_id);
         self.deliver(
             key,
-            Event::Joined {
+            Event::Joined(Box::new(Joined {
                 room: room_id,
                 name,
                 members,
                 rid,
                 ice_servers: self.ice_servers.clone(),
                 media: self.media.clone(),
-            },
+            })),
         );
         Ok(())
     }
@@ -799,9 +799,10 @@ mod tests {
         let events = alice.events();
         assert!(matches!(&events[..], [Event::PeerJoined { name, .. }] if name.as_str() == "bob"));
         let events = bob.events();
-        let [Event::Joined { members, .. }] = &events[..] else {
+        let [Event::Joined(joined)] = &events[..] else {
             panic!("{events:?}")
         };
+        let members = &joined.members;
         assert_eq!(
             members.iter().map(PeerName::as_str).collect::<Vec<_>>(),
             ["alice", "bob"]

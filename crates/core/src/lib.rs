@@ -13,7 +13,7 @@ mod peer;
 
 pub use command::{Command, MediaRequest, Message, SignalKind};
 pub use error::{CoreError, ErrorCode};
-pub use event::{Event, RawFrame, RawJson, Signal};
+pub use event::{Event, Joined, MediaEvent, RawFrame, RawJson, Signal};
 pub use hub::{Census, Hub, SharedHub, Stats, UserStats};
 pub use id::{DialectKind, PeerName, RoomId, MAX_ID_BYTES};
 pub use peer::{Outbox, PeerKey, PeerProfile, Place, State};

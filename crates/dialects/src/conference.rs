@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use switchboard_core::{
-    Command, DialectKind, Event, MediaRequest, Message, PeerName, RawJson, SignalKind,
+    Command, DialectKind, Event, Joined, MediaEvent, MediaRequest, Message, PeerName, RawJson,
+    SignalKind,
 };
 
 use crate::frame::{self, push_key, push_rid, push_str, Fields};
@@ -33,14 +34,15 @@ impl Dialect for Conference {
     fn encode(session: &mut Session, event: &Event, out: &mut String) -> Outbound {
         out.clear();
         match event {
-            Event::Joined {
-                room,
-                name,
-                members,
-                rid,
-                ice_servers,
-                media,
-            } => {
+            Event::Joined(joined) => {
+                let Joined {
+                    room,
+                    name,
+                    members,
+                    rid,
+                    ice_servers,
+                    media,
+                } = &**joined;
                 session.name = Some(name.clone());
                 out.push_str(r#"{"type":"joined","data":{"roomId":"#);
                 push_str(out, room.as_str());
@@ -110,7 +112,8 @@ impl Dialect for Conference {
                 push_rid(out, rid.as_ref());
                 out.push('}');
             }
-            Event::Media { kind, data, rid } => {
+            Event::Media(media) => {
+                let MediaEvent { kind, data, rid } = &**media;
                 out.push_str(r#"{"type":""#);
                 out.push_str(kind);
                 out.push_str(r#"","data":"#);
@@ -231,14 +234,14 @@ mod tests {
 
     fn joined_session(who: &str) -> Session {
         let mut session = Session::default();
-        let event = Event::Joined {
+        let event = Event::Joined(Box::new(Joined {
             room: RoomId::parse("r").unwrap(),
             name: name(who),
             members: Arc::from([name(who)]),
             rid: None,
             ice_servers: None,
             media: None,
-        };
+        }));
         encode(&mut session, &event);
         session
     }
@@ -257,27 +260,27 @@ mod tests {
     #[test]
     fn joined_lists_everyone_and_echoes_rid() {
         let mut session = Session::default();
-        let event = Event::Joined {
+        let event = Event::Joined(Box::new(Joined {
             room: RoomId::parse("room1").unwrap(),
             name: name("bob"),
             members: Arc::from([name("alice"), name("bob")]),
             rid: Some(RawJson::new(r#""r-1""#)),
             ice_servers: None,
             media: None,
-        };
+        }));
         assert_eq!(
             encode(&mut session, &event),
             r#"{"type":"joined","data":{"roomId":"room1","users":["alice","bob"]},"rid":"r-1"}"#
         );
         let ice = r#"[{"urls":["stun:127.0.0.1:3478"]}]"#;
-        let event = Event::Joined {
+        let event = Event::Joined(Box::new(Joined {
             room: RoomId::parse("room1").unwrap(),
             name: name("bob"),
             members: Arc::from([name("bob")]),
             rid: None,
             ice_servers: Some(RawJson::new(ice)),
             media: Some(RawJson::new(r#"{"codecs":[]}"#)),
-        };
+        }));
         assert_eq!(
             encode(&mut session, &event),
             format!(
@@ -423,11 +426,11 @@ mod tests {
     #[test]
     fn media_replies_echo_the_rid() {
         let mut session = joined_session("bob");
-        let event = Event::Media {
+        let event = Event::Media(Box::new(MediaEvent {
             kind: "produced",
             data: RawJson::new(r#"{"id":"p1","kind":"video"}"#),
             rid: Some(RawJson::new("7")),
-        };
+        }));
         assert_eq!(
             encode(&mut session, &event),
             r#"{"type":"produced","data":{"id":"p1","kind":"video"},"rid":7}"#

@@ -80,11 +80,11 @@ impl Dialect for Pairing {
                 push_str(out, message);
                 out.push_str("}}");
             }
-            Event::Joined { .. }
+            Event::Joined(_)
             | Event::PeerJoined { .. }
             | Event::PeerLeft { .. }
             | Event::Frame(_)
-            | Event::Media { .. } => return Outbound::Skip,
+            | Event::Media(_) => return Outbound::Skip,
         }
         Outbound::Text
     }

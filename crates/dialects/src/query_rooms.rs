@@ -70,8 +70,8 @@ impl Dialect for QueryRooms {
     fn encode(session: &mut Session, event: &Event, out: &mut String) -> Outbound {
         out.clear();
         match event {
-            Event::Joined { name, .. } => {
-                session.name = Some(name.clone());
+            Event::Joined(joined) => {
+                session.name = Some(joined.name.clone());
                 return Outbound::Skip; // query-rooms has no join reply: the upgrade is it
             }
             Event::PeerJoined { room, name } => presence(out, "peer_joined", room, name),
@@ -87,7 +87,7 @@ impl Dialect for QueryRooms {
             Event::Greeting { .. }
             | Event::PartnerGone { .. }
             | Event::Frame(_)
-            | Event::Media { .. } => return Outbound::Skip,
+            | Event::Media(_) => return Outbound::Skip,
         }
         Outbound::Text
     }

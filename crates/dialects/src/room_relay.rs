@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use switchboard_core::{
-    Command, CoreError, DialectKind, Event, Message, PeerName, RawJson, Signal, SignalKind,
+    Command, CoreError, DialectKind, Event, Joined, Message, PeerName, RawJson, Signal, SignalKind,
 };
 
 use crate::frame::{self, push_str, Fields};
@@ -89,12 +89,13 @@ impl Dialect for RoomRelay {
     fn encode(session: &mut Session, event: &Event, out: &mut String) -> Outbound {
         out.clear();
         match event {
-            Event::Joined {
-                room,
-                name,
-                members,
-                ..
-            } => {
+            Event::Joined(joined) => {
+                let Joined {
+                    room,
+                    name,
+                    members,
+                    ..
+                } = &**joined;
                 session.name = Some(name.clone());
                 out.push_str(r#"{"type":"join-success","roomId":"#);
                 push_str(out, room.as_str());
@@ -124,7 +125,7 @@ impl Dialect for RoomRelay {
             Event::Greeting { .. }
             | Event::PartnerGone { .. }
             | Event::Frame(_)
-            | Event::Media { .. } => return Outbound::Skip,
+            | Event::Media(_) => return Outbound::Skip,
         }
         Outbound::Text
     }
@@ -278,14 +279,14 @@ mod tests {
 
     #[test]
     fn join_success_lists_the_others() {
-        let event = Event::Joined {
+        let event = Event::Joined(Box::new(Joined {
             room: RoomId::parse("r1").unwrap(),
             name: name("u2"),
             members: Arc::from([name("u1"), name("u2")]),
             rid: None,
             ice_servers: None,
             media: None,
-        };
+        }));
         assert_eq!(
             encode(&mut Session::default(), &event),
             r#"{"type":"join-success","roomId":"r1","userId":"u2","users":["u1"]}"#

@@ -227,10 +227,10 @@ impl<D: Dialect> Connection<D> {
             let mut next = Some(first);
             let mut batch = 0;
             while let Some(event) = next.take() {
-                if let Event::Joined { room, name, .. } = &event {
+                if let Event::Joined(joined) = &event {
                     Span::current()
-                        .record("peer", name.as_str())
-                        .record("room", room.as_str());
+                        .record("peer", joined.name.as_str())
+                        .record("room", joined.room.as_str());
                 }
                 if let Some(message) = self.encode(&event) {
                     socket.feed(message).await.map_err(|_| Close::Gone)?;

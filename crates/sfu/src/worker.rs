@@ -13,7 +13,7 @@ use str0m::config::DtlsCert;
 use str0m::media::{KeyframeRequestKind, Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Rtc};
-use switchboard_core::{Event, MediaRequest, PeerKey, PeerName, RawJson, RoomId};
+use switchboard_core::{Event, MediaEvent, MediaRequest, PeerKey, PeerName, RawJson, RoomId};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -328,11 +328,11 @@ impl Worker {
             }
         };
         let event = match reply {
-            Ok((kind, data)) => Event::Media {
+            Ok((kind, data)) => Event::Media(Box::new(MediaEvent {
                 kind,
                 data: RawJson::new(&data.to_string()),
                 rid,
-            },
+            })),
             Err(error) => Event::Error {
                 code: error.code(),
                 message: Arc::from(error.to_string()),
@@ -986,11 +986,11 @@ fn reschedule(
 }
 
 fn notice(kind: &'static str, data: Value) -> Event {
-    Event::Media {
+    Event::Media(Box::new(MediaEvent {
         kind,
         data: RawJson::new(&data.to_string()),
         rid: None,
-    }
+    }))
 }
 
 fn new_producer(id: u64, producer: &Producer) -> Value {
