@@ -3,11 +3,12 @@
 //! the hub's lock); it drains its outbox to the socket in batches; it pings, and closes
 //! with the right code when the peer is gone, too slow, too big, too fast or idle.
 
+use std::pin::pin;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use switchboard_core::{
     Command, DialectKind, ErrorCode, Event, MediaRequest, PeerKey, RawJson, SharedHub,
 };
@@ -242,7 +243,16 @@ impl<D: Dialect> Connection<D> {
             }
             socket.flush().await.map_err(|_| Close::Gone)
         };
-        match timeout(limit, write).await {
+        // Most writes finish at once (the kernel's send buffer has room): try without a timer
+        // first, and arm the write timeout only for a write that has to wait.
+        let waited = {
+            let mut write = pin!(write);
+            if let Some(result) = write.as_mut().now_or_never() {
+                return result;
+            }
+            timeout(limit, write).await
+        };
+        match waited {
             Ok(result) => result,
             Err(_) => {
                 self.state.metrics.limit_hit(Limit::WriteTimeout);
@@ -291,7 +301,7 @@ impl<D: Dialect> Connection<D> {
 }
 
 /// Runs one socket until it ends, then says goodbye with the right close code.
-#[tracing::instrument(name = "conn", skip_all, fields(id = conn.key.0, dialect = D::KIND.as_str(), peer, room))]
+#[tracing::instrument(name = "conn", level = "debug", skip_all, fields(id = conn.key.0, dialect = D::KIND.as_str(), peer, room))]
 pub(crate) async fn run<D: Dialect>(mut socket: WebSocket, mut conn: Connection<D>) {
     let shutdown = conn.state.shutdown.clone();
     let config = &conn.state.config;
@@ -299,11 +309,15 @@ pub(crate) async fn run<D: Dialect>(mut socket: WebSocket, mut conn: Connection<
     let mut ping = interval_at(Instant::now() + ping_every, ping_every);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // One waiter for the whole life of the socket: a fresh `cancelled()` per turn of the loop
+    // would lock the token's waiter list twice per frame, shared by every socket.
+    let cancelled = shutdown.cancelled();
+    let mut cancelled = pin!(cancelled);
     debug!("open");
     let close = loop {
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => break Close::GoingAway,
+            () = &mut cancelled => break Close::GoingAway,
             event = conn.inbox.recv() => match event {
                 Some(event) => {
                     if let Err(close) = conn.flush(&mut socket, event).await {
