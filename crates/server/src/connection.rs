@@ -15,7 +15,8 @@ use switchboard_core::{
 use switchboard_dialects::{Dialect, Outbound, WireError};
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, sleep, timeout, Duration, Instant, MissedTickBehavior};
-use tracing::{debug, trace, Span};
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use tracing::{debug, trace, Instrument, Span};
 
 use crate::limits::{RateLimit, Slot, Verdict};
 use crate::metrics::{DialectMetrics, Limit};
@@ -250,7 +251,8 @@ impl<D: Dialect> Connection<D> {
             if let Some(result) = write.as_mut().now_or_never() {
                 return result;
             }
-            timeout(limit, write).await
+            // Boxed: only a write that waits pays for the timer's space, not every socket.
+            Box::pin(timeout(limit, write)).await
         };
         match waited {
             Ok(result) => result,
@@ -300,9 +302,41 @@ impl<D: Dialect> Connection<D> {
     }
 }
 
-/// Runs one socket until it ends, then says goodbye with the right close code.
-#[tracing::instrument(name = "conn", level = "debug", skip_all, fields(id = conn.key.0, dialect = D::KIND.as_str(), peer, room))]
-pub(crate) async fn run<D: Dialect>(mut socket: WebSocket, mut conn: Connection<D>) {
+/// A socket and its state, boxed once per connection. An async fn keeps its arguments
+/// twice in its state (as arguments, then as locals), and a task holds its future for its
+/// whole life: passing one box keeps every idle socket's task small.
+struct Socket<D: Dialect> {
+    ws: WebSocket,
+    conn: Connection<D>,
+    _tracked: TaskTrackerToken,
+}
+
+/// Runs one socket until it ends, then says goodbye with the right close code. `tracked`
+/// keeps the server's shutdown waiting for it.
+pub(crate) fn run<D: Dialect>(
+    ws: WebSocket,
+    conn: Connection<D>,
+    tracked: TaskTrackerToken,
+) -> impl std::future::Future<Output = ()> + Send {
+    let span = tracing::debug_span!(
+        "conn",
+        id = conn.key.0,
+        dialect = D::KIND.as_str(),
+        peer = tracing::field::Empty,
+        room = tracing::field::Empty
+    );
+    let socket = Box::new(Socket {
+        ws,
+        conn,
+        _tracked: tracked,
+    });
+    serve(socket).instrument(span)
+}
+
+async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
+    let Socket {
+        ws: socket, conn, ..
+    } = &mut *this;
     let shutdown = conn.state.shutdown.clone();
     let config = &conn.state.config;
     let (ping_every, idle_timeout) = (config.ping_interval, config.idle_timeout);
@@ -320,7 +354,7 @@ pub(crate) async fn run<D: Dialect>(mut socket: WebSocket, mut conn: Connection<
             () = &mut cancelled => break Close::GoingAway,
             event = conn.inbox.recv() => match event {
                 Some(event) => {
-                    if let Err(close) = conn.flush(&mut socket, event).await {
+                    if let Err(close) = conn.flush(socket, event).await {
                         break close;
                     }
                     // Evicted while we were writing: stop now rather than drain the backlog.
@@ -358,8 +392,7 @@ pub(crate) async fn run<D: Dialect>(mut socket: WebSocket, mut conn: Connection<
                 if last_heard.elapsed() >= idle_timeout {
                     break Close::Idle;
                 }
-                let sent = timeout(conn.state.config.write_timeout, socket.send(Message::Ping(Bytes::new()))).await;
-                if !matches!(sent, Ok(Ok(()))) {
+                if !ping_sent(socket, conn.state.config.write_timeout).await {
                     break Close::Gone;
                 }
             }
@@ -373,16 +406,40 @@ pub(crate) async fn run<D: Dialect>(mut socket: WebSocket, mut conn: Connection<
     }
     debug!(?close, "closed");
     if let Some((code, reason)) = close.frame() {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
         let write_timeout = conn.state.config.write_timeout;
+        let Socket {
+            ws: socket,
+            conn,
+            _tracked,
+        } = *this;
         drop(conn); // leave the hub now; the goodbye below may take a moment
-        let sent = timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await;
-        if matches!(sent, Ok(Ok(()))) {
-            linger(&mut socket, close).await;
-        }
+                    // Boxed, like every rare wait here: a future's size is its largest state, and each
+                    // idle socket would carry this one's timers for nothing.
+        Box::pin(goodbye(socket, code, reason, write_timeout, close)).await;
+    }
+}
+
+/// Sends a ping within the write timeout; false if the socket is gone or stalled.
+async fn ping_sent(socket: &mut WebSocket, limit: Duration) -> bool {
+    let sent = Box::pin(timeout(limit, socket.send(Message::Ping(Bytes::new())))).await;
+    matches!(sent, Ok(Ok(())))
+}
+
+/// Sends our close frame, then lingers for the client's.
+async fn goodbye(
+    mut socket: WebSocket,
+    code: u16,
+    reason: &'static str,
+    limit: Duration,
+    close: Close,
+) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let sent = timeout(limit, socket.send(Message::Close(Some(frame)))).await;
+    if matches!(sent, Ok(Ok(()))) {
+        linger(&mut socket, close).await;
     }
 }
 

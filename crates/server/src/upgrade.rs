@@ -271,11 +271,10 @@ fn start<D: Dialect>(
         .max_frame_size(max)
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| async move {
-            let _tracked = tracked;
+        .on_upgrade(move |socket| {
             state.metrics.handshake(requested.elapsed());
             let conn = Connection::<D>::new(state, key, inbox, membership, slot);
-            connection::run(socket, conn).await;
+            connection::run(socket, conn, tracked)
         })
 }
 
