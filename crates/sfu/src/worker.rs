@@ -705,16 +705,17 @@ impl Worker {
     /// Closes everything the owner of a failed transport holds (the contract: a failed
     /// transport ends that user's media; its client starts over).
     fn reap(&mut self, socket: &UdpSocket) {
-        let failed: Vec<PeerKey> = self
+        let failed: Vec<(u64, PeerKey)> = self
             .transports
             .values()
             .filter(|t| t.failed)
-            .map(|t| t.owner)
+            .map(|t| (t.id, t.owner))
             .collect();
-        for owner in failed {
+        for (id, owner) in failed {
             self.metrics.transport_failures.inc();
-            tracing::debug!(?owner, "media transport failed; closing the user's media");
+            tracing::debug!(transport = id, "media transport failed; closing the user's media");
             self.close_everything(socket, owner);
+            self.close_transport(socket, id); // in case its owner's entry is already gone
         }
     }
 
