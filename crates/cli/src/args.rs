@@ -273,6 +273,27 @@ mod tests {
     }
 
     #[test]
+    fn media_flags() {
+        let defaults = config(&[]);
+        assert!(defaults.media);
+        assert_eq!((defaults.media_listen, defaults.media_announce), (None, None));
+        let config = config(&[
+            "--no-media",
+            "--media-listen",
+            ":9999",
+            "--media-announce",
+            "203.0.113.7",
+            "--media-max-consumers-per-user",
+            "3",
+        ]);
+        assert!(!config.media);
+        assert_eq!(config.media_listen, Some("0.0.0.0:9999".parse().unwrap()));
+        assert_eq!(config.media_announce, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(config.media_limits.consumers_per_user, 3);
+        assert_eq!(config.media_limits.transports_per_user, 4);
+    }
+
+    #[test]
     fn the_flag_wins_over_port() {
         assert_eq!(
             config(&["--port", "7000"]).listen,
