@@ -276,7 +276,10 @@ mod tests {
     fn media_flags() {
         let defaults = config(&[]);
         assert!(defaults.media);
-        assert_eq!((defaults.media_listen, defaults.media_announce), (None, None));
+        assert_eq!(
+            (defaults.media_listen, defaults.media_announce),
+            (None, None)
+        );
         let config = config(&[
             "--no-media",
             "--media-listen",

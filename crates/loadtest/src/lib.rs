@@ -1,11 +1,14 @@
 //! `switchboard bench`: a load generator for signaling servers on this machine. Four
-//! scenarios (relay, fanout, idle, storm) speak a dialect as a real client would, with the
-//! sender's timestamp in every payload so one-way latency is exact, and `compare` runs one
-//! scenario against several URLs in interleaved rounds and prints ratios to the first.
+//! signaling scenarios (relay, fanout, idle, storm) speak a dialect as a real client would,
+//! with the sender's timestamp in every payload so one-way latency is exact; a fifth, media,
+//! streams one video stream through the SFU to many consumers and measures what each
+//! forwarded packet costs the server. `compare` runs one scenario against several URLs in
+//! interleaved rounds and prints ratios to the first.
 //!
 //! Every run is bounded in clients and time (the `MAX_*` consts below) and talks only to the
-//! loopback URL it is given. The scenarios live in `scenario.rs`, the wire in `client.rs`, the
-//! figures and their presentation in `report.rs`, the server's `/proc` readings in `probe.rs`.
+//! loopback URL it is given. The scenarios live in `scenario.rs` (media in
+//! `scenario/media.rs`), the wire in `client.rs`, the figures and their presentation in
+//! `report.rs`, the server's `/proc` readings in `probe.rs`.
 #![warn(missing_docs)]
 
 mod client;
@@ -39,6 +42,19 @@ pub const MAX_CONCURRENCY: usize = 5_000;
 pub const MAX_ROUNDS: u32 = 20;
 /// URLs in one comparison.
 pub const MAX_URLS: usize = 8;
+/// Consumers in one media run. Each is a WebSocket, a UDP socket and a str0m client that
+/// the bench's one media thread polls, so past a thousand the bench rather than the server
+/// sets the pace (and the bench needs two descriptors per consumer).
+pub const MAX_MEDIA_CONSUMERS: u64 = 1_000;
+/// Packets per second of the one media stream: forty times a 720p camera's ~250. The server
+/// writes each to every consumer, so the load is consumers × rate.
+pub const MAX_MEDIA_RATE: u32 = 10_000;
+/// Smallest media payload: a VP8 descriptor and header, and room to make warm-up packets one
+/// byte shorter than the window's (which is how the media scenario tells them apart).
+pub const MIN_MEDIA_SIZE: usize = 16;
+/// Largest media payload: browsers keep RTP packets near 1,200 bytes so that headers, SRTP
+/// and UDP still fit a 1,500-byte MTU; str0m's receive buffers are 2,048 bytes.
+pub const MAX_MEDIA_SIZE: usize = 1_200;
 /// Pause between the runs of a comparison, so closed sockets leave the server first.
 const PAUSE_BETWEEN_RUNS: Duration = Duration::from_secs(2);
 
@@ -76,6 +92,11 @@ pub enum Scenario {
     /// C clients connecting and joining, `--concurrency` at a time: joins/s and
     /// time-to-joined
     Storm(StormArgs),
+    /// One publisher streams one VP8 video stream through the SFU to N consumers, each its
+    /// own conference user: packets forwarded/s and server CPU per forwarded packet (with
+    /// --server-pid)
+    #[command(mut_arg("dialect", |arg| arg.default_value("conference")))]
+    Media(MediaArgs),
 }
 
 /// `bench compare`: the scenario's own flags, plus rounds.
@@ -202,6 +223,30 @@ pub struct StormArgs {
     pub clients: u64,
 }
 
+/// `bench media`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MediaArgs {
+    /// Flags every scenario takes (`--dialect` must stay `conference`: the SFU's signaling).
+    #[command(flatten)]
+    pub common: Common,
+    /// Consumers of the stream, each its own user with its own WebSocket, receive transport
+    /// and UDP socket
+    #[arg(long, default_value_t = 50)]
+    pub consumers: u64,
+    /// Packets per second the publisher writes (250 × 1,100 bytes is a ~2.2 Mbps 720p camera)
+    #[arg(long, default_value_t = 250)]
+    pub rate: u32,
+    /// RTP payload bytes per packet
+    #[arg(long, default_value_t = 1100)]
+    pub size: usize,
+    /// The measured window
+    #[arg(long, value_parser = duration, default_value = "10s")]
+    pub duration: Duration,
+    /// Streaming before the measured window starts, not counted
+    #[arg(long, value_parser = duration, default_value = "2s")]
+    pub warmup: Duration,
+}
+
 /// Everything one `bench` invocation measured, in the order it ran.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -219,6 +264,7 @@ impl Scenario {
             Scenario::Fanout(args) => &args.common,
             Scenario::Idle(args) => &args.common,
             Scenario::Storm(args) => &args.common,
+            Scenario::Media(args) => &args.common,
         }
     }
 
@@ -269,6 +315,10 @@ impl Scenario {
                 );
                 None
             }
+            Scenario::Media(args) => {
+                args.check()?;
+                None
+            }
         };
         if let Some(load) = load {
             ensure!(load.size <= MAX_SIZE, "--size must be at most {MAX_SIZE}");
@@ -285,6 +335,40 @@ impl Scenario {
                 "--warmup must be at most {MAX_DURATION:?}"
             );
         }
+        Ok(())
+    }
+}
+
+impl MediaArgs {
+    fn check(&self) -> anyhow::Result<()> {
+        ensure!(
+            self.common.dialect == Dialect::Conference,
+            "media signals in the conference dialect (the SFU's): drop --dialect"
+        );
+        ensure!(
+            self.common.plot.is_none(),
+            "media measures no latency: there is nothing to --plot"
+        );
+        ensure!(
+            (1..=MAX_MEDIA_CONSUMERS).contains(&self.consumers),
+            "--consumers must be 1 to {MAX_MEDIA_CONSUMERS}"
+        );
+        ensure!(
+            (1..=MAX_MEDIA_RATE).contains(&self.rate),
+            "--rate must be 1 to {MAX_MEDIA_RATE} packets/s"
+        );
+        ensure!(
+            (MIN_MEDIA_SIZE..=MAX_MEDIA_SIZE).contains(&self.size),
+            "--size must be {MIN_MEDIA_SIZE} to {MAX_MEDIA_SIZE} bytes"
+        );
+        ensure!(
+            !self.duration.is_zero() && self.duration <= MAX_DURATION,
+            "--duration must be more than 0 and at most {MAX_DURATION:?}"
+        );
+        ensure!(
+            self.warmup <= MAX_DURATION,
+            "--warmup must be at most {MAX_DURATION:?}"
+        );
         Ok(())
     }
 }

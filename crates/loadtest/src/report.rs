@@ -22,7 +22,7 @@ const SHARDS: usize = 32;
 pub struct Report {
     /// Always `"run"` (a comparison's object says `"compare"`).
     pub kind: &'static str,
-    /// `relay`, `fanout-room`, `fanout-addressed`, `idle` or `storm`.
+    /// `relay`, `fanout-room`, `fanout-addressed`, `idle`, `storm` or `media`.
     pub scenario: &'static str,
     /// The server's URL.
     pub url: String,
@@ -35,12 +35,13 @@ pub struct Report {
     pub params: Params,
     /// Client sockets opened (and joined).
     pub connections: u64,
-    /// Frames the clients sent.
+    /// Frames the clients sent (media: RTP packets the publisher wrote in the window).
     pub sent: u64,
     /// Deliveries the sent frames should make (relay: one per frame; fanout room-wide: one
-    /// per other peer).
+    /// per other peer; media: one per consumer).
     pub expected: u64,
-    /// Stamped frames the clients received. After a clean drain, `received == expected`.
+    /// Stamped frames the clients received (media: packets of the window the consumers
+    /// received). After a clean drain, `received == expected`.
     pub received: u64,
     /// Error frames, refused or failed connections, and sockets closed by the server.
     pub errors: u64,
@@ -49,12 +50,13 @@ pub struct Report {
     pub first_error: Option<String>,
     /// Length of the measured window, seconds.
     pub measured_s: f64,
-    /// Operations completed in the window: round trips (relay), deliveries (fanout) or
-    /// joins (storm); 0 for idle.
+    /// Operations completed in the window: round trips (relay), deliveries (fanout), joins
+    /// (storm) or packets received by consumers (media); 0 for idle.
     pub operations: u64,
     /// `operations / measured_s`.
     pub rate: f64,
-    /// What `rate` counts: `round_trips/s`, `deliveries/s`, `joins/s`, or `none`.
+    /// What `rate` counts: `round_trips/s`, `deliveries/s`, `joins/s`, `packets/s`, or
+    /// `none`.
     pub rate_unit: &'static str,
     /// One-way latency (relay, fanout) or time to joined (storm), microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,6 +68,18 @@ pub struct Report {
     /// (machine-wide counter; storm only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen_overflows: Option<u64>,
+    /// Server CPU per forwarded packet, microseconds: `server.cpu_cores × 1e6 / rate`
+    /// (media, with `--server-pid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_packet: Option<f64>,
+    /// Consumers of one stream at `params.packet_rate` that one server core would feed at
+    /// that cost: `1e6 / (cpu_us_per_packet × packet_rate)` (media, with `--server-pid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumers_per_core: Option<f64>,
+    /// Share of the measured window the bench's media thread spent writing and polling
+    /// rather than waiting (media). Near 1, the bench, not the server, set the pace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_busy: Option<f64>,
     /// The full latency distribution, for the chart and for merging.
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
@@ -83,16 +97,22 @@ pub struct Params {
     /// Idle connections, or storm clients.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clients: Option<u64>,
+    /// Media consumers of the one stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<u64>,
+    /// Packets per second of the media stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packet_rate: Option<u64>,
     /// Messages (relay) or rounds (fanout) in flight per sender.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<u64>,
-    /// Payload bytes.
+    /// Payload bytes (media: RTP payload bytes of the window's packets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// Warm-up before the measured window, seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_s: Option<f64>,
-    /// The measured window (relay, fanout) or hold time (idle), seconds.
+    /// The measured window (relay, fanout, media) or hold time (idle), seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_s: Option<f64>,
     /// Connections opened at once.
@@ -291,6 +311,21 @@ impl Report {
                 server.cpu_cores
             );
         }
+        if let (Some(us), Some(per_core)) = (self.cpu_us_per_packet, self.consumers_per_core) {
+            let _ = writeln!(
+                out,
+                "  server cpu {us:.2} µs per forwarded packet: {} consumers per core at {} packets/s",
+                thousands(per_core),
+                self.params.packet_rate.unwrap_or_default()
+            );
+        }
+        if let Some(busy) = self.client_busy {
+            let _ = writeln!(
+                out,
+                "  bench media thread busy {:.0} % of the window (near 100 %: the bench set the pace)",
+                busy * 100.0
+            );
+        }
         if let Some(overflows) = self.listen_overflows {
             let _ = writeln!(out, "  listen queue overflows {overflows}");
         }
@@ -312,6 +347,8 @@ impl Params {
         add("pairs", self.pairs.map(|v| v.to_string()));
         add("peers", self.peers.map(|v| v.to_string()));
         add("clients", self.clients.map(|v| v.to_string()));
+        add("consumers", self.consumers.map(|v| v.to_string()));
+        add("rate", self.packet_rate.map(|v| format!("{v}/s")));
         add("window", self.window.map(|v| v.to_string()));
         add("size", self.size.map(|v| v.to_string()));
         add("warmup", self.warmup_s.map(|v| format!("{v}s")));

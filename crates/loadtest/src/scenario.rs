@@ -1,6 +1,7 @@
-//! The four scenarios and the machinery they share: open every client (bounded concurrency,
-//! spread over loopback sources), fix the measured window, let the clients run, drain what
-//! is in flight, close, and fill in a [`Report`].
+//! The signaling scenarios and the machinery every scenario shares: open every client
+//! (bounded concurrency, spread over loopback sources), fix the measured window, let the
+//! clients run, drain what is in flight, close, and fill in a [`Report`]. The media scenario,
+//! which streams RTP rather than frames, is in `media.rs` below this module.
 //!
 //! Accounting rule, which makes "sent = received" checkable: a client bumps `expected` for
 //! what it is about to send *before* it bumps `received` for what made it send, so
@@ -27,6 +28,8 @@ use crate::probe::{self, Probe, Sample};
 use crate::progress::Progress;
 use crate::report::{Params, Percentiles, Recorder, Report, ServerUsage};
 use crate::{Common, FanoutArgs, FanoutMode, IdleArgs, Load, RelayArgs, Scenario, StormArgs};
+
+mod media;
 
 /// How long in-flight frames may take to land after the window ends; what is still
 /// missing then counts as lost.
@@ -173,6 +176,7 @@ pub(crate) async fn run(
             (Scenario::Fanout(_), _) => "fanout-room",
             (Scenario::Idle(_), _) => "idle",
             (Scenario::Storm(_), _) => "storm",
+            (Scenario::Media(_), _) => "media",
         };
         let bench = Bench {
             target,
@@ -191,6 +195,7 @@ pub(crate) async fn run(
             }
             Scenario::Idle(args) => idle(&bench, args).await,
             Scenario::Storm(args) => storm(&bench, args).await,
+            Scenario::Media(args) => media::media(&bench, args).await,
         };
         reports.push(report.with_context(|| format!("{name} against {}", target.url()))?);
     }
@@ -716,6 +721,9 @@ impl Bench<'_> {
             latency_us: histogram.as_ref().and_then(Percentiles::of),
             server,
             listen_overflows: None,
+            cpu_us_per_packet: None,
+            consumers_per_core: None,
+            client_busy: None,
             histogram,
         }
     }

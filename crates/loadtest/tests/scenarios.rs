@@ -261,6 +261,82 @@ async fn compare_interleaves_rounds_and_gives_ratios() {
     assert!(svg.contains("<svg") && svg.contains("percentile"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_counts_add_up_and_give_the_cost_per_packet() {
+    let server = Server::start().await;
+    let consumers = 3;
+    // The server runs in this process, so this process is the one to read.
+    let line = format!(
+        "media --url {} --consumers {consumers} --rate 200 --duration 1s --warmup 300ms \
+         --server-pid {}",
+        server.url(),
+        std::process::id()
+    );
+    let outcome = bench(&line).await;
+    let [report] = &outcome.reports[..] else {
+        panic!("one run, one report")
+    };
+    assert_eq!(report.scenario, "media");
+    assert_eq!(report.dialect, "conference");
+    assert_eq!(report.connections, consumers + 1);
+    assert_eq!(report.errors, 0, "{:?}", report.first_error);
+    // The window's packets are those due in it, however punctual the writer was.
+    assert_eq!(report.sent, 200);
+    assert_eq!(report.expected, report.sent * consumers);
+    assert!(report.received > 0, "{}", report.summary());
+    assert!(report.received <= report.expected, "{}", report.summary());
+    assert_eq!(report.operations, report.received);
+    assert!(report.rate > 0.0);
+    assert_eq!(report.rate_unit, "packets/s");
+    assert!(report.latency_us.is_none());
+    let busy = report.client_busy.unwrap();
+    assert!((0.0..=1.0).contains(&busy), "{busy}");
+    let summary = report.summary();
+    assert!(summary.contains("per forwarded packet"), "{summary}");
+
+    let json: Value = serde_json::to_value(report).unwrap();
+    for field in [
+        "sent",
+        "expected",
+        "received",
+        "rate",
+        "rate_unit",
+        "server",
+        "cpu_us_per_packet",
+        "consumers_per_core",
+        "client_busy",
+    ] {
+        assert!(json.get(field).is_some(), "missing {field} in {json}");
+    }
+    assert!(json["cpu_us_per_packet"].as_f64().unwrap() > 0.0);
+    assert!(json["consumers_per_core"].as_f64().unwrap() > 0.0);
+    for field in ["consumers", "packet_rate", "size", "warmup_s", "duration_s"] {
+        assert!(json["params"][field].is_number(), "params.{field}");
+    }
+    assert_eq!(json["params"]["packet_rate"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_compares_like_any_scenario() {
+    let (a, b) = (Server::start().await, Server::start().await);
+    let line = format!(
+        "compare media --url {} --url {} --rounds 1 --consumers 2 --duration 300ms --warmup 0s",
+        a.url(),
+        b.url()
+    );
+    let outcome = bench(&line).await;
+    assert_eq!(outcome.reports.len(), 2);
+    for report in &outcome.reports {
+        assert_eq!(report.errors, 0, "{:?}", report.first_error);
+        assert!(report.received <= report.expected);
+    }
+    let [comparison] = &outcome.comparisons[..] else {
+        panic!("one scenario, one comparison")
+    };
+    assert_eq!(comparison.scenario, "media");
+    assert_eq!(comparison.results[0].rate_unit, "packets/s");
+}
+
 #[tokio::test]
 async fn non_loopback_urls_are_refused_before_connecting() {
     for url in [
@@ -290,6 +366,9 @@ fn the_cli_takes_compare_as_written_in_the_docs() {
     };
     assert_eq!(compare.rounds, 3);
     assert_eq!(parsed.scenario().common().urls.len(), 2);
+    // media speaks conference unless told otherwise.
+    let media = args("media --url ws://127.0.0.1:9 --consumers 200");
+    assert_eq!(media.scenario().common().dialect.as_str(), "conference");
     // Out-of-bounds flags are refused before anything runs.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -303,6 +382,16 @@ fn the_cli_takes_compare_as_written_in_the_docs() {
         "idle --url ws://127.0.0.1:9 --connections 1000000",
         "fanout --url ws://127.0.0.1:9 --dialect conference",
         "relay --url ws://127.0.0.1:9 --url ws://127.0.0.1:10",
+        "media --url ws://127.0.0.1:9 --consumers 0",
+        "media --url ws://127.0.0.1:9 --consumers 1001",
+        "media --url ws://127.0.0.1:9 --rate 0",
+        "media --url ws://127.0.0.1:9 --rate 10001",
+        "media --url ws://127.0.0.1:9 --size 8",
+        "media --url ws://127.0.0.1:9 --size 1500",
+        "media --url ws://127.0.0.1:9 --duration 0s",
+        "media --url ws://127.0.0.1:9 --dialect query-rooms",
+        "media --url ws://127.0.0.1:9 --plot chart.svg",
+        "media --url ws://10.0.0.1:9",
     ] {
         assert!(runtime.block_on(execute(&args(line))).is_err(), "{line}");
     }

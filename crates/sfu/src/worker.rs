@@ -713,7 +713,10 @@ impl Worker {
             .collect();
         for (id, owner) in failed {
             self.metrics.transport_failures.inc();
-            tracing::debug!(transport = id, "media transport failed; closing the user's media");
+            tracing::debug!(
+                transport = id,
+                "media transport failed; closing the user's media"
+            );
             self.close_everything(socket, owner);
             self.close_transport(socket, id); // in case its owner's entry is already gone
         }
