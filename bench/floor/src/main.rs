@@ -26,10 +26,10 @@ type Rooms = Arc<Mutex<HashMap<String, HashMap<String, mpsc::Sender<Message>>>>>
 const OUTBOX_CAPACITY: usize = 512;
 /// Pending connections the kernel may hold, as in switchboard.
 const ACCEPT_BACKLOG: u32 = 4096;
-/// Socket settings as in switchboard (4 KiB read buffer, 16 KiB write buffer, up to 64
+/// Socket settings as in switchboard (2 KiB read buffer, 16 KiB write buffer, up to 64
 /// queued frames per flush), so a ratio to the floor measures what switchboard adds on top
 /// of the transport, not a difference in buffer sizes.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 const MAX_BATCH: usize = 64;
 

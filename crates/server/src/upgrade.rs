@@ -28,9 +28,10 @@ use crate::limits::{Full, Slot};
 use crate::metrics::Limit;
 use crate::{assets, AppState, DialectKind};
 
-/// Read-buffer size per socket. Small, because most signaling frames are small and idle
-/// sockets should cost little; larger frames grow the buffer as needed.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Read-buffer size per socket. tungstenite zero-fills all of it up front, so every idle
+/// socket pays it in full: 2 KiB holds a chat, an ICE candidate or a 1 KiB relayed payload
+/// in one read, and a larger frame (an SDP offer) grows the buffer as it arrives.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Bytes of outgoing frames collected before a write; a batch is flushed at its end anyway.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
