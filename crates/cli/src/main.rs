@@ -10,6 +10,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::args::{Args, Command, LogFormat};
 
+/// mimalloc: a connection storm is mostly short-lived allocations (request parsing, the
+/// handshake, per-socket buffers); measured side by side, it took 19 % less CPU per join than
+/// glibc's malloc, for 4 % more memory per idle socket (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Pending connections the kernel may hold before we accept them; load tests open
 /// thousands at once, and the default of 128 would overflow.
 const ACCEPT_BACKLOG: u32 = 4096;
