@@ -328,11 +328,7 @@ impl Worker {
             }
         };
         let event = match reply {
-            Ok((kind, data)) => Event::Media(Box::new(MediaEvent {
-                kind,
-                data: RawJson::new(&data.to_string()),
-                rid,
-            })),
+            Ok((kind, data)) => media_event(kind, &data, rid),
             Err(error) => Event::Error {
                 code: error.code(),
                 message: Arc::from(error.to_string()),
@@ -797,12 +793,16 @@ impl Worker {
             }
             Happening::KeyframeRequest(id, mid) => {
                 self.metrics.keyframe_requests_in.inc();
-                if let Some(producer) = self.consumer_by_mid(id, mid).map(|c| c.producer) {
+                let consumer = self
+                    .consumer_at(id, mid)
+                    .and_then(|c| self.consumers.get(&c));
+                if let Some(producer) = consumer.map(|c| c.producer) {
                     self.request_keyframe(socket, producer, Instant::now());
                 }
             }
             Happening::Egress(id, mid, nacks, keyframe_requests) => {
-                if let Some(consumer) = self.consumer_by_mid_mut(id, mid) {
+                let consumer = self.consumer_at(id, mid);
+                if let Some(consumer) = consumer.and_then(|c| self.consumers.get_mut(&c)) {
                     let new_nacks = nacks.saturating_sub(consumer.nacks);
                     consumer.nacks = consumer.nacks.max(nacks);
                     consumer.keyframe_requests = consumer.keyframe_requests.max(keyframe_requests);
@@ -812,16 +812,11 @@ impl Worker {
         }
     }
 
-    fn consumer_by_mid(&self, transport: u64, mid: Mid) -> Option<&Consumer> {
+    /// The consumer on `transport` with `mid`, by id.
+    fn consumer_at(&self, transport: u64, mid: Mid) -> Option<u64> {
         let transport = self.transports.get(&transport)?;
         let &(_, id) = transport.consumers.iter().find(|(m, _)| *m == mid)?;
-        self.consumers.get(&id)
-    }
-
-    fn consumer_by_mid_mut(&mut self, transport: u64, mid: Mid) -> Option<&mut Consumer> {
-        let transport = self.transports.get(&transport)?;
-        let &(_, id) = transport.consumers.iter().find(|(m, _)| *m == mid)?;
-        self.consumers.get_mut(&id)
+        Some(id)
     }
 
     /// Writes a producer's packet to each of its connected consumers: the router's payload
@@ -990,10 +985,15 @@ fn reschedule(
 }
 
 fn notice(kind: &'static str, data: Value) -> Event {
+    media_event(kind, &data, None)
+}
+
+/// A media reply or notice, its `data` encoded once for every receiver.
+fn media_event(kind: &'static str, data: &Value, rid: Option<RawJson>) -> Event {
     Event::Media(Box::new(MediaEvent {
         kind,
         data: RawJson::new(&data.to_string()),
-        rid: None,
+        rid,
     }))
 }
 
