@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use switchboard_server::{Config, DialectKind, IceServer, MediaLimits};
+use switchboard_server::{
+    ClusterConfig, Config, DialectKind, IceServer, MediaLimits, NodeId, RedisUrl,
+};
 
 /// One WebRTC signaling server for five protocols, on one port.
 #[derive(Debug, Parser)]
@@ -124,6 +126,27 @@ pub(crate) struct Args {
     #[arg(long, env = "SWITCHBOARD_MEDIA_MAX_PRODUCERS_PER_ROOM", default_value_t = MediaLimits::default().producers_per_room)]
     media_max_producers_per_room: usize,
 
+    /// Join a cluster on this Redis: redis://[:PASSWORD@]HOST:PORT[/DB] or
+    /// redis+unix:///PATH (docs/scaling.md); without it, one node and no Redis
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    redis: Option<String>,
+
+    /// This node's id in the cluster, 16 hex digits [default: random at start]
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    node_id: Option<String>,
+
+    /// How long a silent node is trusted before its peers are declared gone (at least 3s)
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_LEASE", value_parser = duration, default_value = "10s")]
+    cluster_lease: Duration,
+
+    /// Prefix of every Redis key and channel, so clusters can share a Redis
+    #[arg(long, env = "SWITCHBOARD_REDIS_PREFIX", default_value = "sb")]
+    redis_prefix: String,
+
+    /// Relays and frames that may wait for Redis; past it senders get `overloaded`
+    #[arg(long, env = "SWITCHBOARD_BUS_CAPACITY", default_value_t = 8192)]
+    bus_capacity: usize,
+
     /// Log format
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub(crate) log_format: LogFormat,
@@ -175,7 +198,9 @@ impl Args {
         if self.ping_interval.is_zero() {
             bail!("--ping-interval must be more than 0");
         }
+        let cluster = self.cluster(max_frame_envelope(self.max_frame_bytes))?;
         Ok(Config {
+            cluster,
             listen,
             root_dialect,
             max_frame_bytes: self.max_frame_bytes,
@@ -204,6 +229,41 @@ impl Args {
             },
         })
     }
+}
+
+impl Args {
+    fn cluster(&self, max_envelope: usize) -> anyhow::Result<Option<ClusterConfig>> {
+        let Some(url) = &self.redis else {
+            return Ok(None);
+        };
+        let url = RedisUrl::parse(url).context("--redis")?;
+        if self.cluster_lease < Duration::from_secs(3) {
+            bail!("--cluster-lease must be at least 3s");
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
+            bail!("--redis-prefix must be a non-empty word");
+        }
+        if self.bus_capacity == 0 {
+            bail!("--bus-capacity must be at least 1");
+        }
+        let node = match &self.node_id {
+            Some(id) => NodeId::parse(id).context("--node-id must be 1 to 16 hex digits")?,
+            None => NodeId(switchboard_server::random_node_id()),
+        };
+        Ok(Some(ClusterConfig {
+            url,
+            node,
+            lease: self.cluster_lease,
+            prefix: self.redis_prefix.clone(),
+            capacity: self.bus_capacity,
+            max_envelope,
+        }))
+    }
+}
+
+/// The largest envelope another node may send: a frame at the size limit, and its framing.
+fn max_frame_envelope(max_frame_bytes: usize) -> usize {
+    max_frame_bytes.saturating_mul(2).saturating_add(4096)
 }
 
 /// `HOST:PORT`, `:PORT` (all interfaces, as Go servers write it) or a bare `PORT`.

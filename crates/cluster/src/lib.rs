@@ -1,63 +1,875 @@
-//! The seam between switchboard nodes. A [`Bus`] carries [`Envelope`]s (events for peers on
-//! other nodes) and never waits: a full queue is an error ([`BusFull`]) for the caller to
-//! report, never a stall. One node needs no bus: [`LocalBus`], the default, sends nothing. A
-//! Redis bus for multi-node operation (planned) plugs in here without touching the core or
-//! the dialects; the server holds the bus but routes nothing through it yet.
+//! switchboard across nodes, on Redis. The hub decides who must hear what; this crate
+//! carries what leaves the node ([`Cluster`] is the hub's [`Uplink`]) and brings back what
+//! other nodes say, decoded as untrusted input and applied with [`Hub::remote`].
+//!
+//! Three tasks per node, each with its own Redis connection:
+//! - the **writer** sends every command in order, pipelined: membership scripts (claims,
+//!   leaves, channel interest), relays and frames (`PUBLISH`), heartbeats and reaping;
+//! - the **subscriber** listens to this node's channel, the control channel, and the channel
+//!   of every room and broadcast channel it has members in;
+//! - the **clock** asks for a heartbeat every lease/5 and for a reap every second.
+//!
+//! Every queue is bounded: relays and frames fail with `overloaded` past `capacity`;
+//! membership operations (at most a few per local peer) are never dropped.
+//!
+//! [`Hub::remote`]: switchboard_core::Hub::remote
 #![warn(missing_docs)]
 
-use switchboard_core::{PeerName, RoomId};
+pub mod envelope;
+mod metrics;
+mod resp;
+mod scripts;
 
-/// Identifies one switchboard process in a cluster, so a node can drop its own echoes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct NodeId(pub u64);
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-/// What one node tells the others.
+use bytes::Bytes;
+use switchboard_core::{
+    CoreError, NodeId, Overloaded, PeerKey, PeerName, RawFrame, RawJson, RoomId, SharedHub, Signal,
+    Uplink,
+};
+use tokio::sync::{oneshot, Notify};
+use tokio::time::{sleep, timeout, Instant};
+use tracing::{debug, info, warn};
+
+pub use metrics::ClusterMetrics;
+pub use resp::{RedisUrl, RespError};
+
+use resp::{Conn, Value};
+use scripts::Script;
+
+/// How a node joins a cluster.
 #[derive(Debug, Clone)]
-pub enum Envelope {
-    /// A peer joined a room on the sending node.
-    Joined {
-        /// The sending node.
-        node: NodeId,
-        /// The room.
-        room: RoomId,
-        /// The peer.
-        name: PeerName,
+pub struct ClusterConfig {
+    /// Where Redis is.
+    pub url: RedisUrl,
+    /// This node.
+    pub node: NodeId,
+    /// How long a silent node is trusted.
+    pub lease: Duration,
+    /// Key and channel prefix.
+    pub prefix: String,
+    /// Relays and frames that may wait for Redis; past it senders get `overloaded`.
+    pub capacity: usize,
+    /// The largest envelope accepted from Redis.
+    pub max_envelope: usize,
+}
+
+/// How long one pipelined batch may wait for Redis before the connection is deemed lost.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+/// Commands sent in one pipelined batch at most.
+const BATCH: usize = 256;
+/// How often dead nodes are looked for.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
+/// A handle on this node's part of the cluster; cheap to clone.
+#[derive(Clone)]
+pub struct Cluster(Arc<Inner>);
+
+struct Inner {
+    config: ClusterConfig,
+    hub: SharedHub,
+    /// Commands for the writer, in order.
+    queue: Mutex<VecDeque<Op>>,
+    wake: Notify,
+    /// Subscription changes for the subscriber, in order.
+    subs: Mutex<VecDeque<SubOp>>,
+    subs_wake: Notify,
+    /// This node's incarnation, 0 before it first registered.
+    inc: AtomicU64,
+    /// Whether the writer's connection is up and registered.
+    up: AtomicBool,
+    /// When the last heartbeat was confirmed (for `/readyz`).
+    last_ok: Mutex<Option<Instant>>,
+    metrics: ClusterMetrics,
+}
+
+/// One command for the writer.
+enum Op {
+    Publish {
+        channel: Vec<u8>,
+        payload: Vec<u8>,
     },
-    /// A peer left a room on the sending node.
-    Left {
-        /// The sending node.
-        node: NodeId,
-        /// The room.
+    Claim(Claim),
+    Leave {
         room: RoomId,
-        /// The peer.
         name: PeerName,
+        key: PeerKey,
+    },
+    ChannelOn {
+        channel: RoomId,
+        reply: oneshot::Sender<Result<Vec<NodeId>, CoreError>>,
+    },
+    ChannelOff {
+        channel: RoomId,
+    },
+    Heartbeat,
+    Reap,
+    Drain {
+        reply: oneshot::Sender<()>,
     },
 }
 
-/// The bus queue is full: the caller refuses the request instead of waiting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the cluster bus is full")]
-pub struct BusFull;
-
-/// Carries events to peers on other nodes.
-pub trait Bus: Send + Sync + 'static {
-    /// Queues `envelope` for the other nodes without waiting.
-    fn publish(&self, envelope: Envelope) -> Result<(), BusFull>;
-
-    /// A short name for logs and metrics (`local`, `redis`).
-    fn name(&self) -> &'static str;
+struct Claim {
+    room: RoomId,
+    name: PeerName,
+    key: PeerKey,
+    rid: Option<RawJson>,
+    /// A member claimed again after the cluster lost it: its peer is seated already.
+    again: bool,
+    reply: Option<oneshot::Sender<Result<(), CoreError>>>,
 }
 
-/// The single-node bus: there is nobody else to tell.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LocalBus;
+/// One subscription change for the subscriber.
+enum SubOp {
+    /// Listen to `channel`, then (once Redis confirms) hand `then` to the writer.
+    Subscribe { channel: Vec<u8>, then: Option<Op> },
+    /// Stop listening to a room's channel if the hub has no interest in it any more.
+    RoomUnused(RoomId),
+    /// Stop listening to a broadcast channel if the hub has no subscriber of it any more.
+    ChannelUnused(RoomId),
+}
 
-impl Bus for LocalBus {
-    fn publish(&self, _envelope: Envelope) -> Result<(), BusFull> {
+impl Cluster {
+    /// Joins the cluster: starts the writer, subscriber and clock tasks on the current
+    /// runtime and makes the hub a cluster node. The first connection to Redis is made in
+    /// the background; until it is up, joins answer `unavailable`.
+    pub fn start(config: ClusterConfig, hub: SharedHub) -> Cluster {
+        let cluster = Cluster(Arc::new(Inner {
+            config,
+            hub: hub.clone(),
+            queue: Mutex::new(VecDeque::new()),
+            wake: Notify::new(),
+            subs: Mutex::new(VecDeque::new()),
+            subs_wake: Notify::new(),
+            inc: AtomicU64::new(0),
+            up: AtomicBool::new(false),
+            last_ok: Mutex::new(None),
+            metrics: ClusterMetrics::default(),
+        }));
+        let node = cluster.0.config.node;
+        hub.with(|hub| hub.set_cluster(node, Arc::new(cluster.clone())));
+        tokio::spawn(cluster.clone().writer());
+        tokio::spawn(cluster.clone().subscriber());
+        tokio::spawn(cluster.clone().clock());
+        info!(%node, "cluster node starting");
+        cluster
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.0.config.node
+    }
+
+    /// The cluster's counters, for `/metrics`.
+    pub fn metrics(&self) -> &ClusterMetrics {
+        &self.0.metrics
+    }
+
+    /// Whether this node may take traffic: it has confirmed its lease within one lease.
+    pub fn ready(&self) -> bool {
+        lock(&self.0.last_ok).is_some_and(|at| at.elapsed() < self.0.config.lease)
+    }
+
+    /// Claims `name` in `room` for local peer `key`, whose join the hub put on hold. The
+    /// hub hears the verdict: the cluster's echo of the join (the `joined` reply), or
+    /// [`switchboard_core::Hub::claim_failed`].
+    pub fn claim(&self, room: RoomId, name: PeerName, key: PeerKey, rid: Option<RawJson>) {
+        self.submit_claim(Claim {
+            room,
+            name,
+            key,
+            rid,
+            again: false,
+            reply: None,
+        });
+    }
+
+    /// Like [`Cluster::claim`], and waits for Redis's verdict (query-rooms answers 409
+    /// before its upgrade).
+    pub async fn claim_and_wait(
+        &self,
+        room: RoomId,
+        name: PeerName,
+        key: PeerKey,
+    ) -> Result<(), CoreError> {
+        let (reply, verdict) = oneshot::channel();
+        self.submit_claim(Claim {
+            room,
+            name,
+            key,
+            rid: None,
+            again: false,
+            reply: Some(reply),
+        });
+        verdict.await.unwrap_or(Err(CoreError::Unavailable))
+    }
+
+    /// Starts listening to broadcast `channel` and announces this node's interest in it;
+    /// returns the other nodes that have subscribers of it.
+    pub async fn watch_channel(&self, channel: &RoomId) -> Result<Vec<NodeId>, CoreError> {
+        if !self.0.up.load(Ordering::SeqCst) {
+            return Err(CoreError::Unavailable);
+        }
+        let (reply, nodes) = oneshot::channel();
+        let on = Op::ChannelOn {
+            channel: channel.clone(),
+            reply,
+        };
+        self.subscribe(self.key(b'b', channel.as_str()), Some(on));
+        match timeout(REDIS_TIMEOUT * 2, nodes).await {
+            Ok(Ok(result)) => result,
+            _ => Err(CoreError::Unavailable),
+        }
+    }
+
+    /// Removes this node from the cluster at once (shutdown): every room hears its members
+    /// leave now, not after the lease.
+    pub async fn drain(&self) {
+        let (reply, done) = oneshot::channel();
+        self.push(Op::Drain { reply });
+        let _ = timeout(REDIS_TIMEOUT, done).await;
+    }
+
+    fn submit_claim(&self, claim: Claim) {
+        if !self.0.up.load(Ordering::SeqCst) {
+            return self.refuse_claim(claim, CoreError::Unavailable);
+        }
+        let channel = self.key(b'r', claim.room.as_str());
+        self.subscribe(channel, Some(Op::Claim(claim)));
+    }
+
+    fn refuse_claim(&self, claim: Claim, error: CoreError) {
+        self.0.metrics.refused(&error);
+        if !claim.again {
+            self.0
+                .hub
+                .with(|hub| hub.claim_failed(claim.key, &claim.room, &error, claim.rid));
+        }
+        if let Some(reply) = claim.reply {
+            let _ = reply.send(Err(error));
+        }
+    }
+
+    /// `P:r:ROOM`, `P:b:CH` or `P:n:NODE`.
+    fn key(&self, kind: u8, name: &str) -> Vec<u8> {
+        let prefix = &self.0.config.prefix;
+        let mut key = Vec::with_capacity(prefix.len() + 3 + name.len());
+        key.extend_from_slice(prefix.as_bytes());
+        key.extend_from_slice(&[b':', kind, b':']);
+        key.extend_from_slice(name.as_bytes());
+        key
+    }
+
+    fn push(&self, op: Op) {
+        lock(&self.0.queue).push_back(op);
+        self.0.wake.notify_one();
+    }
+
+    fn subscribe(&self, channel: Vec<u8>, then: Option<Op>) {
+        self.push_sub(SubOp::Subscribe { channel, then });
+    }
+
+    fn push_sub(&self, op: SubOp) {
+        lock(&self.0.subs).push_back(op);
+        self.0.subs_wake.notify_one();
+    }
+
+    /// Queues a publish unless the queue is full.
+    fn publish(&self, channel: Vec<u8>, payload: Vec<u8>) -> Result<(), Overloaded> {
+        let mut queue = lock(&self.0.queue);
+        if queue.len() >= self.0.config.capacity || !self.0.up.load(Ordering::Relaxed) {
+            drop(queue);
+            self.0.metrics.overloaded.inc();
+            return Err(Overloaded);
+        }
+        queue.push_back(Op::Publish { channel, payload });
+        drop(queue);
+        self.0.metrics.published.inc();
+        self.0.wake.notify_one();
         Ok(())
     }
 
-    fn name(&self) -> &'static str {
-        "local"
+    fn inc(&self) -> String {
+        self.0.inc.load(Ordering::SeqCst).to_string()
     }
+
+    fn prefix(&self) -> &str {
+        &self.0.config.prefix
+    }
+
+    /// The writer: connects, registers, then sends queued commands in pipelined batches,
+    /// reconnecting with backoff and jitter whenever Redis is lost.
+    async fn writer(self) {
+        let mut backoff = Backoff::default();
+        loop {
+            let mut conn = match self.connect_and_register().await {
+                Ok(conn) => conn,
+                Err(error) => {
+                    self.down(&error);
+                    self.fail_queued();
+                    sleep(backoff.next()).await;
+                    continue;
+                }
+            };
+            backoff = Backoff::default();
+            if let Err(error) = self.pump(&mut conn).await {
+                self.down(&error);
+            }
+        }
+    }
+
+    async fn connect_and_register(&self) -> Result<Conn, RespError> {
+        let mut conn = timeout(REDIS_TIMEOUT, Conn::open(&self.0.config.url))
+            .await
+            .map_err(|_| RespError::Io(std::io::ErrorKind::TimedOut.into()))??;
+        self.register(&mut conn).await?;
+        Ok(conn)
+    }
+
+    /// Registers a new incarnation and claims again every local member and channel: after
+    /// a restart of Redis or a declared death this node's members are not in Redis.
+    async fn register(&self, conn: &mut Conn) -> Result<(), RespError> {
+        let node = self.node().to_string();
+        let lease = self.0.config.lease.as_millis().to_string();
+        let boot = format!("{:016x}", rand_u64());
+        let args: [&[u8]; 4] = [
+            self.prefix().as_bytes(),
+            node.as_bytes(),
+            lease.as_bytes(),
+            boot.as_bytes(),
+        ];
+        let reply = timeout(REDIS_TIMEOUT, eval(conn, Script::Register, &args))
+            .await
+            .map_err(|_| RespError::Io(std::io::ErrorKind::TimedOut.into()))??;
+        let inc = match &reply {
+            Value::Array(Some(items)) => items.first().and_then(Value::as_int),
+            _ => None,
+        }
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or(RespError::Protocol("register reply"))?;
+        self.0.inc.store(inc, Ordering::SeqCst);
+        *lock(&self.0.last_ok) = Some(Instant::now());
+        let was_up = self.0.up.swap(true, Ordering::SeqCst);
+        info!(node = %self.node(), inc, "registered with redis");
+        if was_up || inc > 1 {
+            self.claim_again();
+        }
+        Ok(())
+    }
+
+    /// Claims every local member and channel again, ahead of anything queued.
+    fn claim_again(&self) {
+        let (seats, channels) = self
+            .0
+            .hub
+            .with(|hub| (hub.local_seats(), hub.local_channels()));
+        self.0.metrics.resyncs.inc();
+        let mut queue = lock(&self.0.queue);
+        for channel in channels {
+            let (reply, _) = oneshot::channel();
+            queue.push_front(Op::ChannelOn { channel, reply });
+        }
+        for (room, name, key) in seats {
+            queue.push_front(Op::Claim(Claim {
+                room,
+                name,
+                key,
+                rid: None,
+                again: true,
+                reply: None,
+            }));
+        }
+        drop(queue);
+        self.0.wake.notify_one();
+    }
+
+    fn down(&self, error: &RespError) {
+        if self.0.up.swap(false, Ordering::SeqCst) {
+            warn!(%error, "lost redis; reconnecting");
+        } else {
+            debug!(%error, "redis still unreachable");
+        }
+    }
+
+    /// While Redis is down: what needs an answer gets `unavailable`, relays are dropped,
+    /// and membership changes wait for Redis to come back.
+    fn fail_queued(&self) {
+        let queued: Vec<Op> = lock(&self.0.queue).drain(..).collect();
+        let mut keep = VecDeque::new();
+        for op in queued {
+            match op {
+                Op::Claim(claim) => self.refuse_claim(claim, CoreError::Unavailable),
+                Op::ChannelOn { reply, .. } => {
+                    let _ = reply.send(Err(CoreError::Unavailable));
+                }
+                Op::Drain { reply } => {
+                    let _ = reply.send(());
+                }
+                Op::Publish { .. } => self.0.metrics.dropped("redis_down"),
+                Op::Heartbeat | Op::Reap => {}
+                op @ (Op::Leave { .. } | Op::ChannelOff { .. }) => keep.push_back(op),
+            }
+        }
+        let mut queue = lock(&self.0.queue);
+        keep.extend(queue.drain(..));
+        *queue = keep;
+    }
+
+    async fn pump(&self, conn: &mut Conn) -> Result<(), RespError> {
+        loop {
+            let batch: Vec<Op> = {
+                let mut queue = lock(&self.0.queue);
+                let n = queue.len().min(BATCH);
+                queue.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                self.0.wake.notified().await;
+                continue;
+            }
+            self.0
+                .metrics
+                .queue_depth
+                .set(lock(&self.0.queue).len() as i64);
+            let mut out = Vec::new();
+            for op in &batch {
+                self.encode(op, &mut out);
+            }
+            let started = Instant::now();
+            let replies = timeout(REDIS_TIMEOUT, async {
+                conn.write(&out).await?;
+                let mut replies = Vec::with_capacity(batch.len());
+                for _ in 0..batch.len() {
+                    replies.push(conn.read().await?);
+                }
+                Ok::<_, RespError>(replies)
+            })
+            .await;
+            let replies = match replies {
+                Ok(Ok(replies)) => replies,
+                Ok(Err(error)) => {
+                    self.requeue(batch);
+                    return Err(error);
+                }
+                Err(_) => {
+                    self.requeue(batch);
+                    return Err(RespError::Io(std::io::ErrorKind::TimedOut.into()));
+                }
+            };
+            self.0
+                .metrics
+                .redis_rtt
+                .observe(started.elapsed().as_secs_f64());
+            let mut fenced = false;
+            for (op, reply) in batch.into_iter().zip(replies) {
+                fenced |= self.answer(op, reply);
+            }
+            if fenced {
+                warn!(node = %self.node(), "this node was declared dead; registering again");
+                self.register(conn).await?;
+            }
+        }
+    }
+
+    /// Puts back a batch that Redis may not have carried out; `fail_queued` then sorts out
+    /// what waits and what is refused.
+    fn requeue(&self, batch: Vec<Op>) {
+        let mut queue = lock(&self.0.queue);
+        for op in batch.into_iter().rev() {
+            queue.push_front(op);
+        }
+        drop(queue);
+        self.fail_queued();
+    }
+
+    fn encode(&self, op: &Op, out: &mut Vec<u8>) {
+        let p = self.prefix().as_bytes();
+        let node = self.node().to_string();
+        let inc = self.inc();
+        match op {
+            Op::Publish { channel, payload } => resp::encode(out, &[b"PUBLISH", channel, payload]),
+            Op::Claim(claim) => {
+                let key = claim.key.0.to_string();
+                eval_into(
+                    out,
+                    Script::Join,
+                    &[
+                        p,
+                        claim.room.as_str().as_bytes(),
+                        claim.name.as_str().as_bytes(),
+                        node.as_bytes(),
+                        inc.as_bytes(),
+                        key.as_bytes(),
+                    ],
+                );
+            }
+            Op::Leave { room, name, key } => {
+                let key = key.0.to_string();
+                eval_into(
+                    out,
+                    Script::Leave,
+                    &[
+                        p,
+                        room.as_str().as_bytes(),
+                        name.as_str().as_bytes(),
+                        node.as_bytes(),
+                        key.as_bytes(),
+                    ],
+                );
+            }
+            Op::ChannelOn { channel, .. } => eval_into(
+                out,
+                Script::ChannelOn,
+                &[
+                    p,
+                    channel.as_str().as_bytes(),
+                    node.as_bytes(),
+                    inc.as_bytes(),
+                ],
+            ),
+            Op::ChannelOff { channel } => eval_into(
+                out,
+                Script::ChannelOff,
+                &[p, channel.as_str().as_bytes(), node.as_bytes()],
+            ),
+            Op::Heartbeat => {
+                let lease = self.0.config.lease.as_millis().to_string();
+                let conns = self.0.hub.with(|hub| hub.stats(0).connected).to_string();
+                eval_into(
+                    out,
+                    Script::Heartbeat,
+                    &[
+                        p,
+                        node.as_bytes(),
+                        inc.as_bytes(),
+                        lease.as_bytes(),
+                        conns.as_bytes(),
+                    ],
+                );
+            }
+            Op::Reap => eval_into(out, Script::Reap, &[p]),
+            Op::Drain { .. } => eval_into(out, Script::Drain, &[p, node.as_bytes()]),
+        }
+    }
+
+    /// Handles one reply; true if it says this node was fenced.
+    fn answer(&self, op: Op, value: Value) -> bool {
+        let text = value.as_bytes().map(<[u8]>::to_vec);
+        let is = |word: &[u8]| text.as_deref() == Some(word);
+        if let Value::Error(error) = &value {
+            warn!(%error, "redis refused a cluster command");
+        }
+        match op {
+            Op::Publish { .. } => {}
+            Op::Claim(claim) => {
+                // `MINE`: this member held the name already (claimed again).
+                if is(b"OK") || is(b"MINE") {
+                    if let Some(reply) = claim.reply {
+                        let _ = reply.send(Ok(()));
+                    }
+                } else if is(b"TAKEN") {
+                    if claim.again {
+                        // Someone took the name while this node was cut off: this peer
+                        // lost it, and its socket closes.
+                        warn!(room = %claim.room, name = %claim.name, "name lost to another node");
+                        self.0.hub.with(|hub| hub.disconnect(claim.key));
+                    } else {
+                        let error = CoreError::NameTaken(claim.name.clone());
+                        self.refuse_claim(claim, error);
+                    }
+                } else if is(b"FENCED") {
+                    self.push(Op::Claim(claim));
+                    return true;
+                } else {
+                    self.refuse_claim(claim, CoreError::Unavailable);
+                }
+            }
+            Op::Leave { .. } | Op::ChannelOff { .. } | Op::Reap | Op::Drain { .. } => {
+                if let Op::Drain { reply } = op {
+                    let _ = reply.send(());
+                }
+            }
+            Op::ChannelOn { channel, reply } => {
+                if is(b"FENCED") {
+                    self.push(Op::ChannelOn { channel, reply });
+                    return true;
+                }
+                let nodes = match &value {
+                    Value::Array(Some(items)) => items
+                        .iter()
+                        .filter_map(|v| std::str::from_utf8(v.as_bytes()?).ok())
+                        .filter_map(NodeId::parse)
+                        .filter(|&n| n != self.node())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let _ = reply.send(Ok(nodes));
+            }
+            Op::Heartbeat => {
+                if is(b"FENCED") {
+                    self.0.metrics.lease_failures.inc();
+                    return true;
+                }
+                if let Value::Array(Some(items)) = &value {
+                    if let Some(n) = items.get(1).and_then(Value::as_int) {
+                        self.0.metrics.nodes.set(n);
+                    }
+                }
+                *lock(&self.0.last_ok) = Some(Instant::now());
+            }
+        }
+        false
+    }
+
+    /// Asks for heartbeats (every lease/5) and reaps (every second).
+    async fn clock(self) {
+        let beat = self.0.config.lease / 5;
+        let mut next_beat = Instant::now() + beat;
+        loop {
+            sleep(REAP_EVERY.min(beat)).await;
+            if !self.0.up.load(Ordering::SeqCst) {
+                continue;
+            }
+            if Instant::now() >= next_beat {
+                next_beat = Instant::now() + beat;
+                self.push(Op::Heartbeat);
+            }
+            self.push(Op::Reap);
+        }
+    }
+
+    /// The subscriber: listens to this node's channels and applies what arrives.
+    async fn subscriber(self) {
+        let mut backoff = Backoff::default();
+        let mut pending: VecDeque<(Vec<u8>, Option<Op>)> = VecDeque::new();
+        loop {
+            let mut conn = match timeout(REDIS_TIMEOUT, Conn::open(&self.0.config.url)).await {
+                Ok(Ok(conn)) => conn,
+                _ => {
+                    sleep(backoff.next()).await;
+                    continue;
+                }
+            };
+            backoff = Backoff::default();
+            let mut subscribed = HashSet::new();
+            if let Err(error) = self.listen(&mut conn, &mut subscribed, &mut pending).await {
+                debug!(%error, "redis subscription lost");
+            }
+        }
+    }
+
+    async fn listen(
+        &self,
+        conn: &mut Conn,
+        subscribed: &mut HashSet<Vec<u8>>,
+        pending: &mut VecDeque<(Vec<u8>, Option<Op>)>,
+    ) -> Result<(), RespError> {
+        // Everything this node listens to: its own channel, the control channel, and the
+        // channels of what it has members in; then whatever was waiting for an answer.
+        let mut channels = vec![
+            self.key(b'n', &self.node().to_string()),
+            format!("{}:ctl", self.prefix()).into_bytes(),
+        ];
+        let (rooms, chans) = self.0.hub.with(|hub| {
+            let rooms: Vec<RoomId> = hub.local_seats().into_iter().map(|s| s.0).collect();
+            (rooms, hub.local_channels())
+        });
+        channels.extend(rooms.iter().map(|r| self.key(b'r', r.as_str())));
+        channels.extend(chans.iter().map(|c| self.key(b'b', c.as_str())));
+        let retry: Vec<(Vec<u8>, Option<Op>)> = pending.drain(..).collect();
+        for channel in channels {
+            self.send_subscribe(conn, &channel, b"SUBSCRIBE").await?;
+            pending.push_back((channel, None));
+        }
+        for (channel, then) in retry {
+            self.send_subscribe(conn, &channel, b"SUBSCRIBE").await?;
+            pending.push_back((channel, then));
+        }
+        loop {
+            tokio::select! {
+                value = conn.read() => self.on_push(value?, subscribed, pending),
+                () = self.0.subs_wake.notified() => {}
+            }
+            loop {
+                let Some(op) = lock(&self.0.subs).pop_front() else {
+                    break;
+                };
+                match op {
+                    SubOp::Subscribe { channel, then } => {
+                        if subscribed.contains(&channel) {
+                            if let Some(then) = then {
+                                self.push(then);
+                            }
+                        } else {
+                            self.send_subscribe(conn, &channel, b"SUBSCRIBE").await?;
+                            pending.push_back((channel, then));
+                        }
+                    }
+                    SubOp::RoomUnused(room) => {
+                        if !self.0.hub.with(|hub| hub.room_in_use(&room)) {
+                            let channel = self.key(b'r', room.as_str());
+                            if subscribed.remove(&channel) {
+                                self.send_subscribe(conn, &channel, b"UNSUBSCRIBE").await?;
+                            }
+                        }
+                    }
+                    SubOp::ChannelUnused(name) => {
+                        if !self.0.hub.with(|hub| hub.channel_in_use(&name)) {
+                            let channel = self.key(b'b', name.as_str());
+                            self.push(Op::ChannelOff { channel: name });
+                            if subscribed.remove(&channel) {
+                                self.send_subscribe(conn, &channel, b"UNSUBSCRIBE").await?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send_subscribe(
+        &self,
+        conn: &mut Conn,
+        channel: &[u8],
+        verb: &[u8],
+    ) -> Result<(), RespError> {
+        let mut out = Vec::new();
+        resp::encode(&mut out, &[verb, channel]);
+        conn.write(&out).await
+    }
+
+    fn on_push(
+        &self,
+        value: Value,
+        subscribed: &mut HashSet<Vec<u8>>,
+        pending: &mut VecDeque<(Vec<u8>, Option<Op>)>,
+    ) {
+        let Value::Array(Some(items)) = value else {
+            self.0.metrics.dropped("resp");
+            return;
+        };
+        let kind = items.first().and_then(Value::as_bytes);
+        match (kind, items.get(1), items.get(2)) {
+            (Some(b"message"), Some(_), Some(Value::Bulk(Some(payload)))) => {
+                self.on_message(payload);
+            }
+            (Some(b"subscribe"), Some(channel), _) => {
+                let Some(channel) = channel.as_bytes() else {
+                    return;
+                };
+                subscribed.insert(channel.to_vec());
+                // Redis answers subscriptions in order; unsubscribes are not in `pending`.
+                if let Some(at) = pending.iter().position(|(c, _)| c == channel) {
+                    if let Some((_, Some(then))) = pending.remove(at) {
+                        self.push(then);
+                    }
+                }
+            }
+            (Some(b"unsubscribe"), _, _) => {}
+            _ => self.0.metrics.dropped("resp"),
+        }
+    }
+
+    fn on_message(&self, payload: &Bytes) {
+        match envelope::decode(payload, self.0.config.max_envelope) {
+            Ok(decoded) => {
+                if decoded.origin == Some(self.node()) {
+                    return;
+                }
+                self.0.metrics.received.inc();
+                self.0.hub.with(|hub| hub.remote(decoded.inbound));
+            }
+            Err(error) => {
+                debug!(%error, "dropped a bad cluster message");
+                self.0.metrics.dropped(error.label());
+            }
+        }
+    }
+}
+
+impl Uplink for Cluster {
+    fn relay(
+        &self,
+        room: &RoomId,
+        to: Option<(NodeId, &PeerName)>,
+        signal: &Signal,
+    ) -> Result<(), Overloaded> {
+        let mut payload = Vec::with_capacity(128);
+        envelope::relay(&mut payload, self.node(), room, to.map(|(_, n)| n), signal);
+        let channel = match to {
+            Some((node, _)) => self.key(b'n', &node.to_string()),
+            None => self.key(b'r', room.as_str()),
+        };
+        self.publish(channel, payload)
+    }
+
+    fn frame(&self, channel: &RoomId, frame: &RawFrame) -> Result<(), Overloaded> {
+        let mut payload = Vec::with_capacity(64);
+        envelope::frame(&mut payload, self.node(), channel, frame);
+        self.publish(self.key(b'b', channel.as_str()), payload)
+    }
+
+    fn leave(&self, room: &RoomId, name: &PeerName, key: PeerKey) {
+        self.push(Op::Leave {
+            room: room.clone(),
+            name: name.clone(),
+            key,
+        });
+    }
+
+    fn room_unused(&self, room: &RoomId) {
+        self.push_sub(SubOp::RoomUnused(room.clone()));
+    }
+
+    fn channel_unused(&self, channel: &RoomId) {
+        self.push_sub(SubOp::ChannelUnused(channel.clone()));
+    }
+}
+
+async fn eval(conn: &mut Conn, script: Script, args: &[&[u8]]) -> Result<Value, RespError> {
+    let mut out = Vec::new();
+    eval_into(&mut out, script, args);
+    conn.write(&out).await?;
+    match conn.read().await? {
+        Value::Error(error) => Err(RespError::Refused(error)),
+        value => Ok(value),
+    }
+}
+
+fn eval_into(out: &mut Vec<u8>, script: Script, args: &[&[u8]]) {
+    let source = script.source();
+    let mut all: Vec<&[u8]> = vec![b"EVAL", source.as_bytes(), b"0"];
+    all.extend_from_slice(args);
+    resp::encode(out, &all);
+}
+
+/// Reconnect delays: 100 ms doubling to 5 s, each with up to half again of jitter.
+#[derive(Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let base = 100u64 << self.0.min(6);
+        self.0 += 1;
+        let base = base.min(5_000);
+        Duration::from_millis(base + rand_u64() % (base / 2 + 1))
+    }
+}
+
+/// A random number from the standard library's per-process random hasher keys.
+pub fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    );
+    hasher.finish()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -37,6 +37,12 @@ pub enum CoreError {
     /// The peer is no longer registered (it was evicted or has left).
     #[error("peer is gone")]
     UnknownPeer,
+    /// The queue to other nodes is full: the request was not carried out; try again.
+    #[error("the cluster is overloaded: try again")]
+    Overloaded,
+    /// The request needs the cluster's shared state (Redis), which cannot be reached.
+    #[error("the cluster is unavailable: try again")]
+    Unavailable,
 }
 
 impl CoreError {
@@ -52,6 +58,8 @@ impl CoreError {
             CoreError::InvalidState(_) | CoreError::UnknownPeer => ErrorCode::InvalidState,
             CoreError::ReservedType(_) => ErrorCode::ReservedType,
             CoreError::Unsupported(_) => ErrorCode::Unsupported,
+            CoreError::Overloaded => ErrorCode::Overloaded,
+            CoreError::Unavailable => ErrorCode::Unavailable,
         }
     }
 }
@@ -101,11 +109,15 @@ pub enum ErrorCode {
     LimitReached,
     /// media: the server was started without media.
     MediaDisabled,
+    /// cluster: the queue to other nodes is full; nothing was done.
+    Overloaded,
+    /// cluster: the shared state (Redis) cannot be reached; nothing was done.
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, for metrics that list each one.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadJson,
         ErrorCode::MissingType,
         ErrorCode::BadField,
@@ -127,6 +139,8 @@ impl ErrorCode {
         ErrorCode::CannotConsume,
         ErrorCode::LimitReached,
         ErrorCode::MediaDisabled,
+        ErrorCode::Overloaded,
+        ErrorCode::Unavailable,
     ];
 
     /// The code as it appears on the wire.
@@ -153,6 +167,8 @@ impl ErrorCode {
             ErrorCode::CannotConsume => "cannot_consume",
             ErrorCode::LimitReached => "limit_reached",
             ErrorCode::MediaDisabled => "media_disabled",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

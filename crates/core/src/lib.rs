@@ -4,6 +4,7 @@
 //! frames into commands and events back into frames; the core never sees a frame.
 #![warn(missing_docs)]
 
+mod cluster;
 mod command;
 mod error;
 mod event;
@@ -11,9 +12,10 @@ mod hub;
 mod id;
 mod peer;
 
+pub use cluster::{Inbound, Member, MembershipListener, NodeId, Overloaded, Seat, Uplink};
 pub use command::{Command, MediaRequest, Message, SignalKind};
 pub use error::{CoreError, ErrorCode};
 pub use event::{Event, Joined, MediaEvent, RawFrame, RawJson, Signal};
-pub use hub::{Census, Hub, SharedHub, Stats, UserStats};
+pub use hub::{Census, Hub, Outcome, SharedHub, Stats, UserStats};
 pub use id::{DialectKind, PeerName, RoomId, MAX_ID_BYTES};
 pub use peer::{Outbox, PeerKey, PeerProfile, Place, State};

@@ -84,4 +84,9 @@ pub(crate) struct Peer {
     pub(crate) outbox: Outbox,
     pub(crate) profile: PeerProfile,
     pub(crate) place: Place,
+    /// Counts this peer's room memberships, so media made in one membership can be told
+    /// from the next (the SFU closes what an ended membership held).
+    pub(crate) epoch: u32,
+    /// A join the cluster is confirming: the room and name it claimed.
+    pub(crate) joining: Option<(RoomId, PeerName)>,
 }

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::SystemTime;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use switchboard_core::{Event, Hub, PeerKey, PeerName, PeerProfile, RoomId};
+use switchboard_core::{Command, Event, Hub, PeerKey, PeerName, PeerProfile, RoomId};
 use switchboard_dialects::{Conference, Dialect, QueryRooms};
 use tokio::sync::mpsc;
 
@@ -61,8 +61,12 @@ fn join<D: Dialect>(hub: &mut Hub, name: &str) -> (PeerKey, mpsc::Receiver<Event
     };
     let key = hub.register(profile, outbox);
     let room = RoomId::parse("bench").unwrap();
-    hub.join(key, room, PeerName::parse(name).unwrap(), None)
-        .unwrap();
+    let join = Command::Join {
+        room,
+        name: PeerName::parse(name).unwrap(),
+        rid: None,
+    };
+    hub.execute(key, join).unwrap();
     let mut session = D::Session::default();
     let joined = inbox.try_recv().expect("the hub answers a join");
     D::encode(&mut session, &joined, &mut String::new());

@@ -61,6 +61,8 @@ pub struct Config {
     pub media_announce: Option<IpAddr>,
     /// Per-user and per-room caps on transports, producers and consumers.
     pub media_limits: MediaLimits,
+    /// Several nodes on one Redis (`--redis`); `None`: a single node, no Redis.
+    pub cluster: Option<switchboard_cluster::ClusterConfig>,
 }
 
 /// One STUN or TURN server, as a browser's `RTCIceServer` wants it.
@@ -126,6 +128,7 @@ impl Default for Config {
             media_listen: None,
             media_announce: None,
             media_limits: MediaLimits::default(),
+            cluster: None,
         }
     }
 }

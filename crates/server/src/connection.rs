@@ -10,7 +10,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt};
 use switchboard_core::{
-    Command, DialectKind, ErrorCode, Event, MediaRequest, PeerKey, RawJson, SharedHub,
+    Command, ErrorCode, Event, MediaRequest, Outcome, PeerKey, PeerName, RawJson, RoomId, SharedHub,
 };
 use switchboard_dialects::{Dialect, Outbound, WireError};
 use tokio::sync::mpsc;
@@ -25,6 +25,9 @@ use crate::AppState;
 /// Events written to the socket per flush at most, so one busy peer's batch cannot delay
 /// its own reads for long.
 const MAX_BATCH: usize = 64;
+
+/// How long a join may wait for the cluster before the peer hears `unavailable`.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Removes the peer from the hub when dropped: exactly once, on every exit path, including
 /// a client that vanishes during the upgrade.
@@ -55,21 +58,10 @@ pub(crate) struct Connection<D: Dialect> {
     rate: RateLimit,
     /// Reused for every encoded frame's text before it is handed to the socket.
     out: String,
-    /// Counts this peer's room memberships, so the media worker can tell a request made
-    /// in an earlier membership from one made in the current one.
-    media_epoch: u32,
+    /// Set while a join waits for the cluster: until when.
+    joining: Option<Instant>,
     _membership: Membership,
     _slot: Slot,
-}
-
-impl<D: Dialect> Drop for Connection<D> {
-    fn drop(&mut self) {
-        if D::KIND == DialectKind::Conference {
-            if let Some(sfu) = &self.state.sfu {
-                sfu.left(self.key, switchboard_sfu::GONE);
-            }
-        }
-    }
 }
 
 /// How the loop ended, and what (if anything) to tell the client.
@@ -127,7 +119,7 @@ impl<D: Dialect> Connection<D> {
             inbox,
             rate,
             out: String::new(),
-            media_epoch: 0,
+            joining: None,
             _membership: membership,
             _slot: slot,
         }
@@ -149,39 +141,41 @@ impl<D: Dialect> Connection<D> {
         };
         let rid = command.rid().cloned();
         let key = self.key;
-        let moves = D::KIND == DialectKind::Conference
-            && self.state.sfu.is_some()
-            && matches!(command, Command::Join { .. } | Command::Leave { .. });
-        let (refused, before, after) = self.state.hub.with(|hub| {
-            let before = moves.then(|| hub.membership(key)).flatten();
+        let result = self.state.hub.with(|hub| {
             let result = hub.execute(key, command);
             if let Err(error) = &result {
-                hub.refuse(key, error, rid);
+                hub.refuse(key, error, rid.clone());
             }
-            let after = moves.then(|| hub.membership(key)).flatten();
-            (result.err(), before, after)
+            result
         });
-        if moves && before != after {
-            self.moved(before.is_some(), after.map(|(room, _)| room));
-        }
-        if let Some(error) = refused {
-            trace!(%error, "refused");
-            self.state.metrics.error(D::KIND, error.code());
+        match result {
+            Ok(Outcome::Done) => {}
+            Ok(Outcome::Claim { room, name }) => self.claim(room, name, rid),
+            Err(error) => {
+                trace!(%error, "refused");
+                self.state.metrics.error(D::KIND, error.code());
+            }
         }
     }
 
-    /// The peer left a room, joined one, or both: the media it held in the old one closes,
-    /// and it hears of the producers in the new one.
-    fn moved(&mut self, was_in_room: bool, now_in: Option<switchboard_core::RoomId>) {
-        let Some(sfu) = &self.state.sfu else {
+    /// A join the cluster must confirm: the claim goes to Redis, and this socket reads
+    /// nothing more until the reply (`joined` or an error) is on its way, so that what the
+    /// peer sends next finds it in the room.
+    fn claim(&mut self, room: RoomId, name: PeerName, rid: Option<RawJson>) {
+        let Some(cluster) = &self.state.cluster else {
             return;
         };
-        if was_in_room {
-            sfu.left(self.key, self.media_epoch);
-        }
-        self.media_epoch += 1;
-        if let Some(room) = now_in {
-            sfu.joined(self.key, room, self.media_epoch);
+        cluster.claim(room, name, self.key, rid);
+        self.joining = Some(Instant::now() + CLAIM_TIMEOUT);
+    }
+
+    /// The claim took too long: give up on it (its name is released if it went through).
+    fn claim_expired(&mut self) {
+        self.joining = None;
+        let key = self.key;
+        let gave_up = self.state.hub.with(|hub| hub.give_up_join(key));
+        if gave_up {
+            self.state.metrics.error(D::KIND, ErrorCode::Unavailable);
         }
     }
 
@@ -192,7 +186,7 @@ impl<D: Dialect> Connection<D> {
             return self.refuse(error.with_rid(rid));
         };
         let key = self.key;
-        let Some((room, name)) = self.state.hub.with(|hub| hub.membership(key)) else {
+        let Some((room, name, epoch)) = self.state.hub.with(|hub| hub.membership(key)) else {
             let error = WireError::new(ErrorCode::NotInRoom, "join a room first");
             return self.refuse(error.with_rid(rid));
         };
@@ -200,7 +194,7 @@ impl<D: Dialect> Connection<D> {
             peer: key,
             room,
             name,
-            epoch: self.media_epoch,
+            epoch,
             request,
             data,
             rid: rid.clone(),
@@ -229,7 +223,11 @@ impl<D: Dialect> Connection<D> {
             let mut next = Some(first);
             let mut batch = 0;
             while let Some(event) = next.take() {
+                if matches!(event, Event::Error { .. }) {
+                    self.joining = None;
+                }
                 if let Event::Joined(joined) = &event {
+                    self.joining = None;
                     Span::current()
                         .record("peer", joined.name.as_str())
                         .record("room", joined.room.as_str());
@@ -364,7 +362,8 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
                 }
                 None => break Close::Evicted,
             },
-            frame = socket.recv() => {
+            () = claim_timer(conn.joining) => conn.claim_expired(),
+            frame = socket.recv(), if conn.joining.is_none() => {
                 last_heard = Instant::now();
                 match frame {
                     Some(Ok(Message::Text(text))) => match conn.admit_frame(text.len()) {
@@ -416,6 +415,14 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
                     // Boxed, like every rare wait here: a future's size is its largest state, and each
                     // idle socket would carry this one's timers for nothing.
         Box::pin(goodbye(socket, code, reason, write_timeout, close)).await;
+    }
+}
+
+/// Fires when a join waiting for the cluster has waited too long; never without one.
+async fn claim_timer(until: Option<Instant>) {
+    match until {
+        Some(until) => Box::pin(tokio::time::sleep_until(until)).await,
+        None => std::future::pending().await,
     }
 }
 

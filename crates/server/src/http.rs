@@ -23,6 +23,8 @@ pub(crate) async fn healthz() -> &'static str {
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if state.draining.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else if state.cluster.as_ref().is_some_and(|c| !c.ready()) {
+        (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable\n").into_response()
     } else {
         "ready\n".into_response()
     }

@@ -1,6 +1,6 @@
 //! switchboard's server: axum routes, one task per WebSocket, the HTTP API, metrics and
 //! shutdown. It owns the sockets and the clock; the rules live in `switchboard-core` and the
-//! wire formats in `switchboard-dialects`. The transport never knows what a room is.
+//! wire formats in `switchboard-dialects`. The transport learns only what the hub reports: a join the cluster must confirm.
 #![warn(missing_docs)]
 
 mod assets;
@@ -17,7 +17,7 @@ mod upgrade;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use switchboard_cluster::{Bus, LocalBus};
+use switchboard_cluster::Cluster;
 use switchboard_core::{RawJson, SharedHub};
 use switchboard_sfu::Sfu;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,8 @@ use tokio_util::task::TaskTracker;
 
 pub use config::{Config, IceServer, MediaLimits};
 pub use shutdown::{serve, ServeError};
-pub use switchboard_core::DialectKind;
+pub use switchboard_cluster::{rand_u64 as random_node_id, ClusterConfig, RedisUrl};
+pub use switchboard_core::{DialectKind, NodeId};
 
 use crate::limits::ConnectionLimits;
 use crate::metrics::Metrics;
@@ -45,8 +46,8 @@ pub(crate) struct Inner {
     pub(crate) sockets: TaskTracker,
     /// Set on shutdown: `/readyz` answers 503 and new sockets are refused.
     pub(crate) draining: AtomicBool,
-    /// Events for other nodes; the single-node default sends nothing.
-    pub(crate) bus: Arc<dyn Bus>,
+    /// This node's part of a cluster, with `--redis`.
+    pub(crate) cluster: Option<Cluster>,
     /// The media worker, unless media is off.
     pub(crate) sfu: Option<Sfu>,
 }
@@ -56,6 +57,7 @@ impl AppState {
         config: Config,
         hub: SharedHub,
         sfu: Option<Sfu>,
+        cluster: Option<Cluster>,
         shutdown: CancellationToken,
         sockets: TaskTracker,
     ) -> Self {
@@ -63,7 +65,14 @@ impl AppState {
         let mut metrics = Metrics::new();
         if let Some(sfu) = &sfu {
             metrics.register_media(sfu.metrics());
-            hub.with(|hub| hub.set_media_capabilities(Some(sfu.capabilities().clone())));
+            let listener = Arc::new(media::Follower(sfu.clone()));
+            hub.with(|hub| {
+                hub.set_media_capabilities(Some(sfu.capabilities().clone()));
+                hub.set_listener(listener);
+            });
+        }
+        if let Some(cluster) = &cluster {
+            metrics.register_cluster(cluster.metrics());
         }
         if !config.ice_servers.is_empty() {
             // Encoded once; every `joined` carries these bytes as they are.
@@ -78,7 +87,7 @@ impl AppState {
             shutdown,
             sockets,
             draining: AtomicBool::new(false),
-            bus: Arc::new(LocalBus),
+            cluster,
             sfu,
         }))
     }

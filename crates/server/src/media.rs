@@ -5,13 +5,31 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use switchboard_core::{Event, PeerKey, RoomId, SharedHub};
+use switchboard_core::{DialectKind, Event, MembershipListener, PeerKey, RoomId, SharedHub};
 use switchboard_sfu::{MediaConfig, Sfu, Signaling, StartError};
 use tracing::{info, warn};
 
 use crate::Config;
 
 struct HubSignaling(SharedHub);
+
+/// The SFU follows conference members' rooms as the hub reports them: media belongs to one
+/// membership, and closes with it.
+pub(crate) struct Follower(pub(crate) Sfu);
+
+impl MembershipListener for Follower {
+    fn joined(&self, key: PeerKey, dialect: DialectKind, room: &RoomId, epoch: u32) {
+        if dialect == DialectKind::Conference {
+            self.0.joined(key, room.clone(), epoch);
+        }
+    }
+
+    fn left(&self, key: PeerKey, dialect: DialectKind, epoch: u32) {
+        if dialect == DialectKind::Conference {
+            self.0.left(key, epoch);
+        }
+    }
+}
 
 impl Signaling for HubSignaling {
     fn tell(&self, peer: PeerKey, event: Event) {
@@ -24,7 +42,7 @@ impl Signaling for HubSignaling {
 
     fn is_member(&self, peer: PeerKey, room: &RoomId) -> bool {
         self.0
-            .with(|hub| hub.membership(peer).is_some_and(|(r, _)| r == *room))
+            .with(|hub| hub.membership(peer).is_some_and(|(r, ..)| r == *room))
     }
 }
 

@@ -79,6 +79,11 @@ impl Metrics {
         media.register(&mut self.registry);
     }
 
+    /// Adds the cluster's counters (`switchboard_cluster_*`, `switchboard_bus_*`).
+    pub(crate) fn register_cluster(&mut self, cluster: &switchboard_cluster::ClusterMetrics) {
+        cluster.register(&mut self.registry);
+    }
+
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("switchboard");
         let metrics = Metrics {

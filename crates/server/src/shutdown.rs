@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
+use switchboard_cluster::Cluster;
 use switchboard_core::SharedHub;
 
 use crate::{media, router, AppState, Config};
@@ -47,8 +48,24 @@ pub async fn serve(
     }
     let hub = SharedHub::default();
     let sfu = media::start(&config, listener.local_addr()?, &hub)?;
-    let state = AppState::new(config, hub, sfu, shutdown.clone(), sockets.clone());
-    info!(addr = %listener.local_addr()?, bus = state.bus.name(), "switchboard listening");
+    let cluster = config
+        .cluster
+        .clone()
+        .map(|cluster| Cluster::start(cluster, hub.clone()));
+    let state = AppState::new(
+        config,
+        hub,
+        sfu,
+        cluster.clone(),
+        shutdown.clone(),
+        sockets.clone(),
+    );
+    match &cluster {
+        Some(cluster) => {
+            info!(addr = %listener.local_addr()?, node = %cluster.node(), "switchboard listening, clustered on redis");
+        }
+        None => info!(addr = %listener.local_addr()?, "switchboard listening"),
+    }
     let app = router::router(state.clone());
     let draining = state.clone();
     // Signaling frames are small and latency-bound: never let Nagle hold one back.
@@ -65,6 +82,10 @@ pub async fn serve(
         signal.await;
         info!("shutting down: closing sockets with 1001");
         draining.draining.store(true, Ordering::SeqCst);
+        // Every room on every node hears this node's members leave now, not after a lease.
+        if let Some(cluster) = &draining.cluster {
+            cluster.drain().await;
+        }
         draining.shutdown.cancel();
         sleep(drain_delay).await;
     })

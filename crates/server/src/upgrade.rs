@@ -17,7 +17,9 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use switchboard_core::{CoreError, Event, PeerKey, PeerName, PeerProfile, RoomId};
+use switchboard_core::{
+    Command, CoreError, Event, Outcome, PeerKey, PeerName, PeerProfile, RoomId,
+};
 use switchboard_dialects::{Broadcast, Conference, Dialect, Pairing, QueryRooms, RoomRelay};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -91,22 +93,22 @@ pub(crate) async fn root(
         DialectKind::Broadcast => Target::Broadcast(default_channel()),
         lobby => Target::Lobby(lobby),
     };
-    open(handshake, state, target)
+    open(handshake, state, target).await
 }
 
 /// `/conference`
 pub(crate) async fn conference(handshake: Handshake, State(state): State<AppState>) -> Response {
-    open(handshake, state, Target::Lobby(DialectKind::Conference))
+    open(handshake, state, Target::Lobby(DialectKind::Conference)).await
 }
 
 /// `/room-relay`
 pub(crate) async fn room_relay(handshake: Handshake, State(state): State<AppState>) -> Response {
-    open(handshake, state, Target::Lobby(DialectKind::RoomRelay))
+    open(handshake, state, Target::Lobby(DialectKind::RoomRelay)).await
 }
 
 /// `/pairing`
 pub(crate) async fn pairing(handshake: Handshake, State(state): State<AppState>) -> Response {
-    open(handshake, state, Target::Pairing)
+    open(handshake, state, Target::Pairing).await
 }
 
 /// `/ws?peer_id=ID&room=ROOM`
@@ -116,7 +118,7 @@ pub(crate) async fn query_rooms(
     State(state): State<AppState>,
 ) -> Response {
     match query {
-        Ok(Query(query)) => open(handshake, state, Target::QueryRooms(query)),
+        Ok(Query(query)) => open(handshake, state, Target::QueryRooms(query)).await,
         Err(rejection) => rejection.into_response(),
     }
 }
@@ -126,7 +128,7 @@ pub(crate) async fn broadcast_default(
     handshake: Handshake,
     State(state): State<AppState>,
 ) -> Response {
-    open(handshake, state, Target::Broadcast(default_channel()))
+    open(handshake, state, Target::Broadcast(default_channel())).await
 }
 
 /// `/broadcast/CHANNEL`: axum percent-decodes the segment, so the identifier rules see
@@ -137,14 +139,15 @@ pub(crate) async fn broadcast(
     State(state): State<AppState>,
 ) -> Response {
     match RoomId::parse(&channel) {
-        Ok(channel) => open(handshake, state, Target::Broadcast(channel)),
+        Ok(channel) => open(handshake, state, Target::Broadcast(channel)).await,
         Err(error) => bad_request(format!("channel: {error}")),
     }
 }
 
 /// Runs the checks in order (request shape, identity, admission, name), registers the peer
-/// in the hub and starts its socket task.
-fn open(handshake: Handshake, state: AppState, target: Target) -> Response {
+/// in the hub and starts its socket task. In a cluster, a query-rooms name is claimed and a
+/// broadcast channel watched cluster-wide before the upgrade is answered.
+async fn open(handshake: Handshake, state: AppState, target: Target) -> Response {
     let Handshake { ws, addr, headers } = handshake;
     let ws = match ws {
         Ok(ws) => ws,
@@ -170,42 +173,78 @@ fn open(handshake: Handshake, state: AppState, target: Target) -> Response {
         Target::Pairing => DialectKind::Pairing,
         Target::Broadcast(_) => DialectKind::Broadcast,
     };
+    let mut nodes = Vec::new();
+    if let (Target::Broadcast(channel), Some(cluster)) = (&target, &state.cluster) {
+        if !state.hub.with(|hub| hub.channel_in_use(channel)) {
+            match cluster.watch_channel(channel).await {
+                Ok(watching) => nodes = watching,
+                Err(error) => {
+                    return (StatusCode::SERVICE_UNAVAILABLE, error.to_string()).into_response()
+                }
+            }
+        }
+    }
     let (outbox, inbox) = mpsc::channel(state.config.outbox_capacity);
     let registered = state.hub.with(|hub| match target {
-        Target::Lobby(kind) => Ok(hub.register(profile(kind, addr), outbox)),
+        Target::Lobby(kind) => Ok((hub.register(profile(kind, addr), outbox), None)),
         Target::QueryRooms(_) => {
             let (room, name) = identity.expect("query-rooms identity was parsed above");
             if hub.is_taken(room.as_str(), name.as_str()) {
                 return Err((StatusCode::CONFLICT, CoreError::NameTaken(name)));
             }
             let key = hub.register(profile(DialectKind::QueryRooms, addr), outbox);
-            hub.join(key, room, name, None)
-                .map(|()| key)
-                .map_err(|error| {
+            let join = Command::Join {
+                room,
+                name,
+                rid: None,
+            };
+            match hub.execute(key, join) {
+                Ok(Outcome::Done) => Ok((key, None)),
+                Ok(Outcome::Claim { room, name }) => Ok((key, Some((room, name)))),
+                Err(error) => {
                     hub.disconnect(key);
-                    (StatusCode::CONFLICT, error)
-                })
+                    Err((StatusCode::CONFLICT, error))
+                }
+            }
         }
         Target::Pairing => {
             let id = PeerName::parse(&uuid::Uuid::new_v4().to_string());
             // A UUID v4 collision is astronomically unlikely; the client may simply retry.
             id.and_then(|id| hub.register_user(profile(DialectKind::Pairing, addr), outbox, id))
+                .map(|key| (key, None))
                 .map_err(|error| (StatusCode::SERVICE_UNAVAILABLE, error))
         }
-        Target::Broadcast(channel) => {
-            Ok(hub.subscribe(profile(DialectKind::Broadcast, addr), outbox, channel))
-        }
+        Target::Broadcast(channel) => Ok((
+            hub.subscribe(
+                profile(DialectKind::Broadcast, addr),
+                outbox,
+                channel,
+                &nodes,
+            ),
+            None,
+        )),
     });
-    let key = match registered {
-        Ok(key) => key,
+    let (key, claim) = match registered {
+        Ok(registered) => registered,
         Err((status, error)) => return (status, error.to_string()).into_response(),
     };
+    // From here on the peer leaves the hub again on every path, a vanished client included.
+    let membership = Membership::new(state.hub.clone(), key);
+    if let (Some((room, name)), Some(cluster)) = (claim, &state.cluster) {
+        if let Err(error) = cluster.claim_and_wait(room, name, key).await {
+            let status = match error {
+                CoreError::NameTaken(_) => StatusCode::CONFLICT,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            return (status, error.to_string()).into_response();
+        }
+    }
     match kind {
-        DialectKind::Conference => start::<Conference>(ws, state, key, inbox, slot),
-        DialectKind::RoomRelay => start::<RoomRelay>(ws, state, key, inbox, slot),
-        DialectKind::QueryRooms => start::<QueryRooms>(ws, state, key, inbox, slot),
-        DialectKind::Pairing => start::<Pairing>(ws, state, key, inbox, slot),
-        DialectKind::Broadcast => start::<Broadcast>(ws, state, key, inbox, slot),
+        DialectKind::Conference => start::<Conference>(ws, state, key, inbox, membership, slot),
+        DialectKind::RoomRelay => start::<RoomRelay>(ws, state, key, inbox, membership, slot),
+        DialectKind::QueryRooms => start::<QueryRooms>(ws, state, key, inbox, membership, slot),
+        DialectKind::Pairing => start::<Pairing>(ws, state, key, inbox, membership, slot),
+        DialectKind::Broadcast => start::<Broadcast>(ws, state, key, inbox, membership, slot),
     }
 }
 
@@ -262,10 +301,10 @@ fn start<D: Dialect>(
     state: AppState,
     key: PeerKey,
     inbox: mpsc::Receiver<Event>,
+    membership: Membership,
     slot: Slot,
 ) -> Response {
     let requested = Instant::now();
-    let membership = Membership::new(state.hub.clone(), key);
     let tracked = state.sockets.token();
     let max = state.config.max_frame_bytes;
     ws.max_message_size(max)

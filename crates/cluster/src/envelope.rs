@@ -1,0 +1,464 @@
+//! What nodes say to each other through Redis, and its wire form. A message is `SB1`, a kind
+//! byte, then fields, each `<decimal length>:<bytes>`: simple enough that the Lua scripts
+//! build membership messages themselves (atomically with the change they announce), and
+//! strict enough to decode as untrusted input: every length is checked, every identifier
+//! parsed, every JSON payload validated, and a bad message is a typed error, never a panic.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+use switchboard_core::{
+    DialectKind, Inbound, Message, NodeId, PeerKey, PeerName, RawFrame, RawJson, RoomId, Seat,
+    Signal, SignalKind,
+};
+
+/// The version and magic every envelope starts with.
+const MAGIC: &[u8] = b"SB1";
+
+/// Why an envelope was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not ours, or a version this node does not speak.
+    #[error("unknown magic or version")]
+    Magic,
+    /// Larger than any envelope a node sends.
+    #[error("too large")]
+    TooLarge,
+    /// A field is missing, mis-sized or of the wrong form.
+    #[error("malformed field")]
+    Field,
+    /// An identifier broke the identifier rules.
+    #[error("bad identifier")]
+    Id,
+    /// A JSON payload is not valid JSON.
+    #[error("bad JSON")]
+    Json,
+    /// Bytes left over after the last field.
+    #[error("trailing bytes")]
+    Trailing,
+    /// An unknown kind byte.
+    #[error("unknown kind")]
+    Kind,
+}
+
+impl DecodeError {
+    /// A short label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            DecodeError::Magic => "magic",
+            DecodeError::TooLarge => "too_large",
+            DecodeError::Field => "field",
+            DecodeError::Id => "id",
+            DecodeError::Json => "json",
+            DecodeError::Trailing => "trailing",
+            DecodeError::Kind => "kind",
+        }
+    }
+}
+
+/// An envelope decoded: the node that sent it (for relays and frames, so a node can drop its
+/// own echoes) and what it says.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The sending node, for relays and frames.
+    pub origin: Option<NodeId>,
+    /// What to apply.
+    pub inbound: Inbound,
+}
+
+/// Encodes a relay from `origin` in `room`.
+pub fn relay(
+    out: &mut Vec<u8>,
+    origin: NodeId,
+    room: &RoomId,
+    to: Option<&PeerName>,
+    signal: &Signal,
+) {
+    let message = &signal.message;
+    out.extend_from_slice(MAGIC);
+    out.push(b'M');
+    field(out, origin.to_string().as_bytes());
+    field(out, room.as_str().as_bytes());
+    field(out, signal.from.as_str().as_bytes());
+    field(out, to.map_or("", PeerName::as_str).as_bytes());
+    field(out, &[b'0' + signal.origin.index() as u8]);
+    field(out, if signal.addressed { b"1" } else { b"0" });
+    let kind: &[u8] = match &message.kind {
+        SignalKind::Offer => b"o",
+        SignalKind::Answer => b"a",
+        SignalKind::IceCandidate => b"i",
+        SignalKind::Chat => b"c",
+        SignalKind::Ping => b"p",
+        SignalKind::Pong => b"P",
+        SignalKind::Disconnect => b"d",
+        SignalKind::Other(name) => {
+            out_other(out, name);
+            &[]
+        }
+    };
+    if !kind.is_empty() {
+        field(out, kind);
+    }
+    let parts = [
+        message.payload.as_ref().map(RawJson::as_str),
+        message.text.as_deref(),
+        message.timestamp.as_deref(),
+        message.fields.as_ref().map(RawJson::as_str),
+    ];
+    let mask: Vec<u8> = parts
+        .iter()
+        .map(|p| if p.is_some() { b'1' } else { b'0' })
+        .collect();
+    field(out, &mask);
+    for part in parts {
+        field(out, part.unwrap_or("").as_bytes());
+    }
+}
+
+fn out_other(out: &mut Vec<u8>, name: &str) {
+    let mut kind = Vec::with_capacity(name.len() + 1);
+    kind.push(b'x');
+    kind.extend_from_slice(name.as_bytes());
+    field(out, &kind);
+}
+
+/// Encodes a broadcast frame from `origin` on `channel`.
+pub fn frame(out: &mut Vec<u8>, origin: NodeId, channel: &RoomId, frame: &RawFrame) {
+    out.extend_from_slice(MAGIC);
+    out.push(b'F');
+    field(out, origin.to_string().as_bytes());
+    field(out, channel.as_str().as_bytes());
+    let (binary, bytes) = match frame {
+        RawFrame::Text(bytes) => (b"0", bytes),
+        RawFrame::Binary(bytes) => (b"1", bytes),
+    };
+    field(out, binary);
+    field(out, bytes);
+}
+
+fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(bytes.len().to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(bytes);
+}
+
+/// Decodes one envelope of at most `max` bytes.
+pub fn decode(bytes: &Bytes, max: usize) -> Result<Decoded, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge);
+    }
+    let rest = bytes.strip_prefix(MAGIC).ok_or(DecodeError::Magic)?;
+    let (&kind, _) = rest.split_first().ok_or(DecodeError::Kind)?;
+    let mut reader = Reader {
+        bytes,
+        at: MAGIC.len() + 1,
+    };
+    let decoded = match kind {
+        b'M' => reader.relay()?,
+        b'F' => {
+            let origin = Some(reader.node()?);
+            let channel = reader.room()?;
+            let binary = reader.flag()?;
+            let bytes = reader.bytes()?;
+            let frame = if binary {
+                RawFrame::Binary(bytes)
+            } else {
+                std::str::from_utf8(&bytes).map_err(|_| DecodeError::Field)?;
+                RawFrame::Text(bytes)
+            };
+            Decoded {
+                origin,
+                inbound: Inbound::Frame { channel, frame },
+            }
+        }
+        b'R' => {
+            let room = reader.room()?;
+            let rseq = reader.number()?;
+            let count = reader.number()?;
+            let mut seats = Vec::new();
+            for _ in 0..count {
+                seats.push(reader.seat()?);
+            }
+            membership(Inbound::Roster { room, rseq, seats })
+        }
+        b'J' => {
+            let room = reader.room()?;
+            let rseq = reader.number()?;
+            let seat = reader.seat()?;
+            membership(Inbound::Joined { room, rseq, seat })
+        }
+        b'L' => {
+            let room = reader.room()?;
+            let rseq = reader.number()?;
+            let name = reader.name()?;
+            membership(Inbound::Left { room, rseq, name })
+        }
+        b'C' => {
+            let channel = reader.room()?;
+            let node = reader.node()?;
+            let on = reader.flag()?;
+            membership(Inbound::ChannelNode { channel, node, on })
+        }
+        b'D' => membership(Inbound::NodeDown {
+            node: reader.node()?,
+        }),
+        _ => return Err(DecodeError::Kind),
+    };
+    if reader.at != bytes.len() {
+        return Err(DecodeError::Trailing);
+    }
+    Ok(decoded)
+}
+
+fn membership(inbound: Inbound) -> Decoded {
+    Decoded {
+        origin: None,
+        inbound,
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a Bytes,
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn raw(&mut self) -> Result<(usize, usize), DecodeError> {
+        let rest = self.bytes.get(self.at..).ok_or(DecodeError::Field)?;
+        let colon = rest
+            .iter()
+            .take(12)
+            .position(|&b| b == b':')
+            .ok_or(DecodeError::Field)?;
+        let digits = &rest[..colon];
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(DecodeError::Field);
+        }
+        let len: usize = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .ok_or(DecodeError::Field)?;
+        let start = self.at + colon + 1;
+        let end = start.checked_add(len).ok_or(DecodeError::Field)?;
+        if end > self.bytes.len() {
+            return Err(DecodeError::Field);
+        }
+        self.at = end;
+        Ok((start, end))
+    }
+
+    fn bytes(&mut self) -> Result<Bytes, DecodeError> {
+        let (start, end) = self.raw()?;
+        Ok(self.bytes.slice(start..end))
+    }
+
+    fn text(&mut self) -> Result<&str, DecodeError> {
+        let (start, end) = self.raw()?;
+        std::str::from_utf8(&self.bytes[start..end]).map_err(|_| DecodeError::Field)
+    }
+
+    fn room(&mut self) -> Result<RoomId, DecodeError> {
+        RoomId::parse(self.text()?).map_err(|_| DecodeError::Id)
+    }
+
+    fn name(&mut self) -> Result<PeerName, DecodeError> {
+        PeerName::parse(self.text()?).map_err(|_| DecodeError::Id)
+    }
+
+    fn node(&mut self) -> Result<NodeId, DecodeError> {
+        NodeId::parse(self.text()?).ok_or(DecodeError::Id)
+    }
+
+    fn number(&mut self) -> Result<u64, DecodeError> {
+        let text = self.text()?;
+        if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(DecodeError::Field);
+        }
+        text.parse().map_err(|_| DecodeError::Field)
+    }
+
+    fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.text()? {
+            "0" => Ok(false),
+            "1" => Ok(true),
+            _ => Err(DecodeError::Field),
+        }
+    }
+
+    fn seat(&mut self) -> Result<Seat, DecodeError> {
+        Ok(Seat {
+            name: self.name()?,
+            node: self.node()?,
+            key: PeerKey(self.number()?),
+            seq: self.number()?,
+        })
+    }
+
+    fn json(&mut self) -> Result<RawJson, DecodeError> {
+        let text = self.text()?;
+        serde_json::from_str::<&RawValue>(text).map_err(|_| DecodeError::Json)?;
+        Ok(RawJson::new(text))
+    }
+
+    fn relay(&mut self) -> Result<Decoded, DecodeError> {
+        let origin = self.node()?;
+        let room = self.room()?;
+        let from = self.name()?;
+        let to = match self.text()? {
+            "" => None,
+            to => Some(PeerName::parse(to).map_err(|_| DecodeError::Id)?),
+        };
+        let dialect = match self.text()?.as_bytes() {
+            [digit @ b'0'..=b'4'] => DialectKind::ALL[usize::from(digit - b'0')],
+            _ => return Err(DecodeError::Field),
+        };
+        let addressed = self.flag()?;
+        let kind = match self.text()? {
+            "o" => SignalKind::Offer,
+            "a" => SignalKind::Answer,
+            "i" => SignalKind::IceCandidate,
+            "c" => SignalKind::Chat,
+            "p" => SignalKind::Ping,
+            "P" => SignalKind::Pong,
+            "d" => SignalKind::Disconnect,
+            other => match other.strip_prefix('x') {
+                Some(name) if !name.is_empty() && name.len() <= 128 => {
+                    SignalKind::Other(Arc::from(name))
+                }
+                _ => return Err(DecodeError::Field),
+            },
+        };
+        let mask = self.text()?.as_bytes().to_vec();
+        if mask.len() != 4 || !mask.iter().all(|&b| b == b'0' || b == b'1') {
+            return Err(DecodeError::Field);
+        }
+        let payload = if mask[0] == b'1' {
+            Some(self.json()?)
+        } else {
+            self.text()?;
+            None
+        };
+        let text = self.text()?;
+        let text = (mask[1] == b'1').then(|| Arc::from(text));
+        let timestamp = self.text()?;
+        let timestamp = (mask[2] == b'1').then(|| Arc::from(timestamp));
+        let fields = self.text()?;
+        let fields = (mask[3] == b'1').then(|| RawJson::new(fields));
+        let signal = Signal {
+            from,
+            origin: dialect,
+            addressed,
+            message: Message {
+                kind,
+                payload,
+                text,
+                timestamp,
+                fields,
+            },
+        };
+        Ok(Decoded {
+            origin: Some(origin),
+            inbound: Inbound::Relay {
+                room,
+                to,
+                signal: Arc::new(signal),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(text: &str) -> RoomId {
+        RoomId::parse(text).unwrap()
+    }
+
+    #[test]
+    fn relays_and_frames_survive_the_trip_byte_for_byte() {
+        let signal = Signal {
+            from: PeerName::parse("alice").unwrap(),
+            origin: DialectKind::RoomRelay,
+            addressed: false,
+            message: Message {
+                kind: SignalKind::Other(Arc::from("custom:thing")),
+                payload: Some(RawJson::new(r#"{"sdp":"v=0\r\n","n":[1,2]}"#)),
+                text: None,
+                timestamp: Some(Arc::from("2026-12-02T00:00:00Z")),
+                fields: Some(RawJson::new(r#""x":1"#)),
+            },
+        };
+        let mut out = Vec::new();
+        relay(&mut out, NodeId(7), &room("r:1"), None, &signal);
+        let decoded = decode(&Bytes::from(out), 1 << 20).unwrap();
+        assert_eq!(decoded.origin, Some(NodeId(7)));
+        let Inbound::Relay {
+            room: r,
+            to,
+            signal: back,
+        } = decoded.inbound
+        else {
+            panic!()
+        };
+        assert_eq!((r.as_str(), to), ("r:1", None));
+        assert_eq!(back.from.as_str(), "alice");
+        assert_eq!(back.origin, DialectKind::RoomRelay);
+        assert_eq!(back.message.kind, signal.message.kind);
+        assert_eq!(back.message.payload, signal.message.payload);
+        assert_eq!(back.message.text, None);
+        assert_eq!(back.message.timestamp, signal.message.timestamp);
+        assert_eq!(back.message.fields, signal.message.fields);
+
+        let bytes = Bytes::from_static(&[0, 159, 255, 10]);
+        let mut out = Vec::new();
+        frame(
+            &mut out,
+            NodeId(1),
+            &room("c"),
+            &RawFrame::Binary(bytes.clone()),
+        );
+        let decoded = decode(&Bytes::from(out), 1 << 20).unwrap();
+        let Inbound::Frame {
+            frame: RawFrame::Binary(back),
+            ..
+        } = decoded.inbound
+        else {
+            panic!()
+        };
+        assert_eq!(back, bytes);
+    }
+
+    #[test]
+    fn membership_messages_as_the_scripts_write_them() {
+        let joined = Bytes::from_static(b"SB1J1:r2:425:alice16:00000000000000ab1:32:42");
+        let decoded = decode(&joined, 1024).unwrap();
+        let Inbound::Joined { room, rseq, seat } = decoded.inbound else {
+            panic!()
+        };
+        assert_eq!((room.as_str(), rseq), ("r", 42));
+        assert_eq!(seat.node, NodeId(0xab));
+        assert_eq!((seat.key, seat.seq), (PeerKey(3), 42));
+    }
+
+    #[test]
+    fn bad_envelopes_are_typed_errors() {
+        let cases: [(&[u8], DecodeError); 8] = [
+            (b"XX1J", DecodeError::Magic),
+            (b"SB1", DecodeError::Kind),
+            (b"SB1Z", DecodeError::Kind),
+            (b"SB1L1:r", DecodeError::Field),
+            (b"SB1L1:r1:11:ax", DecodeError::Trailing),
+            (b"SB1L0:1:11:a", DecodeError::Id),
+            (b"SB1L1:r99999999999999999999:1:1:a", DecodeError::Field),
+            (b"SB1D3:xyz", DecodeError::Id),
+        ];
+        for (bytes, error) in cases {
+            let bytes = Bytes::copy_from_slice(bytes);
+            assert_eq!(decode(&bytes, 1024).unwrap_err(), error, "{bytes:?}");
+        }
+        let big = Bytes::from(vec![b'x'; 2000]);
+        assert_eq!(decode(&big, 1024).unwrap_err(), DecodeError::TooLarge);
+    }
+}

@@ -1,0 +1,188 @@
+//! The Lua scripts that change the cluster's shared state. Each runs atomically in Redis and
+//! publishes the change it makes in the same step, so every node hears a room's changes in
+//! the order Redis made them. Room change numbers (`rseq`) are at least Redis's clock in
+//! microseconds, so they keep growing even after Redis lost its data.
+//!
+//! Keys (prefix `P`, `--redis-prefix`): `P:nodes` (zset, lease deadlines in ms), `P:node:ID`
+//! (hash: `inc`, `conns`), `P:inc:ID` (incarnation counter), `P:nrooms:ID` / `P:nchans:ID`
+//! (sets: where the node has members), `P:room:ROOM` (hash: name → `node|key|seq`),
+//! `P:rseq:ROOM` (last change number), `P:chan:CH` (set of nodes with subscribers),
+//! `P:boot` (random, set once: a new value means Redis lost its data).
+//! Channels: `P:r:ROOM`, `P:b:CH`, `P:n:ID`, `P:ctl`.
+
+/// Shared helpers, prepended to every script.
+const PRELUDE: &str = r#"
+local function f(s) s = tostring(s) return #s .. ':' .. s end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function next_rseq(p, room)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local key = p .. ':rseq:' .. room
+  local last = tonumber(redis.call('GET', key) or '0')
+  local rseq = string.format('%d', math.max(last + 1, now))
+  redis.call('SET', key, rseq)
+  return rseq
+end
+local function fenced(p, node, inc)
+  return redis.call('HGET', p .. ':node:' .. node, 'inc') ~= inc
+end
+local function left(p, room, name)
+  local rseq = next_rseq(p, room)
+  redis.call('PUBLISH', p .. ':r:' .. room, 'SB1L' .. f(room) .. f(rseq) .. f(name))
+end
+local function remove_node(p, node)
+  redis.call('ZREM', p .. ':nodes', node)
+  redis.call('DEL', p .. ':node:' .. node)
+  local prefix = node .. '|'
+  for _, room in ipairs(redis.call('SMEMBERS', p .. ':nrooms:' .. node)) do
+    local rk = p .. ':room:' .. room
+    local all = redis.call('HGETALL', rk)
+    for i = 1, #all, 2 do
+      if string.sub(all[i + 1], 1, #prefix) == prefix then
+        redis.call('HDEL', rk, all[i])
+        left(p, room, all[i])
+      end
+    end
+  end
+  redis.call('DEL', p .. ':nrooms:' .. node)
+  for _, ch in ipairs(redis.call('SMEMBERS', p .. ':nchans:' .. node)) do
+    redis.call('SREM', p .. ':chan:' .. ch, node)
+    redis.call('PUBLISH', p .. ':b:' .. ch, 'SB1C' .. f(ch) .. f(node) .. f('0'))
+  end
+  redis.call('DEL', p .. ':nchans:' .. node)
+  redis.call('PUBLISH', p .. ':ctl', 'SB1D' .. f(node))
+end
+"#;
+
+/// ARGV: prefix, node, lease ms, boot id candidate. Returns `{inc, boot}`.
+const REGISTER: &str = r#"
+local p, node, lease, boot = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local inc = redis.call('INCR', p .. ':inc:' .. node)
+redis.call('HSET', p .. ':node:' .. node, 'inc', inc, 'conns', 0)
+redis.call('ZADD', p .. ':nodes', now_ms() + lease, node)
+redis.call('SET', p .. ':boot', boot, 'NX')
+return {inc, redis.call('GET', p .. ':boot')}
+"#;
+
+/// ARGV: prefix, node, inc, lease ms, connections. Returns `OK`, or `FENCED` if this
+/// incarnation was declared dead (or Redis forgot it).
+const HEARTBEAT: &str = r#"
+local p, node, inc, lease, conns = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+if fenced(p, node, inc) then return 'FENCED' end
+redis.call('ZADD', p .. ':nodes', now_ms() + lease, node)
+redis.call('HSET', p .. ':node:' .. node, 'conns', conns)
+return {'OK', redis.call('ZCARD', p .. ':nodes')}
+"#;
+
+/// ARGV: prefix. Removes every node whose lease ran out; returns how many.
+const REAP: &str = r#"
+local p = ARGV[1]
+local dead = redis.call('ZRANGEBYSCORE', p .. ':nodes', '-inf', now_ms())
+for _, node in ipairs(dead) do remove_node(p, node) end
+return #dead
+"#;
+
+/// ARGV: prefix, node. A draining node removes itself at once.
+const DRAIN: &str = r#"
+remove_node(ARGV[1], ARGV[2])
+return 1
+"#;
+
+/// ARGV: prefix, room, name, node, inc, key. Claims `name` in `room`; on success publishes
+/// the roster to the joining node, then the join to the room. Returns `OK`, `TAKEN`,
+/// `FENCED`, or `MINE` when this very member already holds it (a claim made again).
+const JOIN: &str = r#"
+local p, room, name, node, inc, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if fenced(p, node, inc) then return 'FENCED' end
+local rk = p .. ':room:' .. room
+local owner = node .. '|' .. key .. '|'
+local current = redis.call('HGET', rk, name)
+if current then
+  if string.sub(current, 1, #owner) == owner then return 'MINE' end
+  return 'TAKEN'
+end
+local rseq = next_rseq(p, room)
+redis.call('HSET', rk, name, owner .. rseq)
+redis.call('SADD', p .. ':nrooms:' .. node, room)
+local all = redis.call('HGETALL', rk)
+local seats = {}
+for i = 1, #all, 2 do
+  local n, k, s = string.match(all[i + 1], '^([^|]+)|([^|]+)|([^|]+)$')
+  seats[#seats + 1] = f(all[i]) .. f(n) .. f(k) .. f(s)
+end
+redis.call('PUBLISH', p .. ':n:' .. node,
+  'SB1R' .. f(room) .. f(rseq) .. f(#seats) .. table.concat(seats))
+redis.call('PUBLISH', p .. ':r:' .. room,
+  'SB1J' .. f(room) .. f(rseq) .. f(name) .. f(node) .. f(key) .. f(rseq))
+return 'OK'
+"#;
+
+/// ARGV: prefix, room, name, node, key. Releases `name` if this member holds it.
+const LEAVE: &str = r#"
+local p, room, name, node, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local rk = p .. ':room:' .. room
+local owner = node .. '|' .. key .. '|'
+local current = redis.call('HGET', rk, name)
+if not current or string.sub(current, 1, #owner) ~= owner then return 0 end
+redis.call('HDEL', rk, name)
+left(p, room, name)
+local prefix = node .. '|'
+for _, v in ipairs(redis.call('HVALS', rk)) do
+  if string.sub(v, 1, #prefix) == prefix then return 1 end
+end
+redis.call('SREM', p .. ':nrooms:' .. node, room)
+return 1
+"#;
+
+/// ARGV: prefix, channel, node, inc. This node has subscribers of `channel`: returns the
+/// nodes that have (this one included), or `FENCED`.
+const CHANNEL_ON: &str = r#"
+local p, ch, node, inc = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if fenced(p, node, inc) then return 'FENCED' end
+redis.call('SADD', p .. ':chan:' .. ch, node)
+redis.call('SADD', p .. ':nchans:' .. node, ch)
+redis.call('PUBLISH', p .. ':b:' .. ch, 'SB1C' .. f(ch) .. f(node) .. f('1'))
+return redis.call('SMEMBERS', p .. ':chan:' .. ch)
+"#;
+
+/// ARGV: prefix, channel, node. This node has no subscriber of `channel` any more.
+const CHANNEL_OFF: &str = r#"
+local p, ch, node = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('SREM', p .. ':chan:' .. ch, node) == 1 then
+  redis.call('PUBLISH', p .. ':b:' .. ch, 'SB1C' .. f(ch) .. f(node) .. f('0'))
+end
+redis.call('SREM', p .. ':nchans:' .. node, ch)
+return 1
+"#;
+
+/// A script, with the prelude, ready for `EVAL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Script {
+    Register,
+    Heartbeat,
+    Reap,
+    Drain,
+    Join,
+    Leave,
+    ChannelOn,
+    ChannelOff,
+}
+
+impl Script {
+    pub(crate) fn source(self) -> String {
+        let body = match self {
+            Script::Register => REGISTER,
+            Script::Heartbeat => HEARTBEAT,
+            Script::Reap => REAP,
+            Script::Drain => DRAIN,
+            Script::Join => JOIN,
+            Script::Leave => LEAVE,
+            Script::ChannelOn => CHANNEL_ON,
+            Script::ChannelOff => CHANNEL_OFF,
+        };
+        format!("{PRELUDE}{body}")
+    }
+}

@@ -1,0 +1,549 @@
+//! Rooms (conference, room-relay and query-rooms share them): joining, leaving and relaying.
+//!
+//! On one node a join is carried out at once. In a cluster a join is a claim the cluster
+//! confirms: the peer waits ([`Outcome::Claim`]) until the cluster's ordered stream of the
+//! room's changes ([`Inbound::Roster`], `Joined`, `Left`, numbered by the room's sequence
+//! `rseq`) reaches this node, so that every node applies every room's joins and leaves in one
+//! order, its own included.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{offer, Hub, Outcome};
+use crate::cluster::{Member, Seat};
+use crate::{CoreError, Event, Joined, Message, PeerKey, PeerName, Place, RawJson, RoomId, Signal};
+
+/// One room as this node knows it.
+#[derive(Default)]
+pub(super) struct Room {
+    pub(super) members: HashMap<PeerName, RoomSeat>,
+    /// Join order on a single node.
+    next_seq: u64,
+    sync: Sync,
+    /// Local joins the cluster has not confirmed yet.
+    pending: usize,
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct RoomSeat {
+    pub(super) at: Member,
+    /// Join order, for rosters.
+    seq: u64,
+}
+
+/// How far this node follows a room's changes.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    /// A single node: the hub itself is the room's order.
+    #[default]
+    Single,
+    /// A local join is in flight and the room's roster has not arrived: changes are ignored.
+    Waiting,
+    /// Following the cluster's changes; the last one applied.
+    Live(u64),
+}
+
+impl Room {
+    /// Whether this node must keep following the room: it has members here (leaving ones
+    /// included, until the cluster confirms it) or joins in flight.
+    pub(super) fn in_use(&self) -> bool {
+        self.pending > 0
+            || self
+                .members
+                .values()
+                .any(|seat| !matches!(seat.at, Member::Remote(_)))
+    }
+
+    /// Whether the room has a roster this node follows (not a join still waiting for one).
+    pub(super) fn is_live(&self) -> bool {
+        self.sync != Sync::Waiting && !self.members.is_empty()
+    }
+
+    fn waiting() -> Room {
+        Room {
+            sync: Sync::Waiting,
+            ..Room::default()
+        }
+    }
+
+    /// Takes change `rseq` if it is the next one this node should apply.
+    fn advance(&mut self, rseq: u64) -> bool {
+        match self.sync {
+            Sync::Live(applied) if rseq > applied => {
+                self.sync = Sync::Live(rseq);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn local_keys(&self) -> impl Iterator<Item = PeerKey> + '_ {
+        self.members.values().filter_map(|seat| match seat.at {
+            Member::Local(key) => Some(key),
+            _ => None,
+        })
+    }
+}
+
+impl Hub {
+    /// Joins `room` as `name`, leaving the current room first. Joining the room one is
+    /// already in, under the same name, only repeats the reply.
+    pub(super) fn join(
+        &mut self,
+        key: PeerKey,
+        room_id: RoomId,
+        name: PeerName,
+        rid: Option<RawJson>,
+    ) -> Result<Outcome, CoreError> {
+        let peer = self.peers.get(&key).ok_or(CoreError::UnknownPeer)?;
+        if peer.joining.is_some() {
+            return Err(CoreError::InvalidState("a join is in progress"));
+        }
+        let rejoin = matches!(&peer.place, Place::Room { room, name: current }
+            if *room == room_id && *current == name);
+        if rejoin {
+            self.reply_joined(key, room_id, name, rid);
+            return Ok(Outcome::Done);
+        }
+        if self
+            .rooms
+            .get(&room_id)
+            .is_some_and(|room| room.members.contains_key(&name))
+        {
+            return Err(CoreError::NameTaken(name));
+        }
+        self.leave(key);
+        if self.cluster.is_some() {
+            self.rooms
+                .entry(room_id.clone())
+                .or_insert_with(Room::waiting)
+                .pending += 1;
+            if let Some(peer) = self.peers.get_mut(&key) {
+                peer.joining = Some((room_id.clone(), name.clone()));
+            }
+            return Ok(Outcome::Claim {
+                room: room_id,
+                name,
+            });
+        }
+        let room = self.rooms.entry(room_id.clone()).or_default();
+        let seq = room.next_seq;
+        room.next_seq += 1;
+        self.seat_local(key, &room_id, name, seq, rid);
+        Ok(Outcome::Done)
+    }
+
+    /// Leaves the current room. On one node the others hear of it at once; in a cluster
+    /// when the cluster confirms it, in the room's order. A no-op outside a room.
+    pub(super) fn leave(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if !matches!(peer.place, Place::Room { .. }) {
+            return;
+        }
+        let Place::Room {
+            room: room_id,
+            name,
+        } = std::mem::replace(&mut peer.place, Place::Lobby)
+        else {
+            return;
+        };
+        let (dialect, epoch) = (peer.profile.dialect, peer.epoch);
+        self.member_count(key, -1);
+        if let Some(listener) = &self.listener {
+            listener.left(key, dialect, epoch);
+        }
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
+        if let Some(cluster) = &self.cluster {
+            if let Some(seat) = room.members.get_mut(&name) {
+                seat.at = Member::Leaving;
+            }
+            cluster.uplink.leave(&room_id, &name, key);
+            return;
+        }
+        room.members.remove(&name);
+        self.tell_left(&room_id, name);
+    }
+
+    pub(super) fn leave_named(
+        &mut self,
+        key: PeerKey,
+        room: Option<&str>,
+    ) -> Result<Outcome, CoreError> {
+        let peer = self.peers.get(&key).ok_or(CoreError::UnknownPeer)?;
+        match (&peer.place, room) {
+            (Place::Room { room: current, .. }, Some(named)) if current.as_str() != named => {
+                Err(CoreError::NotInRoom)
+            }
+            (Place::Room { .. }, _) => {
+                self.leave(key);
+                Ok(Outcome::Done)
+            }
+            _ => Err(CoreError::NotInRoom),
+        }
+    }
+
+    pub(super) fn send(
+        &mut self,
+        key: PeerKey,
+        to: Option<&str>,
+        room: Option<&str>,
+        echo: bool,
+        message: Message,
+    ) -> Result<Outcome, CoreError> {
+        let peer = self.peers.get(&key).ok_or(CoreError::UnknownPeer)?;
+        let Place::Room {
+            room: room_id,
+            name,
+        } = &peer.place
+        else {
+            return Err(CoreError::NotInRoom);
+        };
+        if room.is_some_and(|named| named != room_id.as_str()) {
+            return Err(CoreError::NotInRoom);
+        }
+        let room = self.rooms.get(room_id).ok_or(CoreError::NotInRoom)?;
+        let signal = Arc::new(Signal {
+            from: name.clone(),
+            origin: peer.profile.dialect,
+            addressed: to.is_some(),
+            message,
+        });
+        if let Some(to) = to {
+            let seat = room
+                .members
+                .get(to)
+                .ok_or_else(|| CoreError::PeerNotFound(to.into()))?;
+            return match seat.at {
+                Member::Local(target) => {
+                    offer(&self.peers, target, Event::Signal(signal), &mut self.slow);
+                    Ok(Outcome::Done)
+                }
+                Member::Remote(node) => {
+                    let (to, _) = room.members.get_key_value(to).ok_or(CoreError::NotInRoom)?;
+                    self.uplink_relay(room_id, Some((node, to)), &signal)
+                }
+                Member::Leaving => Err(CoreError::PeerNotFound(to.into())),
+            };
+        }
+        let mut remote = false;
+        for seat in room.members.values() {
+            match seat.at {
+                Member::Local(member) if member != key || echo => {
+                    offer(
+                        &self.peers,
+                        member,
+                        Event::Signal(signal.clone()),
+                        &mut self.slow,
+                    );
+                }
+                Member::Remote(_) => remote = true,
+                _ => {}
+            }
+        }
+        if remote {
+            return self.uplink_relay(room_id, None, &signal);
+        }
+        Ok(Outcome::Done)
+    }
+
+    fn uplink_relay(
+        &self,
+        room: &RoomId,
+        to: Option<(crate::NodeId, &PeerName)>,
+        signal: &Signal,
+    ) -> Result<Outcome, CoreError> {
+        let cluster = self.cluster.as_ref().ok_or(CoreError::NotInRoom)?;
+        cluster
+            .uplink
+            .relay(room, to, signal)
+            .map(|()| Outcome::Done)
+            .map_err(|_| CoreError::Overloaded)
+    }
+
+    /// A join in flight ended without the cluster's confirmation reaching this node (the
+    /// claim was refused, or the peer went away). Its name is released in case the claim
+    /// went through after all.
+    pub(super) fn abandon_join(&mut self, key: PeerKey, room_id: &RoomId) {
+        let Some((room, name)) = self
+            .peers
+            .get_mut(&key)
+            .and_then(|peer| peer.joining.take())
+        else {
+            return;
+        };
+        debug_assert_eq!(&room, room_id);
+        if let Some(cluster) = &self.cluster {
+            cluster.uplink.leave(&room, &name, key);
+        }
+        if let Some(entry) = self.rooms.get_mut(&room) {
+            entry.pending = entry.pending.saturating_sub(1);
+        }
+        self.drop_if_unused(&room);
+    }
+
+    /// The cluster's roster as of this node's first join into a room it did not follow.
+    pub(super) fn apply_roster(&mut self, room_id: RoomId, rseq: u64, mut seats: Vec<Seat>) {
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
+        if room.sync != Sync::Waiting {
+            return;
+        }
+        room.sync = Sync::Live(rseq);
+        seats.sort_by_key(|seat| seat.seq);
+        let Some(me) = self.cluster.as_ref().map(|c| c.node) else {
+            return;
+        };
+        let mut joiners = Vec::new();
+        for seat in seats {
+            let at = if seat.node != me {
+                Member::Remote(seat.node)
+            } else if self.is_joining(seat.key, &room_id, &seat.name) {
+                joiners.push((seat.key, seat.name.clone(), seat.seq));
+                continue;
+            } else {
+                Member::Leaving
+            };
+            if let Some(room) = self.rooms.get_mut(&room_id) {
+                room.members
+                    .insert(seat.name, RoomSeat { at, seq: seat.seq });
+            }
+        }
+        for (key, name, seq) in joiners {
+            self.confirm_join(key, &room_id, name, seq);
+        }
+    }
+
+    /// Someone joined, on this node or another, as the cluster orders it.
+    pub(super) fn apply_joined(&mut self, room_id: &RoomId, rseq: u64, seat: Seat) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        if !room.advance(rseq) {
+            return;
+        }
+        let Some(me) = self.cluster.as_ref().map(|c| c.node) else {
+            return;
+        };
+        if seat.node == me && self.is_joining(seat.key, room_id, &seat.name) {
+            self.confirm_join(seat.key, room_id, seat.name, seat.seq);
+            return;
+        }
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let at = if seat.node == me {
+            // A join whose peer went away or moved on before it was confirmed: its leave is
+            // on its way; the room sees both, in order, like every other node's rooms do.
+            Member::Leaving
+        } else {
+            Member::Remote(seat.node)
+        };
+        let known = room
+            .members
+            .insert(seat.name.clone(), RoomSeat { at, seq: seat.seq });
+        if known.is_none() {
+            self.tell_joined(room_id, &seat.name, None);
+        }
+    }
+
+    /// Someone left, dropped or was removed with its node, as the cluster orders it.
+    pub(super) fn apply_left(&mut self, room_id: &RoomId, rseq: u64, name: &PeerName) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        if !room.advance(rseq) {
+            return;
+        }
+        let Some(seat) = room.members.remove(name) else {
+            return;
+        };
+        if let Member::Local(key) = seat.at {
+            // The cluster removed a member this node still had (it was declared dead while
+            // cut off from Redis): it is in no room any more.
+            if let Some(peer) = self.peers.get_mut(&key) {
+                peer.place = Place::Lobby;
+                let (dialect, epoch) = (peer.profile.dialect, peer.epoch);
+                self.member_count(key, -1);
+                if let Some(listener) = &self.listener {
+                    listener.left(key, dialect, epoch);
+                }
+            }
+        }
+        self.tell_left(room_id, name.clone());
+    }
+
+    /// A relay from a member on another node, for the members here.
+    pub(super) fn apply_relay(
+        &mut self,
+        room_id: &RoomId,
+        to: Option<&PeerName>,
+        signal: &Arc<Signal>,
+    ) {
+        let Some(room) = self.rooms.get(room_id) else {
+            return;
+        };
+        // Only a member this node has heard join may speak: its join comes first.
+        if !matches!(
+            room.members.get(&signal.from).map(|s| s.at),
+            Some(Member::Remote(_))
+        ) {
+            return;
+        }
+        match to {
+            Some(to) => {
+                if let Some(Member::Local(key)) = room.members.get(to).map(|s| s.at) {
+                    offer(
+                        &self.peers,
+                        key,
+                        Event::Signal(signal.clone()),
+                        &mut self.slow,
+                    );
+                }
+            }
+            None => {
+                for key in room.local_keys() {
+                    offer(
+                        &self.peers,
+                        key,
+                        Event::Signal(signal.clone()),
+                        &mut self.slow,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Drops the view of a room this node no longer has anyone in, and tells the cluster
+    /// to stop following it.
+    pub(super) fn drop_if_unused(&mut self, room_id: &RoomId) {
+        if self.rooms.get(room_id).is_some_and(|room| !room.in_use()) {
+            self.rooms.remove(room_id);
+            if let Some(cluster) = &self.cluster {
+                cluster.uplink.room_unused(room_id);
+            }
+        }
+    }
+
+    fn is_joining(&self, key: PeerKey, room: &RoomId, name: &PeerName) -> bool {
+        self.peers
+            .get(&key)
+            .and_then(|peer| peer.joining.as_ref())
+            .is_some_and(|(r, n)| r == room && n == name)
+    }
+
+    /// A claimed join came through: the peer is in.
+    fn confirm_join(&mut self, key: PeerKey, room_id: &RoomId, name: PeerName, seq: u64) {
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.joining = None;
+        }
+        if let Some(room) = self.rooms.get_mut(room_id) {
+            room.pending = room.pending.saturating_sub(1);
+        }
+        self.seat_local(key, room_id, name, seq, None);
+    }
+
+    /// Seats a local peer in a room it is now a member of, tells the others and replies.
+    fn seat_local(
+        &mut self,
+        key: PeerKey,
+        room_id: &RoomId,
+        name: PeerName,
+        seq: u64,
+        rid: Option<RawJson>,
+    ) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.place = Place::Room {
+            room: room_id.clone(),
+            name: name.clone(),
+        };
+        peer.epoch += 1;
+        let (dialect, epoch) = (peer.profile.dialect, peer.epoch);
+        self.member_count(key, 1);
+        if let Some(listener) = &self.listener {
+            listener.joined(key, dialect, room_id, epoch);
+        }
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        room.members.insert(
+            name.clone(),
+            RoomSeat {
+                at: Member::Local(key),
+                seq,
+            },
+        );
+        self.tell_joined(room_id, &name, Some(key));
+        self.reply_joined(key, room_id.clone(), name, rid);
+    }
+
+    fn tell_joined(&mut self, room_id: &RoomId, name: &PeerName, except: Option<PeerKey>) {
+        let Some(room) = self.rooms.get(room_id) else {
+            return;
+        };
+        let joined = Event::PeerJoined {
+            room: room_id.clone(),
+            name: name.clone(),
+        };
+        for key in room.local_keys() {
+            if Some(key) != except {
+                offer(&self.peers, key, joined.clone(), &mut self.slow);
+            }
+        }
+    }
+
+    fn tell_left(&mut self, room_id: &RoomId, name: PeerName) {
+        let Some(room) = self.rooms.get(room_id) else {
+            return;
+        };
+        if room.members.is_empty() && room.pending == 0 {
+            self.rooms.remove(room_id);
+            if let Some(cluster) = &self.cluster {
+                cluster.uplink.room_unused(room_id);
+            }
+            return;
+        }
+        let left = Event::PeerLeft {
+            room: room_id.clone(),
+            name,
+        };
+        for key in room.local_keys() {
+            offer(&self.peers, key, left.clone(), &mut self.slow);
+        }
+        self.drop_if_unused(room_id);
+    }
+
+    fn reply_joined(&mut self, key: PeerKey, room: RoomId, name: PeerName, rid: Option<RawJson>) {
+        let members = self.roster(&room);
+        self.deliver(
+            key,
+            Event::Joined(Box::new(Joined {
+                room,
+                name,
+                members,
+                rid,
+                ice_servers: self.ice_servers.clone(),
+                media: self.media.clone(),
+            })),
+        );
+    }
+
+    fn roster(&self, room: &RoomId) -> Arc<[PeerName]> {
+        let Some(room) = self.rooms.get(room) else {
+            return Arc::from([]);
+        };
+        let mut members: Vec<(&PeerName, u64)> = room
+            .members
+            .iter()
+            .map(|(name, seat)| (name, seat.seq))
+            .collect();
+        members.sort_unstable_by_key(|&(_, seq)| seq);
+        members.into_iter().map(|(name, _)| name.clone()).collect()
+    }
+}
