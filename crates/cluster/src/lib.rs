@@ -352,11 +352,11 @@ impl Cluster {
         .ok_or(RespError::Protocol("register reply"))?;
         self.0.inc.store(inc, Ordering::SeqCst);
         *lock(&self.0.last_ok) = Some(Instant::now());
-        let was_up = self.0.up.swap(true, Ordering::SeqCst);
+        self.0.up.store(true, Ordering::SeqCst);
         info!(node = %self.node(), inc, "registered with redis");
-        if was_up || inc > 1 {
-            self.claim_again();
-        }
+        // A new incarnation: whatever this node has must be in Redis again (nothing, the
+        // first time; everything, after Redis lost its data or declared this node dead).
+        self.claim_again();
         Ok(())
     }
 

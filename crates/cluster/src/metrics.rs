@@ -55,55 +55,55 @@ impl ClusterMetrics {
         self.refused.get_or_create(&Reason { reason }).inc();
     }
 
-    /// Adds the cluster's series to `registry` (names start `switchboard_`).
+    /// Adds the cluster's series to `registry` (the server's, prefixed `switchboard_`).
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "switchboard_cluster_nodes",
+            "cluster_nodes",
             "Nodes with a live lease, as of the last heartbeat",
             self.nodes.clone(),
         );
         registry.register(
-            "switchboard_bus_published",
+            "bus_published",
             "Relays and frames queued for other nodes",
             self.published.clone(),
         );
         registry.register(
-            "switchboard_bus_received",
+            "bus_received",
             "Messages from other nodes applied",
             self.received.clone(),
         );
         registry.register(
-            "switchboard_bus_dropped",
+            "bus_dropped",
             "Messages from or for other nodes dropped, by reason (bad envelopes, Redis down)",
             self.dropped.clone(),
         );
         registry.register(
-            "switchboard_bus_overloaded",
+            "bus_overloaded",
             "Relays and frames refused with overloaded (the queue to Redis was full)",
             self.overloaded.clone(),
         );
         registry.register(
-            "switchboard_bus_queue_depth",
+            "bus_queue_depth",
             "Commands waiting for Redis",
             self.queue_depth.clone(),
         );
         registry.register(
-            "switchboard_redis_rtt_seconds",
+            "redis_rtt_seconds",
             "Round trip of one pipelined batch to Redis",
             self.redis_rtt.clone(),
         );
         registry.register(
-            "switchboard_cluster_resyncs",
+            "cluster_resyncs",
             "Times this node claimed its members again (a new incarnation)",
             self.resyncs.clone(),
         );
         registry.register(
-            "switchboard_lease_renew_failures",
+            "lease_renew_failures",
             "Heartbeats that found this node declared dead",
             self.lease_failures.clone(),
         );
         registry.register(
-            "switchboard_cluster_claims_refused",
+            "cluster_claims_refused",
             "Joins the cluster refused, by error code",
             self.refused.clone(),
         );

@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn replies_parse_whole_or_wait_for_more() {
-        let reply = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$3\r\na\r\nb\r\n";
+        let reply = b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$4\r\na\r\nb\r\n";
         for cut in 0..reply.len() {
             assert_eq!(parse(&reply[..cut]).unwrap(), None, "cut at {cut}");
         }

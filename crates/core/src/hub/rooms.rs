@@ -336,6 +336,13 @@ impl Hub {
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
+        if let Some(current) = room.members.get_mut(&seat.name) {
+            if seat.node == me && current.at == Member::Local(seat.key) {
+                // This node claimed its own member again (Redis lost it): nothing changed.
+                current.seq = seat.seq;
+                return;
+            }
+        }
         let at = if seat.node == me {
             // A join whose peer went away or moved on before it was confirmed: its leave is
             // on its way; the room sees both, in order, like every other node's rooms do.

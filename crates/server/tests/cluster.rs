@@ -1,0 +1,384 @@
+//! Several nodes on one real Redis (Debian's `redis-server`, started per test on a unix
+//! socket in a temporary directory, so tests never share one): the single server's
+//! behaviour must hold with clients spread over the nodes.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{metric, TestServer, PATIENCE};
+use serde_json::json;
+use switchboard_server::{ClusterConfig, Config, NodeId, RedisUrl};
+use tokio::time::{sleep, timeout};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A redis-server of our own, stopped (by its pid) when dropped.
+struct Redis {
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Redis {
+    fn start(dir: PathBuf) -> Redis {
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("redis.sock");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh installs it)");
+        for _ in 0..200 {
+            if socket.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        assert!(socket.exists(), "redis-server did not start");
+        Redis { dir, child }
+    }
+
+    fn new() -> Redis {
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-cluster-{}-{:x}",
+            std::process::id(),
+            switchboard_server::random_node_id()
+        ));
+        Redis::start(dir)
+    }
+
+    fn url(&self) -> String {
+        format!("redis+unix://{}", self.dir.join("redis.sock").display())
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .arg("-s")
+            .arg(self.dir.join("redis.sock"))
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops this Redis; its data is gone (it never saves).
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(self.dir.join("redis.sock"));
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn node_config(redis: &Redis, node: u64, lease: Duration) -> Config {
+    let mut config = Config::for_tests();
+    config.media = false;
+    config.cluster = Some(ClusterConfig {
+        url: RedisUrl::parse(&redis.url()).unwrap(),
+        node: NodeId(node),
+        lease,
+        prefix: "sb".into(),
+        capacity: 8192,
+        max_envelope: 1 << 20,
+    });
+    config
+}
+
+/// A node that has registered with Redis (its `/readyz` says so).
+async fn node(redis: &Redis, id: u64) -> TestServer {
+    node_with(node_config(redis, id, Duration::from_secs(10))).await
+}
+
+async fn node_with(config: Config) -> TestServer {
+    let server = common::start_with(config).await;
+    until_ready(&server, 200).await;
+    server
+}
+
+async fn until_ready(server: &TestServer, status: u16) {
+    timeout(PATIENCE, async {
+        while server.get("/readyz").await.status != status {
+            sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("/readyz never answered {status}"));
+}
+
+async fn join_conference(
+    server: &TestServer,
+    room: &str,
+    name: &str,
+) -> (common::Client, serde_json::Value) {
+    let mut client = server.connect("/conference").await;
+    client
+        .send_json(json!({"type":"join-room","data":{"roomId":room,"username":name}}))
+        .await;
+    let joined = client.expect("joined").await;
+    (client, joined)
+}
+
+#[tokio::test]
+async fn a_conference_spans_two_nodes() {
+    let redis = Redis::new();
+    let (a, b) = (node(&redis, 0xa).await, node(&redis, 0xb).await);
+    let (mut alice, _) = join_conference(&a, "r", "alice").await;
+    let (mut bob, joined) = join_conference(&b, "r", "bob").await;
+    assert_eq!(joined["data"]["users"], json!(["alice", "bob"]));
+    assert_eq!(
+        alice.json().await,
+        json!({"type":"user-joined","data":{"user":"bob"}})
+    );
+    let (mut carol, joined) = join_conference(&a, "r", "carol").await;
+    assert_eq!(joined["data"]["users"], json!(["alice", "bob", "carol"]));
+    for peer in [&mut alice, &mut bob] {
+        assert_eq!(
+            peer.json().await,
+            json!({"type":"user-joined","data":{"user":"carol"}})
+        );
+    }
+    // Addressed relays both ways, payload bytes untouched.
+    let payload = r#"{"type":"offer","sdp":"v=0\r\n","x":1.50,"u":"\u00e9"}"#;
+    alice
+        .send(&format!(
+            r#"{{"type":"webrtc-offer","data":{{"target":"bob","payload":{payload}}}}}"#
+        ))
+        .await;
+    assert_eq!(
+        bob.text().await,
+        format!(
+            r#"{{"type":"webrtc-offer","data":{{"from":"alice","target":"bob","payload":{payload}}}}}"#
+        )
+    );
+    bob.send(r#"{"type":"webrtc-answer","data":{"target":"carol","payload":{"sdp":"a"}}}"#)
+        .await;
+    assert_eq!(
+        carol.text().await,
+        r#"{"type":"webrtc-answer","data":{"from":"bob","target":"carol","payload":{"sdp":"a"}}}"#
+    );
+    // Room-wide: one sender's frames arrive in order on the other node.
+    for i in 0..50 {
+        bob.send_json(
+            json!({"type":"chat-message","data":{"text":format!("m{i}"),"timestamp":"t"}}),
+        )
+        .await;
+    }
+    // (Conference chat also comes back to its sender.)
+    for peer in [&mut alice, &mut carol, &mut bob] {
+        for i in 0..50 {
+            let chat = peer.expect("chat-message").await;
+            assert_eq!(chat["data"]["text"], format!("m{i}"));
+            assert_eq!(chat["data"]["from"], "bob");
+        }
+    }
+    // An unknown name is refused on the sender's node.
+    alice
+        .send(r#"{"type":"webrtc-offer","data":{"target":"dave","payload":{}}}"#)
+        .await;
+    assert_eq!(
+        alice.expect("error").await["data"]["code"],
+        "peer_not_found"
+    );
+    // Leaving is heard once, on every node.
+    drop(carol);
+    let left = json!({"type":"user-left","data":{"user":"carol"}});
+    assert_eq!(alice.json().await, left);
+    assert_eq!(bob.json().await, left);
+    bob.send_json(json!({"type":"chat-message","data":{"text":"sentinel","timestamp":"t"}}))
+        .await;
+    assert_eq!(
+        alice.expect("chat-message").await["data"]["text"],
+        "sentinel"
+    );
+    assert_eq!(bob.expect("chat-message").await["data"]["text"], "sentinel");
+}
+
+#[tokio::test]
+async fn names_are_unique_across_nodes() {
+    let redis = Redis::new();
+    let (a, b) = (node(&redis, 1).await, node(&redis, 2).await);
+    let (_alice, _) = join_conference(&a, "r", "alice").await;
+    let mut other = b.connect("/conference").await;
+    other
+        .send_json(json!({"type":"join-room","data":{"roomId":"r","username":"alice"}}))
+        .await;
+    assert_eq!(other.expect("error").await["data"]["code"], "name_taken");
+    // query-rooms answers 409 before the upgrade, also for a name held on another node.
+    let (status, _) = b.refused("/ws?peer_id=alice&room=r").await;
+    assert_eq!(status, 409);
+    // A race: the same name claimed on both nodes at once, many times: one wins each time.
+    for round in 0..20 {
+        let room = format!("race{round}");
+        let (mut x, mut y) = (
+            a.connect("/conference").await,
+            b.connect("/conference").await,
+        );
+        let join = json!({"type":"join-room","data":{"roomId":room,"username":"same"}});
+        let (sx, sy) = tokio::join!(x.send_json(join.clone()), y.send_json(join));
+        let _ = (sx, sy);
+        let (fx, fy) = tokio::join!(x.json(), y.json());
+        let kinds = [fx["type"].as_str().unwrap(), fy["type"].as_str().unwrap()];
+        assert!(
+            kinds == ["joined", "error"] || kinds == ["error", "joined"],
+            "round {round}: {fx} / {fy}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dialects_meet_across_nodes() {
+    let redis = Redis::new();
+    let (a, b) = (node(&redis, 3).await, node(&redis, 4).await);
+    // query-rooms joins at the upgrade and says nothing of it (seed 000).
+    let mut q = a.connect("/ws?peer_id=qr&room=mixed").await;
+    let mut relay = b.connect("/room-relay").await;
+    relay
+        .send(r#"{"type":"join-room","roomId":"mixed","sender":"rr"}"#)
+        .await;
+    let success = relay.expect("join-success").await;
+    assert_eq!(success["users"], json!(["qr"]));
+    assert_eq!(
+        q.json().await,
+        json!({"type":"peer_joined","from":"rr","payload":{"peer_id":"rr","room":"mixed"}})
+    );
+    q.send(r#"{"type":"offer","to":"rr","payload":{"sdp":"x"}}"#)
+        .await;
+    let offer = relay.json().await;
+    assert_eq!(offer["type"], "offer", "{offer}");
+    assert_eq!(offer["sender"], "qr");
+    relay
+        .send(r#"{"type":"answer","roomId":"mixed","sender":"rr","sdp":"y","extra":[1,2]}"#)
+        .await;
+    let answer = q.json().await;
+    assert_eq!(answer["type"], "answer", "{answer}");
+    assert_eq!(answer["from"], "rr");
+}
+
+#[tokio::test]
+async fn broadcast_frames_cross_nodes_untouched() {
+    let redis = Redis::new();
+    let (a, b) = (node(&redis, 5).await, node(&redis, 6).await);
+    let mut x = a.connect("/broadcast/news").await;
+    let mut y = b.connect("/broadcast/news").await;
+    let mut z = b.connect("/broadcast/news").await;
+    let bytes = vec![0u8, 159, 146, 150, 255, 10];
+    x.send_binary(bytes.clone()).await;
+    for peer in [&mut y, &mut z] {
+        assert_eq!(peer.next().await, Message::Binary(bytes.clone().into()));
+    }
+    y.send("text from b").await;
+    assert_eq!(x.text().await, "text from b");
+    assert_eq!(z.text().await, "text from b");
+    // Another channel's frames stay on it.
+    let mut other = a.connect("/broadcast/other").await;
+    let mut other_b = b.connect("/broadcast/other").await;
+    other.send("elsewhere").await;
+    assert_eq!(other_b.text().await, "elsewhere");
+    y.send("sentinel").await;
+    assert_eq!(x.text().await, "sentinel", "x is not on channel other");
+}
+
+#[tokio::test]
+async fn a_draining_node_tells_every_room_at_once() {
+    let redis = Redis::new();
+    // A lease far longer than the test's patience: only the drain can explain the leave.
+    let lease = Duration::from_secs(60);
+    let a = node_with(node_config(&redis, 7, lease)).await;
+    let b = node_with(node_config(&redis, 8, lease)).await;
+    let (mut alice, _) = join_conference(&a, "r", "alice").await;
+    let (mut bob, _) = join_conference(&b, "r", "bob").await;
+    alice.expect("user-joined").await;
+    b.stop();
+    assert_eq!(bob.close_code().await, 1001);
+    assert_eq!(
+        alice.json().await,
+        json!({"type":"user-left","data":{"user":"bob"}})
+    );
+    // The name is free again, cluster-wide.
+    let (_again, joined) = join_conference(&a, "r", "bob").await;
+    assert_eq!(joined["data"]["users"], json!(["alice", "bob"]));
+}
+
+#[tokio::test]
+async fn without_redis_joins_are_unavailable_and_local_peers_keep_talking() {
+    let mut redis = Redis::new();
+    let lease = Duration::from_secs(3);
+    let a = node_with(node_config(&redis, 9, lease)).await;
+    let (mut alice, _) = join_conference(&a, "r", "alice").await;
+    let (mut bob, _) = join_conference(&a, "r", "bob").await;
+    alice.expect("user-joined").await;
+    redis.stop();
+    // Peers of one node keep talking: an all-local room needs no Redis.
+    alice
+        .send(r#"{"type":"webrtc-offer","data":{"target":"bob","payload":{"n":1}}}"#)
+        .await;
+    assert_eq!(
+        bob.expect("webrtc-offer").await["data"]["payload"],
+        json!({"n":1})
+    );
+    // A join needs Redis: a typed error, not a hang.
+    let mut carol = a.connect("/conference").await;
+    carol
+        .send_json(json!({"type":"join-room","data":{"roomId":"r","username":"carol"}}))
+        .await;
+    assert_eq!(carol.expect("error").await["data"]["code"], "unavailable");
+    // After a lease without Redis the load balancer is told to route away.
+    until_ready(&a, 503).await;
+    // Redis comes back empty: the node registers again and claims its members again.
+    let dir = redis.dir.clone();
+    let redis = Redis::start(dir);
+    until_ready(&a, 200).await;
+    let b = node(&redis, 10).await;
+    let joined = timeout(PATIENCE, async {
+        for attempt in 0.. {
+            let name = format!("dave{attempt}");
+            let (_dave, joined) = join_conference(&b, "r", &name).await;
+            if joined["data"]["users"] == json!(["alice", "bob", name]) {
+                return joined;
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        unreachable!()
+    })
+    .await
+    .expect("the room's members are claimed again after Redis lost them");
+    assert_eq!(joined["type"], "joined");
+}
+
+#[tokio::test]
+async fn a_bad_bus_message_is_dropped_and_counted() {
+    let redis = Redis::new();
+    let (a, b) = (node(&redis, 11).await, node(&redis, 12).await);
+    let (mut alice, _) = join_conference(&a, "r", "alice").await;
+    let (mut bob, _) = join_conference(&b, "r", "bob").await;
+    alice.expect("user-joined").await;
+    for garbage in ["SB1M9999:", "not ours", "SB1L1:r1:x1:alice", "SB1J0:"] {
+        redis.cli(&["PUBLISH", "sb:r:r", garbage]);
+    }
+    redis.cli(&["PUBLISH", &format!("sb:n:{}", NodeId(11)), "SB1Z"]);
+    bob.send_json(json!({"type":"chat-message","data":{"text":"after","timestamp":"t"}}))
+        .await;
+    assert_eq!(alice.expect("chat-message").await["data"]["text"], "after");
+    let metrics = a.get("/metrics").await.body;
+    let dropped: f64 = ["magic", "field", "kind", "id"]
+        .iter()
+        .filter_map(|reason| {
+            metric(
+                &metrics,
+                &format!("switchboard_bus_dropped_total{{reason=\"{reason}\"}}"),
+            )
+        })
+        .sum();
+    assert_eq!(dropped, 5.0, "{metrics}");
+}
