@@ -2,6 +2,8 @@
 //! socket in a temporary directory, so tests never share one): the single server's
 //! behaviour must hold with clients spread over the nodes.
 
+#![allow(clippy::unwrap_used)] // tests: an unwrap failing is the test failing
+
 mod common;
 
 use std::path::PathBuf;
