@@ -372,7 +372,8 @@ impl Cluster {
             let (reply, _) = oneshot::channel();
             queue.push_front(Op::ChannelOn { channel, reply });
         }
-        for (room, name, key) in seats {
+        // Pushed to the front one by one: last first, so they run in join order.
+        for (room, name, key) in seats.into_iter().rev() {
             queue.push_front(Op::Claim(Claim {
                 room,
                 name,
@@ -425,6 +426,7 @@ impl Cluster {
                 let n = queue.len().min(BATCH);
                 queue.drain(..n).collect()
             };
+            let batch = self.still_wanted(batch);
             if batch.is_empty() {
                 self.0.wake.notified().await;
                 continue;
@@ -471,6 +473,27 @@ impl Cluster {
                 self.register(conn).await?;
             }
         }
+    }
+
+    /// Drops the claims whose peers stopped waiting (gave up, or went away): made late,
+    /// after their leave, they would leave a ghost.
+    fn still_wanted(&self, batch: Vec<Op>) -> Vec<Op> {
+        let hub = &self.0.hub;
+        batch
+            .into_iter()
+            .filter_map(|op| match op {
+                Op::Claim(claim)
+                    if !claim.again
+                        && !hub.with(|h| h.claim_pending(claim.key, &claim.room, &claim.name)) =>
+                {
+                    if let Some(reply) = claim.reply {
+                        let _ = reply.send(Err(CoreError::Unavailable));
+                    }
+                    None
+                }
+                op => Some(op),
+            })
+            .collect()
     }
 
     /// Puts back a batch that Redis may not have carried out; `fail_queued` then sorts out

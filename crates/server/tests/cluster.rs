@@ -342,13 +342,15 @@ async fn without_redis_joins_are_unavailable_and_local_peers_keep_talking() {
     let redis = Redis::start(dir);
     until_ready(&a, 200).await;
     let b = node(&redis, 10).await;
-    let joined = timeout(PATIENCE, async {
+    // Generous: the node's reconnect backoff (up to 7.5 s) comes first on a busy machine.
+    let joined = timeout(PATIENCE * 3, async {
         for attempt in 0.. {
             let name = format!("dave{attempt}");
             let (_dave, joined) = join_conference(&b, "r", &name).await;
             if joined["data"]["users"] == json!(["alice", "bob", name]) {
                 return joined;
             }
+            eprintln!("not yet: {joined}");
             sleep(Duration::from_millis(100)).await;
         }
         unreachable!()

@@ -312,16 +312,24 @@ impl Hub {
 
     /// The local members of every room, to claim again after the cluster lost them (a new
     /// Redis, or this node declared dead while cut off).
+    /// In each room's join order.
     pub fn local_seats(&self) -> Vec<(RoomId, PeerName, PeerKey)> {
         let mut seats = Vec::new();
         for (room_id, room) in &self.rooms {
             for (name, member) in &room.members {
                 if let Member::Local(key) = member.at {
-                    seats.push((room_id.clone(), name.clone(), key));
+                    seats.push((member.seq(), room_id.clone(), name.clone(), key));
                 }
             }
         }
-        seats
+        seats.sort_by_key(|seat| seat.0);
+        seats.into_iter().map(|(_, r, n, k)| (r, n, k)).collect()
+    }
+
+    /// Whether `key` still waits for its claim of `name` in `room` (a claim whose peer gave
+    /// up or went away must not be made: its leave may already have been carried out).
+    pub fn claim_pending(&self, key: PeerKey, room: &RoomId, name: &PeerName) -> bool {
+        self.is_joining(key, room, name)
     }
 
     /// The channels this node has subscribers of.

@@ -31,6 +31,12 @@ pub(super) struct RoomSeat {
     seq: u64,
 }
 
+impl RoomSeat {
+    pub(super) fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 /// How far this node follows a room's changes.
 #[derive(Default, Clone, Copy, PartialEq, Eq)]
 enum Sync {
@@ -436,7 +442,7 @@ impl Hub {
         }
     }
 
-    fn is_joining(&self, key: PeerKey, room: &RoomId, name: &PeerName) -> bool {
+    pub(super) fn is_joining(&self, key: PeerKey, room: &RoomId, name: &PeerName) -> bool {
         self.peers
             .get(&key)
             .and_then(|peer| peer.joining.as_ref())
