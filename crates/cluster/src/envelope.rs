@@ -61,7 +61,7 @@ impl DecodeError {
 /// own echoes) and what it says.
 #[derive(Debug)]
 pub struct Decoded {
-    /// The sending node, for relays and frames.
+    /// The sending node, for relays and frames (a node drops its own echoes by it).
     pub origin: Option<NodeId>,
     /// What to apply.
     pub inbound: Inbound,
@@ -75,13 +75,29 @@ pub fn relay(
     to: Option<&PeerName>,
     signal: &Signal,
 ) {
-    let message = &signal.message;
     out.extend_from_slice(MAGIC);
     out.push(b'M');
     field(out, origin.to_string().as_bytes());
     field(out, room.as_str().as_bytes());
     field(out, signal.from.as_str().as_bytes());
     field(out, to.map_or("", PeerName::as_str).as_bytes());
+    signal_body(out, signal);
+}
+
+/// Encodes a pairing message from `origin` for user `to`, as the pairing script publishes it
+/// to `to`'s node once the state machine allows it.
+pub fn pair(out: &mut Vec<u8>, origin: NodeId, to: &PeerName, signal: &Signal) {
+    out.extend_from_slice(MAGIC);
+    out.push(b'P');
+    field(out, origin.to_string().as_bytes());
+    field(out, signal.from.as_str().as_bytes());
+    field(out, to.as_str().as_bytes());
+    signal_body(out, signal);
+}
+
+/// The sender's dialect, addressing and message: the part relays and pairing share.
+fn signal_body(out: &mut Vec<u8>, signal: &Signal) {
+    let message = &signal.message;
     field(out, &[b'0' + signal.origin.index() as u8]);
     field(out, if signal.addressed { b"1" } else { b"0" });
     let kind: &[u8] = match &message.kind {
@@ -200,6 +216,26 @@ pub fn decode(bytes: &Bytes, max: usize) -> Result<Decoded, DecodeError> {
             let on = reader.flag()?;
             membership(Inbound::ChannelNode { channel, node, on })
         }
+        b'P' => {
+            // Published only to the addressed user's node, which may be the sender's own:
+            // never an echo to drop, so no origin is reported.
+            let _origin = reader.node()?;
+            let from = reader.name()?;
+            let to = reader.name()?;
+            let signal = reader.signal(from)?;
+            Decoded {
+                origin: None,
+                inbound: Inbound::Pair {
+                    to,
+                    signal: Arc::new(signal),
+                },
+            }
+        }
+        b'G' => {
+            let to = reader.name()?;
+            let from = reader.name()?;
+            membership(Inbound::PartnerGone { to, from })
+        }
         b'D' => membership(Inbound::NodeDown {
             node: reader.node()?,
         }),
@@ -309,6 +345,18 @@ impl Reader<'_> {
             "" => None,
             to => Some(PeerName::parse(to).map_err(|_| DecodeError::Id)?),
         };
+        let signal = self.signal(from)?;
+        Ok(Decoded {
+            origin: Some(origin),
+            inbound: Inbound::Relay {
+                room,
+                to,
+                signal: Arc::new(signal),
+            },
+        })
+    }
+
+    fn signal(&mut self, from: PeerName) -> Result<Signal, DecodeError> {
         let dialect = match self.text()?.as_bytes() {
             [digit @ b'0'..=b'4'] => DialectKind::ALL[usize::from(digit - b'0')],
             _ => return Err(DecodeError::Field),
@@ -345,7 +393,7 @@ impl Reader<'_> {
         let timestamp = (mask[2] == b'1').then(|| Arc::from(timestamp));
         let fields = self.text()?;
         let fields = (mask[3] == b'1').then(|| RawJson::new(fields));
-        let signal = Signal {
+        Ok(Signal {
             from,
             origin: dialect,
             addressed,
@@ -355,14 +403,6 @@ impl Reader<'_> {
                 text,
                 timestamp,
                 fields,
-            },
-        };
-        Ok(Decoded {
-            origin: Some(origin),
-            inbound: Inbound::Relay {
-                room,
-                to,
-                signal: Arc::new(signal),
             },
         })
     }

@@ -28,7 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use switchboard_core::{
     CoreError, NodeId, Overloaded, PeerKey, PeerName, RawFrame, RawJson, RoomId, SharedHub, Signal,
-    Uplink,
+    SignalKind, Uplink,
 };
 use tokio::sync::{oneshot, Notify};
 use tokio::time::{sleep, timeout, Instant};
@@ -105,11 +105,27 @@ enum Op {
     ChannelOff {
         channel: RoomId,
     },
+    UserOn {
+        name: PeerName,
+        key: PeerKey,
+        reply: Option<oneshot::Sender<Result<(), CoreError>>>,
+    },
+    UserOff {
+        name: PeerName,
+    },
+    Pair(Box<PairOp>),
     Heartbeat,
     Reap,
     Drain {
         reply: oneshot::Sender<()>,
     },
+}
+
+struct PairOp {
+    key: PeerKey,
+    to: PeerName,
+    kind: SignalKind,
+    envelope: Vec<u8>,
 }
 
 struct Claim {
@@ -223,6 +239,44 @@ impl Cluster {
             Ok(Ok(result)) => result,
             _ => Err(CoreError::Unavailable),
         }
+    }
+
+    /// Registers pairing user `name` (this node's peer `key`) cluster-wide, before its
+    /// upgrade is answered, so that any node may address it once it knows its id.
+    pub async fn register_user(&self, name: PeerName, key: PeerKey) -> Result<(), CoreError> {
+        if !self.0.up.load(Ordering::SeqCst) {
+            return Err(CoreError::Unavailable);
+        }
+        let (reply, verdict) = oneshot::channel();
+        self.push(Op::UserOn {
+            name,
+            key,
+            reply: Some(reply),
+        });
+        match timeout(REDIS_TIMEOUT * 2, verdict).await {
+            Ok(Ok(result)) => result,
+            _ => Err(CoreError::Unavailable),
+        }
+    }
+
+    /// Hands a pairing message to the cluster's state machine; the hub hears the verdict
+    /// ([`switchboard_core::Hub::pair_decided`]) and the addressed user the message.
+    pub fn pair(&self, key: PeerKey, to: PeerName, signal: &Signal) {
+        if !self.0.up.load(Ordering::SeqCst) {
+            let kind = signal.message.kind.clone();
+            self.0.hub.with(|hub| {
+                hub.pair_decided(key, &to, &kind, Err(CoreError::Unavailable));
+            });
+            return;
+        }
+        let mut envelope = Vec::with_capacity(128);
+        envelope::pair(&mut envelope, self.node(), &to, signal);
+        self.push(Op::Pair(Box::new(PairOp {
+            key,
+            to,
+            kind: signal.message.kind.clone(),
+            envelope,
+        })));
     }
 
     /// Removes this node from the cluster at once (shutdown): every room hears its members
@@ -362,15 +416,22 @@ impl Cluster {
 
     /// Claims every local member and channel again, ahead of anything queued.
     fn claim_again(&self) {
-        let (seats, channels) = self
+        let (seats, channels, users) = self
             .0
             .hub
-            .with(|hub| (hub.local_seats(), hub.local_channels()));
+            .with(|hub| (hub.local_seats(), hub.local_channels(), hub.local_users()));
         self.0.metrics.resyncs.inc();
         let mut queue = lock(&self.0.queue);
         for channel in channels {
             let (reply, _) = oneshot::channel();
             queue.push_front(Op::ChannelOn { channel, reply });
+        }
+        for (name, key) in users {
+            queue.push_front(Op::UserOn {
+                name,
+                key,
+                reply: None,
+            });
         }
         // Pushed to the front one by one: last first, so they run in join order.
         for (room, name, key) in seats.into_iter().rev() {
@@ -410,8 +471,18 @@ impl Cluster {
                     let _ = reply.send(());
                 }
                 Op::Publish { .. } => self.0.metrics.dropped("redis_down"),
+                Op::UserOn { reply, .. } => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(CoreError::Unavailable));
+                    }
+                }
+                Op::Pair(pair) => self.0.hub.with(|hub| {
+                    hub.pair_decided(pair.key, &pair.to, &pair.kind, Err(CoreError::Unavailable));
+                }),
                 Op::Heartbeat | Op::Reap => {}
-                op @ (Op::Leave { .. } | Op::ChannelOff { .. }) => keep.push_back(op),
+                op @ (Op::Leave { .. } | Op::ChannelOff { .. } | Op::UserOff { .. }) => {
+                    keep.push_back(op);
+                }
             }
         }
         let mut queue = lock(&self.0.queue);
@@ -572,6 +643,47 @@ impl Cluster {
                     ],
                 );
             }
+            Op::UserOn { name, key, .. } => {
+                let key = key.0.to_string();
+                eval_into(
+                    out,
+                    Script::UserOn,
+                    &[
+                        p,
+                        name.as_str().as_bytes(),
+                        node.as_bytes(),
+                        inc.as_bytes(),
+                        key.as_bytes(),
+                    ],
+                );
+            }
+            Op::UserOff { name } => {
+                eval_into(out, Script::UserOff, &[p, name.as_str().as_bytes()]);
+            }
+            Op::Pair(pair) => {
+                let kind: &[u8] = match pair.kind {
+                    SignalKind::Ping => b"ping",
+                    SignalKind::Pong => b"pong",
+                    SignalKind::Disconnect => b"disconnect",
+                    SignalKind::Offer | SignalKind::Answer | SignalKind::IceCandidate => b"signal",
+                    SignalKind::Chat | SignalKind::Other(_) => b"other",
+                };
+                // The pairing user's id is the hub's name for it; the script needs the
+                // sender's id, which the envelope carries too.
+                let from = self.0.hub.with(|hub| hub.user_id(pair.key));
+                let from = from.as_ref().map_or("", PeerName::as_str);
+                eval_into(
+                    out,
+                    Script::Pair,
+                    &[
+                        p,
+                        from.as_bytes(),
+                        pair.to.as_str().as_bytes(),
+                        kind,
+                        &pair.envelope,
+                    ],
+                );
+            }
             Op::Reap => eval_into(out, Script::Reap, &[p]),
             Op::Drain { .. } => eval_into(out, Script::Drain, &[p, node.as_bytes()]),
         }
@@ -609,7 +721,33 @@ impl Cluster {
                     self.refuse_claim(claim, CoreError::Unavailable);
                 }
             }
-            Op::Leave { .. } | Op::ChannelOff { .. } | Op::Reap | Op::Drain { .. } => {
+            Op::UserOn { name, key, reply } => {
+                if is(b"FENCED") {
+                    self.push(Op::UserOn { name, key, reply });
+                    return true;
+                }
+                let verdict = if is(b"OK") {
+                    Ok(())
+                } else if is(b"TAKEN") {
+                    Err(CoreError::NameTaken(name))
+                } else {
+                    Err(CoreError::Unavailable)
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(verdict);
+                }
+            }
+            Op::Pair(pair) => {
+                let verdict = pair_verdict(text.as_deref(), &pair.to);
+                self.0
+                    .hub
+                    .with(|hub| hub.pair_decided(pair.key, &pair.to, &pair.kind, verdict));
+            }
+            Op::UserOff { .. }
+            | Op::Leave { .. }
+            | Op::ChannelOff { .. }
+            | Op::Reap
+            | Op::Drain { .. } => {
                 if let Op::Drain { reply } = op {
                     let _ = reply.send(());
                 }
@@ -849,6 +987,41 @@ impl Uplink for Cluster {
     fn channel_unused(&self, channel: &RoomId) {
         self.push_sub(SubOp::ChannelUnused(channel.clone()));
     }
+
+    fn user_left(&self, name: &PeerName) {
+        self.push(Op::UserOff { name: name.clone() });
+    }
+}
+
+/// The pairing script's answer as the hub's verdict.
+fn pair_verdict(reply: Option<&[u8]>, to: &PeerName) -> Result<(), CoreError> {
+    let reply = reply
+        .and_then(|r| std::str::from_utf8(r).ok())
+        .unwrap_or("");
+    if reply == "OK" || reply == "SILENT" {
+        return Ok(());
+    }
+    let Some(error) = reply.strip_prefix("E:") else {
+        return Err(CoreError::Unavailable);
+    };
+    let (code, detail) = error.split_once(':').unwrap_or((error, ""));
+    Err(match code {
+        "user_not_found" => CoreError::UserNotFound(to.as_str().into()),
+        "user_busy" => CoreError::UserBusy(to.clone()),
+        "invalid_state" => CoreError::InvalidState(match detail {
+            "only an idle user can ping" => "only an idle user can ping",
+            "no pending ping from that user" => "no pending ping from that user",
+            "only an idle user can accept a ping" => "only an idle user can accept a ping",
+            "not connected to that user" => "not connected to that user",
+            "not connecting or connected to that user" => {
+                "not connecting or connected to that user"
+            }
+            "a user cannot pair with itself" => "a user cannot pair with itself",
+            "not a pairing message" => "not a pairing message",
+            _ => "not allowed in this pairing state",
+        }),
+        _ => CoreError::Unavailable,
+    })
 }
 
 async fn eval(conn: &mut Conn, script: Script, args: &[&[u8]]) -> Result<Value, RespError> {

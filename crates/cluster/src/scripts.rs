@@ -7,7 +7,9 @@
 //! (hash: `inc`, `conns`), `P:inc:ID` (incarnation counter), `P:nrooms:ID` / `P:nchans:ID`
 //! (sets: where the node has members), `P:room:ROOM` (hash: name → `node|key|seq`),
 //! `P:rseq:ROOM` (last change number), `P:chan:CH` (set of nodes with subscribers),
-//! `P:boot` (random, set once: a new value means Redis lost its data).
+//! `P:boot` (random, set once: a new value means Redis lost its data), `P:user:ID` (hash:
+//! a pairing user's `node`, `key`, `state`, `target`), `P:watch:ID` (users whose target is
+//! ID), `P:nusers:NODE` (a node's pairing users).
 //! Channels: `P:r:ROOM`, `P:b:CH`, `P:n:ID`, `P:ctl`.
 
 /// Shared helpers, prepended to every script.
@@ -33,6 +35,43 @@ local function left(p, room, name)
   local rseq = next_rseq(p, room)
   redis.call('PUBLISH', p .. ':r:' .. room, 'SB1L' .. f(room) .. f(rseq) .. f(name))
 end
+local function set_target(p, id, state, target)
+  local key = p .. ':user:' .. id
+  local old = redis.call('HGET', key, 'target')
+  if old and old ~= '' and old ~= target then redis.call('SREM', p .. ':watch:' .. old, id) end
+  if target ~= '' then redis.call('SADD', p .. ':watch:' .. target, id) end
+  redis.call('HSET', key, 'state', state, 'target', target)
+end
+local function partner_gone(p, to, from)
+  local node = redis.call('HGET', p .. ':user:' .. to, 'node')
+  if node then
+    redis.call('PUBLISH', p .. ':n:' .. node, 'SB1G' .. f(to) .. f(from))
+  end
+end
+-- A pairing user went away: whoever was pairing with it is told and is idle again.
+local function unregister(p, id)
+  local key = p .. ':user:' .. id
+  local user = redis.call('HMGET', key, 'node', 'target')
+  if not user[1] then return end
+  local target = user[2]
+  local watchers = redis.call('SMEMBERS', p .. ':watch:' .. id)
+  redis.call('DEL', key, p .. ':watch:' .. id)
+  redis.call('SREM', p .. ':nusers:' .. user[1], id)
+  if target and target ~= '' then
+    redis.call('SREM', p .. ':watch:' .. target, id)
+    local watching = false
+    for _, w in ipairs(watchers) do if w == target then watching = true end end
+    if not watching and redis.call('HGET', p .. ':user:' .. target, 'state') == 'idle' then
+      partner_gone(p, target, id)
+    end
+  end
+  for _, w in ipairs(watchers) do
+    if redis.call('EXISTS', p .. ':user:' .. w) == 1 then
+      set_target(p, w, 'idle', '')
+      partner_gone(p, w, id)
+    end
+  end
+end
 local function remove_node(p, node)
   redis.call('ZREM', p .. ':nodes', node)
   redis.call('DEL', p .. ':node:' .. node)
@@ -53,6 +92,8 @@ local function remove_node(p, node)
     redis.call('PUBLISH', p .. ':b:' .. ch, 'SB1C' .. f(ch) .. f(node) .. f('0'))
   end
   redis.call('DEL', p .. ':nchans:' .. node)
+  for _, id in ipairs(redis.call('SMEMBERS', p .. ':nusers:' .. node)) do unregister(p, id) end
+  redis.call('DEL', p .. ':nusers:' .. node)
   redis.call('PUBLISH', p .. ':ctl', 'SB1D' .. f(node))
 end
 "#;
@@ -158,6 +199,67 @@ redis.call('SREM', p .. ':nchans:' .. node, ch)
 return 1
 "#;
 
+/// ARGV: prefix, user id, node, inc, key. Registers a pairing user (idle).
+const USER_ON: &str = r#"
+local p, id, node, inc, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if fenced(p, node, inc) then return 'FENCED' end
+if redis.call('EXISTS', p .. ':user:' .. id) == 1 then return 'TAKEN' end
+redis.call('HSET', p .. ':user:' .. id, 'node', node, 'key', key, 'state', 'idle', 'target', '')
+redis.call('SADD', p .. ':nusers:' .. node, id)
+return 'OK'
+"#;
+
+/// ARGV: prefix, user id. The user went away.
+const USER_OFF: &str = r#"
+unregister(ARGV[1], ARGV[2])
+return 1
+"#;
+
+/// ARGV: prefix, from, to, kind (`ping` `pong` `signal` `disconnect`), envelope. Seed 001's
+/// state machine over both users' shared state; the envelope is published to `to`'s node
+/// when the machine says `to` hears it. Returns `OK`, `SILENT` (allowed, not delivered) or
+/// `E:code[:detail]`.
+const PAIR: &str = r#"
+local p, from, to, kind, envelope = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local a = redis.call('HMGET', p .. ':user:' .. from, 'node', 'state', 'target')
+if not a[1] then return 'E:invalid_state:this user is not registered' end
+local b = redis.call('HMGET', p .. ':user:' .. to, 'node', 'state', 'target')
+if not b[1] then return 'E:user_not_found' end
+if from == to then return 'E:invalid_state:a user cannot pair with itself' end
+local state, target, ostate, otarget = a[2], a[3], b[2], b[3]
+local deliver = true
+if kind == 'ping' then
+  if state ~= 'idle' and not (state == 'connecting' and target == to) then
+    return 'E:invalid_state:only an idle user can ping'
+  end
+  if ostate ~= 'idle' then return 'E:user_busy' end
+  set_target(p, from, 'connecting', to)
+elseif kind == 'pong' then
+  if ostate ~= 'connecting' or otarget ~= from then
+    return 'E:invalid_state:no pending ping from that user'
+  end
+  if state ~= 'idle' then return 'E:invalid_state:only an idle user can accept a ping' end
+  set_target(p, from, 'connected', to)
+  set_target(p, to, 'connected', from)
+elseif kind == 'signal' then
+  if not (state == 'connected' and target == to and ostate == 'connected' and otarget == from) then
+    return 'E:invalid_state:not connected to that user'
+  end
+elseif kind == 'disconnect' then
+  if target ~= to then return 'E:invalid_state:not connecting or connected to that user' end
+  set_target(p, from, 'idle', '')
+  if otarget == from then set_target(p, to, 'idle', '') end
+  deliver = otarget == from or ostate == 'idle'
+else
+  return 'E:invalid_state:not a pairing message'
+end
+if deliver then
+  redis.call('PUBLISH', p .. ':n:' .. b[1], envelope)
+  return 'OK'
+end
+return 'SILENT'
+"#;
+
 /// A script, with the prelude, ready for `EVAL`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Script {
@@ -169,6 +271,9 @@ pub(crate) enum Script {
     Leave,
     ChannelOn,
     ChannelOff,
+    UserOn,
+    UserOff,
+    Pair,
 }
 
 impl Script {
@@ -182,6 +287,9 @@ impl Script {
             Script::Leave => LEAVE,
             Script::ChannelOn => CHANNEL_ON,
             Script::ChannelOff => CHANNEL_OFF,
+            Script::UserOn => USER_ON,
+            Script::UserOff => USER_OFF,
+            Script::Pair => PAIR,
         };
         format!("{PRELUDE}{body}")
     }

@@ -82,6 +82,9 @@ pub trait Uplink: Send + Sync + 'static {
 
     /// This node may have no subscriber left on `channel`.
     fn channel_unused(&self, channel: &RoomId);
+
+    /// A pairing user on this node went away: the cluster frees whoever was pairing with it.
+    fn user_left(&self, name: &PeerName);
 }
 
 /// News from other nodes (and the cluster's echo of this node's own membership changes),
@@ -140,6 +143,21 @@ pub enum Inbound {
         node: NodeId,
         /// Whether it now has subscribers.
         on: bool,
+    },
+    /// A pairing message for a user on this node, already allowed by the cluster's state
+    /// machine.
+    Pair {
+        /// The addressed user.
+        to: PeerName,
+        /// The message, stamped with its sender.
+        signal: Arc<Signal>,
+    },
+    /// The user a pairing user on this node was pairing with went away.
+    PartnerGone {
+        /// The user on this node.
+        to: PeerName,
+        /// The user that went away.
+        from: PeerName,
     },
     /// A node was declared dead or drained: it has no channel subscribers any more (its room
     /// members leave through `Left`, in each room's order).

@@ -48,6 +48,8 @@ pub enum Place {
         state: State,
         /// The user this one is connecting or connected to.
         target: Option<PeerKey>,
+        /// In a cluster, that user's id (it may be on another node).
+        target_name: Option<PeerName>,
         /// The users whose target is this one, so a drop can tell each of them.
         watchers: Vec<PeerKey>,
     },

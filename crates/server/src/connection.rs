@@ -151,6 +151,11 @@ impl<D: Dialect> Connection<D> {
         match result {
             Ok(Outcome::Done) => {}
             Ok(Outcome::Claim { room, name }) => self.claim(room, name, rid),
+            Ok(Outcome::Pair { to, signal }) => {
+                if let Some(cluster) = &self.state.cluster {
+                    cluster.pair(key, to, &signal);
+                }
+            }
             Err(error) => {
                 trace!(%error, "refused");
                 self.state.metrics.error(D::KIND, error.code());

@@ -199,8 +199,8 @@ async fn open(handshake: Handshake, state: AppState, target: Target) -> Response
                 rid: None,
             };
             match hub.execute(key, join) {
-                Ok(Outcome::Done) => Ok((key, None)),
-                Ok(Outcome::Claim { room, name }) => Ok((key, Some((room, name)))),
+                Ok(Outcome::Claim { room, name }) => Ok((key, Some(Pending::Claim(room, name)))),
+                Ok(_) => Ok((key, None)),
                 Err(error) => {
                     hub.disconnect(key);
                     Err((StatusCode::CONFLICT, error))
@@ -210,9 +210,11 @@ async fn open(handshake: Handshake, state: AppState, target: Target) -> Response
         Target::Pairing => {
             let id = PeerName::parse(&uuid::Uuid::new_v4().to_string());
             // A UUID v4 collision is astronomically unlikely; the client may simply retry.
-            id.and_then(|id| hub.register_user(profile(DialectKind::Pairing, addr), outbox, id))
-                .map(|key| (key, None))
-                .map_err(|error| (StatusCode::SERVICE_UNAVAILABLE, error))
+            id.and_then(|id| {
+                hub.register_user(profile(DialectKind::Pairing, addr), outbox, id.clone())
+                    .map(|key| (key, Some(Pending::User(id))))
+            })
+            .map_err(|error| (StatusCode::SERVICE_UNAVAILABLE, error))
         }
         Target::Broadcast(channel) => Ok((
             hub.subscribe(
@@ -230,8 +232,12 @@ async fn open(handshake: Handshake, state: AppState, target: Target) -> Response
     };
     // From here on the peer leaves the hub again on every path, a vanished client included.
     let membership = Membership::new(state.hub.clone(), key);
-    if let (Some((room, name)), Some(cluster)) = (claim, &state.cluster) {
-        if let Err(error) = cluster.claim_and_wait(room, name, key).await {
+    if let (Some(pending), Some(cluster)) = (claim, &state.cluster) {
+        let verdict = match pending {
+            Pending::Claim(room, name) => cluster.claim_and_wait(room, name, key).await,
+            Pending::User(name) => cluster.register_user(name, key).await,
+        };
+        if let Err(error) = verdict {
             let status = match error {
                 CoreError::NameTaken(_) => StatusCode::CONFLICT,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
@@ -246,6 +252,14 @@ async fn open(handshake: Handshake, state: AppState, target: Target) -> Response
         DialectKind::Pairing => start::<Pairing>(ws, state, key, inbox, membership, slot),
         DialectKind::Broadcast => start::<Broadcast>(ws, state, key, inbox, membership, slot),
     }
+}
+
+/// What the cluster must confirm before an upgrade is answered.
+enum Pending {
+    /// A query-rooms name in its room.
+    Claim(RoomId, PeerName),
+    /// A pairing user's id.
+    User(PeerName),
 }
 
 /// Why an upgrade was refused before it happened.

@@ -386,3 +386,69 @@ async fn a_bad_bus_message_is_dropped_and_counted() {
         .sum();
     assert_eq!(dropped, 5.0, "{metrics}");
 }
+
+async fn pairing_user(server: &TestServer) -> (common::Client, String) {
+    let mut client = server.connect("/pairing").await;
+    let greeting = client.expect("connected").await;
+    let id = greeting["data"]["userId"].as_str().unwrap().to_owned();
+    (client, id)
+}
+
+fn pair_frame(kind: &str, to: &str, data: &str) -> String {
+    format!(r#"{{"type":"{kind}","to":"{to}","data":{data}}}"#)
+}
+
+fn paired(kind: &str, from: &str, to: &str, data: &str) -> String {
+    format!(r#"{{"type":"{kind}","from":"{from}","to":"{to}","data":{data}}}"#)
+}
+
+#[tokio::test]
+async fn pairing_spans_nodes() {
+    let redis = Redis::new();
+    let (a, b) = (node(&redis, 13).await, node(&redis, 14).await);
+    let (mut x, x_id) = pairing_user(&a).await;
+    let (mut y, y_id) = pairing_user(&b).await;
+    let (mut z, z_id) = pairing_user(&a).await;
+    // The state machine is one, cluster-wide.
+    x.send(&pair_frame("offer", &y_id, "{}")).await;
+    assert_eq!(x.expect("error").await["data"]["code"], "invalid_state");
+    x.send(&pair_frame("ping", &y_id, r#"{"n":1}"#)).await;
+    assert_eq!(y.text().await, paired("ping", &x_id, &y_id, r#"{"n":1}"#));
+    z.send(&pair_frame("ping", &x_id, "{}")).await;
+    assert_eq!(z.expect("error").await["data"]["code"], "user_busy");
+    y.send(&pair_frame("pong", &x_id, "{}")).await;
+    assert_eq!(x.text().await, paired("pong", &y_id, &x_id, "{}"));
+    let sdp = r#"{"type":"offer","sdp":"v=0\r\n"}"#;
+    x.send(&pair_frame("offer", &y_id, sdp)).await;
+    assert_eq!(y.text().await, paired("offer", &x_id, &y_id, sdp));
+    y.send(&pair_frame("answer", &x_id, sdp)).await;
+    assert_eq!(x.text().await, paired("answer", &y_id, &x_id, sdp));
+    // Stats on each node show its own user connected to the other node's.
+    let stats = a.get("/api/stats").await.json();
+    let listed = stats["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == x_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (listed["state"].clone(), listed["targetUser"].clone()),
+        (json!("connected"), json!(y_id))
+    );
+    // A user that drops frees its partner on the other node, which hears of it once.
+    drop(y);
+    let gone = x.json().await;
+    assert_eq!(gone["type"], "disconnect", "{gone}");
+    assert_eq!(gone["from"], y_id.as_str());
+    x.send(&pair_frame("ping", &z_id, "{}")).await;
+    assert_eq!(z.text().await, paired("ping", &x_id, &z_id, "{}"));
+    // An unknown id anywhere in the cluster.
+    x.send(&pair_frame(
+        "ping",
+        "00000000-0000-4000-8000-000000000000",
+        "{}",
+    ))
+    .await;
+    assert_eq!(x.expect("error").await["data"]["code"], "user_not_found");
+}

@@ -81,7 +81,7 @@ struct Clustered {
 }
 
 /// What became of a command.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Outcome {
     /// Carried out; whoever had to hear of it has.
     Done,
@@ -93,6 +93,14 @@ pub enum Outcome {
         room: RoomId,
         /// The name claimed in it.
         name: PeerName,
+    },
+    /// A pairing message the cluster's shared state machine must decide: the caller hands
+    /// it to the cluster, which tells the hub the verdict ([`Hub::pair_decided`]).
+    Pair {
+        /// The addressed user id.
+        to: PeerName,
+        /// The message, stamped with its sender.
+        signal: Arc<crate::Signal>,
     },
 }
 
@@ -296,6 +304,8 @@ impl Hub {
             Inbound::Frame { channel, frame } => self.apply_frame(&channel, &frame),
             Inbound::ChannelNode { channel, node, on } => self.channel_node(&channel, node, on),
             Inbound::NodeDown { node } => self.node_down(node),
+            Inbound::Pair { to, signal } => self.apply_pair(&to, signal),
+            Inbound::PartnerGone { to, from } => self.apply_partner_gone(&to, from),
         }
         self.settle();
     }
@@ -332,6 +342,20 @@ impl Hub {
         self.is_joining(key, room, name)
     }
 
+    /// The id of pairing user `key`.
+    pub fn user_id(&self, key: PeerKey) -> Option<PeerName> {
+        self.user_name(key)
+    }
+
+    /// The pairing users connected to this node, to register again after the cluster lost
+    /// them.
+    pub fn local_users(&self) -> Vec<(PeerName, PeerKey)> {
+        self.users
+            .iter()
+            .map(|(name, &key)| (name.clone(), key))
+            .collect()
+    }
+
     /// The channels this node has subscribers of.
     pub fn local_channels(&self) -> Vec<RoomId> {
         self.channels.keys().cloned().collect()
@@ -363,9 +387,12 @@ impl Hub {
                         name,
                         state,
                         target,
+                        target_name,
                         ..
                     } => {
-                        let target = target.and_then(|t| self.user_name(t));
+                        let target = target_name
+                            .clone()
+                            .or_else(|| target.and_then(|t| self.user_name(t)));
                         (Some(name.clone()), *state, target, None)
                     }
                     Place::Channel(channel) => {
@@ -452,7 +479,14 @@ impl Hub {
                 ..
             } => {
                 self.members[peer.profile.dialect.index()] -= 1;
-                self.remove_user(key, name, target, watchers);
+                match &self.cluster {
+                    // The cluster's state machine tells whoever was pairing with it.
+                    Some(cluster) => {
+                        self.users.remove(&name);
+                        cluster.uplink.user_left(&name);
+                    }
+                    None => self.remove_user(key, name, target, watchers),
+                }
             }
             Place::Channel(channel) => {
                 self.members[peer.profile.dialect.index()] -= 1;

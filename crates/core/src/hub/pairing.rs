@@ -23,6 +23,7 @@ impl Hub {
             name: name.clone(),
             state: State::Idle,
             target: None,
+            target_name: None,
             watchers: vec![],
         };
         let key = self.insert(profile, outbox, place);
@@ -73,6 +74,19 @@ impl Hub {
             return Err(CoreError::UnknownPeer);
         };
         let (from, state, target) = (name.clone(), *state, *target);
+        if self.cluster.is_some() {
+            let signal = Signal {
+                from,
+                origin: DialectKind::Pairing,
+                addressed: true,
+                message,
+            };
+            let to = PeerName::parse(to).map_err(|_| CoreError::UserNotFound(to.into()))?;
+            return Ok(Outcome::Pair {
+                to,
+                signal: Arc::new(signal),
+            });
+        }
         let other = *self
             .users
             .get(to)
@@ -190,6 +204,70 @@ impl Hub {
             self.peers.get_mut(&target).map(|peer| &mut peer.place)
         {
             watchers.retain(|&w| w != watcher);
+        }
+    }
+
+    /// The cluster's verdict on a pairing message from `key`: refused (the error is the
+    /// sender's), or allowed, in which case this node's copy of the sender's state follows.
+    pub fn pair_decided(
+        &mut self,
+        key: PeerKey,
+        to: &PeerName,
+        kind: &SignalKind,
+        verdict: Result<(), CoreError>,
+    ) {
+        match verdict {
+            Err(error) => self.refuse(key, &error, None),
+            Ok(()) => {
+                match kind {
+                    SignalKind::Ping => self.set_remote_target(key, State::Connecting, Some(to)),
+                    SignalKind::Pong => self.set_remote_target(key, State::Connected, Some(to)),
+                    SignalKind::Disconnect => self.set_remote_target(key, State::Idle, None),
+                    _ => {}
+                }
+                self.settle();
+            }
+        }
+    }
+
+    /// A pairing message from another node's user (or this node's, through the cluster).
+    pub(super) fn apply_pair(&mut self, to: &PeerName, signal: Arc<Signal>) {
+        let Some(&key) = self.users.get(to) else {
+            return;
+        };
+        match signal.message.kind {
+            SignalKind::Pong => self.set_remote_target(key, State::Connected, Some(&signal.from)),
+            SignalKind::Disconnect if self.remote_target(key) == Some(&signal.from) => {
+                self.set_remote_target(key, State::Idle, None);
+            }
+            _ => {}
+        }
+        self.deliver(key, Event::Signal(signal));
+    }
+
+    pub(super) fn apply_partner_gone(&mut self, to: &PeerName, from: PeerName) {
+        let Some(&key) = self.users.get(to) else {
+            return;
+        };
+        self.set_remote_target(key, State::Idle, None);
+        self.deliver(key, Event::PartnerGone { from });
+    }
+
+    fn remote_target(&self, key: PeerKey) -> Option<&PeerName> {
+        match self.peers.get(&key).map(|peer| &peer.place) {
+            Some(Place::Pairing { target_name, .. }) => target_name.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// In a cluster the state machine lives in Redis; this copy is for `/api/stats`.
+    fn set_remote_target(&mut self, key: PeerKey, new_state: State, target: Option<&PeerName>) {
+        if let Some(Place::Pairing {
+            state, target_name, ..
+        }) = self.peers.get_mut(&key).map(|peer| &mut peer.place)
+        {
+            *state = new_state;
+            *target_name = target.cloned();
         }
     }
 }
