@@ -4,13 +4,15 @@
 //! strict enough to decode as untrusted input: every length is checked, every identifier
 //! parsed, every JSON payload validated, and a bad message is a typed error, never a panic.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use switchboard_core::{
     DialectKind, Inbound, Message, NodeId, PeerKey, PeerName, RawFrame, RawJson, RoomId, Seat,
-    Signal, SignalKind,
+    Signal, SignalKind, State, Stats, UserStats,
 };
 
 /// The version and magic every envelope starts with.
@@ -408,6 +410,169 @@ impl Reader<'_> {
     }
 }
 
+/// A cluster-wide `/api/stats` question or one node's answer.
+#[derive(Debug)]
+pub enum StatsMessage {
+    /// Answer `id` to `reply_to` with your oldest `limit` connections.
+    Request {
+        /// The question's number at the asking node.
+        id: u64,
+        /// The asking node.
+        reply_to: NodeId,
+        /// How many connections to list at most.
+        limit: usize,
+    },
+    /// One node's answer.
+    Reply {
+        /// The question's number.
+        id: u64,
+        /// The answering node.
+        node: NodeId,
+        /// Its connections.
+        stats: Stats,
+    },
+}
+
+/// Whether `bytes` is a stats message (decoded by [`decode_stats`], not [`decode`]).
+pub fn is_stats(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC) && matches!(bytes.get(MAGIC.len()), Some(b'S' | b'T'))
+}
+
+/// Encodes a stats question.
+pub fn stats_request(out: &mut Vec<u8>, id: u64, reply_to: NodeId, limit: usize) {
+    out.extend_from_slice(MAGIC);
+    out.push(b'S');
+    field(out, id.to_string().as_bytes());
+    field(out, reply_to.to_string().as_bytes());
+    field(out, limit.to_string().as_bytes());
+}
+
+/// Encodes one node's stats answer.
+pub fn stats_reply(out: &mut Vec<u8>, id: u64, node: NodeId, stats: &Stats) {
+    out.extend_from_slice(MAGIC);
+    out.push(b'T');
+    field(out, id.to_string().as_bytes());
+    field(out, node.to_string().as_bytes());
+    field(out, stats.connected.to_string().as_bytes());
+    field(out, stats.users.len().to_string().as_bytes());
+    for user in &stats.users {
+        field(out, user.key.0.to_string().as_bytes());
+        field(
+            out,
+            user.id.as_ref().map_or("", PeerName::as_str).as_bytes(),
+        );
+        field(out, &[b'0' + user.dialect.index() as u8]);
+        field(out, user.state.as_str().as_bytes());
+        field(
+            out,
+            user.target.as_ref().map_or("", PeerName::as_str).as_bytes(),
+        );
+        field(
+            out,
+            user.room.as_ref().map_or("", RoomId::as_str).as_bytes(),
+        );
+        let at = user
+            .connected_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        field(out, at.to_string().as_bytes());
+        field(out, user.ip.to_string().as_bytes());
+    }
+}
+
+/// Decodes a stats message of at most `max` bytes, as untrusted as any other.
+pub fn decode_stats(bytes: &Bytes, max: usize) -> Result<StatsMessage, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge);
+    }
+    if !is_stats(bytes) {
+        return Err(DecodeError::Kind);
+    }
+    let mut reader = Reader {
+        bytes,
+        at: MAGIC.len() + 1,
+    };
+    let message = if bytes[MAGIC.len()] == b'S' {
+        StatsMessage::Request {
+            id: reader.number()?,
+            reply_to: reader.node()?,
+            limit: usize::try_from(reader.number()?)
+                .map_err(|_| DecodeError::Field)?
+                .min(MAX_STATS_USERS),
+        }
+    } else {
+        let id = reader.number()?;
+        let node = reader.node()?;
+        let connected = usize::try_from(reader.number()?).map_err(|_| DecodeError::Field)?;
+        let count = reader.number()?;
+        if count > MAX_STATS_USERS as u64 {
+            return Err(DecodeError::Field);
+        }
+        let mut users = Vec::new();
+        for _ in 0..count {
+            users.push(reader.user()?);
+        }
+        StatsMessage::Reply {
+            id,
+            node,
+            stats: Stats {
+                connected,
+                rooms: 0,
+                users,
+            },
+        }
+    };
+    if reader.at != bytes.len() {
+        return Err(DecodeError::Trailing);
+    }
+    Ok(message)
+}
+
+/// The most connections one stats answer may list (`/api/stats` lists at most 1000).
+const MAX_STATS_USERS: usize = 1000;
+
+impl Reader<'_> {
+    fn optional_name(&mut self) -> Result<Option<PeerName>, DecodeError> {
+        match self.text()? {
+            "" => Ok(None),
+            name => PeerName::parse(name).map(Some).map_err(|_| DecodeError::Id),
+        }
+    }
+
+    fn user(&mut self) -> Result<UserStats, DecodeError> {
+        let key = PeerKey(self.number()?);
+        let id = self.optional_name()?;
+        let dialect = match self.text()?.as_bytes() {
+            [digit @ b'0'..=b'4'] => DialectKind::ALL[usize::from(digit - b'0')],
+            _ => return Err(DecodeError::Field),
+        };
+        let state = match self.text()? {
+            "idle" => State::Idle,
+            "connecting" => State::Connecting,
+            "connected" => State::Connected,
+            _ => return Err(DecodeError::Field),
+        };
+        let target = self.optional_name()?;
+        let room = match self.text()? {
+            "" => None,
+            room => Some(RoomId::parse(room).map_err(|_| DecodeError::Id)?),
+        };
+        let at = Duration::from_millis(self.number()?);
+        let connected_at = UNIX_EPOCH.checked_add(at).ok_or(DecodeError::Field)?;
+        let ip: IpAddr = self.text()?.parse().map_err(|_| DecodeError::Field)?;
+        Ok(UserStats {
+            key,
+            id,
+            dialect,
+            state,
+            target,
+            room,
+            connected_at,
+            ip,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,5 +665,40 @@ mod tests {
         }
         let big = Bytes::from(vec![b'x'; 2000]);
         assert_eq!(decode(&big, 1024).unwrap_err(), DecodeError::TooLarge);
+    }
+
+    #[test]
+    fn stats_answers_survive_the_trip() {
+        let stats = Stats {
+            connected: 7,
+            rooms: 0,
+            users: vec![UserStats {
+                key: PeerKey(3),
+                id: Some(PeerName::parse("alice").unwrap()),
+                dialect: DialectKind::Conference,
+                state: State::Connected,
+                target: None,
+                room: Some(room("r")),
+                connected_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+                ip: "127.0.0.1".parse().unwrap(),
+            }],
+        };
+        let mut out = Vec::new();
+        stats_reply(&mut out, 9, NodeId(2), &stats);
+        let Ok(StatsMessage::Reply {
+            id,
+            node,
+            stats: back,
+        }) = decode_stats(&Bytes::from(out), 1 << 20)
+        else {
+            panic!()
+        };
+        assert_eq!((id, node, back.connected), (9, NodeId(2), 7));
+        let user = &back.users[0];
+        assert_eq!(user.id.as_ref().map(PeerName::as_str), Some("alice"));
+        assert_eq!(user.connected_at, stats.users[0].connected_at);
+        assert_eq!(user.room.as_ref().map(RoomId::as_str), Some("r"));
+        let bad = Bytes::from_static(b"SB1T1:92:zz1:01:0");
+        assert_eq!(decode_stats(&bad, 1024).unwrap_err(), DecodeError::Id);
     }
 }

@@ -20,7 +20,7 @@ mod metrics;
 mod resp;
 mod scripts;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -28,9 +28,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use switchboard_core::{
     CoreError, NodeId, Overloaded, PeerKey, PeerName, RawFrame, RawJson, RoomId, SharedHub, Signal,
-    SignalKind, Uplink,
+    SignalKind, Stats, Uplink, UserStats,
 };
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::{sleep, timeout, Instant};
 use tracing::{debug, info, warn};
 
@@ -84,7 +84,28 @@ struct Inner {
     /// When the last heartbeat was confirmed (for `/readyz`).
     last_ok: Mutex<Option<Instant>>,
     metrics: ClusterMetrics,
+    /// Stats questions this node asked, waiting for answers.
+    asked: Mutex<HashMap<u64, mpsc::Sender<(NodeId, Stats)>>>,
+    next_question: AtomicU64,
 }
+
+/// `/api/stats` across the cluster.
+#[derive(Debug)]
+pub struct ClusterStats {
+    /// Every answering node's connections, this node's included.
+    pub connected: usize,
+    /// Rooms with members, cluster-wide.
+    pub rooms: usize,
+    /// The oldest connections of every answering node, oldest first, cut at the limit.
+    pub users: Vec<(NodeId, UserStats)>,
+    /// Nodes with a live lease, this one included.
+    pub nodes: Vec<NodeId>,
+    /// Whether some live node did not answer in time.
+    pub partial: bool,
+}
+
+/// How long a stats question waits for the other nodes.
+const STATS_WAIT: Duration = Duration::from_millis(300);
 
 /// One command for the writer.
 enum Op {
@@ -114,6 +135,9 @@ enum Op {
         name: PeerName,
     },
     Pair(Box<PairOp>),
+    Live {
+        reply: oneshot::Sender<(Vec<NodeId>, usize)>,
+    },
     Heartbeat,
     Reap,
     Drain {
@@ -164,6 +188,8 @@ impl Cluster {
             up: AtomicBool::new(false),
             last_ok: Mutex::new(None),
             metrics: ClusterMetrics::default(),
+            asked: Mutex::new(HashMap::new()),
+            next_question: AtomicU64::new(1),
         }));
         let node = cluster.0.config.node;
         hub.with(|hub| hub.set_cluster(node, Arc::new(cluster.clone())));
@@ -277,6 +303,63 @@ impl Cluster {
             kind: signal.message.kind.clone(),
             envelope,
         })));
+    }
+
+    /// `/api/stats` for the whole cluster: asks every node with a live lease for its oldest
+    /// `limit` connections and merges what arrives within 300 ms; a node that does not answer
+    /// makes the result `partial`. Without Redis, this node's own figures, `partial`.
+    pub async fn stats(&self, limit: usize) -> ClusterStats {
+        let own = self.0.hub.with(|hub| hub.stats(limit));
+        let me = self.node();
+        let mut result = ClusterStats {
+            connected: own.connected,
+            rooms: own.rooms,
+            users: own.users.into_iter().map(|user| (me, user)).collect(),
+            nodes: vec![me],
+            partial: true,
+        };
+        let (reply, live) = oneshot::channel();
+        if !self.0.up.load(Ordering::SeqCst) {
+            return result;
+        }
+        self.push(Op::Live { reply });
+        let Ok(Ok((nodes, rooms))) = timeout(STATS_WAIT, live).await else {
+            return result;
+        };
+        result.rooms = rooms;
+        let others: HashSet<NodeId> = nodes.iter().copied().filter(|&n| n != me).collect();
+        result.nodes = nodes;
+        let id = self.0.next_question.fetch_add(1, Ordering::Relaxed);
+        let (answers, mut replies) = mpsc::channel(others.len().max(1));
+        lock(&self.0.asked).insert(id, answers);
+        let mut question = Vec::new();
+        envelope::stats_request(&mut question, id, me, limit);
+        self.push(Op::Publish {
+            channel: format!("{}:ctl", self.prefix()).into_bytes(),
+            payload: question,
+        });
+        let mut waiting = others;
+        let deadline = Instant::now() + STATS_WAIT;
+        while !waiting.is_empty() {
+            match tokio::time::timeout_at(deadline, replies.recv()).await {
+                Ok(Some((node, stats))) => {
+                    if waiting.remove(&node) {
+                        result.connected += stats.connected;
+                        result
+                            .users
+                            .extend(stats.users.into_iter().map(|u| (node, u)));
+                    }
+                }
+                _ => break,
+            }
+        }
+        lock(&self.0.asked).remove(&id);
+        result.partial = !waiting.is_empty();
+        result
+            .users
+            .sort_by_key(|(node, user)| (user.connected_at, *node, user.key));
+        result.users.truncate(limit);
+        result
     }
 
     /// Removes this node from the cluster at once (shutdown): every room hears its members
@@ -479,7 +562,7 @@ impl Cluster {
                 Op::Pair(pair) => self.0.hub.with(|hub| {
                     hub.pair_decided(pair.key, &pair.to, &pair.kind, Err(CoreError::Unavailable));
                 }),
-                Op::Heartbeat | Op::Reap => {}
+                Op::Heartbeat | Op::Reap | Op::Live { .. } => {}
                 op @ (Op::Leave { .. } | Op::ChannelOff { .. } | Op::UserOff { .. }) => {
                     keep.push_back(op);
                 }
@@ -685,6 +768,7 @@ impl Cluster {
                 );
             }
             Op::Reap => eval_into(out, Script::Reap, &[p]),
+            Op::Live { .. } => eval_into(out, Script::Live, &[p]),
             Op::Drain { .. } => eval_into(out, Script::Drain, &[p, node.as_bytes()]),
         }
     }
@@ -742,6 +826,24 @@ impl Cluster {
                 self.0
                     .hub
                     .with(|hub| hub.pair_decided(pair.key, &pair.to, &pair.kind, verdict));
+            }
+            Op::Live { reply } => {
+                let live = match &value {
+                    Value::Array(Some(items)) => {
+                        let nodes = match items.first() {
+                            Some(Value::Array(Some(nodes))) => nodes
+                                .iter()
+                                .filter_map(|v| std::str::from_utf8(v.as_bytes()?).ok())
+                                .filter_map(NodeId::parse)
+                                .collect(),
+                            _ => Vec::new(),
+                        };
+                        let rooms = items.get(1).and_then(Value::as_int).unwrap_or(0);
+                        (nodes, usize::try_from(rooms).unwrap_or(0))
+                    }
+                    _ => (Vec::new(), 0),
+                };
+                let _ = reply.send(live);
             }
             Op::UserOff { .. }
             | Op::Leave { .. }
@@ -934,6 +1036,9 @@ impl Cluster {
     }
 
     fn on_message(&self, payload: &Bytes) {
+        if envelope::is_stats(payload) {
+            return self.on_stats(payload);
+        }
         match envelope::decode(payload, self.0.config.max_envelope) {
             Ok(decoded) => {
                 if decoded.origin == Some(self.node()) {
@@ -944,6 +1049,36 @@ impl Cluster {
             }
             Err(error) => {
                 debug!(%error, "dropped a bad cluster message");
+                self.0.metrics.dropped(error.label());
+            }
+        }
+    }
+}
+
+impl Cluster {
+    fn on_stats(&self, payload: &Bytes) {
+        match envelope::decode_stats(payload, self.0.config.max_envelope) {
+            Ok(envelope::StatsMessage::Request {
+                id,
+                reply_to,
+                limit,
+            }) => {
+                if reply_to == self.node() {
+                    return;
+                }
+                let stats = self.0.hub.with(|hub| hub.stats(limit));
+                let mut answer = Vec::new();
+                envelope::stats_reply(&mut answer, id, self.node(), &stats);
+                // An answer nobody can wait for is not worth a full queue: dropped if so.
+                let _ = self.publish(self.key(b'n', &reply_to.to_string()), answer);
+            }
+            Ok(envelope::StatsMessage::Reply { id, node, stats }) => {
+                if let Some(answers) = lock(&self.0.asked).get(&id) {
+                    let _ = answers.try_send((node, stats));
+                }
+            }
+            Err(error) => {
+                debug!(%error, "dropped a bad stats message");
                 self.0.metrics.dropped(error.label());
             }
         }

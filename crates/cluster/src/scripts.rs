@@ -6,7 +6,7 @@
 //! Keys (prefix `P`, `--redis-prefix`): `P:nodes` (zset, lease deadlines in ms), `P:node:ID`
 //! (hash: `inc`, `conns`), `P:inc:ID` (incarnation counter), `P:nrooms:ID` / `P:nchans:ID`
 //! (sets: where the node has members), `P:room:ROOM` (hash: name → `node|key|seq`),
-//! `P:rseq:ROOM` (last change number), `P:chan:CH` (set of nodes with subscribers),
+//! `P:rseq:ROOM` (last change number), `P:rooms` (rooms with members), `P:chan:CH` (set of nodes with subscribers),
 //! `P:boot` (random, set once: a new value means Redis lost its data), `P:user:ID` (hash:
 //! a pairing user's `node`, `key`, `state`, `target`), `P:watch:ID` (users whose target is
 //! ID), `P:nusers:NODE` (a node's pairing users).
@@ -34,6 +34,9 @@ end
 local function left(p, room, name)
   local rseq = next_rseq(p, room)
   redis.call('PUBLISH', p .. ':r:' .. room, 'SB1L' .. f(room) .. f(rseq) .. f(name))
+  if redis.call('EXISTS', p .. ':room:' .. room) == 0 then
+    redis.call('SREM', p .. ':rooms', room)
+  end
 end
 local function set_target(p, id, state, target)
   local key = p .. ':user:' .. id
@@ -148,6 +151,7 @@ end
 local rseq = next_rseq(p, room)
 redis.call('HSET', rk, name, owner .. rseq)
 redis.call('SADD', p .. ':nrooms:' .. node, room)
+redis.call('SADD', p .. ':rooms', room)
 local all = redis.call('HGETALL', rk)
 local seats = {}
 for i = 1, #all, 2 do
@@ -260,6 +264,12 @@ end
 return 'SILENT'
 "#;
 
+/// ARGV: prefix. The nodes with a live lease, and how many rooms have members.
+const LIVE: &str = r#"
+local p = ARGV[1]
+return {redis.call('ZRANGEBYSCORE', p .. ':nodes', now_ms(), '+inf'), redis.call('SCARD', p .. ':rooms')}
+"#;
+
 /// A script, with the prelude, ready for `EVAL`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Script {
@@ -274,6 +284,7 @@ pub(crate) enum Script {
     UserOn,
     UserOff,
     Pair,
+    Live,
 }
 
 impl Script {
@@ -290,6 +301,7 @@ impl Script {
             Script::UserOn => USER_ON,
             Script::UserOff => USER_OFF,
             Script::Pair => PAIR,
+            Script::Live => LIVE,
         };
         format!("{PRELUDE}{body}")
     }

@@ -55,6 +55,12 @@ struct StatsBody {
     rooms: usize,
     limit: usize,
     users: Vec<UserBody>,
+    /// In a cluster: the nodes with a live lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<Vec<String>>,
+    /// In a cluster: whether some node did not answer in time (its users are missing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partial: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -71,6 +77,9 @@ struct UserBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     channel: Option<String>,
     conn: u64,
+    /// In a cluster: the node the connection is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
 }
 
 pub(crate) async fn stats(
@@ -81,37 +90,63 @@ pub(crate) async fn stats(
         .limit
         .unwrap_or(DEFAULT_STATS_LIMIT)
         .min(MAX_STATS_LIMIT);
-    let stats = state.hub.with(|hub| hub.stats(limit));
-    let users = stats
-        .users
-        .into_iter()
-        .map(|user| {
-            let is_room_dialect = matches!(
-                user.dialect,
-                DialectKind::QueryRooms | DialectKind::RoomRelay | DialectKind::Conference
-            );
-            let room = user.room.map(|room| room.to_string());
-            UserBody {
-                id: user.id.map(|id| id.to_string()),
-                state: user.state.as_str(),
-                target_user: user.target.map(|t| t.to_string()),
-                connected_at: humantime::format_rfc3339_millis(user.connected_at).to_string(),
-                ip: user.ip.to_string(),
-                dialect: user.dialect.as_str(),
-                channel: if user.dialect == DialectKind::Broadcast {
-                    room.clone()
-                } else {
-                    None
-                },
-                room: is_room_dialect.then_some(room),
-                conn: user.key.0,
-            }
-        })
-        .collect();
+    let (connected, rooms, users, nodes, partial) = match &state.cluster {
+        Some(cluster) => {
+            let stats = cluster.stats(limit).await;
+            let nodes = stats.nodes.iter().map(ToString::to_string).collect();
+            let users = stats
+                .users
+                .into_iter()
+                .map(|(node, user)| user_body(user, Some(node.to_string())))
+                .collect();
+            (
+                stats.connected,
+                stats.rooms,
+                users,
+                Some(nodes),
+                Some(stats.partial),
+            )
+        }
+        None => {
+            let stats = state.hub.with(|hub| hub.stats(limit));
+            let users = stats
+                .users
+                .into_iter()
+                .map(|u| user_body(u, None))
+                .collect();
+            (stats.connected, stats.rooms, users, None, None)
+        }
+    };
     Json(StatsBody {
-        connected_users: stats.connected,
-        rooms: stats.rooms,
+        connected_users: connected,
+        rooms,
         limit,
         users,
+        nodes,
+        partial,
     })
+}
+
+fn user_body(user: switchboard_core::UserStats, node: Option<String>) -> UserBody {
+    let is_room_dialect = matches!(
+        user.dialect,
+        DialectKind::QueryRooms | DialectKind::RoomRelay | DialectKind::Conference
+    );
+    let room = user.room.map(|room| room.to_string());
+    UserBody {
+        id: user.id.map(|id| id.to_string()),
+        state: user.state.as_str(),
+        target_user: user.target.map(|t| t.to_string()),
+        connected_at: humantime::format_rfc3339_millis(user.connected_at).to_string(),
+        ip: user.ip.to_string(),
+        dialect: user.dialect.as_str(),
+        channel: if user.dialect == DialectKind::Broadcast {
+            room.clone()
+        } else {
+            None
+        },
+        room: is_room_dialect.then_some(room),
+        conn: user.key.0,
+        node,
+    }
 }

@@ -452,3 +452,46 @@ async fn pairing_spans_nodes() {
     .await;
     assert_eq!(x.expect("error").await["data"]["code"], "user_not_found");
 }
+
+#[tokio::test]
+async fn stats_span_the_cluster_and_say_when_a_node_is_silent() {
+    let redis = Redis::new();
+    let (a, b) = (node(&redis, 15).await, node(&redis, 16).await);
+    let (_alice, _) = join_conference(&a, "r1", "alice").await;
+    let (_bob, _) = join_conference(&b, "r2", "bob").await;
+    let (_carol, _) = join_conference(&a, "r1", "carol").await;
+    let stats = b.get("/api/stats").await.json();
+    assert_eq!(stats["connectedUsers"], 3, "{stats}");
+    assert_eq!(stats["rooms"], 2, "{stats}");
+    assert_eq!(stats["partial"], false, "{stats}");
+    let listed: Vec<(String, String)> = stats["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap().to_owned(),
+                u["node"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let (na, nb) = (NodeId(15).to_string(), NodeId(16).to_string());
+    assert_eq!(
+        listed,
+        [
+            ("alice".into(), na.clone()),
+            ("bob".into(), nb),
+            ("carol".into(), na)
+        ],
+        "oldest first, each with its node"
+    );
+    let limited = b.get("/api/stats?limit=1").await.json();
+    assert_eq!(limited["users"].as_array().unwrap().len(), 1);
+    assert_eq!(limited["connectedUsers"], 3);
+    // A node with a live lease that never answers (a stalled process): the answer comes
+    // anyway, marked partial.
+    redis.cli(&["ZADD", "sb:nodes", "99999999999999", "00000000deadbeef"]);
+    let stats = a.get("/api/stats").await.json();
+    assert_eq!(stats["partial"], true, "{stats}");
+    assert_eq!(stats["connectedUsers"], 3, "{stats}");
+}
