@@ -11,8 +11,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use switchboard_core::{
-    DialectKind, Inbound, Message, NodeId, PeerKey, PeerName, RawFrame, RawJson, RoomId, Seat,
-    Signal, SignalKind, State, Stats, UserStats,
+    DialectKind, ErrorCode, Event, Inbound, MediaEvent, MediaRequest, Message, NodeId, PeerKey,
+    PeerName, RawFrame, RawJson, RoomId, Seat, Signal, SignalKind, State, Stats, UserStats,
 };
 
 /// The version and magic every envelope starts with.
@@ -193,12 +193,21 @@ pub fn decode(bytes: &Bytes, max: usize) -> Result<Decoded, DecodeError> {
         b'R' => {
             let room = reader.room()?;
             let rseq = reader.number()?;
+            let media = match reader.text()? {
+                "" => None,
+                node => Some(NodeId::parse(node).ok_or(DecodeError::Id)?),
+            };
             let count = reader.number()?;
             let mut seats = Vec::new();
             for _ in 0..count {
                 seats.push(reader.seat()?);
             }
-            membership(Inbound::Roster { room, rseq, seats })
+            membership(Inbound::Roster {
+                room,
+                rseq,
+                media,
+                seats,
+            })
         }
         b'J' => {
             let room = reader.room()?;
@@ -237,6 +246,11 @@ pub fn decode(bytes: &Bytes, max: usize) -> Result<Decoded, DecodeError> {
             let to = reader.name()?;
             let from = reader.name()?;
             membership(Inbound::PartnerGone { to, from })
+        }
+        b'K' => {
+            let room = reader.room()?;
+            let node = reader.node()?;
+            membership(Inbound::MediaHome { room, node })
         }
         b'D' => membership(Inbound::NodeDown {
             node: reader.node()?,
@@ -573,6 +587,231 @@ impl Reader<'_> {
     }
 }
 
+/// Media (SFU) traffic between a member's node and its room's media node.
+#[derive(Debug)]
+pub enum MediaMessage {
+    /// A member on another node asks the media node (`Q`).
+    Request(Box<ForwardedRequest>),
+    /// The media node answers or notifies (`E`).
+    Event {
+        /// The room it concerns.
+        room: RoomId,
+        /// Who hears it.
+        to: MediaTarget,
+        /// What.
+        event: Event,
+    },
+}
+
+/// A media request forwarded to the room's media node.
+#[derive(Debug)]
+pub struct ForwardedRequest {
+    /// The member's node.
+    pub node: NodeId,
+    /// The member's key there.
+    pub key: PeerKey,
+    /// The room.
+    pub room: RoomId,
+    /// The member's name in it.
+    pub name: PeerName,
+    /// The member's membership epoch.
+    pub epoch: u32,
+    /// Which request.
+    pub request: MediaRequest,
+    /// Its `data`, raw.
+    pub data: RawJson,
+    /// Its request id.
+    pub rid: Option<RawJson>,
+}
+
+/// Who hears a media event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaTarget {
+    /// One member on the receiving node.
+    Peer(PeerKey),
+    /// Every member of the room on the receiving node but `except` (node and key).
+    Room {
+        /// The member not to tell (the one whose action it is).
+        except: (NodeId, PeerKey),
+    },
+}
+
+/// The media event kinds the SFU sends, so a decoded one is one of them.
+const MEDIA_KINDS: [&str; 9] = [
+    "routerRtpCapabilities",
+    "webRtcTransportCreated",
+    "transportConnected",
+    "produced",
+    "consumed",
+    "consumerResumed",
+    "producerClosed",
+    "new-producer",
+    "producer-closed",
+];
+
+/// Whether `bytes` is a media message (decoded by [`decode_media`]).
+pub fn is_media(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC) && matches!(bytes.get(MAGIC.len()), Some(b'Q' | b'E'))
+}
+
+/// Encodes a forwarded media request.
+pub fn media_request(out: &mut Vec<u8>, request: &ForwardedRequest) {
+    out.extend_from_slice(MAGIC);
+    out.push(b'Q');
+    field(out, request.node.to_string().as_bytes());
+    field(out, request.key.0.to_string().as_bytes());
+    field(out, request.room.as_str().as_bytes());
+    field(out, request.name.as_str().as_bytes());
+    field(out, request.epoch.to_string().as_bytes());
+    let name = MediaRequest::ALL
+        .iter()
+        .find(|(r, _)| *r == request.request)
+        .map_or("", |(_, wire)| wire);
+    field(out, name.as_bytes());
+    field(out, request.data.as_str().as_bytes());
+    optional_json(out, request.rid.as_ref());
+}
+
+/// Encodes a media event from `origin` (the media node).
+pub fn media_event(
+    out: &mut Vec<u8>,
+    origin: NodeId,
+    room: &RoomId,
+    to: &MediaTarget,
+    event: &Event,
+) {
+    out.extend_from_slice(MAGIC);
+    out.push(b'E');
+    field(out, origin.to_string().as_bytes());
+    field(out, room.as_str().as_bytes());
+    match to {
+        MediaTarget::Peer(key) => {
+            field(out, b"p");
+            field(out, key.0.to_string().as_bytes());
+        }
+        MediaTarget::Room { except } => {
+            field(out, b"r");
+            field(out, except.0.to_string().as_bytes());
+            field(out, except.1 .0.to_string().as_bytes());
+        }
+    }
+    match event {
+        Event::Media(media) => {
+            field(out, b"m");
+            field(out, media.kind.as_bytes());
+            field(out, media.data.as_str().as_bytes());
+            optional_json(out, media.rid.as_ref());
+        }
+        Event::Error { code, message, rid } => {
+            field(out, b"e");
+            field(out, code.as_str().as_bytes());
+            field(out, message.as_bytes());
+            optional_json(out, rid.as_ref());
+        }
+        // Nothing else comes from the SFU.
+        _ => field(out, b"-"),
+    }
+}
+
+fn optional_json(out: &mut Vec<u8>, json: Option<&RawJson>) {
+    match json {
+        Some(json) => {
+            field(out, b"1");
+            field(out, json.as_str().as_bytes());
+        }
+        None => field(out, b"0"),
+    }
+}
+
+/// Decodes a media message of at most `max` bytes; the origin node comes first.
+pub fn decode_media(
+    bytes: &Bytes,
+    max: usize,
+) -> Result<(Option<NodeId>, MediaMessage), DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge);
+    }
+    if !is_media(bytes) {
+        return Err(DecodeError::Kind);
+    }
+    let mut reader = Reader {
+        bytes,
+        at: MAGIC.len() + 1,
+    };
+    let decoded = if bytes[MAGIC.len()] == b'Q' {
+        let node = reader.node()?;
+        let key = PeerKey(reader.number()?);
+        let room = reader.room()?;
+        let name = reader.name()?;
+        let epoch = u32::try_from(reader.number()?).map_err(|_| DecodeError::Field)?;
+        let request = MediaRequest::from_name(reader.text()?).ok_or(DecodeError::Field)?;
+        let data = reader.json()?;
+        let rid = reader.optional_json()?;
+        (
+            None,
+            MediaMessage::Request(Box::new(ForwardedRequest {
+                node,
+                key,
+                room,
+                name,
+                epoch,
+                request,
+                data,
+                rid,
+            })),
+        )
+    } else {
+        let origin = reader.node()?;
+        let room = reader.room()?;
+        let to = match reader.text()? {
+            "p" => MediaTarget::Peer(PeerKey(reader.number()?)),
+            "r" => MediaTarget::Room {
+                except: (reader.node()?, PeerKey(reader.number()?)),
+            },
+            _ => return Err(DecodeError::Field),
+        };
+        let event = match reader.text()? {
+            "m" => {
+                let kind = reader.text()?;
+                let kind = MEDIA_KINDS
+                    .iter()
+                    .find(|k| **k == kind)
+                    .ok_or(DecodeError::Field)?;
+                let data = reader.json()?;
+                let rid = reader.optional_json()?;
+                Event::Media(Box::new(MediaEvent { kind, data, rid }))
+            }
+            "e" => {
+                let code = reader.text()?;
+                let code = ErrorCode::ALL
+                    .iter()
+                    .copied()
+                    .find(|c| c.as_str() == code)
+                    .ok_or(DecodeError::Field)?;
+                let message = Arc::from(reader.text()?);
+                let rid = reader.optional_json()?;
+                Event::Error { code, message, rid }
+            }
+            _ => return Err(DecodeError::Field),
+        };
+        (Some(origin), MediaMessage::Event { room, to, event })
+    };
+    if reader.at != bytes.len() {
+        return Err(DecodeError::Trailing);
+    }
+    Ok(decoded)
+}
+
+impl Reader<'_> {
+    fn optional_json(&mut self) -> Result<Option<RawJson>, DecodeError> {
+        if self.flag()? {
+            self.json().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,6 +876,13 @@ mod tests {
 
     #[test]
     fn membership_messages_as_the_scripts_write_them() {
+        let roster = Bytes::from_static(
+            b"SB1R1:r2:4216:00000000000000ab1:15:alice16:00000000000000ab1:32:42",
+        );
+        let Inbound::Roster { media, seats, .. } = decode(&roster, 1024).unwrap().inbound else {
+            panic!()
+        };
+        assert_eq!((media, seats.len()), (Some(NodeId(0xab)), 1));
         let joined = Bytes::from_static(b"SB1J1:r2:425:alice16:00000000000000ab1:32:42");
         let decoded = decode(&joined, 1024).unwrap();
         let Inbound::Joined { room, rseq, seat } = decoded.inbound else {
@@ -700,5 +946,59 @@ mod tests {
         assert_eq!(user.room.as_ref().map(RoomId::as_str), Some("r"));
         let bad = Bytes::from_static(b"SB1T1:92:zz1:01:0");
         assert_eq!(decode_stats(&bad, 1024).unwrap_err(), DecodeError::Id);
+    }
+
+    #[test]
+    fn media_messages_survive_the_trip() {
+        let request = ForwardedRequest {
+            node: NodeId(5),
+            key: PeerKey(8),
+            room: room("r"),
+            name: PeerName::parse("bob").unwrap(),
+            epoch: 2,
+            request: MediaRequest::Produce,
+            data: RawJson::new(r#"{"kind":"video"}"#),
+            rid: Some(RawJson::new("7")),
+        };
+        let mut out = Vec::new();
+        media_request(&mut out, &request);
+        let (_, MediaMessage::Request(back)) = decode_media(&Bytes::from(out), 1 << 20).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (back.node, back.key, back.epoch),
+            (NodeId(5), PeerKey(8), 2)
+        );
+        assert_eq!(back.request, MediaRequest::Produce);
+        assert_eq!(back.data.as_str(), r#"{"kind":"video"}"#);
+        let event = Event::Media(Box::new(MediaEvent {
+            kind: "new-producer",
+            data: RawJson::new(r#"{"producerId":"p1"}"#),
+            rid: None,
+        }));
+        let to = MediaTarget::Room {
+            except: (NodeId(5), PeerKey(8)),
+        };
+        let mut out = Vec::new();
+        media_event(&mut out, NodeId(1), &room("r"), &to, &event);
+        let (
+            origin,
+            MediaMessage::Event {
+                room: r,
+                to: t,
+                event,
+            },
+        ) = decode_media(&Bytes::from(out), 1 << 20).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((origin, r.as_str(), t), (Some(NodeId(1)), "r", to));
+        assert!(matches!(event, Event::Media(m) if m.kind == "new-producer"));
+        let unknown = Bytes::from_static(b"SB1E1:11:r1:p1:31:m4:evil2:{}1:0");
+        assert_eq!(
+            decode_media(&unknown, 1024).unwrap_err(),
+            DecodeError::Field
+        );
     }
 }

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_core::{
-    CoreError, NodeId, Overloaded, PeerKey, PeerName, RawFrame, RawJson, RoomId, SharedHub, Signal,
-    SignalKind, Stats, Uplink, UserStats,
+    CoreError, Event, Inbound, NodeId, Overloaded, PeerKey, PeerName, RawFrame, RawJson, RoomId,
+    SharedHub, Signal, SignalKind, Stats, Uplink, UserStats,
 };
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::{sleep, timeout, Instant};
@@ -87,6 +87,18 @@ struct Inner {
     /// Stats questions this node asked, waiting for answers.
     asked: Mutex<HashMap<u64, mpsc::Sender<(NodeId, Stats)>>>,
     next_question: AtomicU64,
+    /// Where forwarded media requests go: this node's SFU, when it is a room's media node.
+    media: std::sync::OnceLock<Arc<dyn MediaPort>>,
+    /// Producers announced in rooms whose media lives on another node, so their members can
+    /// hear them close if that node dies.
+    remote_producers: Mutex<HashMap<RoomId, Vec<String>>>,
+}
+
+/// This node's SFU as the cluster reaches it: requests forwarded from members on other
+/// nodes, whose room's media lives here.
+pub trait MediaPort: Send + Sync + 'static {
+    /// Carries out a forwarded request; the SFU answers through the cluster.
+    fn request(&self, request: envelope::ForwardedRequest);
 }
 
 /// `/api/stats` across the cluster.
@@ -190,6 +202,8 @@ impl Cluster {
             metrics: ClusterMetrics::default(),
             asked: Mutex::new(HashMap::new()),
             next_question: AtomicU64::new(1),
+            media: std::sync::OnceLock::new(),
+            remote_producers: Mutex::new(HashMap::new()),
         }));
         let node = cluster.0.config.node;
         hub.with(|hub| hub.set_cluster(node, Arc::new(cluster.clone())));
@@ -303,6 +317,49 @@ impl Cluster {
             kind: signal.message.kind.clone(),
             envelope,
         })));
+    }
+
+    /// Gives the cluster this node's SFU, for requests forwarded from other nodes.
+    pub fn set_media(&self, port: Arc<dyn MediaPort>) {
+        let _ = self.0.media.set(port);
+    }
+
+    /// Sends a member's media request to its room's media node.
+    pub fn forward_media(
+        &self,
+        media_node: NodeId,
+        request: &envelope::ForwardedRequest,
+    ) -> Result<(), CoreError> {
+        let mut payload = Vec::with_capacity(256 + request.data.as_str().len());
+        envelope::media_request(&mut payload, request);
+        self.publish(self.key(b'n', &media_node.to_string()), payload)
+            .map_err(|_| CoreError::Overloaded)
+    }
+
+    /// The media node answers or notifies one member on another node.
+    pub fn media_to_peer(&self, node: NodeId, key: PeerKey, room: &RoomId, event: &Event) {
+        let mut payload = Vec::with_capacity(256);
+        let to = envelope::MediaTarget::Peer(key);
+        envelope::media_event(&mut payload, self.node(), room, &to, event);
+        if self
+            .publish(self.key(b'n', &node.to_string()), payload)
+            .is_err()
+        {
+            self.0.metrics.dropped("media_overloaded");
+        }
+    }
+
+    /// The media node notifies every member of `room` on the other nodes but `except`.
+    pub fn media_to_room(&self, room: &RoomId, except: (NodeId, PeerKey), event: &Event) {
+        let mut payload = Vec::with_capacity(256);
+        let to = envelope::MediaTarget::Room { except };
+        envelope::media_event(&mut payload, self.node(), room, &to, event);
+        if self
+            .publish(self.key(b'r', room.as_str()), payload)
+            .is_err()
+        {
+            self.0.metrics.dropped("media_overloaded");
+        }
     }
 
     /// `/api/stats` for the whole cluster: asks every node with a live lease for its oldest
@@ -1039,12 +1096,18 @@ impl Cluster {
         if envelope::is_stats(payload) {
             return self.on_stats(payload);
         }
+        if envelope::is_media(payload) {
+            return self.on_media(payload);
+        }
         match envelope::decode(payload, self.0.config.max_envelope) {
             Ok(decoded) => {
                 if decoded.origin == Some(self.node()) {
                     return;
                 }
                 self.0.metrics.received.inc();
+                if let Inbound::MediaHome { room, .. } = &decoded.inbound {
+                    self.media_moved(room);
+                }
                 self.0.hub.with(|hub| hub.remote(decoded.inbound));
             }
             Err(error) => {
@@ -1056,6 +1119,95 @@ impl Cluster {
 }
 
 impl Cluster {
+    fn on_media(&self, payload: &Bytes) {
+        let (origin, message) = match envelope::decode_media(payload, self.0.config.max_envelope) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                debug!(%error, "dropped a bad media message");
+                return self.0.metrics.dropped(error.label());
+            }
+        };
+        if origin == Some(self.node()) {
+            return;
+        }
+        self.0.metrics.received.inc();
+        match message {
+            envelope::MediaMessage::Request(request) => match self.0.media.get() {
+                Some(port) => port.request(*request),
+                None => {
+                    let error = Event::Error {
+                        code: switchboard_core::ErrorCode::MediaDisabled,
+                        message: Arc::from("media is off on this room's media node"),
+                        rid: request.rid.clone(),
+                    };
+                    self.media_to_peer(request.node, request.key, &request.room, &error);
+                }
+            },
+            envelope::MediaMessage::Event { room, to, event } => {
+                self.track_producers(&room, &event);
+                let me = self.node();
+                self.0.hub.with(|hub| match to {
+                    envelope::MediaTarget::Peer(key) => hub.reply(key, event),
+                    envelope::MediaTarget::Room { except } => {
+                        let except = if except.0 == me {
+                            except.1
+                        } else {
+                            PeerKey(u64::MAX)
+                        };
+                        hub.tell_room(&room, except, &event);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Remembers the producers another node's SFU announced in `room`.
+    fn track_producers(&self, room: &RoomId, event: &Event) {
+        let Event::Media(media) = event else {
+            return;
+        };
+        let id = |data: &RawJson| {
+            serde_json::from_str::<serde_json::Value>(data.as_str())
+                .ok()
+                .and_then(|v| v.get("producerId")?.as_str().map(str::to_owned))
+        };
+        let mut producers = lock(&self.0.remote_producers);
+        match media.kind {
+            "new-producer" => {
+                if let Some(id) = id(&media.data) {
+                    let list = producers.entry(room.clone()).or_default();
+                    if !list.contains(&id) && list.len() < 1024 {
+                        list.push(id);
+                    }
+                }
+            }
+            "producer-closed" => {
+                if let (Some(id), Some(list)) = (id(&media.data), producers.get_mut(room)) {
+                    list.retain(|p| *p != id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `room`'s media node died: its members here hear every producer it had close, and
+    /// may publish again on the room's new media node.
+    fn media_moved(&self, room: &RoomId) {
+        let Some(producers) = lock(&self.0.remote_producers).remove(room) else {
+            return;
+        };
+        self.0.hub.with(|hub| {
+            for id in producers {
+                let event = Event::Media(Box::new(switchboard_core::MediaEvent {
+                    kind: "producer-closed",
+                    data: RawJson::new(&serde_json::json!({ "producerId": id }).to_string()),
+                    rid: None,
+                }));
+                hub.tell_room(room, PeerKey(u64::MAX), &event);
+            }
+        });
+    }
+
     fn on_stats(&self, payload: &Bytes) {
         match envelope::decode_stats(payload, self.0.config.max_envelope) {
             Ok(envelope::StatsMessage::Request {

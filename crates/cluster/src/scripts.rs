@@ -6,7 +6,8 @@
 //! Keys (prefix `P`, `--redis-prefix`): `P:nodes` (zset, lease deadlines in ms), `P:node:ID`
 //! (hash: `inc`, `conns`), `P:inc:ID` (incarnation counter), `P:nrooms:ID` / `P:nchans:ID`
 //! (sets: where the node has members), `P:room:ROOM` (hash: name → `node|key|seq`),
-//! `P:rseq:ROOM` (last change number), `P:rooms` (rooms with members), `P:chan:CH` (set of nodes with subscribers),
+//! `P:rseq:ROOM` (last change number), `P:rooms` (rooms with members),
+//! `P:media:ROOM` (the node its media lives on), `P:nmedia:NODE` (rooms whose media a node has), `P:chan:CH` (set of nodes with subscribers),
 //! `P:boot` (random, set once: a new value means Redis lost its data), `P:user:ID` (hash:
 //! a pairing user's `node`, `key`, `state`, `target`), `P:watch:ID` (users whose target is
 //! ID), `P:nusers:NODE` (a node's pairing users).
@@ -36,6 +37,11 @@ local function left(p, room, name)
   redis.call('PUBLISH', p .. ':r:' .. room, 'SB1L' .. f(room) .. f(rseq) .. f(name))
   if redis.call('EXISTS', p .. ':room:' .. room) == 0 then
     redis.call('SREM', p .. ':rooms', room)
+    local media = redis.call('GET', p .. ':media:' .. room)
+    if media then
+      redis.call('DEL', p .. ':media:' .. room)
+      redis.call('SREM', p .. ':nmedia:' .. media, room)
+    end
   end
 end
 local function set_target(p, id, state, target)
@@ -90,6 +96,19 @@ local function remove_node(p, node)
     end
   end
   redis.call('DEL', p .. ':nrooms:' .. node)
+  -- Rooms whose media lived here move to the node of a member left in them.
+  for _, room in ipairs(redis.call('SMEMBERS', p .. ':nmedia:' .. node)) do
+    local rest = redis.call('HVALS', p .. ':room:' .. room)
+    if #rest > 0 then
+      local next_node = string.match(rest[1], '^([^|]+)|')
+      redis.call('SET', p .. ':media:' .. room, next_node)
+      redis.call('SADD', p .. ':nmedia:' .. next_node, room)
+      redis.call('PUBLISH', p .. ':r:' .. room, 'SB1K' .. f(room) .. f(next_node))
+    else
+      redis.call('DEL', p .. ':media:' .. room)
+    end
+  end
+  redis.call('DEL', p .. ':nmedia:' .. node)
   for _, ch in ipairs(redis.call('SMEMBERS', p .. ':nchans:' .. node)) do
     redis.call('SREM', p .. ':chan:' .. ch, node)
     redis.call('PUBLISH', p .. ':b:' .. ch, 'SB1C' .. f(ch) .. f(node) .. f('0'))
@@ -152,6 +171,10 @@ local rseq = next_rseq(p, room)
 redis.call('HSET', rk, name, owner .. rseq)
 redis.call('SADD', p .. ':nrooms:' .. node, room)
 redis.call('SADD', p .. ':rooms', room)
+if redis.call('SET', p .. ':media:' .. room, node, 'NX') then
+  redis.call('SADD', p .. ':nmedia:' .. node, room)
+end
+local media = redis.call('GET', p .. ':media:' .. room)
 local all = redis.call('HGETALL', rk)
 local seats = {}
 for i = 1, #all, 2 do
@@ -159,7 +182,7 @@ for i = 1, #all, 2 do
   seats[#seats + 1] = f(all[i]) .. f(n) .. f(k) .. f(s)
 end
 redis.call('PUBLISH', p .. ':n:' .. node,
-  'SB1R' .. f(room) .. f(rseq) .. f(#seats) .. table.concat(seats))
+  'SB1R' .. f(room) .. f(rseq) .. f(media) .. f(#seats) .. table.concat(seats))
 redis.call('PUBLISH', p .. ':r:' .. room,
   'SB1J' .. f(room) .. f(rseq) .. f(name) .. f(node) .. f(key) .. f(rseq))
 return 'OK'

@@ -98,6 +98,8 @@ pub enum Inbound {
         room: RoomId,
         /// The room's sequence number this roster is as of.
         rseq: u64,
+        /// The node the room's media (SFU) lives on.
+        media: Option<NodeId>,
         /// Every member, the joiner included.
         seats: Vec<Seat>,
     },
@@ -159,6 +161,13 @@ pub enum Inbound {
         /// The user that went away.
         from: PeerName,
     },
+    /// The room's media moved to `node` (its media node died).
+    MediaHome {
+        /// The room.
+        room: RoomId,
+        /// The new media node.
+        node: NodeId,
+    },
     /// A node was declared dead or drained: it has no channel subscribers any more (its room
     /// members leave through `Left`, in each room's order).
     NodeDown {
@@ -174,4 +183,10 @@ pub trait MembershipListener: Send + Sync + 'static {
     fn joined(&self, key: PeerKey, dialect: DialectKind, room: &RoomId, epoch: u32);
     /// `key`'s memberships up to `epoch` ended (`u32::MAX`: the peer is gone).
     fn left(&self, key: PeerKey, dialect: DialectKind, epoch: u32);
+    /// A member on another node joined `room`, whose media lives on this node.
+    fn remote_joined(&self, _room: &RoomId, _seat: &Seat) {}
+    /// A member on another node, `node`, left `room` (or its node died).
+    fn remote_left(&self, _room: &RoomId, _name: &PeerName, _node: NodeId) {}
+    /// `room`'s media moved from `old` to another node: what `old` held is gone.
+    fn media_moved(&self, _room: &RoomId, _old: Option<NodeId>) {}
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt};
+use switchboard_cluster::envelope::ForwardedRequest;
 use switchboard_core::{
     Command, ErrorCode, Event, MediaRequest, Outcome, PeerKey, PeerName, RawJson, RoomId, SharedHub,
 };
@@ -184,15 +185,38 @@ impl<D: Dialect> Connection<D> {
         }
     }
 
-    /// Hands an SFU request to the media worker, which answers on this peer's outbox.
+    /// Hands an SFU request to the media worker, which answers on this peer's outbox: this
+    /// node's, or in a cluster the room's media node's, through Redis.
     fn media(&mut self, request: MediaRequest, data: RawJson, rid: Option<RawJson>) {
-        let Some(sfu) = &self.state.sfu else {
-            let error = WireError::new(ErrorCode::MediaDisabled, "media is off on this server");
+        let key = self.key;
+        let Some((room, name, epoch, home)) = self.state.hub.with(|hub| {
+            let (room, name, epoch) = hub.membership(key)?;
+            let home = hub
+                .media_home(&room)
+                .filter(|&home| Some(home) != hub.node());
+            Some((room, name, epoch, home))
+        }) else {
+            let error = WireError::new(ErrorCode::NotInRoom, "join a room first");
             return self.refuse(error.with_rid(rid));
         };
-        let key = self.key;
-        let Some((room, name, epoch)) = self.state.hub.with(|hub| hub.membership(key)) else {
-            let error = WireError::new(ErrorCode::NotInRoom, "join a room first");
+        if let (Some(home), Some(cluster)) = (home, &self.state.cluster) {
+            let forwarded = ForwardedRequest {
+                node: cluster.node(),
+                key,
+                room,
+                name,
+                epoch,
+                request,
+                data,
+                rid: rid.clone(),
+            };
+            if let Err(error) = cluster.forward_media(home, &forwarded) {
+                self.refuse(WireError::new(error.code(), error.to_string()).with_rid(rid));
+            }
+            return;
+        }
+        let Some(sfu) = &self.state.sfu else {
+            let error = WireError::new(ErrorCode::MediaDisabled, "media is off on this server");
             return self.refuse(error.with_rid(rid));
         };
         let request = switchboard_sfu::Request {

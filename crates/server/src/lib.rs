@@ -65,11 +65,7 @@ impl AppState {
         let mut metrics = Metrics::new();
         if let Some(sfu) = &sfu {
             metrics.register_media(sfu.metrics());
-            let listener = Arc::new(media::Follower(sfu.clone()));
-            hub.with(|hub| {
-                hub.set_media_capabilities(Some(sfu.capabilities().clone()));
-                hub.set_listener(listener);
-            });
+            hub.with(|hub| hub.set_media_capabilities(Some(sfu.capabilities().clone())));
         }
         if let Some(cluster) = &cluster {
             metrics.register_cluster(cluster.metrics());

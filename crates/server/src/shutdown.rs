@@ -47,11 +47,11 @@ pub async fn serve(
         );
     }
     let hub = SharedHub::default();
-    let sfu = media::start(&config, listener.local_addr()?, &hub)?;
     let cluster = config
         .cluster
         .clone()
         .map(|cluster| Cluster::start(cluster, hub.clone()));
+    let sfu = media::start(&config, listener.local_addr()?, &hub, cluster.as_ref())?;
     let state = AppState::new(
         config,
         hub,

@@ -7,6 +7,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
+use common::cluster::{node_config, node_with, Redis};
 use common::{conference, metric, start, start_with, Client, TestServer, PATIENCE};
 use serde_json::{json, Value};
 use switchboard_server::Config;
@@ -92,7 +93,11 @@ struct Publisher {
 const SSRC: u32 = 0x1111_0001;
 
 async fn publisher(server: &TestServer, room: &str, first_seq: u64) -> Publisher {
-    let mut ws = conference(server, room, "publisher").await;
+    publish(conference(server, room, "publisher").await, first_seq).await
+}
+
+/// Publishes a video track from a member already in its room.
+async fn publish(mut ws: Client, first_seq: u64) -> Publisher {
     let (id, mut media) = transport(&mut ws, "send").await;
     let rtp = media.publish_video("0", SSRC, SSRC + 1);
     let produced = call(
@@ -496,4 +501,68 @@ async fn without_media_requests_say_so() {
     )
     .await;
     assert_eq!(answer["data"]["code"], "media_disabled");
+}
+
+/// A media-on node of a cluster on `redis`.
+async fn media_node(redis: &Redis, id: u64) -> TestServer {
+    let mut config = node_config(redis, id, Duration::from_secs(10));
+    config.media = true;
+    node_with(config).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_a_rooms_media_lives_on_one_node() {
+    let redis = Redis::new();
+    let a = media_node(&redis, 0x31).await;
+    let b = media_node(&redis, 0x32).await;
+    // The room's first member pins its media to node A.
+    let mut anchor = conference(&a, "pinned", "anchor").await;
+    // A publisher and a subscriber on node B use A's SFU through the cluster.
+    let mut publisher = publisher(&b, "pinned", 1000).await;
+    let mut remote = subscriber(&b, "pinned", "remote").await;
+    let mut local = subscriber(&a, "pinned", "local").await;
+    assert!(
+        stream(
+            &mut publisher,
+            &mut [&mut remote.media, &mut local.media],
+            200
+        ),
+        "consumers got {} and {} packets",
+        remote.media.packets,
+        local.media.packets
+    );
+    assert_eq!(media_metric(&a, "transports").await, 3.0);
+    assert_eq!(media_metric(&a, "producers").await, 1.0);
+    assert_eq!(media_metric(&b, "transports").await, 0.0);
+    assert_eq!(
+        anchor.expect("user-joined").await["data"]["user"],
+        "publisher"
+    );
+    // Node A goes away: the room's members on B hear its producers close, and the room's
+    // media moves to B, where publishing works again.
+    a.stop();
+    let closed = notice(&mut remote.ws, "producer-closed").await;
+    assert_eq!(closed["producerId"], publisher.producer.as_str());
+    let mut again = publish(publisher.ws, 5000).await;
+    let announced = notice(&mut remote.ws, "new-producer").await;
+    assert_eq!(announced["producerId"], again.producer.as_str());
+    let (id, mut media) = transport(&mut remote.ws, "recv").await;
+    let consumed = call(
+        &mut remote.ws,
+        "consume",
+        json!({"transportId": id, "producerId": again.producer,
+               "rtpCapabilities": MediaClient::capabilities()}),
+        "consumed",
+    )
+    .await;
+    media.expect(&consumed).unwrap();
+    call(
+        &mut remote.ws,
+        "resume-consumer",
+        json!({"consumerId": consumed["id"]}),
+        "consumerResumed",
+    )
+    .await;
+    assert!(stream(&mut again, &mut [&mut media], 100));
+    assert_eq!(media_metric(&b, "producers").await, 1.0);
 }

@@ -297,7 +297,13 @@ impl Hub {
     /// Applies news from the cluster.
     pub fn remote(&mut self, inbound: Inbound) {
         match inbound {
-            Inbound::Roster { room, rseq, seats } => self.apply_roster(room, rseq, seats),
+            Inbound::Roster {
+                room,
+                rseq,
+                media,
+                seats,
+            } => self.apply_roster(room, rseq, media, seats),
+            Inbound::MediaHome { room, node } => self.move_media(&room, node),
             Inbound::Joined { room, rseq, seat } => self.apply_joined(&room, rseq, seat),
             Inbound::Left { room, rseq, name } => self.apply_left(&room, rseq, &name),
             Inbound::Relay { room, to, signal } => self.apply_relay(&room, to.as_ref(), &signal),
@@ -310,9 +316,28 @@ impl Hub {
         self.settle();
     }
 
-    /// Whether this node still has an interest in `room`: members, or joins in flight.
+    /// Whether this node still has an interest in `room`: members, joins in flight, or the
+    /// room's media.
     pub fn room_in_use(&self, room: &RoomId) -> bool {
-        self.rooms.get(room).is_some_and(Room::in_use)
+        let me = self.cluster.as_ref().map(|c| c.node);
+        self.rooms.get(room).is_some_and(|r| r.in_use(me))
+    }
+
+    /// The node `room`'s media lives on, in a cluster (`None` on one node).
+    pub fn media_home(&self, room: &RoomId) -> Option<NodeId> {
+        self.rooms.get(room)?.media_home()
+    }
+
+    /// Whether `name` is a member of `room` connected to `node` (another node).
+    pub fn is_remote_member(&self, room: &RoomId, name: &PeerName, node: NodeId) -> bool {
+        self.rooms
+            .get(room)
+            .is_some_and(|r| r.has_remote(name, node))
+    }
+
+    /// This node's id, in a cluster.
+    pub fn node(&self) -> Option<NodeId> {
+        self.cluster.as_ref().map(|c| c.node)
     }
 
     /// Whether this node still has subscribers of `channel`.

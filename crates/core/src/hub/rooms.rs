@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{offer, Hub, Outcome};
-use crate::cluster::{Member, Seat};
+use crate::cluster::{Member, NodeId, Seat};
 use crate::{CoreError, Event, Joined, Message, PeerKey, PeerName, Place, RawJson, RoomId, Signal};
 
 /// One room as this node knows it.
@@ -22,6 +22,8 @@ pub(super) struct Room {
     sync: Sync,
     /// Local joins the cluster has not confirmed yet.
     pending: usize,
+    /// In a cluster: the node the room's media lives on.
+    media: Option<NodeId>,
 }
 
 #[derive(Clone, Copy)]
@@ -52,12 +54,24 @@ enum Sync {
 impl Room {
     /// Whether this node must keep following the room: it has members here (leaving ones
     /// included, until the cluster confirms it) or joins in flight.
-    pub(super) fn in_use(&self) -> bool {
+    /// The room's media node follows it while anyone is in it.
+    pub(super) fn in_use(&self, me: Option<NodeId>) -> bool {
         self.pending > 0
             || self
                 .members
                 .values()
                 .any(|seat| !matches!(seat.at, Member::Remote(_)))
+            || (me.is_some() && self.media == me && !self.members.is_empty())
+    }
+
+    pub(super) fn media_home(&self) -> Option<NodeId> {
+        self.media
+    }
+
+    pub(super) fn has_remote(&self, name: &PeerName, node: NodeId) -> bool {
+        self.members
+            .get(name)
+            .is_some_and(|seat| seat.at == Member::Remote(node))
     }
 
     /// Whether the room has a roster this node follows (not a join still waiting for one).
@@ -292,7 +306,13 @@ impl Hub {
     }
 
     /// The cluster's roster as of this node's first join into a room it did not follow.
-    pub(super) fn apply_roster(&mut self, room_id: RoomId, rseq: u64, mut seats: Vec<Seat>) {
+    pub(super) fn apply_roster(
+        &mut self,
+        room_id: RoomId,
+        rseq: u64,
+        media: Option<NodeId>,
+        mut seats: Vec<Seat>,
+    ) {
         let Some(room) = self.rooms.get_mut(&room_id) else {
             return;
         };
@@ -300,6 +320,7 @@ impl Hub {
             return;
         }
         room.sync = Sync::Live(rseq);
+        room.media = media;
         seats.sort_by_key(|seat| seat.seq);
         let Some(me) = self.cluster.as_ref().map(|c| c.node) else {
             return;
@@ -362,6 +383,13 @@ impl Hub {
         if known.is_none() {
             self.tell_joined(room_id, &seat.name, None);
         }
+        let hosted = self
+            .rooms
+            .get(room_id)
+            .is_some_and(|room| room.media == Some(me));
+        if let (true, false, Some(listener)) = (hosted, seat.node == me, &self.listener) {
+            listener.remote_joined(room_id, &seat);
+        }
     }
 
     /// Someone left, dropped or was removed with its node, as the cluster orders it.
@@ -375,6 +403,9 @@ impl Hub {
         let Some(seat) = room.members.remove(name) else {
             return;
         };
+        if let (Member::Remote(node), Some(listener)) = (seat.at, &self.listener) {
+            listener.remote_left(room_id, name, node);
+        }
         if let Member::Local(key) = seat.at {
             // The cluster removed a member this node still had (it was declared dead while
             // cut off from Redis): it is in no room any more.
@@ -434,12 +465,27 @@ impl Hub {
     /// Drops the view of a room this node no longer has anyone in, and tells the cluster
     /// to stop following it.
     pub(super) fn drop_if_unused(&mut self, room_id: &RoomId) {
-        if self.rooms.get(room_id).is_some_and(|room| !room.in_use()) {
+        let me = self.cluster.as_ref().map(|c| c.node);
+        if self.rooms.get(room_id).is_some_and(|room| !room.in_use(me)) {
             self.rooms.remove(room_id);
             if let Some(cluster) = &self.cluster {
                 cluster.uplink.room_unused(room_id);
             }
         }
+    }
+
+    /// The room's media moved (its media node died): members here hear its producers close.
+    pub(super) fn move_media(&mut self, room_id: &RoomId, node: NodeId) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let old = room.media.replace(node);
+        if old != Some(node) {
+            if let Some(listener) = &self.listener {
+                listener.media_moved(room_id, old);
+            }
+        }
+        self.drop_if_unused(room_id);
     }
 
     pub(super) fn is_joining(&self, key: PeerKey, room: &RoomId, name: &PeerName) -> bool {

@@ -3,6 +3,8 @@
 //! test instead of hanging it; no bound is a performance assertion.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
