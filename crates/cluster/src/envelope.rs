@@ -190,7 +190,7 @@ pub fn decode(bytes: &Bytes, max: usize) -> Result<Decoded, DecodeError> {
                 inbound: Inbound::Frame { channel, frame },
             }
         }
-        b'R' => {
+        kind @ (b'R' | b'Y') => {
             let room = reader.room()?;
             let rseq = reader.number()?;
             let media = match reader.text()? {
@@ -202,12 +202,21 @@ pub fn decode(bytes: &Bytes, max: usize) -> Result<Decoded, DecodeError> {
             for _ in 0..count {
                 seats.push(reader.seat()?);
             }
-            membership(Inbound::Roster {
-                room,
-                rseq,
-                media,
-                seats,
-            })
+            if kind == b'R' {
+                membership(Inbound::Roster {
+                    room,
+                    rseq,
+                    media,
+                    seats,
+                })
+            } else {
+                membership(Inbound::Resync {
+                    room,
+                    rseq,
+                    media,
+                    seats,
+                })
+            }
         }
         b'J' => {
             let room = reader.room()?;

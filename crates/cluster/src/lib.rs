@@ -150,6 +150,9 @@ enum Op {
     Live {
         reply: oneshot::Sender<(Vec<NodeId>, usize)>,
     },
+    Resync {
+        room: RoomId,
+    },
     Heartbeat,
     Reap,
     Drain {
@@ -619,7 +622,7 @@ impl Cluster {
                 Op::Pair(pair) => self.0.hub.with(|hub| {
                     hub.pair_decided(pair.key, &pair.to, &pair.kind, Err(CoreError::Unavailable));
                 }),
-                Op::Heartbeat | Op::Reap | Op::Live { .. } => {}
+                Op::Heartbeat | Op::Reap | Op::Live { .. } | Op::Resync { .. } => {}
                 op @ (Op::Leave { .. } | Op::ChannelOff { .. } | Op::UserOff { .. }) => {
                     keep.push_back(op);
                 }
@@ -826,6 +829,11 @@ impl Cluster {
             }
             Op::Reap => eval_into(out, Script::Reap, &[p]),
             Op::Live { .. } => eval_into(out, Script::Live, &[p]),
+            Op::Resync { room } => eval_into(
+                out,
+                Script::Resync,
+                &[p, room.as_str().as_bytes(), node.as_bytes()],
+            ),
             Op::Drain { .. } => eval_into(out, Script::Drain, &[p, node.as_bytes()]),
         }
     }
@@ -903,6 +911,7 @@ impl Cluster {
                 let _ = reply.send(live);
             }
             Op::UserOff { .. }
+            | Op::Resync { .. }
             | Op::Leave { .. }
             | Op::ChannelOff { .. }
             | Op::Reap
@@ -964,6 +973,7 @@ impl Cluster {
     async fn subscriber(self) {
         let mut backoff = Backoff::default();
         let mut pending: VecDeque<(Vec<u8>, Option<Op>)> = VecDeque::new();
+        let mut connected_before = false;
         loop {
             let mut conn = match timeout(REDIS_TIMEOUT, Conn::open(&self.0.config.url)).await {
                 Ok(Ok(conn)) => conn,
@@ -973,6 +983,21 @@ impl Cluster {
                 }
             };
             backoff = Backoff::default();
+            if connected_before {
+                // Changes published while the subscription was down are lost: once every
+                // node has had a lease to register again (a Redis that lost its data knows
+                // their members again by then), catch up with each room's roster.
+                let cluster = self.clone();
+                tokio::spawn(async move {
+                    sleep(cluster.0.config.lease).await;
+                    let rooms = cluster.0.hub.with(|hub| hub.followed_rooms());
+                    cluster.0.metrics.resyncs.inc();
+                    for room in rooms {
+                        cluster.push(Op::Resync { room });
+                    }
+                });
+            }
+            connected_before = true;
             let mut subscribed = HashSet::new();
             if let Err(error) = self.listen(&mut conn, &mut subscribed, &mut pending).await {
                 debug!(%error, "redis subscription lost");

@@ -44,6 +44,16 @@ local function left(p, room, name)
     end
   end
 end
+local function roster(p, room, kind, rseq)
+  local all = redis.call('HGETALL', p .. ':room:' .. room)
+  local seats = {}
+  for i = 1, #all, 2 do
+    local n, k, s = string.match(all[i + 1], '^([^|]+)|([^|]+)|([^|]+)$')
+    seats[#seats + 1] = f(all[i]) .. f(n) .. f(k) .. f(s)
+  end
+  local media = redis.call('GET', p .. ':media:' .. room) or ''
+  return 'SB1' .. kind .. f(room) .. f(rseq) .. f(media) .. f(#seats) .. table.concat(seats)
+end
 local function set_target(p, id, state, target)
   local key = p .. ':user:' .. id
   local old = redis.call('HGET', key, 'target')
@@ -174,15 +184,7 @@ redis.call('SADD', p .. ':rooms', room)
 if redis.call('SET', p .. ':media:' .. room, node, 'NX') then
   redis.call('SADD', p .. ':nmedia:' .. node, room)
 end
-local media = redis.call('GET', p .. ':media:' .. room)
-local all = redis.call('HGETALL', rk)
-local seats = {}
-for i = 1, #all, 2 do
-  local n, k, s = string.match(all[i + 1], '^([^|]+)|([^|]+)|([^|]+)$')
-  seats[#seats + 1] = f(all[i]) .. f(n) .. f(k) .. f(s)
-end
-redis.call('PUBLISH', p .. ':n:' .. node,
-  'SB1R' .. f(room) .. f(rseq) .. f(media) .. f(#seats) .. table.concat(seats))
+redis.call('PUBLISH', p .. ':n:' .. node, roster(p, room, 'R', rseq))
 redis.call('PUBLISH', p .. ':r:' .. room,
   'SB1J' .. f(room) .. f(rseq) .. f(name) .. f(node) .. f(key) .. f(rseq))
 return 'OK'
@@ -287,6 +289,15 @@ end
 return 'SILENT'
 "#;
 
+/// ARGV: prefix, room, node. Publishes the room's roster to `node` as of now, in its stream
+/// (so everything after it there is newer): a node that may have missed changes catches up.
+const RESYNC: &str = r#"
+local p, room, node = ARGV[1], ARGV[2], ARGV[3]
+local rseq = redis.call('GET', p .. ':rseq:' .. room) or '0'
+redis.call('PUBLISH', p .. ':n:' .. node, roster(p, room, 'Y', rseq))
+return 1
+"#;
+
 /// ARGV: prefix. The nodes with a live lease, and how many rooms have members.
 const LIVE: &str = r#"
 local p = ARGV[1]
@@ -308,6 +319,7 @@ pub(crate) enum Script {
     UserOff,
     Pair,
     Live,
+    Resync,
 }
 
 impl Script {
@@ -325,6 +337,7 @@ impl Script {
             Script::UserOff => USER_OFF,
             Script::Pair => PAIR,
             Script::Live => LIVE,
+            Script::Resync => RESYNC,
         };
         format!("{PRELUDE}{body}")
     }

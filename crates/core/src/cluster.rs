@@ -103,6 +103,18 @@ pub enum Inbound {
         /// Every member, the joiner included.
         seats: Vec<Seat>,
     },
+    /// The room's members as of `rseq`, for a node that may have missed changes (its
+    /// subscription to Redis broke): the differences are told as joins and leaves.
+    Resync {
+        /// The room.
+        room: RoomId,
+        /// The room's sequence number this roster is as of.
+        rseq: u64,
+        /// The node the room's media lives on.
+        media: Option<NodeId>,
+        /// Every member.
+        seats: Vec<Seat>,
+    },
     /// Someone joined a room (on any node, this one included).
     Joined {
         /// The room.

@@ -392,3 +392,54 @@ async fn stats_span_the_cluster_and_say_when_a_node_is_silent() {
     assert_eq!(stats["partial"], true, "{stats}");
     assert_eq!(stats["connectedUsers"], 3, "{stats}");
 }
+
+#[tokio::test]
+async fn after_redis_loses_its_data_every_view_converges_without_ghosts_or_repeats() {
+    let mut redis = Redis::new();
+    let lease = Duration::from_secs(3);
+    let a = node_with(node_config(&redis, 0x41, lease)).await;
+    let b = node_with(node_config(&redis, 0x42, lease)).await;
+    let (mut alice, _) = join_conference(&a, "r", "alice").await;
+    let (mut dave, _) = join_conference(&b, "r", "dave").await;
+    let (bob, _) = join_conference(&b, "r", "bob").await;
+    assert_eq!(alice.expect("user-joined").await["data"]["user"], "dave");
+    assert_eq!(alice.expect("user-joined").await["data"]["user"], "bob");
+    assert_eq!(dave.expect("user-joined").await["data"]["user"], "bob");
+    redis.stop();
+    // Bob leaves while nobody can tell the cluster.
+    drop(bob);
+    let dir = redis.dir.clone();
+    let _redis = Redis::start(dir);
+    until_ready(&a, 200).await;
+    until_ready(&b, 200).await;
+    // Within a lease of the return every view matches reality: bob left, once, everywhere;
+    // alice and dave, who never left, are not announced again.
+    let left = json!({"type":"user-left","data":{"user":"bob"}});
+    assert_eq!(alice.json().await, left);
+    assert_eq!(dave.json().await, left);
+    dave.send_json(json!({"type":"chat-message","data":{"text":"after","timestamp":"t"}}))
+        .await;
+    assert_eq!(alice.expect("chat-message").await["data"]["text"], "after");
+    alice
+        .send_json(json!({"type":"chat-message","data":{"text":"back","timestamp":"t"}}))
+        .await;
+    assert_eq!(dave.expect("chat-message").await["data"]["text"], "after");
+    assert_eq!(dave.expect("chat-message").await["data"]["text"], "back");
+    // And the names are Redis's again: bob's is free, alice's is taken.
+    // (Members claimed again are listed in the order their nodes claimed them.)
+    let (_bob_again, joined) = join_conference(&a, "r", "bob").await;
+    let mut users: Vec<&str> = joined["data"]["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert_eq!(users.pop(), Some("bob"));
+    users.sort_unstable();
+    assert_eq!(users, ["alice", "dave"]);
+    let mut imposter = b.connect("/conference").await;
+    imposter
+        .send_json(json!({"type":"join-room","data":{"roomId":"r","username":"alice"}}))
+        .await;
+    assert_eq!(imposter.expect("error").await["data"]["code"], "name_taken");
+}

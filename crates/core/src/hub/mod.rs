@@ -304,6 +304,12 @@ impl Hub {
                 seats,
             } => self.apply_roster(room, rseq, media, seats),
             Inbound::MediaHome { room, node } => self.move_media(&room, node),
+            Inbound::Resync {
+                room,
+                rseq,
+                media,
+                seats,
+            } => self.resync(&room, rseq, media, seats),
             Inbound::Joined { room, rseq, seat } => self.apply_joined(&room, rseq, seat),
             Inbound::Left { room, rseq, name } => self.apply_left(&room, rseq, &name),
             Inbound::Relay { room, to, signal } => self.apply_relay(&room, to.as_ref(), &signal),
@@ -379,6 +385,11 @@ impl Hub {
             .iter()
             .map(|(name, &key)| (name.clone(), key))
             .collect()
+    }
+
+    /// The rooms this node follows.
+    pub fn followed_rooms(&self) -> Vec<RoomId> {
+        self.rooms.keys().cloned().collect()
     }
 
     /// The channels this node has subscribers of.

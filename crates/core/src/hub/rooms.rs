@@ -474,6 +474,61 @@ impl Hub {
         }
     }
 
+    /// Catches up with the room as of `rseq` after this node may have missed changes: remote
+    /// members who left meanwhile leave, newcomers join, each told once.
+    pub(super) fn resync(
+        &mut self,
+        room_id: &RoomId,
+        rseq: u64,
+        media: Option<NodeId>,
+        seats: Vec<Seat>,
+    ) {
+        let Some(me) = self.cluster.as_ref().map(|c| c.node) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        if !matches!(room.sync, Sync::Live(applied) if applied <= rseq) {
+            return;
+        }
+        room.sync = Sync::Live(rseq);
+        room.media = media.or(room.media);
+        let now: HashMap<&PeerName, &Seat> = seats.iter().map(|s| (&s.name, s)).collect();
+        let gone: Vec<(PeerName, Member)> = room
+            .members
+            .iter()
+            .filter(|(name, seat)| !matches!(seat.at, Member::Local(_)) && !now.contains_key(name))
+            .map(|(name, seat)| (name.clone(), seat.at))
+            .collect();
+        let mut new: Vec<&Seat> = seats
+            .iter()
+            .filter(|s| s.node != me && !room.members.contains_key(&s.name))
+            .collect();
+        new.sort_by_key(|s| s.seq);
+        for (name, at) in gone {
+            if let Some(room) = self.rooms.get_mut(room_id) {
+                room.members.remove(&name);
+            }
+            if let (Member::Remote(node), Some(listener)) = (at, &self.listener) {
+                listener.remote_left(room_id, &name, node);
+            }
+            self.tell_left(room_id, name);
+        }
+        for seat in new {
+            if let Some(room) = self.rooms.get_mut(room_id) {
+                room.members.insert(
+                    seat.name.clone(),
+                    RoomSeat {
+                        at: Member::Remote(seat.node),
+                        seq: seat.seq,
+                    },
+                );
+            }
+            self.tell_joined(room_id, &seat.name, None);
+        }
+    }
+
     /// The room's media moved (its media node died): members here hear its producers close.
     pub(super) fn move_media(&mut self, room_id: &RoomId, node: NodeId) {
         let Some(room) = self.rooms.get_mut(room_id) else {
