@@ -1,7 +1,10 @@
 // The live dashboard at /dashboard: polls GET /api/stats?limit=1000 and GET /metrics once a
 // second and shows connections and rooms by dialect, message rates (from the frame counters),
 // errors by code, evictions, two minutes of small SVG charts, and a bounded, searchable table of
-// rooms and members. `?server=http://HOST:PORT` reads another server (development aid).
+// rooms and members. In a cluster (/api/stats has `nodes`) it also shows the nodes with a live
+// lease and how many listed connections each holds, and marks a `partial` answer (a node did
+// not answer in time, so its connections are missing). `?server=http://HOST:PORT` reads
+// another server (development aid).
 //
 // Stable hooks for tests:
 //   #total-connections, #total-rooms (from /api/stats: connectedUsers, rooms), #rate-in,
@@ -11,6 +14,11 @@
 //   #error-table tr[data-code] > td[data-col=count]
 //   #room-table tr[data-kind=room|channel|pairing|lobby][data-room=NAME] > td[data-col=count]
 //   #room-search, #room-table-note, #pause-button, #charts > figure[data-chart]
+//   In a cluster only (hidden on a single node, where /api/stats has no `nodes`):
+//   #nodes-card, #total-nodes[data-value] (nodes with a live lease), #nodes-panel[data-partial]
+//   true | false, #nodes-partial (shown when partial; #total-connections' card gets
+//   data-partial=true too), #node-table tr[data-node=ID][data-live=true|false] >
+//   td[data-col=connections] (listed connections on that node), #node-table-note
 
 const REFRESH_MS = 1000;
 const HISTORY = 120; // samples kept for the charts: two minutes at one per second
@@ -35,6 +43,12 @@ const ui = {
   rateOut: $('rate-out'),
   errors: $('total-errors'),
   evictions: $('total-evictions'),
+  nodesCard: $('nodes-card'),
+  nodes: $('total-nodes'),
+  nodesPanel: $('nodes-panel'),
+  nodesPartial: $('nodes-partial'),
+  nodeBody: $('node-table').tBodies[0],
+  nodeNote: $('node-table-note'),
   charts: $('charts'),
   dialectBody: $('dialect-table').tBodies[0],
   errorBody: $('error-table').tBodies[0],
@@ -195,6 +209,7 @@ function render(stats, sample) {
   renderDialects(sample);
   renderErrors(sample);
   renderRooms(stats);
+  renderNodes(stats);
 
   const point = {
     in: sample.rates.in ?? 0,
@@ -250,6 +265,58 @@ function renderErrors(sample) {
     tr.append(name, cell('count', entry.count), cell('dialects', detail));
     return tr;
   }));
+}
+
+/**
+ * The cluster's nodes: those with a live lease (`stats.nodes`), plus any node a listed
+ * connection names that has none (its lease ran out between the two reads), each with the
+ * connections listed on it. Hidden when the server is a single node (no `nodes` field).
+ */
+function renderNodes(stats) {
+  const isCluster = Array.isArray(stats.nodes);
+  ui.nodesCard.hidden = !isCluster;
+  ui.nodesPanel.hidden = !isCluster;
+  const isPartial = isCluster && stats.partial === true;
+  ui.connections.parentElement.dataset.partial = String(isPartial);
+  ui.nodesCard.dataset.partial = String(isPartial);
+  if (!isCluster) {
+    setCard(ui.nodes, null);
+    ui.nodeBody.replaceChildren();
+    return;
+  }
+  setCard(ui.nodes, stats.nodes.length);
+  ui.nodesPanel.dataset.partial = String(isPartial);
+  ui.nodesPartial.hidden = !isPartial;
+  ui.nodesPartial.textContent = isPartial
+    ? 'Partial answer: a node with a live lease did not answer in time, so its connections are missing from the counts and tables.'
+    : '';
+
+  const listed = new Map(stats.nodes.map((node) => [String(node), 0]));
+  const live = new Set(listed.keys());
+  const users = Array.isArray(stats.users) ? stats.users : [];
+  for (const user of users) {
+    if (user.node == null) continue;
+    const node = String(user.node);
+    listed.set(node, (listed.get(node) ?? 0) + 1);
+  }
+  const rows = [...listed].sort((a, b) => a[0].localeCompare(b[0])).map(([node, count]) => {
+    const tr = document.createElement('tr');
+    tr.dataset.node = node;
+    tr.dataset.live = String(live.has(node));
+    const name = document.createElement('th');
+    name.scope = 'row';
+    const id = document.createElement('code');
+    id.textContent = node;
+    name.append(id);
+    if (!live.has(node)) name.append(' (lease gone)');
+    tr.append(name, cell('connections', count));
+    return tr;
+  });
+  ui.nodeBody.replaceChildren(...rows);
+  const cut = users.length < stats.connectedUsers
+    ? ` The counts cover the ${users.length} listed of ${stats.connectedUsers} connections (the oldest ${stats.limit}).`
+    : '';
+  ui.nodeNote.textContent = `${stats.nodes.length} ${stats.nodes.length === 1 ? 'node has' : 'nodes have'} a live lease.${cut}`;
 }
 
 /** Groups the listed connections into rooms, channels and pairings, filtered by the search. */
