@@ -10,9 +10,10 @@
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
+import { connect as connectNet, createServer as createNetServer } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -21,6 +22,7 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const ARTIFACTS = path.join(REPO, 'test-artifacts');
 const BINARY = process.env.SWITCHBOARD_BIN ?? path.join(REPO, 'target/release/switchboard');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const REDIS_SERVER = process.env.REDIS_SERVER ?? 'redis-server';
 
 /** The flags that make WebRTC work headless on a loopback-only machine (docs/client.md). */
 export const CHROMIUM_FLAGS = [
@@ -108,6 +110,93 @@ export async function startServer(extraArgs = [], { port: fixedPort } = {}) {
     return server;
   }
   throw lastError;
+}
+
+/**
+ * Starts a redis-server of this test's own: no TCP port, a unix socket in a fresh temp folder,
+ * nothing saved. Waits until it answers PING. `stop()` kills it by PID and removes the folder.
+ * @returns {Promise<{url: string, socket: string, pid: number, log: () => string,
+ *   stop: () => Promise<void>}>}
+ */
+export async function startRedis() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'switchboard-e2e-redis-'));
+  const socket = path.join(dir, 'r.sock');
+  const child = spawn(REDIS_SERVER, [
+    '--port', '0', '--unixsocket', socket, '--save', '', '--appendonly', 'no', '--dir', dir,
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  let spawnError = null;
+  child.on('error', (err) => { spawnError = err; });
+  child.stdout.on('data', (chunk) => { output += chunk; });
+  child.stderr.on('data', (chunk) => { output += chunk; });
+  const redis = {
+    url: `redis+unix://${socket}`,
+    socket,
+    pid: child.pid,
+    log: () => output,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        const exited = once(child, 'exit');
+        process.kill(child.pid, 'SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await waitFor(async () => {
+      if (spawnError) throw new Error(`cannot start ${REDIS_SERVER}: ${spawnError.message}`);
+      if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}: ${output}`);
+      return existsSync(socket) && await redisPing(socket);
+    }, { timeout: 10000, what: 'redis-server PING' });
+  } catch (err) {
+    await redis.stop();
+    throw err;
+  }
+  return redis;
+}
+
+/** Whether the Redis on `socket` answers an inline PING with +PONG. */
+async function redisPing(socket) {
+  return new Promise((resolve) => {
+    const conn = connectNet(socket);
+    let reply = '';
+    const done = (ok) => { conn.destroy(); resolve(ok); };
+    conn.setTimeout(1000, () => done(false));
+    conn.on('error', () => done(false));
+    conn.on('connect', () => conn.write('PING\r\n'));
+    conn.on('data', (chunk) => {
+      reply += chunk;
+      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+    });
+  });
+}
+
+/**
+ * Starts one cluster node: switchboard with `--redis` (a `startRedis()` result), `--node-id`,
+ * `--cluster-lease` and `extraArgs`, and waits until its /readyz says it is registered in
+ * Redis (before that its joins would answer `unavailable`). Same object as `startServer`.
+ */
+export async function startNode(redis, { nodeId, lease = '3s', extraArgs = [] }) {
+  const node = await startServer([
+    '--redis', redis.url, '--node-id', nodeId, '--cluster-lease', lease, ...extraArgs,
+  ]);
+  try {
+    await waitFor(async () => {
+      try {
+        return (await fetch(`${node.origin}/readyz`)).ok;
+      } catch {
+        return false;
+      }
+    }, { timeout: 20000, what: `node ${nodeId} /readyz` });
+  } catch (err) {
+    process.kill(node.pid, 'SIGKILL');
+    await node.stop();
+    throw new Error(`${err.message}: ${node.log()}`);
+  }
+  return node;
 }
 
 function pageUrl(server, pagePath, query) {
