@@ -36,5 +36,9 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
+echo "==> the black-box suites again, against two cluster nodes on one Redis (clients alternate)"
+SWITCHBOARD_TEST_NODES=2 cargo test -p switchboard-server --locked \
+  --test conference --test query_rooms --test room_relay --test pairing --test broadcast \
+  --test cross_dialect
 echo "==> end-to-end: real Chromium and aiortc through the release binary"
 ./tests/e2e/run.sh

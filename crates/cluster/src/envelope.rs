@@ -11,8 +11,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use switchboard_core::{
-    DialectKind, ErrorCode, Event, Inbound, MediaEvent, MediaRequest, Message, NodeId, PeerKey,
-    PeerName, RawFrame, RawJson, RoomId, Seat, Signal, SignalKind, State, Stats, UserStats,
+    CoreError, DialectKind, ErrorCode, Event, Inbound, MediaEvent, MediaRequest, Message, NodeId,
+    PeerKey, PeerName, RawFrame, RawJson, RoomId, Seat, Signal, SignalKind, State, Stats,
+    UserStats,
 };
 
 /// The version and magic every envelope starts with.
@@ -251,6 +252,25 @@ pub fn decode(bytes: &Bytes, max: usize) -> Result<Decoded, DecodeError> {
                 },
             }
         }
+        b'V' => {
+            let key = PeerKey(reader.number()?);
+            let to = reader.name()?;
+            let kind = match reader.text()? {
+                "ping" => SignalKind::Ping,
+                "pong" => SignalKind::Pong,
+                "disconnect" => SignalKind::Disconnect,
+                "signal" => SignalKind::Offer,
+                "other" => SignalKind::Chat,
+                _ => return Err(DecodeError::Field),
+            };
+            let verdict = pair_verdict(Some(reader.text()?.as_bytes()), &to);
+            membership(Inbound::PairVerdict {
+                key,
+                to,
+                kind,
+                verdict,
+            })
+        }
         b'G' => {
             let to = reader.name()?;
             let from = reader.name()?;
@@ -433,6 +453,37 @@ impl Reader<'_> {
     }
 }
 
+/// The pairing script's answer as the hub's verdict.
+pub(crate) fn pair_verdict(reply: Option<&[u8]>, to: &PeerName) -> Result<(), CoreError> {
+    let reply = reply
+        .and_then(|r| std::str::from_utf8(r).ok())
+        .unwrap_or("");
+    if reply == "OK" || reply == "SILENT" {
+        return Ok(());
+    }
+    let Some(error) = reply.strip_prefix("E:") else {
+        return Err(CoreError::Unavailable);
+    };
+    let (code, detail) = error.split_once(':').unwrap_or((error, ""));
+    Err(match code {
+        "user_not_found" => CoreError::UserNotFound(to.as_str().into()),
+        "user_busy" => CoreError::UserBusy(to.clone()),
+        "invalid_state" => CoreError::InvalidState(match detail {
+            "only an idle user can ping" => "only an idle user can ping",
+            "no pending ping from that user" => "no pending ping from that user",
+            "only an idle user can accept a ping" => "only an idle user can accept a ping",
+            "not connected to that user" => "not connected to that user",
+            "not connecting or connected to that user" => {
+                "not connecting or connected to that user"
+            }
+            "a user cannot pair with itself" => "a user cannot pair with itself",
+            "not a pairing message" => "not a pairing message",
+            _ => "not allowed in this pairing state",
+        }),
+        _ => CoreError::Unavailable,
+    })
+}
+
 /// A cluster-wide `/api/stats` question or one node's answer.
 #[derive(Debug)]
 pub enum StatsMessage {
@@ -494,10 +545,11 @@ pub fn stats_reply(out: &mut Vec<u8>, id: u64, node: NodeId, stats: &Stats) {
             out,
             user.room.as_ref().map_or("", RoomId::as_str).as_bytes(),
         );
+        // Nanoseconds: connections made a moment apart on two nodes still list in order.
         let at = user
             .connected_at
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+            .map_or(0, |d| d.as_nanos());
         field(out, at.to_string().as_bytes());
         field(out, user.ip.to_string().as_bytes());
     }
@@ -580,7 +632,7 @@ impl Reader<'_> {
             "" => None,
             room => Some(RoomId::parse(room).map_err(|_| DecodeError::Id)?),
         };
-        let at = Duration::from_millis(self.number()?);
+        let at = Duration::from_nanos(self.number()?);
         let connected_at = UNIX_EPOCH.checked_add(at).ok_or(DecodeError::Field)?;
         let ip: IpAddr = self.text()?.parse().map_err(|_| DecodeError::Field)?;
         Ok(UserStats {
@@ -934,7 +986,7 @@ mod tests {
                 state: State::Connected,
                 target: None,
                 room: Some(room("r")),
-                connected_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+                connected_at: UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789),
                 ip: "127.0.0.1".parse().unwrap(),
             }],
         };

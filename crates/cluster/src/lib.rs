@@ -815,6 +815,7 @@ impl Cluster {
                 // sender's id, which the envelope carries too.
                 let from = self.0.hub.with(|hub| hub.user_id(pair.key));
                 let from = from.as_ref().map_or("", PeerName::as_str);
+                let key = pair.key.0.to_string();
                 eval_into(
                     out,
                     Script::Pair,
@@ -824,6 +825,8 @@ impl Cluster {
                         pair.to.as_str().as_bytes(),
                         kind,
                         &pair.envelope,
+                        node.as_bytes(),
+                        key.as_bytes(),
                     ],
                 );
             }
@@ -886,11 +889,19 @@ impl Cluster {
                     let _ = reply.send(verdict);
                 }
             }
+            // The verdict comes through the subscription, after whatever reached the sender
+            // before it; only a script that did not run is answered here.
             Op::Pair(pair) => {
-                let verdict = pair_verdict(text.as_deref(), &pair.to);
-                self.0
-                    .hub
-                    .with(|hub| hub.pair_decided(pair.key, &pair.to, &pair.kind, verdict));
+                if matches!(value, Value::Error(_)) {
+                    self.0.hub.with(|hub| {
+                        hub.pair_decided(
+                            pair.key,
+                            &pair.to,
+                            &pair.kind,
+                            Err(CoreError::Unavailable),
+                        );
+                    });
+                }
             }
             Op::Live { reply } => {
                 let live = match &value {
@@ -1303,37 +1314,6 @@ impl Uplink for Cluster {
     fn user_left(&self, name: &PeerName) {
         self.push(Op::UserOff { name: name.clone() });
     }
-}
-
-/// The pairing script's answer as the hub's verdict.
-fn pair_verdict(reply: Option<&[u8]>, to: &PeerName) -> Result<(), CoreError> {
-    let reply = reply
-        .and_then(|r| std::str::from_utf8(r).ok())
-        .unwrap_or("");
-    if reply == "OK" || reply == "SILENT" {
-        return Ok(());
-    }
-    let Some(error) = reply.strip_prefix("E:") else {
-        return Err(CoreError::Unavailable);
-    };
-    let (code, detail) = error.split_once(':').unwrap_or((error, ""));
-    Err(match code {
-        "user_not_found" => CoreError::UserNotFound(to.as_str().into()),
-        "user_busy" => CoreError::UserBusy(to.clone()),
-        "invalid_state" => CoreError::InvalidState(match detail {
-            "only an idle user can ping" => "only an idle user can ping",
-            "no pending ping from that user" => "no pending ping from that user",
-            "only an idle user can accept a ping" => "only an idle user can accept a ping",
-            "not connected to that user" => "not connected to that user",
-            "not connecting or connected to that user" => {
-                "not connecting or connected to that user"
-            }
-            "a user cannot pair with itself" => "a user cannot pair with itself",
-            "not a pairing message" => "not a pairing message",
-            _ => "not allowed in this pairing state",
-        }),
-        _ => CoreError::Unavailable,
-    })
 }
 
 async fn eval(conn: &mut Conn, script: Script, args: &[&[u8]]) -> Result<Value, RespError> {

@@ -244,49 +244,54 @@ unregister(ARGV[1], ARGV[2])
 return 1
 "#;
 
-/// ARGV: prefix, from, to, kind (`ping` `pong` `signal` `disconnect`), envelope. Seed 001's
-/// state machine over both users' shared state; the envelope is published to `to`'s node
-/// when the machine says `to` hears it. Returns `OK`, `SILENT` (allowed, not delivered) or
-/// `E:code[:detail]`.
+/// ARGV: prefix, from, to, kind (`ping` `pong` `signal` `disconnect`), envelope, the
+/// sender's node and key. Seed 001's state machine over both users' shared state; the
+/// envelope is published to `to`'s node when the machine says `to` hears it, and then the
+/// verdict (`OK`, `SILENT`: allowed, not delivered, or `E:code[:detail]`) to the sender's
+/// node, so that it reaches the sender after anything published to it before.
 const PAIR: &str = r#"
-local p, from, to, kind, envelope = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local p, from, to, kind, envelope, node, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local function verdict(text)
+  redis.call('PUBLISH', p .. ':n:' .. node, 'SB1V' .. f(key) .. f(to) .. f(kind) .. f(text))
+  return text
+end
 local a = redis.call('HMGET', p .. ':user:' .. from, 'node', 'state', 'target')
-if not a[1] then return 'E:invalid_state:this user is not registered' end
+if not a[1] then return verdict('E:invalid_state:this user is not registered') end
 local b = redis.call('HMGET', p .. ':user:' .. to, 'node', 'state', 'target')
-if not b[1] then return 'E:user_not_found' end
-if from == to then return 'E:invalid_state:a user cannot pair with itself' end
+if not b[1] then return verdict('E:user_not_found') end
+if from == to then return verdict('E:invalid_state:a user cannot pair with itself') end
 local state, target, ostate, otarget = a[2], a[3], b[2], b[3]
 local deliver = true
 if kind == 'ping' then
   if state ~= 'idle' and not (state == 'connecting' and target == to) then
-    return 'E:invalid_state:only an idle user can ping'
+    return verdict('E:invalid_state:only an idle user can ping')
   end
-  if ostate ~= 'idle' then return 'E:user_busy' end
+  if ostate ~= 'idle' then return verdict('E:user_busy') end
   set_target(p, from, 'connecting', to)
 elseif kind == 'pong' then
   if ostate ~= 'connecting' or otarget ~= from then
-    return 'E:invalid_state:no pending ping from that user'
+    return verdict('E:invalid_state:no pending ping from that user')
   end
-  if state ~= 'idle' then return 'E:invalid_state:only an idle user can accept a ping' end
+  if state ~= 'idle' then return verdict('E:invalid_state:only an idle user can accept a ping') end
   set_target(p, from, 'connected', to)
   set_target(p, to, 'connected', from)
 elseif kind == 'signal' then
   if not (state == 'connected' and target == to and ostate == 'connected' and otarget == from) then
-    return 'E:invalid_state:not connected to that user'
+    return verdict('E:invalid_state:not connected to that user')
   end
 elseif kind == 'disconnect' then
-  if target ~= to then return 'E:invalid_state:not connecting or connected to that user' end
+  if target ~= to then return verdict('E:invalid_state:not connecting or connected to that user') end
   set_target(p, from, 'idle', '')
   if otarget == from then set_target(p, to, 'idle', '') end
   deliver = otarget == from or ostate == 'idle'
 else
-  return 'E:invalid_state:not a pairing message'
+  return verdict('E:invalid_state:not a pairing message')
 end
 if deliver then
   redis.call('PUBLISH', p .. ':n:' .. b[1], envelope)
-  return 'OK'
+  return verdict('OK')
 end
-return 'SILENT'
+return verdict('SILENT')
 "#;
 
 /// ARGV: prefix, room, node. Publishes the room's roster to `node` as of now, in its stream

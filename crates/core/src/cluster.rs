@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::{DialectKind, PeerKey, PeerName, RawFrame, RoomId, Signal};
+use crate::{CoreError, DialectKind, PeerKey, PeerName, RawFrame, RoomId, Signal, SignalKind};
 
 /// One switchboard process in a cluster. Random at start unless the operator names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,8 +36,8 @@ pub enum Member {
     /// On another node.
     Remote(NodeId),
     /// On this node, leaving: its name stays taken until the cluster confirms the leave,
-    /// but it hears nothing more.
-    Leaving,
+    /// but it hears nothing more. The key is told [`crate::Event::Settled`] then.
+    Leaving(PeerKey),
 }
 
 /// A room member as the cluster's shared state records it.
@@ -165,6 +165,17 @@ pub enum Inbound {
         to: PeerName,
         /// The message, stamped with its sender.
         signal: Arc<Signal>,
+    },
+    /// The cluster's state machine decided a pairing message from a user on this node.
+    PairVerdict {
+        /// The sender, on this node.
+        key: PeerKey,
+        /// The addressed user.
+        to: PeerName,
+        /// What the sender said.
+        kind: SignalKind,
+        /// Allowed, or why not.
+        verdict: Result<(), CoreError>,
     },
     /// The user a pairing user on this node was pairing with went away.
     PartnerGone {

@@ -87,6 +87,9 @@ pub enum Event {
     Frame(RawFrame),
     /// A reply or notice from the media worker (conference only), boxed like `Joined`.
     Media(Box<MediaEvent>),
+    /// A request of this peer's that the cluster decided has been answered (nothing is
+    /// written: its socket may read the peer's next frame).
+    Settled,
     /// A refusal of this peer's own request.
     Error {
         /// The stable machine code.

@@ -91,4 +91,6 @@ pub(crate) struct Peer {
     pub(crate) epoch: u32,
     /// A join the cluster is confirming: the room and name it claimed.
     pub(crate) joining: Option<(RoomId, PeerName)>,
+    /// That join's request id, echoed on its `joined`.
+    pub(crate) joining_rid: Option<crate::RawJson>,
 }

@@ -121,9 +121,10 @@ impl Dialect for Conference {
                 push_rid(out, rid.as_ref());
                 out.push('}');
             }
-            Event::Greeting { .. } | Event::PartnerGone { .. } | Event::Frame(_) => {
-                return Outbound::Skip
-            }
+            Event::Greeting { .. }
+            | Event::PartnerGone { .. }
+            | Event::Frame(_)
+            | Event::Settled => return Outbound::Skip,
         }
         Outbound::Text
     }

@@ -84,7 +84,8 @@ impl Dialect for Pairing {
             | Event::PeerJoined { .. }
             | Event::PeerLeft { .. }
             | Event::Frame(_)
-            | Event::Media(_) => return Outbound::Skip,
+            | Event::Media(_)
+            | Event::Settled => return Outbound::Skip,
         }
         Outbound::Text
     }

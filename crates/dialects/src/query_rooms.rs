@@ -87,7 +87,8 @@ impl Dialect for QueryRooms {
             Event::Greeting { .. }
             | Event::PartnerGone { .. }
             | Event::Frame(_)
-            | Event::Media(_) => return Outbound::Skip,
+            | Event::Media(_)
+            | Event::Settled => return Outbound::Skip,
         }
         Outbound::Text
     }

@@ -125,7 +125,8 @@ impl Dialect for RoomRelay {
             Event::Greeting { .. }
             | Event::PartnerGone { .. }
             | Event::Frame(_)
-            | Event::Media(_) => return Outbound::Skip,
+            | Event::Media(_)
+            | Event::Settled => return Outbound::Skip,
         }
         Outbound::Text
     }

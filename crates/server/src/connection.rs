@@ -59,7 +59,8 @@ pub(crate) struct Connection<D: Dialect> {
     rate: RateLimit,
     /// Reused for every encoded frame's text before it is handed to the socket.
     out: String,
-    /// Set while a join waits for the cluster: until when.
+    /// Set while a join or a pairing message waits for the cluster's verdict: until when.
+    /// The socket reads nothing meanwhile, so the peer's next frame finds the verdict made.
     joining: Option<Instant>,
     _membership: Membership,
     _slot: Slot,
@@ -151,10 +152,13 @@ impl<D: Dialect> Connection<D> {
         });
         match result {
             Ok(Outcome::Done) => {}
+            Ok(Outcome::Waiting) => self.joining = Some(Instant::now() + CLAIM_TIMEOUT),
             Ok(Outcome::Claim { room, name }) => self.claim(room, name, rid),
             Ok(Outcome::Pair { to, signal }) => {
                 if let Some(cluster) = &self.state.cluster {
+                    // Like a claim: the peer's next frame waits for the verdict.
                     cluster.pair(key, to, &signal);
+                    self.joining = Some(Instant::now() + CLAIM_TIMEOUT);
                 }
             }
             Err(error) => {
@@ -252,7 +256,7 @@ impl<D: Dialect> Connection<D> {
             let mut next = Some(first);
             let mut batch = 0;
             while let Some(event) = next.take() {
-                if matches!(event, Event::Error { .. }) {
+                if matches!(event, Event::Error { .. } | Event::Settled) {
                     self.joining = None;
                 }
                 if let Event::Joined(joined) = &event {

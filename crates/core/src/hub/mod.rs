@@ -94,6 +94,9 @@ pub enum Outcome {
         /// The name claimed in it.
         name: PeerName,
     },
+    /// Carried out here; the cluster confirms it to the peer with [`Event::Settled`], which
+    /// its socket waits for before it reads on (a leave, in a cluster).
+    Waiting,
     /// A pairing message the cluster's shared state machine must decide: the caller hands
     /// it to the cluster, which tells the hub the verdict ([`Hub::pair_decided`]).
     Pair {
@@ -317,6 +320,12 @@ impl Hub {
             Inbound::ChannelNode { channel, node, on } => self.channel_node(&channel, node, on),
             Inbound::NodeDown { node } => self.node_down(node),
             Inbound::Pair { to, signal } => self.apply_pair(&to, signal),
+            Inbound::PairVerdict {
+                key,
+                to,
+                kind,
+                verdict,
+            } => self.pair_decided(key, &to, &kind, verdict),
             Inbound::PartnerGone { to, from } => self.apply_partner_gone(&to, from),
         }
         self.settle();
@@ -489,6 +498,7 @@ impl Hub {
                 place,
                 epoch: 0,
                 joining: None,
+                joining_rid: None,
             },
         );
         key

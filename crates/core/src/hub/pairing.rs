@@ -218,16 +218,15 @@ impl Hub {
     ) {
         match verdict {
             Err(error) => self.refuse(key, &error, None),
-            Ok(()) => {
-                match kind {
-                    SignalKind::Ping => self.set_remote_target(key, State::Connecting, Some(to)),
-                    SignalKind::Pong => self.set_remote_target(key, State::Connected, Some(to)),
-                    SignalKind::Disconnect => self.set_remote_target(key, State::Idle, None),
-                    _ => {}
-                }
-                self.settle();
-            }
+            Ok(()) => match kind {
+                SignalKind::Ping => self.set_remote_target(key, State::Connecting, Some(to)),
+                SignalKind::Pong => self.set_remote_target(key, State::Connected, Some(to)),
+                SignalKind::Disconnect => self.set_remote_target(key, State::Idle, None),
+                _ => {}
+            },
         }
+        // The sender's socket waits for this before it reads on.
+        self.reply(key, Event::Settled);
     }
 
     /// A pairing message from another node's user (or this node's, through the cluster).

@@ -140,6 +140,7 @@ impl Hub {
                 .pending += 1;
             if let Some(peer) = self.peers.get_mut(&key) {
                 peer.joining = Some((room_id.clone(), name.clone()));
+                peer.joining_rid = rid;
             }
             return Ok(Outcome::Claim {
                 room: room_id,
@@ -179,7 +180,7 @@ impl Hub {
         };
         if let Some(cluster) = &self.cluster {
             if let Some(seat) = room.members.get_mut(&name) {
-                seat.at = Member::Leaving;
+                seat.at = Member::Leaving(key);
             }
             cluster.uplink.leave(&room_id, &name, key);
             return;
@@ -200,6 +201,10 @@ impl Hub {
             }
             (Place::Room { .. }, _) => {
                 self.leave(key);
+                if self.cluster.is_some() {
+                    // The peer reads on once the cluster has the leave (`Settled`).
+                    return Ok(Outcome::Waiting);
+                }
                 Ok(Outcome::Done)
             }
             _ => Err(CoreError::NotInRoom),
@@ -246,7 +251,7 @@ impl Hub {
                     let (to, _) = room.members.get_key_value(to).ok_or(CoreError::NotInRoom)?;
                     self.uplink_relay(room_id, Some((node, to)), &signal)
                 }
-                Member::Leaving => Err(CoreError::PeerNotFound(to.into())),
+                Member::Leaving(_) => Err(CoreError::PeerNotFound(to.into())),
             };
         }
         let mut remote = false;
@@ -288,11 +293,10 @@ impl Hub {
     /// claim was refused, or the peer went away). Its name is released in case the claim
     /// went through after all.
     pub(super) fn abandon_join(&mut self, key: PeerKey, room_id: &RoomId) {
-        let Some((room, name)) = self
-            .peers
-            .get_mut(&key)
-            .and_then(|peer| peer.joining.take())
-        else {
+        let Some((room, name)) = self.peers.get_mut(&key).and_then(|peer| {
+            peer.joining_rid = None;
+            peer.joining.take()
+        }) else {
             return;
         };
         debug_assert_eq!(&room, room_id);
@@ -333,7 +337,7 @@ impl Hub {
                 joiners.push((seat.key, seat.name.clone(), seat.seq));
                 continue;
             } else {
-                Member::Leaving
+                Member::Leaving(seat.key)
             };
             if let Some(room) = self.rooms.get_mut(&room_id) {
                 room.members
@@ -373,7 +377,7 @@ impl Hub {
         let at = if seat.node == me {
             // A join whose peer went away or moved on before it was confirmed: its leave is
             // on its way; the room sees both, in order, like every other node's rooms do.
-            Member::Leaving
+            Member::Leaving(seat.key)
         } else {
             Member::Remote(seat.node)
         };
@@ -405,6 +409,9 @@ impl Hub {
         };
         if let (Member::Remote(node), Some(listener)) = (seat.at, &self.listener) {
             listener.remote_left(room_id, name, node);
+        }
+        if let Member::Leaving(key) = seat.at {
+            offer(&self.peers, key, Event::Settled, &mut self.slow);
         }
         if let Member::Local(key) = seat.at {
             // The cluster removed a member this node still had (it was declared dead while
@@ -552,13 +559,14 @@ impl Hub {
 
     /// A claimed join came through: the peer is in.
     fn confirm_join(&mut self, key: PeerKey, room_id: &RoomId, name: PeerName, seq: u64) {
-        if let Some(peer) = self.peers.get_mut(&key) {
+        let rid = self.peers.get_mut(&key).and_then(|peer| {
             peer.joining = None;
-        }
+            peer.joining_rid.take()
+        });
         if let Some(room) = self.rooms.get_mut(room_id) {
             room.pending = room.pending.saturating_sub(1);
         }
-        self.seat_local(key, room_id, name, seq, None);
+        self.seat_local(key, room_id, name, seq, rid);
     }
 
     /// Seats a local peer in a room it is now a member of, tells the others and replies.

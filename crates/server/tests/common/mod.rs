@@ -27,10 +27,36 @@ pub struct TestServer {
     pub addr: SocketAddr,
     stop: CancellationToken,
     task: JoinHandle<Result<(), switchboard_server::ServeError>>,
+    /// In a two-node run: every node's address, taken in turn by each new client.
+    nodes: Vec<SocketAddr>,
+    turn: std::sync::atomic::AtomicUsize,
+    /// In a two-node run: the other node and the Redis they share, kept alive.
+    _cluster: Option<Box<(cluster::Redis, TestServer)>>,
 }
 
+/// The server for a black-box test: one server, or, with `SWITCHBOARD_TEST_NODES=2` in the
+/// environment, two cluster nodes on a Redis of this test's own, whose clients alternate
+/// between the nodes (the HTTP API is asked on the first). The same tests must pass both
+/// ways: that is the cluster's promise (docs/scaling.md).
 pub async fn start() -> TestServer {
+    if std::env::var("SWITCHBOARD_TEST_NODES").as_deref() == Ok("2") {
+        return two_nodes().await;
+    }
     start_with(Config::for_tests()).await
+}
+
+async fn two_nodes() -> TestServer {
+    let redis = cluster::Redis::new();
+    let lease = Duration::from_secs(10);
+    let mut config = cluster::node_config(&redis, 0xa, lease);
+    config.media = Config::for_tests().media;
+    let mut first = cluster::node_with(config).await;
+    let mut config = cluster::node_config(&redis, 0xb, lease);
+    config.media = Config::for_tests().media;
+    let second = cluster::node_with(config).await;
+    first.nodes = vec![first.addr, second.addr];
+    first._cluster = Some(Box::new((redis, second)));
+    first
 }
 
 pub async fn start_with(config: Config) -> TestServer {
@@ -43,12 +69,21 @@ pub async fn start_with(config: Config) -> TestServer {
     let stop = CancellationToken::new();
     let signal = stop.clone().cancelled_owned();
     let task = tokio::spawn(switchboard_server::serve(listener, config, signal));
-    TestServer { addr, stop, task }
+    TestServer {
+        addr,
+        stop,
+        task,
+        nodes: vec![addr],
+        turn: std::sync::atomic::AtomicUsize::new(0),
+        _cluster: None,
+    }
 }
 
 impl TestServer {
+    /// A WebSocket URL on the next node in turn (the only one, on a single server).
     pub fn url(&self, path: &str) -> String {
-        format!("ws://{}{}", self.addr, path)
+        let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("ws://{}{}", self.nodes[turn % self.nodes.len()], path)
     }
 
     /// Opens a WebSocket to `path`, panicking if the upgrade is refused.
