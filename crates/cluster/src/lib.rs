@@ -81,6 +81,8 @@ struct Inner {
     inc: AtomicU64,
     /// Whether the writer's connection is up and registered.
     up: AtomicBool,
+    /// Set once this node has drained: it never registers again.
+    drained: AtomicBool,
     /// When the last heartbeat was confirmed (for `/readyz`).
     last_ok: Mutex<Option<Instant>>,
     metrics: ClusterMetrics,
@@ -201,6 +203,7 @@ impl Cluster {
             subs_wake: Notify::new(),
             inc: AtomicU64::new(0),
             up: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
             last_ok: Mutex::new(None),
             metrics: ClusterMetrics::default(),
             asked: Mutex::new(HashMap::new()),
@@ -425,6 +428,7 @@ impl Cluster {
     /// Removes this node from the cluster at once (shutdown): every room hears its members
     /// leave now, not after the lease.
     pub async fn drain(&self) {
+        self.0.drained.store(true, Ordering::SeqCst);
         let (reply, done) = oneshot::channel();
         self.push(Op::Drain { reply });
         let _ = timeout(REDIS_TIMEOUT, done).await;
@@ -522,7 +526,9 @@ impl Cluster {
         let mut conn = timeout(REDIS_TIMEOUT, Conn::open(&self.0.config.url))
             .await
             .map_err(|_| RespError::Io(std::io::ErrorKind::TimedOut.into()))??;
-        self.register(&mut conn).await?;
+        if !self.0.drained.load(Ordering::SeqCst) {
+            self.register(&mut conn).await?;
+        }
         Ok(conn)
     }
 
@@ -682,7 +688,8 @@ impl Cluster {
             for (op, reply) in batch.into_iter().zip(replies) {
                 fenced |= self.answer(op, reply);
             }
-            if fenced {
+            // A drained node stays out: its members leave as their sockets close.
+            if fenced && !self.0.drained.load(Ordering::SeqCst) {
                 warn!(node = %self.node(), "this node was declared dead; registering again");
                 self.register(conn).await?;
             }
@@ -969,7 +976,7 @@ impl Cluster {
         let mut next_beat = Instant::now() + beat;
         loop {
             sleep(REAP_EVERY.min(beat)).await;
-            if !self.0.up.load(Ordering::SeqCst) {
+            if !self.0.up.load(Ordering::SeqCst) || self.0.drained.load(Ordering::SeqCst) {
                 continue;
             }
             if Instant::now() >= next_beat {

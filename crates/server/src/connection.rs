@@ -113,6 +113,10 @@ impl<D: Dialect> Connection<D> {
             config.rate_strikes,
             Instant::now(),
         );
+        // A query-rooms join claimed before the upgrade may not be confirmed yet: the peer's
+        // first frame waits for it like any other join's.
+        let joining = (state.cluster.is_some() && state.hub.with(|hub| hub.awaits_join(key)))
+            .then(|| Instant::now() + CLAIM_TIMEOUT);
         Connection {
             metrics: state.metrics.for_dialect(D::KIND),
             state,
@@ -121,7 +125,7 @@ impl<D: Dialect> Connection<D> {
             inbox,
             rate,
             out: String::new(),
-            joining: None,
+            joining,
             _membership: membership,
             _slot: slot,
         }

@@ -287,6 +287,13 @@ impl Hub {
         self.refuse(key, error, rid);
     }
 
+    /// Whether `key` waits for the cluster to confirm its join.
+    pub fn awaits_join(&self, key: PeerKey) -> bool {
+        self.peers
+            .get(&key)
+            .is_some_and(|peer| peer.joining.is_some())
+    }
+
     /// A join still waiting for the cluster has waited too long: the peer stays out of the
     /// room and hears `unavailable`. False if the join was not waiting any more.
     pub fn give_up_join(&mut self, key: PeerKey) -> bool {
