@@ -107,6 +107,24 @@ fn next(ws: &mut WebSocket<TcpStream>) -> serde_like::Frame {
     }
 }
 
+/// A pairing user on `port`, with the id it was greeted with.
+fn pairing_user(port: u16) -> (WebSocket<TcpStream>, String) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (mut ws, _) =
+        tungstenite::client(format!("ws://127.0.0.1:{port}/pairing"), stream).unwrap();
+    let greeting = next(&mut ws).0;
+    let id = greeting
+        .split(r#""userId":""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    (ws, id)
+}
+
 /// Frames compared as text: the conference dialect's encoding is deterministic.
 mod serde_like {
     #[derive(Debug, PartialEq, Eq)]
@@ -142,8 +160,30 @@ fn a_killed_node_s_peers_leave_once_and_free_their_names() {
         frame(r#"{"type":"user-joined","data":{"user":"carol"}}"#)
     );
 
+    // A pairing across the nodes: x on A pinged y on B, which answered.
+    let (mut x, x_id) = pairing_user(port_a);
+    let (mut y, y_id) = pairing_user(port_b);
+    x.send(Message::text(format!(
+        r#"{{"type":"ping","to":"{y_id}","data":{{}}}}"#
+    )))
+    .unwrap();
+    assert!(next(&mut y).0.contains(r#""type":"ping""#));
+    y.send(Message::text(format!(
+        r#"{{"type":"pong","to":"{x_id}","data":{{}}}}"#
+    )))
+    .unwrap();
+    assert!(next(&mut x).0.contains(r#""type":"pong""#));
+
     b.0.kill().unwrap(); // SIGKILL: no drain, no goodbye
     b.0.wait().unwrap();
+
+    // x hears its partner go, once.
+    assert_eq!(
+        next(&mut x),
+        frame(&format!(
+            r#"{{"type":"disconnect","from":"{y_id}","to":"{x_id}","data":{{"reason":"peer_gone"}}}}"#
+        ))
+    );
 
     let mut left = [next(&mut alice), next(&mut alice)];
     left.sort_by(|x, y| x.0.cmp(&y.0));

@@ -382,6 +382,20 @@ async fn stats_span_the_cluster_and_say_when_a_node_is_silent() {
         ],
         "oldest first, each with its node"
     );
+    // Each node's /metrics has the cluster's series: both nodes seen, messages both ways.
+    timeout(PATIENCE, async {
+        while metric(&a.get("/metrics").await.body, "switchboard_cluster_nodes") != Some(2.0) {
+            sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("node A counts two live nodes at a heartbeat");
+    let metrics = b.get("/metrics").await.body;
+    assert!(metric(&metrics, "switchboard_bus_received_total").unwrap_or(0.0) >= 1.0);
+    assert!(
+        metrics.contains("switchboard_redis_rtt_seconds_count"),
+        "{metrics}"
+    );
     let limited = b.get("/api/stats?limit=1").await.json();
     assert_eq!(limited["users"].as_array().unwrap().len(), 1);
     assert_eq!(limited["connectedUsers"], 3);
