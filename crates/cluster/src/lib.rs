@@ -868,7 +868,11 @@ impl Cluster {
                         // Someone took the name while this node was cut off: this peer
                         // lost it, and its socket closes.
                         warn!(room = %claim.room, name = %claim.name, "name lost to another node");
-                        self.0.hub.with(|hub| hub.disconnect(claim.key));
+                        let error = CoreError::NameTaken(claim.name.clone());
+                        self.0.hub.with(|hub| {
+                            hub.refuse(claim.key, &error, None);
+                            hub.disconnect(claim.key);
+                        });
                     } else {
                         let error = CoreError::NameTaken(claim.name.clone());
                         self.refuse_claim(claim, error);

@@ -457,3 +457,54 @@ async fn after_redis_loses_its_data_every_view_converges_without_ghosts_or_repea
         .await;
     assert_eq!(imposter.expect("error").await["data"]["code"], "name_taken");
 }
+
+#[tokio::test]
+async fn a_node_declared_dead_comes_back_fenced() {
+    let redis = Redis::new();
+    // Heartbeats every 2 s: time for the others to reap node A and reuse a name first.
+    let a = node(&redis, 0x51).await;
+    let b = node(&redis, 0x52).await;
+    let (mut alice, _) = join_conference(&a, "r", "alice").await;
+    let (mut erin, _) = join_conference(&a, "r", "erin").await;
+    let (mut bob, _) = join_conference(&b, "r", "bob").await;
+    assert_eq!(alice.expect("user-joined").await["data"]["user"], "erin");
+    assert_eq!(alice.expect("user-joined").await["data"]["user"], "bob");
+    erin.expect("user-joined").await;
+    // Node A's lease runs out as if it had been cut off: the others reap it.
+    redis.cli(&["ZADD", "sb:nodes", "0", &NodeId(0x51).to_string()]);
+    let mut left = [bob.json().await, bob.json().await];
+    left.sort_by_key(|frame| frame["data"]["user"].as_str().map(str::to_owned));
+    assert_eq!(
+        left,
+        [
+            json!({"type":"user-left","data":{"user":"alice"}}),
+            json!({"type":"user-left","data":{"user":"erin"}}),
+        ]
+    );
+    // While A does not know yet, its name "alice" is taken on B.
+    let (mut usurper, joined) = join_conference(&b, "r", "alice").await;
+    assert_eq!(joined["data"]["users"], json!(["bob", "alice"]));
+    assert_eq!(
+        bob.json().await,
+        json!({"type":"user-joined","data":{"user":"alice"}})
+    );
+    // A finds itself fenced at its next heartbeat and claims its members again: erin is
+    // back; the old alice lost her name and is closed, and removes nobody.
+    assert_eq!(
+        bob.json().await,
+        json!({"type":"user-joined","data":{"user":"erin"}})
+    );
+    assert_eq!(alice.expect("error").await["data"]["code"], "name_taken");
+    alice.closed().await;
+    usurper
+        .send_json(json!({"type":"chat-message","data":{"text":"still here","timestamp":"t"}}))
+        .await;
+    let chat = bob.expect("chat-message").await;
+    assert_eq!(chat["data"]["from"], "alice");
+    assert_eq!(
+        erin.expect("chat-message").await["data"]["text"],
+        "still here"
+    );
+    let stats = b.get("/api/stats").await.json();
+    assert_eq!(stats["connectedUsers"], 3, "{stats}");
+}

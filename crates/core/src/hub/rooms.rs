@@ -180,7 +180,9 @@ impl Hub {
         };
         if let Some(cluster) = &self.cluster {
             if let Some(seat) = room.members.get_mut(&name) {
-                seat.at = Member::Leaving(key);
+                if seat.at == Member::Local(key) {
+                    seat.at = Member::Leaving(key);
+                }
             }
             cluster.uplink.leave(&room_id, &name, key);
             return;
@@ -384,6 +386,24 @@ impl Hub {
         let known = room
             .members
             .insert(seat.name.clone(), RoomSeat { at, seq: seat.seq });
+        if let Some(RoomSeat {
+            at: Member::Local(lost),
+            ..
+        }) = known
+        {
+            // This node was declared dead and another node's peer took the name meanwhile:
+            // the peer here lost it, hears so, and is closed.
+            let message = format!("name {} was taken while this server was cut off", seat.name);
+            self.deliver(
+                lost,
+                Event::Error {
+                    code: crate::ErrorCode::NameTaken,
+                    message: Arc::from(message),
+                    rid: None,
+                },
+            );
+            self.slow.push((lost, false));
+        }
         if known.is_none() {
             self.tell_joined(room_id, &seat.name, None);
         }
@@ -413,17 +433,15 @@ impl Hub {
         if let Member::Leaving(key) = seat.at {
             offer(&self.peers, key, Event::Settled, &mut self.slow);
         }
-        if let Member::Local(key) = seat.at {
-            // The cluster removed a member this node still had (it was declared dead while
-            // cut off from Redis): it is in no room any more.
-            if let Some(peer) = self.peers.get_mut(&key) {
-                peer.place = Place::Lobby;
-                let (dialect, epoch) = (peer.profile.dialect, peer.epoch);
-                self.member_count(key, -1);
-                if let Some(listener) = &self.listener {
-                    listener.left(key, dialect, epoch);
-                }
+        if let Member::Local(_) = seat.at {
+            // The cluster removed a member this node still has: this node was declared dead
+            // while cut off. The member stays (its peers here saw nothing happen), and the
+            // node claims it again when it registers anew; elsewhere it is seen to leave and
+            // join again, or, if its name was taken meanwhile, its socket is closed then.
+            if let Some(room) = self.rooms.get_mut(room_id) {
+                room.members.insert(name.clone(), seat);
             }
+            return;
         }
         self.tell_left(room_id, name.clone());
     }
