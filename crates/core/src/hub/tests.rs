@@ -244,3 +244,289 @@ fn stats_list_oldest_first_and_count_everyone() {
     let ids: Vec<_> = stats.users.iter().map(|u| u.id.clone().unwrap()).collect();
     assert_eq!(ids, [name("p0"), name("p1")]);
 }
+
+mod cluster {
+    //! The hub as one node of a cluster, with the cluster's news given by hand.
+
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{Inbound, NodeId, Overloaded, RawFrame, Seat, Signal, Uplink};
+
+    const ME: NodeId = NodeId(1);
+    const OTHER: NodeId = NodeId(2);
+
+    /// What the hub asked of the cluster.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Recorder {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut self.0.lock().unwrap())
+        }
+    }
+
+    impl Uplink for Recorder {
+        fn relay(
+            &self,
+            room: &RoomId,
+            to: Option<(NodeId, &PeerName)>,
+            signal: &Signal,
+        ) -> Result<(), Overloaded> {
+            let to = to.map_or("*".to_owned(), |(node, name)| format!("{name}@{}", node.0));
+            let line = format!("relay {room:?} {} -> {to}", signal.from);
+            self.0.lock().unwrap().push(line);
+            Ok(())
+        }
+        fn frame(&self, channel: &RoomId, _frame: &RawFrame) -> Result<(), Overloaded> {
+            self.0.lock().unwrap().push(format!("frame {channel:?}"));
+            Ok(())
+        }
+        fn leave(&self, room: &RoomId, name: &PeerName, _key: PeerKey) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("leave {room:?} {name}"));
+        }
+        fn room_unused(&self, room: &RoomId) {
+            self.0.lock().unwrap().push(format!("unused {room:?}"));
+        }
+        fn channel_unused(&self, _channel: &RoomId) {}
+        fn user_left(&self, _name: &PeerName) {}
+    }
+
+    fn node() -> (Hub, Arc<Recorder>) {
+        let mut hub = Hub::default();
+        let recorder = Arc::new(Recorder::default());
+        hub.set_cluster(ME, recorder.clone());
+        (hub, recorder)
+    }
+
+    fn seat(who: &str, node: NodeId, key: PeerKey, seq: u64) -> Seat {
+        Seat {
+            name: name(who),
+            node,
+            key,
+            seq,
+        }
+    }
+
+    fn claim(hub: &mut Hub, who: &str, room_id: &str) -> Client {
+        let mut client = connect(hub, DialectKind::Conference, 16);
+        let join = Command::Join {
+            room: room(room_id),
+            name: name(who),
+            rid: None,
+        };
+        assert!(matches!(
+            hub.execute(client.key, join),
+            Ok(Outcome::Claim { .. })
+        ));
+        assert!(client.events().is_empty(), "no reply before the cluster's");
+        client
+    }
+
+    #[test]
+    fn a_join_waits_for_the_roster_then_follows_the_rooms_order() {
+        let (mut hub, _) = node();
+        let mut alice = claim(&mut hub, "alice", "r");
+        // Changes from before this node's roster are ignored while it waits.
+        hub.remote(Inbound::Joined {
+            room: room("r"),
+            rseq: 4,
+            seat: seat("old", OTHER, PeerKey(9), 4),
+        });
+        hub.remote(Inbound::Roster {
+            room: room("r"),
+            rseq: 5,
+            media: Some(OTHER),
+            seats: vec![
+                seat("alice", ME, alice.key, 5),
+                seat("bob", OTHER, PeerKey(7), 3),
+            ],
+        });
+        let events = alice.events();
+        let [Event::Joined(joined)] = &events[..] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(&*joined.members, [name("bob"), name("alice")]);
+        assert_eq!(hub.media_home(&room("r")), Some(OTHER));
+        // The echo of alice's own join, and anything as old, changes nothing.
+        hub.remote(Inbound::Joined {
+            room: room("r"),
+            rseq: 5,
+            seat: seat("alice", ME, alice.key, 5),
+        });
+        hub.remote(Inbound::Left {
+            room: room("r"),
+            rseq: 3,
+            name: name("bob"),
+        });
+        assert!(alice.events().is_empty());
+        // Newer changes are told, once.
+        hub.remote(Inbound::Left {
+            room: room("r"),
+            rseq: 6,
+            name: name("bob"),
+        });
+        let events = alice.events();
+        assert!(matches!(&events[..], [Event::PeerLeft { name, .. }] if name.as_str() == "bob"));
+    }
+
+    #[test]
+    fn only_remote_members_cost_a_publish() {
+        let (mut hub, recorder) = node();
+        let alice = claim(&mut hub, "alice", "r");
+        let mut carol = claim(&mut hub, "carol", "r");
+        hub.remote(Inbound::Roster {
+            room: room("r"),
+            rseq: 1,
+            media: Some(ME),
+            seats: vec![seat("alice", ME, alice.key, 1)],
+        });
+        hub.remote(Inbound::Joined {
+            room: room("r"),
+            rseq: 2,
+            seat: seat("carol", ME, carol.key, 2),
+        });
+        carol.events();
+        let send = |to: Option<&'static str>| Command::Send {
+            to: to.map(Into::into),
+            room: None,
+            echo: false,
+            message: Message::new(SignalKind::Offer, None),
+            rid: None,
+        };
+        hub.execute(alice.key, send(None)).unwrap();
+        assert_eq!(carol.events().len(), 1);
+        assert!(
+            recorder.take().is_empty(),
+            "an all-local room touches no Redis"
+        );
+        hub.remote(Inbound::Joined {
+            room: room("r"),
+            rseq: 3,
+            seat: seat("bob", OTHER, PeerKey(7), 3),
+        });
+        hub.execute(alice.key, send(None)).unwrap();
+        hub.execute(alice.key, send(Some("bob"))).unwrap();
+        assert_eq!(
+            recorder.take(),
+            ["relay \"r\" alice -> *", "relay \"r\" alice -> bob@2"]
+        );
+    }
+
+    #[test]
+    fn a_leave_keeps_the_name_until_the_cluster_confirms_it() {
+        let (mut hub, recorder) = node();
+        let mut alice = claim(&mut hub, "alice", "r");
+        hub.remote(Inbound::Roster {
+            room: room("r"),
+            rseq: 1,
+            media: None,
+            seats: vec![
+                seat("alice", ME, alice.key, 1),
+                seat("bob", OTHER, PeerKey(7), 0),
+            ],
+        });
+        alice.events();
+        let leave = Command::Leave {
+            room: None,
+            rid: None,
+        };
+        assert!(matches!(
+            hub.execute(alice.key, leave),
+            Ok(Outcome::Waiting)
+        ));
+        assert_eq!(recorder.take(), ["leave \"r\" alice"]);
+        assert!(hub.is_taken("r", "alice"));
+        hub.remote(Inbound::Left {
+            room: room("r"),
+            rseq: 2,
+            name: name("alice"),
+        });
+        assert!(!hub.is_taken("r", "alice"));
+        assert!(matches!(&alice.events()[..], [Event::Settled]));
+        // Nobody of this node is left in the room: it stops following it.
+        assert_eq!(recorder.take(), ["unused \"r\""]);
+    }
+
+    #[test]
+    fn relays_from_members_not_yet_heard_to_join_are_dropped() {
+        let (mut hub, _) = node();
+        let mut alice = claim(&mut hub, "alice", "r");
+        hub.remote(Inbound::Roster {
+            room: room("r"),
+            rseq: 1,
+            media: None,
+            seats: vec![seat("alice", ME, alice.key, 1)],
+        });
+        alice.events();
+        let signal = |from: &str| {
+            Arc::new(Signal {
+                from: name(from),
+                origin: DialectKind::Conference,
+                addressed: false,
+                message: Message::new(SignalKind::Chat, None),
+            })
+        };
+        hub.remote(Inbound::Relay {
+            room: room("r"),
+            to: None,
+            signal: signal("stranger"),
+        });
+        assert!(alice.events().is_empty());
+        hub.remote(Inbound::Joined {
+            room: room("r"),
+            rseq: 2,
+            seat: seat("bob", OTHER, PeerKey(3), 2),
+        });
+        hub.remote(Inbound::Relay {
+            room: room("r"),
+            to: None,
+            signal: signal("bob"),
+        });
+        let events = alice.events();
+        assert!(matches!(
+            &events[..],
+            [Event::PeerJoined { .. }, Event::Signal(_)]
+        ));
+    }
+
+    #[test]
+    fn a_resync_tells_only_the_differences() {
+        let (mut hub, _) = node();
+        let mut alice = claim(&mut hub, "alice", "r");
+        hub.remote(Inbound::Roster {
+            room: room("r"),
+            rseq: 10,
+            media: None,
+            seats: vec![
+                seat("alice", ME, alice.key, 1),
+                seat("ghost", OTHER, PeerKey(3), 2),
+                seat("stays", OTHER, PeerKey(4), 3),
+            ],
+        });
+        alice.events();
+        hub.remote(Inbound::Resync {
+            room: room("r"),
+            rseq: 20,
+            media: None,
+            seats: vec![
+                seat("alice", ME, alice.key, 1),
+                seat("stays", OTHER, PeerKey(4), 3),
+                seat("new", OTHER, PeerKey(5), 15),
+            ],
+        });
+        let told: Vec<String> = alice
+            .events()
+            .iter()
+            .map(|event| match event {
+                Event::PeerJoined { name, .. } => format!("+{name}"),
+                Event::PeerLeft { name, .. } => format!("-{name}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(told, ["-ghost", "+new"]);
+    }
+}
