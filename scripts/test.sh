@@ -29,5 +29,7 @@ echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test"
 cargo test --workspace --locked
+echo "==> fuzz: every decoder for 10 s (nightly + ASan when present; crashes fail the run)"
+scripts/fuzz.sh 10
 echo "==> end-to-end: real Chromium and aiortc through the release binary"
 ./tests/e2e/run.sh

@@ -336,6 +336,39 @@ mod tests {
     }
 
     #[test]
+    fn hygiene_flags() {
+        let defaults = config(&[]);
+        assert_eq!(defaults.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(defaults.join_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.stats_max_age, Duration::from_secs(1));
+        let config = config(&[
+            "--header-read-timeout",
+            "2s",
+            "--handshake-rate",
+            "7",
+            "--handshake-burst",
+            "8",
+            "--http-rate",
+            "9",
+            "--http-burst",
+            "10",
+            "--join-timeout",
+            "3s",
+            "--stats-max-age",
+            "250ms",
+        ]);
+        assert_eq!(config.header_read_timeout, Duration::from_secs(2));
+        assert_eq!((config.handshake_rate, config.handshake_burst), (7, 8));
+        assert_eq!((config.http_rate, config.http_burst), (9, 10));
+        assert_eq!(config.join_timeout, Duration::from_secs(3));
+        assert_eq!(config.stats_max_age, Duration::from_millis(250));
+        let zero = Args::try_parse_from(["switchboard", "--header-read-timeout", "0s"])
+            .unwrap()
+            .config();
+        assert!(zero.is_err());
+    }
+
+    #[test]
     fn the_flag_wins_over_port() {
         assert_eq!(
             config(&["--port", "7000"]).listen,

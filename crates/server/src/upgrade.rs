@@ -85,8 +85,8 @@ pub(crate) async fn root(
     }
     let target = match state.config.root_dialect {
         DialectKind::QueryRooms => match parameters(query.as_deref()) {
-            Ok(parameters) => Target::QueryRooms(parameters),
-            Err(refused) => return refused,
+            Some(parameters) => Target::QueryRooms(parameters),
+            None => return not_utf8(),
         },
         DialectKind::Pairing => Target::Pairing,
         DialectKind::Broadcast => Target::Broadcast(default_channel()),
@@ -117,8 +117,8 @@ pub(crate) async fn query_rooms(
     State(state): State<AppState>,
 ) -> Response {
     match parameters(query.as_deref()) {
-        Ok(parameters) => open(handshake, state, Target::QueryRooms(parameters)),
-        Err(refused) => refused,
+        Some(parameters) => open(handshake, state, Target::QueryRooms(parameters)),
+        None => not_utf8(),
     }
 }
 
@@ -289,23 +289,23 @@ fn default_channel() -> RoomId {
 }
 
 /// The query string's parameters, percent-decoded as a form (`+` is a space; a repeated name
-/// keeps its last value). Identifiers are read from here, so a value that is not UTF-8 once
-/// decoded is refused with 400 rather than mangled into U+FFFD and let in.
-fn parameters(query: Option<&str>) -> Result<HashMap<String, String>, Response> {
+/// keeps its last value); `None` if a name or value is not UTF-8 once decoded. Identifiers
+/// are read from here, so such a query is refused with 400 ([`not_utf8`]) rather than
+/// mangled into U+FFFD and let in.
+fn parameters(query: Option<&str>) -> Option<HashMap<String, String>> {
     let mut parameters = HashMap::new();
     for pair in query.unwrap_or_default().split('&') {
         if pair.is_empty() {
             continue;
         }
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let (Some(name), Some(value)) = (form_decode(name), form_decode(value)) else {
-            return Err(bad_request(
-                "the query string is not UTF-8 after percent-decoding".to_owned(),
-            ));
-        };
-        parameters.insert(name, value);
+        parameters.insert(form_decode(name)?, form_decode(value)?);
     }
-    Ok(parameters)
+    Some(parameters)
+}
+
+fn not_utf8() -> Response {
+    bad_request("the query string is not UTF-8 after percent-decoding".to_owned())
 }
 
 /// Percent-decodes one form-encoded name or value; `None` if the bytes are not UTF-8. A `%`
@@ -361,9 +361,9 @@ mod tests {
         assert_eq!(form_decode("100%").as_deref(), Some("100%"));
         assert_eq!(form_decode("%4").as_deref(), Some("%4"));
         assert_eq!(form_decode("%zz").as_deref(), Some("%zz"));
-        assert!(parameters(Some("peer_id=ab%FF%FEcd&room=r")).is_err());
-        assert!(parameters(Some("peer_id=a&room=%C3%28")).is_err());
-        assert!(parameters(Some("%FF=x")).is_err());
+        assert!(parameters(Some("peer_id=ab%FF%FEcd&room=r")).is_none());
+        assert!(parameters(Some("peer_id=a&room=%C3%28")).is_none());
+        assert!(parameters(Some("%FF=x")).is_none());
         assert!(parameters(None).unwrap().is_empty());
     }
 }
