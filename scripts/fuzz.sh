@@ -42,7 +42,7 @@ for target in "${targets[@]}"; do
   log="target/fuzz-$target.log"
   echo "==> $target: ${seconds}s"
   if cargo "${toolchain[@]}" fuzz run "${sanitizer[@]}" "$target" "corpus/$target" seeds -- \
-      -dict=signaling.dict -max_total_time="$seconds" -max_len=65536 -timeout=10 \
+      -dict=signaling.dict -max_total_time="$seconds" -max_len=8192 -timeout=10 \
       -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="regressions/$target/" >"$log" 2>&1; then
     runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' || echo "?")

@@ -319,7 +319,10 @@ fn encode<D: Dialect>(event: &Event, kind: DialectKind) -> Option<String> {
     let mut out = String::new();
     match D::encode(&mut D::Session::default(), event, &mut out) {
         Outbound::Text => {
-            json(kind, &out);
+            // Validated without building a tree: this runs for every event of every input.
+            if let Err(error) = serde_json::from_str::<&serde_json::value::RawValue>(&out) {
+                panic!("{kind:?} wrote a frame that is not JSON ({error}): {out}");
+            }
             Some(out)
         }
         // Broadcast's relayed frame: any text, JSON or not, but UTF-8 (a text frame).

@@ -163,10 +163,13 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Defaults for tests: loopback, and the same limits as production.
+    /// Defaults for tests: loopback, and the same limits as production, except that
+    /// `/api/stats` is never served from a snapshot: tests read it as the server's state right
+    /// after a change (tests/hygiene.rs sets the age to test the snapshot itself).
     pub fn for_tests() -> Self {
         Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            stats_max_age: Duration::ZERO,
             ..Config::default()
         }
     }

@@ -217,7 +217,11 @@ async fn stats_come_from_one_snapshot_however_many_ask() {
     );
 
     // At the default age (1 s) a snapshot is rebuilt once it is stale.
-    let server = start().await;
+    let server = start_with(Config {
+        stats_max_age: Config::default().stats_max_age,
+        ..Config::for_tests()
+    })
+    .await;
     assert_eq!(server.get("/api/stats").await.json()["connectedUsers"], 0);
     let _carol = conference(&server, "r", "carol").await;
     let mut seen = 0;
