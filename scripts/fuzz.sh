@@ -4,6 +4,7 @@
 # targets build with AddressSanitizer; without one, on stable with `--sanitizer none`.
 # A crash fails the script and is kept under fuzz/regressions/TARGET/, which plain
 # `cargo test` replays (crates/dialects/tests/fuzz_regressions.rs): commit it with the fix.
+# FUZZ_TOOLCHAIN=stable forces the stable path (to check it on a machine with nightly).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 
-if rustup run nightly rustc --version >/dev/null 2>&1; then
+if [ "${FUZZ_TOOLCHAIN:-nightly}" = nightly ] && rustup run nightly rustc --version >/dev/null 2>&1; then
   toolchain=(+nightly)
   sanitizer=(--sanitizer address)
   echo "==> fuzzing on nightly with AddressSanitizer"

@@ -472,11 +472,12 @@ async fn goodbye(
 /// How long to wait for the client's side of the closing handshake.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Waits, briefly, for the client to answer our close. After an oversized frame the stream
-/// cannot be read as WebSocket frames any more, so there is nothing to wait for: the socket
-/// is dropped at once, and the connection (`accept::Accepted`) sends its FIN right after the
-/// close frame and drops the rest of the client's input, so the client learns of the close
-/// at once and no reset destroys the close frame.
+/// Waits, briefly, for the client to answer our close (RFC 6455 7.1.1: the server closes TCP
+/// after the client's close frame). After an oversized frame the stream cannot be read as
+/// frames any more, so there is nothing to wait for: the socket is dropped at once, and the
+/// connection (`accept::Accepted`) sends its FIN right after the close frame and reads and
+/// drops the rest of the client's input, so no reset destroys the close frame and the client
+/// learns of the close at once.
 async fn linger(socket: &mut WebSocket, close: Close) {
     if matches!(close, Close::TooBig) {
         return;
