@@ -40,5 +40,7 @@ echo "==> the black-box suites again, against two cluster nodes on one Redis (cl
 SWITCHBOARD_TEST_NODES=2 cargo test -p switchboard-server --locked \
   --test conference --test query_rooms --test room_relay --test pairing --test broadcast \
   --test cross_dialect
+echo "==> fuzz: every decoder for 10 s (nightly + ASan when present; crashes fail the run)"
+scripts/fuzz.sh 10
 echo "==> end-to-end: real Chromium and aiortc through the release binary"
 ./tests/e2e/run.sh

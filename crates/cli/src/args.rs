@@ -53,9 +53,38 @@ pub(crate) struct Args {
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = Config::default().max_connections)]
     max_connections: usize,
 
-    /// Open WebSockets per client IP; more are refused with HTTP 429
+    /// Open TCP connections per client IP, counted from accept (HTTP and WebSocket); more are
+    /// answered 429 and closed
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP", default_value_t = Config::default().max_connections_per_ip)]
     max_connections_per_ip: usize,
+
+    /// Close a connection whose request headers have not all arrived within this long
+    #[arg(long, env = "SWITCHBOARD_HEADER_READ_TIMEOUT", value_parser = duration, default_value = "5s")]
+    header_read_timeout: Duration,
+
+    /// WebSocket upgrades per second per client IP; faster ones get HTTP 429
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_RATE", default_value_t = Config::default().handshake_rate)]
+    handshake_rate: u32,
+
+    /// Upgrades one client IP may make at once above --handshake-rate
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_BURST", default_value_t = Config::default().handshake_burst)]
+    handshake_burst: u32,
+
+    /// HTTP requests per second per client IP on the API, metrics and web app; faster get 429
+    #[arg(long, env = "SWITCHBOARD_HTTP_RATE", default_value_t = Config::default().http_rate)]
+    http_rate: u32,
+
+    /// HTTP requests one client IP may make at once above --http-rate
+    #[arg(long, env = "SWITCHBOARD_HTTP_BURST", default_value_t = Config::default().http_burst)]
+    http_burst: u32,
+
+    /// Close a conference or room-relay socket that has not joined a room within this long (1008)
+    #[arg(long, env = "SWITCHBOARD_JOIN_TIMEOUT", value_parser = duration, default_value = "30s")]
+    join_timeout: Duration,
+
+    /// Serve /api/stats from a snapshot at most this old, built once for every caller
+    #[arg(long, env = "SWITCHBOARD_STATS_MAX_AGE", value_parser = duration, default_value = "1s")]
+    stats_max_age: Duration,
 
     /// How often the server pings each socket
     #[arg(long, env = "SWITCHBOARD_PING_INTERVAL", value_parser = duration, default_value = "30s")]
@@ -198,6 +227,9 @@ impl Args {
         if self.ping_interval.is_zero() {
             bail!("--ping-interval must be more than 0");
         }
+        if self.header_read_timeout.is_zero() {
+            bail!("--header-read-timeout must be more than 0");
+        }
         let cluster = self.cluster(max_frame_envelope(self.max_frame_bytes))?;
         Ok(Config {
             cluster,
@@ -210,6 +242,13 @@ impl Args {
             rate_strikes: self.rate_strikes,
             max_connections: self.max_connections,
             max_connections_per_ip: self.max_connections_per_ip,
+            header_read_timeout: self.header_read_timeout,
+            handshake_rate: self.handshake_rate,
+            handshake_burst: self.handshake_burst,
+            http_rate: self.http_rate,
+            http_burst: self.http_burst,
+            join_timeout: self.join_timeout,
+            stats_max_age: self.stats_max_age,
             ping_interval: self.ping_interval,
             idle_timeout: self.idle_timeout,
             write_timeout: self.write_timeout,
@@ -354,6 +393,39 @@ mod tests {
         assert_eq!(config.media_announce, Some("203.0.113.7".parse().unwrap()));
         assert_eq!(config.media_limits.consumers_per_user, 3);
         assert_eq!(config.media_limits.transports_per_user, 4);
+    }
+
+    #[test]
+    fn hygiene_flags() {
+        let defaults = config(&[]);
+        assert_eq!(defaults.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(defaults.join_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.stats_max_age, Duration::from_secs(1));
+        let config = config(&[
+            "--header-read-timeout",
+            "2s",
+            "--handshake-rate",
+            "7",
+            "--handshake-burst",
+            "8",
+            "--http-rate",
+            "9",
+            "--http-burst",
+            "10",
+            "--join-timeout",
+            "3s",
+            "--stats-max-age",
+            "250ms",
+        ]);
+        assert_eq!(config.header_read_timeout, Duration::from_secs(2));
+        assert_eq!((config.handshake_rate, config.handshake_burst), (7, 8));
+        assert_eq!((config.http_rate, config.http_burst), (9, 10));
+        assert_eq!(config.join_timeout, Duration::from_secs(3));
+        assert_eq!(config.stats_max_age, Duration::from_millis(250));
+        let zero = Args::try_parse_from(["switchboard", "--header-read-timeout", "0s"])
+            .unwrap()
+            .config();
+        assert!(zero.is_err());
     }
 
     #[test]

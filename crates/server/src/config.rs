@@ -32,9 +32,34 @@ pub struct Config {
     /// Open WebSockets in total; more are refused with HTTP 503.
     /// 100,000 is what one 2-core box holds at a few KiB each, with headroom.
     pub max_connections: usize,
-    /// Open WebSockets per client IP; more are refused with HTTP 429. 4096 lets a NAT'd
-    /// office or a load test over a few loopback addresses through, stops one host hoarding.
+    /// Open TCP connections per client IP, counted from accept (HTTP requests, half-sent
+    /// requests and WebSockets alike); more are answered 429 and closed at once. 4096 lets a
+    /// NAT'd office or a load test over a few loopback addresses through, stops one host
+    /// hoarding descriptors.
     pub max_connections_per_ip: usize,
+    /// How long a client may take to send a request's headers, from accept or from the end
+    /// of the previous response; then the connection is closed. 5 s is ample for any real
+    /// client on a slow link and frees a slow-headers attacker's descriptors quickly.
+    pub header_read_timeout: Duration,
+    /// New WebSocket upgrades per second per client IP (a token bucket); faster ones get
+    /// HTTP 429. 1000/s is far above any one host's real reconnects and keeps one address
+    /// from spending the server's CPU on handshakes.
+    pub handshake_rate: u32,
+    /// Upgrades one IP may make at once above the sustained rate (the bucket size). 4096,
+    /// the per-IP connection cap: a host may open all it is allowed at once.
+    pub handshake_burst: u32,
+    /// HTTP requests per second per client IP on the non-WebSocket routes (the API, metrics,
+    /// the web app); faster ones get HTTP 429. 100/s covers a browser loading the app, a
+    /// dashboard and a scraper many times over.
+    pub http_rate: u32,
+    /// HTTP requests one IP may make at once above the sustained rate (the bucket size).
+    pub http_burst: u32,
+    /// A conference or room-relay socket that has not joined a room this long after its
+    /// upgrade is closed with 1008. 30 s is ten times what a page needs to ask for a room.
+    pub join_timeout: Duration,
+    /// How old the `/api/stats` snapshot may be before a request rebuilds it. One build
+    /// serves every caller in that time, however many there are.
+    pub stats_max_age: Duration,
     /// How often the server pings each socket.
     pub ping_interval: Duration,
     /// A socket that sends nothing (not even a pong) for this long is closed as dead.
@@ -116,6 +141,13 @@ impl Default for Config {
             rate_strikes: 200,
             max_connections: 100_000,
             max_connections_per_ip: 4096,
+            header_read_timeout: Duration::from_secs(5),
+            handshake_rate: 1000,
+            handshake_burst: 4096,
+            http_rate: 100,
+            http_burst: 200,
+            join_timeout: Duration::from_secs(30),
+            stats_max_age: Duration::from_secs(1),
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             write_timeout: Duration::from_secs(10),
@@ -134,10 +166,13 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Defaults for tests: loopback, and the same limits as production.
+    /// Defaults for tests: loopback, and the same limits as production, except that
+    /// `/api/stats` is never served from a snapshot: tests read it as the server's state right
+    /// after a change (tests/hygiene.rs sets the age to test the snapshot itself).
     pub fn for_tests() -> Self {
         Config {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            stats_max_age: Duration::ZERO,
             ..Config::default()
         }
     }

@@ -3,7 +3,7 @@
 //! the hub's lock); it drains its outbox to the socket in batches; it pings, and closes
 //! with the right code when the peer is gone, too slow, too big, too fast or idle.
 
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -11,11 +11,12 @@ use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt};
 use switchboard_cluster::envelope::ForwardedRequest;
 use switchboard_core::{
-    Command, ErrorCode, Event, MediaRequest, Outcome, PeerKey, PeerName, RawJson, RoomId, SharedHub,
+    Command, DialectKind, ErrorCode, Event, MediaRequest, Outcome, PeerKey, PeerName, RawJson,
+    RoomId, SharedHub,
 };
 use switchboard_dialects::{Dialect, Outbound, WireError};
 use tokio::sync::mpsc;
-use tokio::time::{interval_at, sleep, timeout, Duration, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, sleep, timeout, Duration, Instant, MissedTickBehavior, Sleep};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::{debug, trace, Instrument, Span};
 
@@ -83,6 +84,10 @@ enum Close {
     TooFast,
     /// Nothing received for the idle timeout.
     Idle,
+    /// A text frame that is not valid UTF-8 (RFC 6455 8.1).
+    BadUtf8,
+    /// A room dialect's socket that joined no room within the join timeout.
+    NoJoin,
 }
 
 impl Close {
@@ -94,6 +99,8 @@ impl Close {
             Close::TooBig => Some((1009, "frame too large")),
             Close::TooFast => Some((1008, "message rate limit exceeded")),
             Close::Idle => Some((1001, "idle timeout")),
+            Close::BadUtf8 => Some((1007, "text frame is not valid UTF-8")),
+            Close::NoJoin => Some((1008, "join timeout: no room joined")),
         }
     }
 }
@@ -378,6 +385,10 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
     let mut ping = interval_at(Instant::now() + ping_every, ping_every);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // Room dialects must join within the join timeout; boxed and dropped once they have, so
+    // a socket in a room carries no timer for it.
+    let mut join_deadline = matches!(D::KIND, DialectKind::Conference | DialectKind::RoomRelay)
+        .then(|| Box::pin(sleep(config.join_timeout)));
     // One waiter for the whole life of the socket: a fresh `cancelled()` per turn of the loop
     // would lock the token's waiter list twice per frame, shared by every socket.
     let cancelled = shutdown.cancelled();
@@ -424,6 +435,14 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
                     Some(Err(error)) => break read_error(error),
                 }
             }
+            () = expired(&mut join_deadline) => {
+                let key = conn.key;
+                // A join the cluster is still confirming counts as made.
+                if conn.state.hub.with(|hub| hub.membership(key).is_none() && !hub.awaits_join(key)) {
+                    break Close::NoJoin;
+                }
+                join_deadline = None;
+            }
             _ = ping.tick() => {
                 if last_heard.elapsed() >= idle_timeout {
                     break Close::Idle;
@@ -438,6 +457,7 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
         Close::Evicted | Close::Stalled => conn.state.metrics.eviction(D::KIND),
         Close::TooBig => conn.state.metrics.limit_hit(Limit::FrameSize),
         Close::Idle => conn.state.metrics.limit_hit(Limit::IdleTimeout),
+        Close::NoJoin => conn.state.metrics.limit_hit(Limit::JoinTimeout),
         _ => {}
     }
     debug!(?close, "closed");
@@ -459,6 +479,14 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
 async fn claim_timer(until: Option<Instant>) {
     match until {
         Some(until) => Box::pin(tokio::time::sleep_until(until)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes when the join deadline passes; never, once there is none.
+async fn expired(deadline: &mut Option<Pin<Box<Sleep>>>) {
+    match deadline {
+        Some(deadline) => deadline.as_mut().await,
         None => std::future::pending().await,
     }
 }
@@ -490,13 +518,14 @@ async fn goodbye(
 /// How long to wait for the client's side of the closing handshake.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// Waits, briefly, for the client to answer our close. Dropping a socket with unread bytes
-/// makes the kernel send a reset, which can destroy the close frame before the client reads
-/// it; reading until the client's close (or the linger ends) lets it arrive. After an
-/// oversized frame the stream cannot be read any more, so we can only wait.
+/// Waits, briefly, for the client to answer our close (RFC 6455 7.1.1: the server closes TCP
+/// after the client's close frame). After an oversized frame the stream cannot be read as
+/// frames any more, so there is nothing to wait for: the socket is dropped at once, and the
+/// connection (`accept::Accepted`) sends its FIN right after the close frame and reads and
+/// drops the rest of the client's input, so no reset destroys the close frame and the client
+/// learns of the close at once.
 async fn linger(socket: &mut WebSocket, close: Close) {
     if matches!(close, Close::TooBig) {
-        sleep(LINGER).await;
         return;
     }
     let _ = timeout(LINGER, async {
@@ -513,6 +542,7 @@ fn read_error(error: axum::Error) -> Close {
     let inner = error.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
         Some(tungstenite::Error::Capacity(_)) => Close::TooBig,
+        Some(tungstenite::Error::Utf8(_)) => Close::BadUtf8,
         _ => Close::Gone,
     }
 }

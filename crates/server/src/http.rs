@@ -1,20 +1,53 @@
-//! The HTTP routes beside the sockets: liveness, readiness, metrics and the stats API.
+//! The HTTP routes beside the sockets: liveness, readiness, metrics and the stats API, and
+//! the per-address request rate that guards them. `/api/stats` is served from a snapshot:
+//! one build (one hub lock, one serialization) serves every caller for `stats_max_age`,
+//! however many ask at once, so polling it cannot take CPU from the relay.
 
+use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use switchboard_core::DialectKind;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
 
+use crate::metrics::Limit;
 use crate::AppState;
 
 /// `/api/stats` lists this many connections unless `?limit=` asks otherwise.
 const DEFAULT_STATS_LIMIT: usize = 100;
 /// `/api/stats` never lists more than this many, so a call stays cheap at 100k connections.
 const MAX_STATS_LIMIT: usize = 1000;
+
+/// Counts a request against its address's HTTP rate (`--http-rate`): over it, 429.
+pub(crate) async fn rate_limited(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // `accept.rs` puts the address in every request; without one (another embedding) the
+    // request counts as one unknown client's.
+    let ip = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)).ip(), |info| info.0.ip());
+    if state.requests.allow(ip, Instant::now()) {
+        return next.run(request).await;
+    }
+    state.metrics.limit_hit(Limit::HttpRate);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, "1")],
+        "too many requests from this address: slow down\n",
+    )
+        .into_response()
+}
 
 pub(crate) async fn healthz() -> &'static str {
     "ok\n"
@@ -50,21 +83,6 @@ pub(crate) struct StatsQuery {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct StatsBody {
-    connected_users: usize,
-    rooms: usize,
-    limit: usize,
-    users: Vec<UserBody>,
-    /// In a cluster: the nodes with a live lease.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    nodes: Option<Vec<String>>,
-    /// In a cluster: whether some node did not answer in time (its users are missing).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    partial: Option<bool>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct UserBody {
     id: Option<String>,
     state: &'static str,
@@ -82,49 +100,118 @@ struct UserBody {
     node: Option<String>,
 }
 
+/// The latest `/api/stats` snapshot. The async lock is the single flight: while one caller
+/// builds, the others wait for it and then share what it built.
+#[derive(Default)]
+pub(crate) struct StatsSnapshots {
+    latest: Mutex<Option<Arc<Snapshot>>>,
+}
+
+/// What `/api/stats` reports, as of `built`.
+struct Snapshot {
+    built: Instant,
+    connected: usize,
+    rooms: usize,
+    /// Up to [`MAX_STATS_LIMIT`] connections, oldest first, each already JSON: a request
+    /// for N of them only copies text.
+    users: Vec<String>,
+    /// In a cluster: the nodes with a live lease, and whether one did not answer in time.
+    cluster: Option<(Vec<String>, bool)>,
+}
+
+impl StatsSnapshots {
+    async fn current(&self, state: &AppState) -> Arc<Snapshot> {
+        let mut latest = self.latest.lock().await;
+        if let Some(snapshot) = latest
+            .as_ref()
+            .filter(|snapshot| snapshot.built.elapsed() < state.config.stats_max_age)
+        {
+            return Arc::clone(snapshot);
+        }
+        let fresh = Arc::new(snapshot(state).await);
+        state.metrics.stats_snapshot();
+        *latest = Some(Arc::clone(&fresh));
+        fresh
+    }
+}
+
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Query(query): Query<StatsQuery>,
-) -> Json<impl Serialize> {
+) -> Response {
     let limit = query
         .limit
         .unwrap_or(DEFAULT_STATS_LIMIT)
         .min(MAX_STATS_LIMIT);
-    let (connected, rooms, users, nodes, partial) = match &state.cluster {
+    let snapshot = state.stats.current(&state).await;
+    let listed = &snapshot.users[..limit.min(snapshot.users.len())];
+    let mut body = String::with_capacity(64 + listed.iter().map(|u| u.len() + 1).sum::<usize>());
+    // Writing to a String cannot fail.
+    let _ = write!(
+        body,
+        r#"{{"connectedUsers":{},"rooms":{},"limit":{limit},"#,
+        snapshot.connected, snapshot.rooms
+    );
+    if let Some((nodes, partial)) = &snapshot.cluster {
+        // Node ids are hex digits: nothing to escape.
+        let nodes: Vec<String> = nodes.iter().map(|n| format!(r#""{n}""#)).collect();
+        let _ = write!(
+            body,
+            r#""nodes":[{}],"partial":{partial},"#,
+            nodes.join(",")
+        );
+    }
+    body.push_str(r#""users":["#);
+    for (i, user) in listed.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(user);
+    }
+    body.push_str("]}");
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Reads the hub once (up to [`MAX_STATS_LIMIT`] connections) and encodes each connection;
+/// in a cluster, asks every node for its oldest (at most 300 ms) and names each one's node.
+async fn snapshot(state: &AppState) -> Snapshot {
+    let (connected, rooms, users, cluster) = match &state.cluster {
         Some(cluster) => {
-            let stats = cluster.stats(limit).await;
-            let nodes = stats.nodes.iter().map(ToString::to_string).collect();
+            let stats = cluster.stats(MAX_STATS_LIMIT).await;
             let users = stats
                 .users
                 .into_iter()
                 .map(|(node, user)| user_body(user, Some(node.to_string())))
-                .collect();
+                .collect::<Vec<_>>();
+            let nodes = stats.nodes.iter().map(ToString::to_string).collect();
             (
                 stats.connected,
                 stats.rooms,
                 users,
-                Some(nodes),
-                Some(stats.partial),
+                Some((nodes, stats.partial)),
             )
         }
         None => {
-            let stats = state.hub.with(|hub| hub.stats(limit));
+            let stats = state.hub.with(|hub| hub.stats(MAX_STATS_LIMIT));
             let users = stats
                 .users
                 .into_iter()
                 .map(|u| user_body(u, None))
                 .collect();
-            (stats.connected, stats.rooms, users, None, None)
+            (stats.connected, stats.rooms, users, None)
         }
     };
-    Json(StatsBody {
-        connected_users: connected,
+    Snapshot {
+        built: Instant::now(),
+        connected,
         rooms,
-        limit,
-        users,
-        nodes,
-        partial,
-    })
+        // Plain strings and numbers always serialize.
+        users: users
+            .iter()
+            .filter_map(|user| serde_json::to_string(user).ok())
+            .collect(),
+        cluster,
+    }
 }
 
 fn user_body(user: switchboard_core::UserStats, node: Option<String>) -> UserBody {

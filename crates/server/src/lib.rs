@@ -3,6 +3,7 @@
 //! wire formats in `switchboard-dialects`. The transport learns only what the hub reports: a join the cluster must confirm.
 #![warn(missing_docs)]
 
+mod accept;
 mod assets;
 mod config;
 mod connection;
@@ -28,7 +29,8 @@ pub use shutdown::{serve, ServeError};
 pub use switchboard_cluster::{rand_u64 as random_node_id, ClusterConfig, RedisUrl};
 pub use switchboard_core::{DialectKind, NodeId};
 
-use crate::limits::ConnectionLimits;
+use crate::http::StatsSnapshots;
+use crate::limits::{AddressRate, ConnectionLimits};
 use crate::metrics::Metrics;
 
 /// Everything a request handler or socket task needs, cheap to clone.
@@ -40,6 +42,12 @@ pub(crate) struct Inner {
     pub(crate) hub: SharedHub,
     pub(crate) metrics: Metrics,
     pub(crate) limits: Arc<ConnectionLimits>,
+    /// WebSocket upgrades per client address (`--handshake-rate`).
+    pub(crate) handshakes: AddressRate,
+    /// HTTP requests per client address on the non-WebSocket routes (`--http-rate`).
+    pub(crate) requests: AddressRate,
+    /// `/api/stats`, built at most once per `stats_max_age` for every caller.
+    pub(crate) stats: StatsSnapshots,
     /// Cancelled on shutdown: every socket task says "going away" and ends.
     pub(crate) shutdown: CancellationToken,
     /// Upgraded sockets, which axum does not track (axum#3003), so shutdown can wait.
@@ -76,6 +84,9 @@ impl AppState {
             hub.with(|hub| hub.set_ice_servers(json.as_deref().map(RawJson::new)));
         }
         AppState(Arc::new(Inner {
+            handshakes: AddressRate::new(config.handshake_rate, config.handshake_burst),
+            requests: AddressRate::new(config.http_rate, config.http_burst),
+            stats: StatsSnapshots::default(),
             config,
             hub,
             metrics,

@@ -28,6 +28,10 @@ pub(crate) enum Limit {
     IdleTimeout,
     Origin,
     WriteTimeout,
+    HeaderTimeout,
+    HandshakeRate,
+    HttpRate,
+    JoinTimeout,
 }
 
 impl Limit {
@@ -41,6 +45,10 @@ impl Limit {
             Limit::IdleTimeout => "idle_timeout",
             Limit::Origin => "origin",
             Limit::WriteTimeout => "write_timeout",
+            Limit::HeaderTimeout => "header_timeout",
+            Limit::HandshakeRate => "handshake_rate",
+            Limit::HttpRate => "http_rate",
+            Limit::JoinTimeout => "join_timeout",
         }
     }
 }
@@ -60,6 +68,7 @@ pub(crate) struct Metrics {
     evictions: Family<Label, Counter>,
     limit_hits: Family<Label, Counter>,
     handshake: Histogram,
+    stats_snapshots: Counter,
     /// Scrapes are rare; one at a time keeps gauge updates and encoding consistent.
     scrape: Mutex<()>,
 }
@@ -100,6 +109,7 @@ impl Metrics {
             limit_hits: Family::default(),
             // 100 µs to ~3.3 s.
             handshake: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            stats_snapshots: Counter::default(),
             registry: Registry::default(),
             scrape: Mutex::new(()),
         };
@@ -163,6 +173,11 @@ impl Metrics {
             "Time from the upgrade request to the socket task starting",
             metrics.handshake.clone(),
         );
+        registry.register(
+            "stats_snapshots",
+            "Snapshots built for /api/stats (one serves every caller while it is fresh)",
+            metrics.stats_snapshots.clone(),
+        );
         for kind in DialectKind::ALL {
             let label = dialect(kind);
             for family in [&metrics.connections, &metrics.members] {
@@ -201,6 +216,10 @@ impl Metrics {
         self.limit_hits
             .get_or_create(&[("limit", limit.as_str())])
             .inc();
+    }
+
+    pub(crate) fn stats_snapshot(&self) {
+        self.stats_snapshots.inc();
     }
 
     pub(crate) fn handshake(&self, took: Duration) {

@@ -1,6 +1,9 @@
 //! The routes: one WebSocket path per dialect, `/` for the root dialect, and the HTTP API.
+//! The HTTP API and the web app count against the per-address request rate; upgrades count
+//! against the handshake rate instead (`upgrade.rs`).
 
 use axum::http::HeaderValue;
+use axum::middleware;
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -24,6 +27,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(http::metrics))
         .route("/api/stats", get(http::stats))
         .layer(cors);
+    let pages = api
+        .merge(assets::routes())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            http::rate_limited,
+        ));
     Router::new()
         .route("/", get(upgrade::root))
         .route("/conference", get(upgrade::conference))
@@ -32,7 +41,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/pairing", get(upgrade::pairing))
         .route("/broadcast", get(upgrade::broadcast_default))
         .route("/broadcast/{channel}", get(upgrade::broadcast))
-        .merge(api)
-        .merge(assets::routes())
+        .merge(pages)
         .with_state(state)
 }

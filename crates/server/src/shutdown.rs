@@ -3,20 +3,18 @@
 //! pass a token.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use switchboard_cluster::Cluster;
 use switchboard_core::SharedHub;
 
-use crate::{media, router, AppState, Config};
+use crate::{accept, media, router, AppState, Config};
 
 /// Why the server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -68,17 +66,7 @@ pub async fn serve(
     }
     let app = router::router(state.clone());
     let draining = state.clone();
-    // Signaling frames are small and latency-bound: never let Nagle hold one back.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    accept::serve(listener, app, state, async move {
         signal.await;
         info!("shutting down: closing sockets with 1001");
         draining.draining.store(true, Ordering::SeqCst);
@@ -89,7 +77,7 @@ pub async fn serve(
         draining.shutdown.cancel();
         sleep(drain_delay).await;
     })
-    .await?;
+    .await;
     sockets.close();
     if timeout(grace, sockets.wait()).await.is_err() {
         warn!(

@@ -1,7 +1,8 @@
 //! Turning an HTTP request into a socket task. Everything that can be refused with an HTTP
-//! status is refused here, before the upgrade: draining (503), a foreign Origin (403),
-//! connection limits (503 / 429), a bad query-rooms identity (400) or a taken one (409), a
-//! bad broadcast channel (400). What passes is registered in the hub and handed to
+//! status is refused here, before the upgrade: draining (503), a foreign Origin (403), the
+//! handshake rate (429), the connection limit (503), a bad query-rooms identity (400, also
+//! for a query that is not UTF-8 once percent-decoded) or a taken one (409), a bad broadcast
+//! channel (400). The per-IP connection cap is not here: it counts from accept (`accept.rs`). What passes is registered in the hub and handed to
 //! `connection::run` with a membership that removes it again on every exit path.
 
 use std::collections::HashMap;
@@ -10,10 +11,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::connection::{self, Connection, Membership};
-use crate::limits::{Full, Slot};
+use crate::limits::Slot;
 use crate::metrics::Limit;
 use crate::{assets, AppState, DialectKind};
 
@@ -79,16 +79,17 @@ enum Target {
 /// `/`: the root dialect for WebSocket clients, the demo app for browsers.
 pub(crate) async fn root(
     handshake: Handshake,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    RawQuery(query): RawQuery,
     State(state): State<AppState>,
 ) -> Response {
     if handshake.ws.is_err() {
         return assets::index(&handshake.headers);
     }
     let target = match state.config.root_dialect {
-        DialectKind::QueryRooms => {
-            Target::QueryRooms(query.map(|Query(query)| query).unwrap_or_default())
-        }
+        DialectKind::QueryRooms => match parameters(query.as_deref()) {
+            Some(parameters) => Target::QueryRooms(parameters),
+            None => return not_utf8(),
+        },
         DialectKind::Pairing => Target::Pairing,
         DialectKind::Broadcast => Target::Broadcast(default_channel()),
         lobby => Target::Lobby(lobby),
@@ -114,12 +115,12 @@ pub(crate) async fn pairing(handshake: Handshake, State(state): State<AppState>)
 /// `/ws?peer_id=ID&room=ROOM`
 pub(crate) async fn query_rooms(
     handshake: Handshake,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    RawQuery(query): RawQuery,
     State(state): State<AppState>,
 ) -> Response {
-    match query {
-        Ok(Query(query)) => open(handshake, state, Target::QueryRooms(query)).await,
-        Err(rejection) => rejection.into_response(),
+    match parameters(query.as_deref()) {
+        Some(parameters) => open(handshake, state, Target::QueryRooms(parameters)).await,
+        None => not_utf8(),
     }
 }
 
@@ -132,7 +133,7 @@ pub(crate) async fn broadcast_default(
 }
 
 /// `/broadcast/CHANNEL`: axum percent-decodes the segment, so the identifier rules see
-/// exactly what the client meant.
+/// exactly what the client meant (and refuses one that is not UTF-8 then, with 400).
 pub(crate) async fn broadcast(
     handshake: Handshake,
     Path(channel): Path<String>,
@@ -271,7 +272,8 @@ impl IntoResponse for Refused {
     }
 }
 
-/// The checks every upgrade passes: not draining, an allowed Origin, a free slot.
+/// The checks every upgrade passes: not draining, an allowed Origin, the address's
+/// handshake rate, a free place among the server's sockets.
 fn admit(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<Slot, Refused> {
     if state.draining.load(Ordering::SeqCst) {
         return Err(Refused(
@@ -288,23 +290,18 @@ fn admit(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<Slot
             return Err(Refused(StatusCode::FORBIDDEN, "origin not allowed"));
         }
     }
-    state.limits.acquire(addr.ip()).map_err(|full| {
-        let (limit, refused) = match full {
-            Full::Total => (
-                Limit::Connections,
-                Refused(StatusCode::SERVICE_UNAVAILABLE, "server is full"),
-            ),
-            Full::PerIp => (
-                Limit::ConnectionsPerIp,
-                Refused(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many connections from this address",
-                ),
-            ),
-        };
-        state.metrics.limit_hit(limit);
-        debug!(ip = %addr.ip(), why = refused.1, "connection refused");
-        refused
+    if !state.handshakes.allow(addr.ip(), Instant::now()) {
+        state.metrics.limit_hit(Limit::HandshakeRate);
+        debug!(ip = %addr.ip(), "upgrade refused: handshake rate");
+        return Err(Refused(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many handshakes from this address: slow down",
+        ));
+    }
+    state.limits.acquire().map_err(|_| {
+        state.metrics.limit_hit(Limit::Connections);
+        debug!(ip = %addr.ip(), "upgrade refused: server is full");
+        Refused(StatusCode::SERVICE_UNAVAILABLE, "server is full")
     })
 }
 
@@ -344,6 +341,82 @@ fn default_channel() -> RoomId {
     RoomId::parse("default").expect("\"default\" is a valid identifier")
 }
 
+/// The query string's parameters, percent-decoded as a form (`+` is a space; a repeated name
+/// keeps its last value); `None` if a name or value is not UTF-8 once decoded. Identifiers
+/// are read from here, so such a query is refused with 400 ([`not_utf8`]) rather than
+/// mangled into U+FFFD and let in.
+fn parameters(query: Option<&str>) -> Option<HashMap<String, String>> {
+    let mut parameters = HashMap::new();
+    for pair in query.unwrap_or_default().split('&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        parameters.insert(form_decode(name)?, form_decode(value)?);
+    }
+    Some(parameters)
+}
+
+fn not_utf8() -> Response {
+    bad_request("the query string is not UTF-8 after percent-decoding".to_owned())
+}
+
+/// Percent-decodes one form-encoded name or value; `None` if the bytes are not UTF-8. A `%`
+/// not followed by two hex digits stays as it is (as browsers and serde_urlencoded do).
+fn form_decode(text: &str) -> Option<String> {
+    let mut bytes = text.bytes();
+    let mut decoded = Vec::with_capacity(text.len());
+    while let Some(byte) = bytes.next() {
+        match byte {
+            b'+' => decoded.push(b' '),
+            b'%' => {
+                let mut ahead = bytes.clone();
+                match (ahead.next().and_then(hex), ahead.next().and_then(hex)) {
+                    (Some(high), Some(low)) => {
+                        decoded.push(high << 4 | low);
+                        bytes = ahead;
+                    }
+                    _ => decoded.push(b'%'),
+                }
+            }
+            _ => decoded.push(byte),
+        }
+    }
+    String::from_utf8(decoded).ok()
+}
+
+fn hex(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        b'A'..=b'F' => Some(byte - b'A' + 10),
+        _ => None,
+    }
+}
+
 fn bad_request(why: String) -> Response {
     (StatusCode::BAD_REQUEST, why).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_decode_strictly() {
+        let decoded = parameters(Some("peer_id=al%C3%A9+x&room=r%2F1&flag&&room=r2")).unwrap();
+        assert_eq!(decoded["peer_id"], "al\u{e9} x");
+        assert_eq!(
+            decoded["room"], "r2",
+            "a repeated name keeps its last value"
+        );
+        assert_eq!(decoded["flag"], "");
+        assert_eq!(form_decode("100%").as_deref(), Some("100%"));
+        assert_eq!(form_decode("%4").as_deref(), Some("%4"));
+        assert_eq!(form_decode("%zz").as_deref(), Some("%zz"));
+        assert!(parameters(Some("peer_id=ab%FF%FEcd&room=r")).is_none());
+        assert!(parameters(Some("peer_id=a&room=%C3%28")).is_none());
+        assert!(parameters(Some("%FF=x")).is_none());
+        assert!(parameters(None).unwrap().is_empty());
+    }
 }

@@ -361,3 +361,45 @@ pub fn without_media(mut joined: Value) -> Value {
     );
     joined
 }
+
+/// A TCP connection to the server from a chosen loopback source address (127.0.0.2 and up
+/// are loopback on Linux), for limits that are kept per client address.
+pub async fn tcp_from(server: &TestServer, source: std::net::IpAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .expect("bind a loopback source address");
+    timeout(PATIENCE, socket.connect(server.addr))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
+/// Opens a WebSocket to `path` from `source`, panicking if the upgrade is refused.
+pub async fn connect_from(server: &TestServer, source: std::net::IpAddr, path: &str) -> Client {
+    let stream = tcp_from(server, source).await;
+    let (ws, _) = timeout(
+        PATIENCE,
+        tokio_tungstenite::client_async(server.url(path), MaybeTlsStream::Plain(stream)),
+    )
+    .await
+    .expect("upgrade in time")
+    .unwrap_or_else(|e| panic!("upgrade to {path} from {source} failed: {e}"));
+    Client { ws }
+}
+
+/// GET over plain HTTP/1.1 from `source`.
+pub async fn get_from(server: &TestServer, source: std::net::IpAddr, path: &str) -> Response {
+    let mut stream = tcp_from(server, source).await;
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(raw.as_bytes())
+        .await
+        .expect("write request");
+    let mut bytes = Vec::new();
+    timeout(PATIENCE, stream.read_to_end(&mut bytes))
+        .await
+        .expect("response in time")
+        .expect("read");
+    Response::parse(&bytes)
+}
