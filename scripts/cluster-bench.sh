@@ -83,8 +83,12 @@ while kill -0 "$bench" 2>/dev/null; do
   sleep 0.5
 done
 wait "$bench"
+# What stays once every member has left: each room's change number (P:rseq:ROOM) is kept.
+sleep 3
+after=$(redis-cli -p "$PORT_REDIS" info memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')
 before=$(awk -F: '/^used_memory:/ {print $2}' "$OUT/memory-before.txt")
 echo "redis used_memory before $before, peak $peak with $MEMBERS members:" \
-  "$(( (peak - before) / MEMBERS )) bytes per member; keys at peak $(cat "$OUT/dbsize-peak.txt")" \
-  | tee "$OUT/memory.txt"
+  "$(( (peak - before) / MEMBERS )) bytes per member; keys at peak $(cat "$OUT/dbsize-peak.txt");" \
+  "after they left $after: $(( (after - before) / MEMBERS )) bytes per room left behind," \
+  "keys $(redis-cli -p "$PORT_REDIS" dbsize)" | tee "$OUT/memory.txt"
 echo "JSON lines and logs in $OUT"
