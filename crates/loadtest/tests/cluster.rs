@@ -61,6 +61,22 @@ impl Redis {
     fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// `PUBLISH` commands Redis has carried out so far (INFO commandstats).
+    fn publishes(&self) -> u64 {
+        let out = Command::new("redis-cli")
+            .arg("-s")
+            .arg(self.dir.join("redis.sock"))
+            .args(["info", "commandstats"])
+            .output()
+            .expect("redis-cli runs");
+        let stats = String::from_utf8_lossy(&out.stdout);
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_publish:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |calls| calls.parse().unwrap())
+    }
 }
 
 impl Drop for Redis {
@@ -169,6 +185,7 @@ async fn a_relay_split_over_two_nodes_crosses_redis_and_drains() {
         b.url(),
         redis.pid()
     );
+    let published = redis.publishes();
     let outcome = bench(&line).await;
     let [report] = &outcome.reports[..] else {
         panic!("one run, one report")
@@ -176,6 +193,14 @@ async fn a_relay_split_over_two_nodes_crosses_redis_and_drains() {
     assert_eq!(report.url, format!("{},{}", a.url(), b.url()));
     assert_eq!(report.connections, 6);
     assert_drained(report);
+    // Every pair is split, so every relayed frame went from one node to the other through
+    // Redis (joins and leaves publish too).
+    assert!(
+        redis.publishes() - published >= report.sent,
+        "{} publishes for {} frames",
+        redis.publishes() - published,
+        report.sent
+    );
     let names: Vec<&str> = report.processes.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
     assert_eq!(report.processes[1].name, "redis-server");
