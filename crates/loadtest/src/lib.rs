@@ -2,12 +2,15 @@
 //! signaling scenarios (relay, fanout, idle, storm) speak a dialect as a real client would,
 //! with the sender's timestamp in every payload so one-way latency is exact; a fifth, media,
 //! streams one video stream through the SFU to many consumers and measures what each
-//! forwarded packet costs the server. `compare` runs one scenario against several URLs in
-//! interleaved rounds and prints ratios to the first.
+//! forwarded packet costs the server; a sixth, kill, times how long a cluster takes to tell a
+//! room that one of its nodes died. A URL may be two nodes of a cluster (`A,B`), whose clients
+//! alternate between them, and a server may be several processes (`--server-pid A,B,REDIS`).
+//! `compare` runs one scenario against several URLs in interleaved rounds and prints ratios
+//! to the first.
 //!
 //! Every run is bounded in clients and time (the `MAX_*` consts below) and talks only to the
 //! loopback URL it is given. The scenarios live in `scenario.rs` (media in
-//! `scenario/media.rs`), the wire in `client.rs`, the figures and their presentation in
+//! `scenario/media.rs`, kill in `scenario/kill.rs`), the wire in `client.rs`, the figures and their presentation in
 //! `report.rs`, the server's `/proc` readings in `probe.rs`.
 #![warn(missing_docs)]
 

@@ -1,7 +1,8 @@
 //! The signaling scenarios and the machinery every scenario shares: open every client
 //! (bounded concurrency, spread over loopback sources), fix the measured window, let the
 //! clients run, drain what is in flight, close, and fill in a [`Report`]. The media scenario,
-//! which streams RTP rather than frames, is in `media.rs` below this module.
+//! which streams RTP rather than frames, is in `media.rs` below this module, and kill, which
+//! ends a node rather than loading it, in `kill.rs`.
 //!
 //! Accounting rule, which makes "sent = received" checkable: a client bumps `expected` for
 //! what it is about to send *before* it bumps `received` for what made it send, so
