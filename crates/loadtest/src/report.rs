@@ -22,7 +22,7 @@ const SHARDS: usize = 32;
 pub struct Report {
     /// Always `"run"` (a comparison's object says `"compare"`).
     pub kind: &'static str,
-    /// `relay`, `fanout-room`, `fanout-addressed`, `idle`, `storm` or `media`.
+    /// `relay`, `fanout-room`, `fanout-addressed`, `idle`, `storm`, `media` or `kill`.
     pub scenario: &'static str,
     /// The server's URL.
     pub url: String,
