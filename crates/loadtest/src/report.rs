@@ -51,7 +51,7 @@ pub struct Report {
     /// Length of the measured window, seconds.
     pub measured_s: f64,
     /// Operations completed in the window: round trips (relay), deliveries (fanout), joins
-    /// (storm) or packets received by consumers (media); 0 for idle.
+    /// (storm), packets received by consumers (media) or leave notices (kill); 0 for idle.
     pub operations: u64,
     /// `operations / measured_s`.
     pub rate: f64,
