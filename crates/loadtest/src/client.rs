@@ -21,19 +21,38 @@ pub(crate) type Ws = WebSocketStream<TcpStream>;
 /// How long one connect, upgrade and join may take before the client counts as failed.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The server under load: a `ws://` URL whose host is on this machine's loopback.
+/// The server under load: a `ws://` URL whose host is on this machine's loopback, or two
+/// such URLs, `A,B`: two nodes of one cluster that the run's clients take turns at.
 #[derive(Debug, Clone)]
 pub struct Target {
     url: String,
     addr: SocketAddr,
     authority: String,
     base_path: String,
+    /// The second node of a split run: odd-numbered clients connect to it.
+    peer: Option<Box<Target>>,
 }
 
 impl Target {
     /// Parses `url` and refuses anything but plain `ws://` to 127.0.0.0/8, `localhost` or
     /// `[::1]`: the bench is a load generator, and load goes nowhere but this machine.
+    /// `A,B` is a run split over two nodes: client `i` connects to A when `i` is even and
+    /// to B when it is odd, so the two members of a relay pair (and of a storm's room of
+    /// two) are on different nodes.
     pub fn parse(url: &str) -> anyhow::Result<Target> {
+        let nodes: Vec<&str> = url.split(',').collect();
+        match nodes[..] {
+            [one] => Target::parse_node(one),
+            [first, second] => Ok(Target {
+                url: url.to_owned(),
+                peer: Some(Box::new(Target::parse_node(second)?)),
+                ..Target::parse_node(first)?
+            }),
+            _ => bail!("bad url {url:?}: one URL, or two nodes as A,B"),
+        }
+    }
+
+    fn parse_node(url: &str) -> anyhow::Result<Target> {
         let uri: Uri = url.parse().with_context(|| format!("bad url {url:?}"))?;
         if uri.scheme_str() != Some("ws") {
             bail!("bad url {url:?}: want ws://HOST:PORT (no TLS on loopback)");
@@ -58,7 +77,22 @@ impl Target {
             addr,
             authority: addr.to_string(),
             base_path: uri.path().trim_end_matches('/').to_owned(),
+            peer: None,
         })
+    }
+
+    /// Whether the run is split over two nodes.
+    pub fn is_split(&self) -> bool {
+        self.peer.is_some()
+    }
+
+    /// The node client number `index` connects to: the second node of a split run for odd
+    /// indices, otherwise this one.
+    pub(crate) fn node(&self, index: usize) -> &Target {
+        match &self.peer {
+            Some(peer) if index % 2 == 1 => peer,
+            _ => self,
+        }
     }
 
     /// The URL as given.
@@ -308,6 +342,27 @@ mod tests {
             "ws://[2001:db8::1]:80",
             "wss://127.0.0.1:443",
             "http://127.0.0.1:80",
+        ] {
+            assert!(Target::parse(refused).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_split_target_alternates_between_its_nodes() {
+        let split = Target::parse("ws://127.0.0.1:8081,ws://127.0.0.1:8082/x").unwrap();
+        assert!(split.is_split());
+        assert_eq!(split.url(), "ws://127.0.0.1:8081,ws://127.0.0.1:8082/x");
+        assert_eq!(split.node(0).addr.port(), 8081);
+        assert_eq!(split.node(1).addr.port(), 8082);
+        assert_eq!(split.node(1).base_path, "/x");
+        assert_eq!(split.node(2).addr.port(), 8081);
+        let one = Target::parse("ws://127.0.0.1:8081").unwrap();
+        assert!(!one.is_split());
+        assert_eq!(one.node(1).addr.port(), 8081);
+        for refused in [
+            "ws://127.0.0.1:1,ws://10.0.0.1:2",
+            "ws://127.0.0.1:1,ws://127.0.0.1:2,ws://127.0.0.1:3",
+            "ws://127.0.0.1:1,",
         ] {
             assert!(Target::parse(refused).is_err(), "{refused}");
         }

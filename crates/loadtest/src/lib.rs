@@ -2,12 +2,15 @@
 //! signaling scenarios (relay, fanout, idle, storm) speak a dialect as a real client would,
 //! with the sender's timestamp in every payload so one-way latency is exact; a fifth, media,
 //! streams one video stream through the SFU to many consumers and measures what each
-//! forwarded packet costs the server. `compare` runs one scenario against several URLs in
-//! interleaved rounds and prints ratios to the first.
+//! forwarded packet costs the server; a sixth, kill, times how long a cluster takes to tell a
+//! room that one of its nodes died. A URL may be two nodes of a cluster (`A,B`), whose clients
+//! alternate between them, and a server may be several processes (`--server-pid A,B,REDIS`).
+//! `compare` runs one scenario against several URLs in interleaved rounds and prints ratios
+//! to the first.
 //!
 //! Every run is bounded in clients and time (the `MAX_*` consts below) and talks only to the
 //! loopback URL it is given. The scenarios live in `scenario.rs` (media in
-//! `scenario/media.rs`), the wire in `client.rs`, the figures and their presentation in
+//! `scenario/media.rs`, kill in `scenario/kill.rs`), the wire in `client.rs`, the figures and their presentation in
 //! `report.rs`, the server's `/proc` readings in `probe.rs`.
 #![warn(missing_docs)]
 
@@ -23,7 +26,9 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context};
 
 pub use client::{Dialect, Target};
-pub use report::{plot, Compared, Comparison, Params, Percentiles, Report, ServerUsage};
+pub use report::{
+    plot, Compared, Comparison, Params, Percentiles, ProcessUsage, Report, ServerUsage,
+};
 
 /// Client sockets one run may open (idle connections, storm clients, relay pairs × 2).
 /// The bench process needs one descriptor each; 20,000 is the hard `ulimit -n` here.
@@ -55,6 +60,12 @@ pub const MIN_MEDIA_SIZE: usize = 16;
 /// Largest media payload: browsers keep RTP packets near 1,200 bytes so that headers, SRTP
 /// and UDP still fit a 1,500-byte MTU; str0m's receive buffers are 2,048 bytes.
 pub const MAX_MEDIA_SIZE: usize = 1_200;
+/// Processes one `--server-pid` list may name: two nodes of a split run and their Redis,
+/// and one to spare. Each is read twice per run, at both ends of the window.
+pub const MAX_SERVER_PIDS: usize = 4;
+/// Longest wait for the last leave notice after `bench kill` kills a node: leases are at
+/// least 3 s and default to 10 s, so a minute is several leases.
+pub const MAX_KILL_WAIT: Duration = Duration::from_secs(60);
 /// Pause between the runs of a comparison, so closed sockets leave the server first.
 const PAUSE_BETWEEN_RUNS: Duration = Duration::from_secs(2);
 
@@ -97,6 +108,11 @@ pub enum Scenario {
     /// --server-pid)
     #[command(mut_arg("dialect", |arg| arg.default_value("conference")))]
     Media(MediaArgs),
+    /// Two nodes of a cluster (`--url SURVIVOR,VICTIM`): a watcher on the first, `--peers`
+    /// members of its room on the second; SIGKILL the second (`--victim-pid`) and time
+    /// every leave notice the watcher gets, to the last
+    #[command(mut_arg("dialect", |arg| arg.default_value("conference")))]
+    Kill(KillArgs),
 }
 
 /// `bench compare`: the scenario's own flags, plus rounds.
@@ -114,19 +130,26 @@ pub struct CompareArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Common {
     /// Server to load: ws://HOST:PORT on loopback (127.0.0.0/8, localhost, [::1]);
-    /// repeat under `compare`
+    /// repeat under `compare`. Two nodes of one cluster as `A,B` split the run: client i
+    /// connects to A when i is even, to B when odd (a relay pair's first member on A, its
+    /// second on B)
     #[arg(long = "url", required = true)]
     pub urls: Vec<String>,
+    /// A second node for a single run: `--url A --peer-url B` is `--url A,B`
+    #[arg(long = "peer-url", value_name = "URL")]
+    pub peer_url: Option<String>,
     /// The dialect the clients speak (the floor speaks only query-rooms)
     #[arg(long, value_enum, default_value_t = Dialect::QueryRooms)]
     pub dialect: Dialect,
     /// Spread client sockets over source addresses 127.0.0.1 to 127.0.0.N
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=254))]
     pub sources: u8,
-    /// The server's PID, to read its memory and CPU from /proc; under `compare`, one per
-    /// URL in the same order
-    #[arg(long = "server-pid")]
-    pub server_pids: Vec<u32>,
+    /// The server's PID, to read its memory and CPU from /proc. PID,PID,... names several
+    /// processes of one server (the nodes of a split run and Redis), each reported on its
+    /// own and summed. A single run takes them all as one server; under `compare`, give
+    /// one --server-pid per URL, in the same order
+    #[arg(long = "server-pid", value_name = "PID[,PID...]", value_parser = ServerPids::parse)]
+    pub server_pids: Vec<ServerPids>,
     /// Connections opened at once (the measured knob for storm)
     #[arg(long, default_value_t = 500)]
     pub concurrency: usize,
@@ -247,6 +270,43 @@ pub struct MediaArgs {
     pub warmup: Duration,
 }
 
+/// `bench kill`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KillArgs {
+    /// Flags every scenario takes: `--url` is the survivor and the victim, `A,B` (or
+    /// `--url A --peer-url B`).
+    #[command(flatten)]
+    pub common: Common,
+    /// The victim node's PID, sent SIGKILL once the room is set up; it must be a process
+    /// named `switchboard`
+    #[arg(long)]
+    pub victim_pid: u32,
+    /// Members of the watcher's room on the victim node
+    #[arg(long, default_value_t = 4)]
+    pub peers: u64,
+    /// How long to wait for the last leave notice after the kill
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    pub wait: Duration,
+}
+
+/// The processes of one server, from one `--server-pid PID[,PID...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerPids(pub Vec<u32>);
+
+impl ServerPids {
+    fn parse(text: &str) -> Result<ServerPids, String> {
+        let pids = text
+            .split(',')
+            .map(|pid| pid.trim().parse::<u32>())
+            .collect::<Result<Vec<u32>, _>>()
+            .map_err(|_| format!("{text:?} is not PID or PID,PID,..."))?;
+        if pids.len() > MAX_SERVER_PIDS {
+            return Err(format!("at most {MAX_SERVER_PIDS} PIDs per server"));
+        }
+        Ok(ServerPids(pids))
+    }
+}
+
 /// Everything one `bench` invocation measured, in the order it ran.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -265,6 +325,7 @@ impl Scenario {
             Scenario::Idle(args) => &args.common,
             Scenario::Storm(args) => &args.common,
             Scenario::Media(args) => &args.common,
+            Scenario::Kill(args) => &args.common,
         }
     }
 
@@ -317,6 +378,21 @@ impl Scenario {
             }
             Scenario::Media(args) => {
                 args.check()?;
+                None
+            }
+            Scenario::Kill(args) => {
+                ensure!(
+                    (1..=MAX_FANOUT_PEERS).contains(&args.peers),
+                    "--peers must be 1 to {MAX_FANOUT_PEERS}"
+                );
+                ensure!(
+                    !args.wait.is_zero() && args.wait <= MAX_KILL_WAIT,
+                    "--wait must be more than 0 and at most {MAX_KILL_WAIT:?}"
+                );
+                ensure!(
+                    common.plot.is_none(),
+                    "kill times a handful of notices: there is nothing to --plot"
+                );
                 None
             }
         };
@@ -427,11 +503,32 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let scenario = args.scenario();
     scenario.check()?;
     let common = scenario.common();
-    let targets = common
+    let mut targets = common
         .urls
         .iter()
         .map(|url| Target::parse(url))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(peer) = &common.peer_url {
+        let ([first], BenchCommand::Run(_)) = (&targets[..], &args.command) else {
+            bail!("--peer-url goes with one --url in a single run; under compare write A,B");
+        };
+        ensure!(
+            !first.is_split(),
+            "--url is already split as A,B: drop --peer-url"
+        );
+        targets = vec![Target::parse(&format!("{},{peer}", first.url()))?];
+    }
+    match scenario {
+        Scenario::Media(_) => ensure!(
+            targets.iter().all(|t| !t.is_split()),
+            "media runs on one node: a split --url A,B is for the signaling scenarios"
+        ),
+        Scenario::Kill(_) => ensure!(
+            targets.iter().all(Target::is_split),
+            "kill needs two nodes: --url SURVIVOR,VICTIM or --peer-url VICTIM"
+        ),
+        _ => {}
+    }
     let mut outcome = Outcome::default();
     match &args.command {
         BenchCommand::Run(scenario) => {
@@ -439,15 +536,16 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Outcome> {
                 targets.len() == 1,
                 "one --url per run; `bench compare` takes several"
             );
-            ensure!(
-                common.server_pids.len() <= 1,
-                "one --server-pid per run; `bench compare` takes one per URL"
-            );
+            // A single run's server is every process named, however the PIDs were grouped.
+            let pids: Vec<u32> = common
+                .server_pids
+                .iter()
+                .flat_map(|pids| pids.0.iter().copied())
+                .collect();
             for target in &targets {
-                let pid = common.server_pids.first().copied();
                 outcome
                     .reports
-                    .extend(scenario::run(scenario, target, pid, None).await?);
+                    .extend(scenario::run(scenario, target, &pids, None).await?);
             }
         }
         BenchCommand::Compare(compare) => {
@@ -465,8 +563,8 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Outcome> {
             );
             for round in 1..=compare.rounds {
                 for (index, target) in targets.iter().enumerate() {
-                    let pid = common.server_pids.get(index).copied();
-                    let reports = scenario::run(scenario, target, pid, Some(round)).await?;
+                    let pids = common.server_pids.get(index).map_or(&[][..], |p| &p.0[..]);
+                    let reports = scenario::run(scenario, target, pids, Some(round)).await?;
                     for report in &reports {
                         eprint!("[{round}/{}] {}", compare.rounds, report.summary());
                     }

@@ -1,61 +1,134 @@
-//! What the kernel says about the server under load: its resident memory and CPU time from
-//! `/proc/PID`, and the machine's listen-queue overflow counters from `/proc/net/netstat`.
+//! What the kernel says about the server under load: the resident memory and CPU time of
+//! each of its processes from `/proc/PID` (one switchboard, or the nodes of a cluster and
+//! their Redis), and the machine's listen-queue overflow counters from `/proc/net/netstat`.
 //! Linux only; elsewhere every reading is `None` and the report leaves the figure out.
 
 use std::time::Instant;
+
+use crate::MAX_SERVER_PIDS;
 
 /// Clock ticks per second in `/proc/PID/stat` (USER_HZ). It is 100 on every Linux target
 /// the bench runs on; reading it would need `sysconf`, which is unsafe to call.
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// The server process, by PID.
+/// The server's processes, by PID: one, or up to [`MAX_SERVER_PIDS`] (two nodes and their
+/// Redis, say). A fixed array keeps it `Copy`, like the samples taken from it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Probe {
-    pid: u32,
+    pids: [u32; MAX_SERVER_PIDS],
+    len: usize,
 }
 
-/// One reading of the server's memory and CPU time.
+/// One reading of the memory and CPU time of every process of a [`Probe`], in its order.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sample {
-    /// Resident set size, bytes (`VmRSS`).
+    /// Resident set size of all the processes together, bytes (`VmRSS`).
     pub(crate) rss_bytes: u64,
-    /// User plus system CPU time so far, in clock ticks (`utime + stime`).
-    cpu_ticks: u64,
+    processes: [Reading; MAX_SERVER_PIDS],
+    len: usize,
     at: Instant,
 }
 
+/// One process's part of a [`Sample`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Reading {
+    pid: u32,
+    rss_bytes: u64,
+    /// User plus system CPU time so far, in clock ticks (`utime + stime`).
+    cpu_ticks: u64,
+}
+
+/// What one process did between two samples.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ProcessReading {
+    pub(crate) pid: u32,
+    /// `/proc/PID/comm`: `switchboard`, `redis-server`, ...
+    pub(crate) name: String,
+    pub(crate) rss_bytes: u64,
+    pub(crate) cpu_cores: f64,
+}
+
 impl Probe {
-    /// A probe for `pid`, or an error now if that process cannot be read.
-    pub(crate) fn new(pid: u32) -> anyhow::Result<Probe> {
-        let probe = Probe { pid };
-        probe
-            .sample()
-            .ok_or_else(|| anyhow::anyhow!("cannot read /proc/{pid}/status and stat"))?;
+    /// A probe for `pids`, or an error now if there are more than [`MAX_SERVER_PIDS`] or
+    /// one of them cannot be read.
+    pub(crate) fn new(pids: &[u32]) -> anyhow::Result<Probe> {
+        anyhow::ensure!(
+            (1..=MAX_SERVER_PIDS).contains(&pids.len()),
+            "give 1 to {MAX_SERVER_PIDS} server PIDs per URL"
+        );
+        let mut probe = Probe {
+            pids: [0; MAX_SERVER_PIDS],
+            len: pids.len(),
+        };
+        for (slot, &pid) in probe.pids.iter_mut().zip(pids) {
+            *slot = pid;
+            read(pid).ok_or_else(|| anyhow::anyhow!("cannot read /proc/{pid}/status and stat"))?;
+        }
         Ok(probe)
     }
 
-    /// Reads memory and CPU time now; `None` if the process is gone.
+    /// Reads every process's memory and CPU time now; `None` if one of them is gone.
     pub(crate) fn sample(&self) -> Option<Sample> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        Some(Sample {
-            rss_bytes: vm_rss_kib(&status)?.saturating_mul(1024),
-            cpu_ticks: cpu_ticks(&stat)?,
+        let mut sample = Sample {
+            rss_bytes: 0,
+            processes: [Reading::default(); MAX_SERVER_PIDS],
+            len: self.len,
             at: Instant::now(),
-        })
+        };
+        for (slot, &pid) in sample.processes.iter_mut().zip(&self.pids[..self.len]) {
+            *slot = read(pid)?;
+            sample.rss_bytes = sample.rss_bytes.saturating_add(slot.rss_bytes);
+        }
+        sample.at = Instant::now();
+        Some(sample)
     }
 }
 
 impl Sample {
-    /// CPU cores the process used on average between `earlier` and this sample.
+    /// CPU cores all the processes together used on average between `earlier` and this
+    /// sample.
     pub(crate) fn cores_since(&self, earlier: &Sample) -> f64 {
-        let seconds = self.at.duration_since(earlier.at).as_secs_f64();
-        if seconds <= 0.0 {
-            return 0.0;
-        }
-        let ticks = self.cpu_ticks.saturating_sub(earlier.cpu_ticks);
-        ticks as f64 / TICKS_PER_SECOND / seconds
+        self.each_since(earlier).iter().map(|p| p.cpu_cores).sum()
     }
+
+    /// Each process's CPU cores between `earlier` and this sample, and its memory now.
+    pub(crate) fn each_since(&self, earlier: &Sample) -> Vec<ProcessReading> {
+        let seconds = self.at.duration_since(earlier.at).as_secs_f64();
+        self.processes[..self.len]
+            .iter()
+            .zip(&earlier.processes[..earlier.len])
+            .map(|(now, then)| {
+                let ticks = now.cpu_ticks.saturating_sub(then.cpu_ticks);
+                ProcessReading {
+                    pid: now.pid,
+                    name: comm(now.pid),
+                    rss_bytes: now.rss_bytes,
+                    cpu_cores: if seconds > 0.0 {
+                        ticks as f64 / TICKS_PER_SECOND / seconds
+                    } else {
+                        0.0
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+fn read(pid: u32) -> Option<Reading> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(Reading {
+        pid,
+        rss_bytes: vm_rss_kib(&status)?.saturating_mul(1024),
+        cpu_ticks: cpu_ticks(&stat)?,
+    })
+}
+
+/// The process's command name, or `?` once it is gone.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|name| name.trim_end().to_owned())
+        .unwrap_or_else(|_| "?".to_owned())
 }
 
 /// The kernel's count of connections dropped because a listen queue was full
@@ -107,8 +180,27 @@ mod tests {
 
     #[test]
     fn reads_this_process() {
-        let probe = Probe::new(std::process::id()).unwrap();
+        let probe = Probe::new(&[std::process::id()]).unwrap();
         assert!(probe.sample().unwrap().rss_bytes > 0);
         assert!(listen_overflows().is_some());
+    }
+
+    #[test]
+    fn reads_several_processes_and_sums_them() {
+        let me = std::process::id();
+        let one = Probe::new(&[me]).unwrap().sample().unwrap();
+        let probe = Probe::new(&[me, me]).unwrap();
+        let before = probe.sample().unwrap();
+        let after = probe.sample().unwrap();
+        let each = after.each_since(&before);
+        assert_eq!(each.len(), 2);
+        assert!(each.iter().all(|p| p.pid == me && p.rss_bytes > 0));
+        assert!(!each[0].name.is_empty());
+        // Twice the same process: twice its memory (give or take what moved in between).
+        assert!(after.rss_bytes >= one.rss_bytes);
+        let sum: f64 = each.iter().map(|p| p.cpu_cores).sum();
+        assert_eq!(after.cores_since(&before), sum);
+        assert!(Probe::new(&[]).is_err());
+        assert!(Probe::new(&[me; MAX_SERVER_PIDS + 1]).is_err());
     }
 }

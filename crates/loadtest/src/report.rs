@@ -22,7 +22,7 @@ const SHARDS: usize = 32;
 pub struct Report {
     /// Always `"run"` (a comparison's object says `"compare"`).
     pub kind: &'static str,
-    /// `relay`, `fanout-room`, `fanout-addressed`, `idle`, `storm` or `media`.
+    /// `relay`, `fanout-room`, `fanout-addressed`, `idle`, `storm`, `media` or `kill`.
     pub scenario: &'static str,
     /// The server's URL.
     pub url: String,
@@ -51,7 +51,7 @@ pub struct Report {
     /// Length of the measured window, seconds.
     pub measured_s: f64,
     /// Operations completed in the window: round trips (relay), deliveries (fanout), joins
-    /// (storm) or packets received by consumers (media); 0 for idle.
+    /// (storm), packets received by consumers (media) or leave notices (kill); 0 for idle.
     pub operations: u64,
     /// `operations / measured_s`.
     pub rate: f64,
@@ -61,9 +61,14 @@ pub struct Report {
     /// One-way latency (relay, fanout) or time to joined (storm), microseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<Percentiles>,
-    /// The server's memory and CPU, when `--server-pid` was given.
+    /// The server's memory and CPU, when `--server-pid` was given: all its processes
+    /// together.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerUsage>,
+    /// Each server process on its own, in `--server-pid` order, when more than one was given
+    /// (the nodes of a cluster and their Redis).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessUsage>,
     /// Connections the kernel dropped because a listen queue was full during the run
     /// (machine-wide counter; storm only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,6 +158,22 @@ pub struct ServerUsage {
     pub cpu_cores: f64,
 }
 
+/// What one server process did during the measured window (storm: the storm).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessUsage {
+    /// Its PID.
+    pub pid: u32,
+    /// Its command name (`/proc/PID/comm`): `switchboard`, `redis-server`, ...
+    pub name: String,
+    /// Resident memory at the end of the window, bytes.
+    pub rss_bytes: u64,
+    /// CPU cores it used on average during the window.
+    pub cpu_cores: f64,
+    /// Its CPU time per operation (round trip, delivery, join), microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_op: Option<f64>,
+}
+
 /// One scenario compared across URLs: medians over the rounds, and ratios to the first URL
 /// (each the median of the per-round ratios).
 #[derive(Debug, Clone, Serialize)]
@@ -199,6 +220,9 @@ pub struct Compared {
     pub errors: u64,
     /// Listen-queue overflows over all rounds (storm).
     pub listen_overflows: Option<u64>,
+    /// Each server process's medians, when the URL had more than one `--server-pid`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessUsage>,
 }
 
 /// Latency samples from many clients, in shards so recording rarely contends.
@@ -311,6 +335,9 @@ impl Report {
                 server.cpu_cores
             );
         }
+        for process in &self.processes {
+            let _ = writeln!(out, "    {}", process.describe());
+        }
         if let (Some(us), Some(per_core)) = (self.cpu_us_per_packet, self.consumers_per_core) {
             let _ = writeln!(
                 out,
@@ -333,6 +360,21 @@ impl Report {
             let _ = writeln!(out, "  first error: {error}");
         }
         out
+    }
+}
+
+impl ProcessUsage {
+    fn describe(&self) -> String {
+        let per_op = self
+            .cpu_us_per_op
+            .map_or(String::new(), |us| format!("  {us:.2} µs/op"));
+        format!(
+            "pid {} {:<14} rss {:.1} MiB  cpu {:.2} cores{per_op}",
+            self.pid,
+            self.name,
+            self.rss_bytes as f64 / 1048576.0,
+            self.cpu_cores
+        )
     }
 }
 
@@ -390,6 +432,7 @@ impl Comparison {
                     cpu_ratio: None,
                     errors: mine.iter().map(|r| r.errors).sum(),
                     listen_overflows: (!overflows.is_empty()).then(|| overflows.iter().sum()),
+                    processes: process_medians(&mine),
                 }
             })
             .collect();
@@ -480,9 +523,32 @@ impl Comparison {
                 line.listen_overflows
                     .map_or(String::new(), |o| format!("  overflows {o}")),
             );
+            for process in &line.processes {
+                let _ = writeln!(out, "      {}", process.describe());
+            }
         }
         out
     }
+}
+
+/// Per-process medians over one URL's runs, matched by position in `--server-pid` (the
+/// same processes in every round).
+fn process_medians(runs: &[&&Report]) -> Vec<ProcessUsage> {
+    let count = runs.iter().map(|r| r.processes.len()).max().unwrap_or(0);
+    (0..count)
+        .filter_map(|index| {
+            let mine: Vec<&ProcessUsage> =
+                runs.iter().filter_map(|r| r.processes.get(index)).collect();
+            let first = mine.first()?;
+            Some(ProcessUsage {
+                pid: first.pid,
+                name: first.name.clone(),
+                rss_bytes: median(mine.iter().map(|p| p.rss_bytes as f64)).unwrap_or(0.0) as u64,
+                cpu_cores: median(mine.iter().map(|p| p.cpu_cores)).unwrap_or(0.0),
+                cpu_us_per_op: median(mine.iter().filter_map(|p| p.cpu_us_per_op)),
+            })
+        })
+        .collect()
 }
 
 /// Writes an SVG chart of the latency distributions of `reports` (one line each, labelled

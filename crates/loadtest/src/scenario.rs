@@ -1,7 +1,8 @@
 //! The signaling scenarios and the machinery every scenario shares: open every client
 //! (bounded concurrency, spread over loopback sources), fix the measured window, let the
 //! clients run, drain what is in flight, close, and fill in a [`Report`]. The media scenario,
-//! which streams RTP rather than frames, is in `media.rs` below this module.
+//! which streams RTP rather than frames, is in `media.rs` below this module, and kill, which
+//! ends a node rather than loading it, in `kill.rs`.
 //!
 //! Accounting rule, which makes "sent = received" checkable: a client bumps `expected` for
 //! what it is about to send *before* it bumps `received` for what made it send, so
@@ -24,11 +25,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{self, now_ns, Dialect, Stamp, Target, Ws};
-use crate::probe::{self, Probe, Sample};
+use crate::probe::{self, Probe, ProcessReading, Sample};
 use crate::progress::Progress;
-use crate::report::{Params, Percentiles, Recorder, Report, ServerUsage};
+use crate::report::{Params, Percentiles, ProcessUsage, Recorder, Report, ServerUsage};
 use crate::{Common, FanoutArgs, FanoutMode, IdleArgs, Load, RelayArgs, Scenario, StormArgs};
 
+mod kill;
 mod media;
 
 /// How long in-flight frames may take to land after the window ends; what is still
@@ -151,11 +153,12 @@ struct Bench<'a> {
     _progress: Progress,
 }
 
-/// Runs `scenario` once against `target`; fanout with `--mode both` gives two reports.
+/// Runs `scenario` once against `target` (whose processes are `pids`, none to read no
+/// `/proc`); fanout with `--mode both` gives two reports.
 pub(crate) async fn run(
     scenario: &Scenario,
     target: &Target,
-    pid: Option<u32>,
+    pids: &[u32],
     round: Option<u32>,
 ) -> anyhow::Result<Vec<Report>> {
     let modes: Vec<Option<FanoutMode>> = match scenario {
@@ -168,7 +171,7 @@ pub(crate) async fn run(
     let mut reports = Vec::new();
     for mode in modes {
         let common = scenario.common();
-        let probe = pid.map(Probe::new).transpose()?;
+        let probe = (!pids.is_empty()).then(|| Probe::new(pids)).transpose()?;
         let counters = Arc::new(Counters::default());
         let name = match (scenario, mode) {
             (Scenario::Relay(_), _) => "relay",
@@ -177,6 +180,7 @@ pub(crate) async fn run(
             (Scenario::Idle(_), _) => "idle",
             (Scenario::Storm(_), _) => "storm",
             (Scenario::Media(_), _) => "media",
+            (Scenario::Kill(_), _) => "kill",
         };
         let bench = Bench {
             target,
@@ -196,8 +200,14 @@ pub(crate) async fn run(
             Scenario::Idle(args) => idle(&bench, args).await,
             Scenario::Storm(args) => storm(&bench, args).await,
             Scenario::Media(args) => media::media(&bench, args).await,
+            Scenario::Kill(args) => kill::kill(&bench, args).await,
         };
-        reports.push(report.with_context(|| format!("{name} against {}", target.url()))?);
+        let mut report = report.with_context(|| format!("{name} against {}", target.url()))?;
+        for process in &mut report.processes {
+            process.cpu_us_per_op =
+                (report.rate > 0.0).then(|| process.cpu_cores * 1e6 / report.rate);
+        }
+        reports.push(report);
     }
     Ok(reports)
 }
@@ -581,7 +591,7 @@ impl Bench<'_> {
             for (index, (room, name)) in joins.into_iter().enumerate() {
                 // The permit is taken before spawning, so at most `concurrency` tasks exist.
                 let permit = gate.clone().acquire_owned().await?;
-                let target = self.target.clone();
+                let target = self.target.node(index).clone();
                 let source = target.source(index, self.common.sources);
                 let dialect = self.common.dialect;
                 tasks.spawn(async move {
@@ -649,7 +659,7 @@ impl Bench<'_> {
         run: &Run,
         clients: &mut JoinSet<()>,
         before: Option<Sample>,
-    ) -> Option<ServerUsage> {
+    ) -> Option<Usage> {
         sleep_until(Window::instant(run.window.start)).await;
         self.counters.set_phase("measuring");
         let from = self.probe.and_then(|p| p.sample());
@@ -680,7 +690,7 @@ impl Bench<'_> {
         &self,
         scenario: &'static str,
         timed: Option<(&Run, &Load)>,
-        server: Option<ServerUsage>,
+        usage: Option<Usage>,
     ) -> Report {
         let counters = &self.counters;
         let run = timed.map(|(run, _)| run);
@@ -690,6 +700,10 @@ impl Bench<'_> {
             Duration::from_nanos(run.window.end - run.window.start).as_secs_f64()
         });
         let operations = counters.operations.load(Relaxed);
+        let (server, processes) = match usage {
+            Some(usage) => (Some(usage.server), usage.processes),
+            None => (None, Vec::new()),
+        };
         Report {
             kind: "run",
             scenario,
@@ -720,6 +734,7 @@ impl Bench<'_> {
             rate_unit: "none",
             latency_us: histogram.as_ref().and_then(Percentiles::of),
             server,
+            processes,
             listen_overflows: None,
             cpu_us_per_packet: None,
             consumers_per_core: None,
@@ -772,20 +787,45 @@ async fn join_all(tasks: &mut JoinSet<()>) {
     }
 }
 
+/// What `/proc` said about the server's processes over one run.
+struct Usage {
+    /// All of them together.
+    server: ServerUsage,
+    /// Each one, when there is more than one.
+    processes: Vec<ProcessUsage>,
+}
+
 /// Server memory and CPU from three samples: before connecting, and both ends of the window.
 fn usage(
     before: Option<Sample>,
     from: Option<Sample>,
     to: Option<Sample>,
     connections: u64,
-) -> Option<ServerUsage> {
+) -> Option<Usage> {
     let (before, from, to) = (before?, from?, to?);
     let grown = to.rss_bytes.saturating_sub(before.rss_bytes);
-    Some(ServerUsage {
-        rss_before: before.rss_bytes,
-        rss_loaded: to.rss_bytes,
-        bytes_per_connection: grown as f64 / connections.max(1) as f64,
-        cpu_cores: to.cores_since(&from),
+    let each = to.each_since(&from);
+    let processes = if each.len() > 1 {
+        each.into_iter()
+            .map(|p: ProcessReading| ProcessUsage {
+                pid: p.pid,
+                name: p.name,
+                rss_bytes: p.rss_bytes,
+                cpu_cores: p.cpu_cores,
+                cpu_us_per_op: None, // filled in by `run` once the rate is known
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Some(Usage {
+        server: ServerUsage {
+            rss_before: before.rss_bytes,
+            rss_loaded: to.rss_bytes,
+            bytes_per_connection: grown as f64 / connections.max(1) as f64,
+            cpu_cores: to.cores_since(&from),
+        },
+        processes,
     })
 }
 

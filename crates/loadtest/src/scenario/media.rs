@@ -144,7 +144,8 @@ pub(super) async fn media(bench: &Bench<'_>, args: &MediaArgs) -> anyhow::Result
     report.params.warmup_s = Some(args.warmup.as_secs_f64());
     report.params.duration_s = Some(measured_s);
     report.client_busy = Some(streamed.busy);
-    let cpu_us = server
+    let cpu_us = report
+        .server
         .map(|s| s.cpu_cores * 1e6 / report.rate)
         .filter(|us| us.is_finite() && *us > 0.0);
     report.cpu_us_per_packet = cpu_us;
