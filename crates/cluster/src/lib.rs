@@ -544,9 +544,12 @@ impl Cluster {
             lease.as_bytes(),
             boot.as_bytes(),
         ];
-        let reply = timeout(REDIS_TIMEOUT, eval(conn, Script::Register, &args))
-            .await
-            .map_err(|_| RespError::Io(std::io::ErrorKind::TimedOut.into()))??;
+        let reply = timeout(REDIS_TIMEOUT, async {
+            load_scripts(conn).await?;
+            eval(conn, Script::Register, &args).await
+        })
+        .await
+        .map_err(|_| RespError::Io(std::io::ErrorKind::TimedOut.into()))??;
         let inc = match &reply {
             Value::Array(Some(items)) => items.first().and_then(Value::as_int),
             _ => None,
@@ -685,8 +688,24 @@ impl Cluster {
                 .redis_rtt
                 .observe(started.elapsed().as_secs_f64());
             let mut fenced = false;
+            let mut unknown_script = Vec::new();
             for (op, reply) in batch.into_iter().zip(replies) {
+                // Redis lost its scripts (SCRIPT FLUSH): the command was not run; send it
+                // again once they are loaded again.
+                if matches!(&reply, Value::Error(e) if e.starts_with("NOSCRIPT")) {
+                    unknown_script.push(op);
+                    continue;
+                }
                 fenced |= self.answer(op, reply);
+            }
+            if !unknown_script.is_empty() {
+                {
+                    let mut queue = lock(&self.0.queue);
+                    for op in unknown_script.into_iter().rev() {
+                        queue.push_front(op);
+                    }
+                }
+                load_scripts(conn).await?;
             }
             // A drained node stays out: its members leave as their sockets close.
             if fenced && !self.0.drained.load(Ordering::SeqCst) {
@@ -1337,11 +1356,38 @@ async fn eval(conn: &mut Conn, script: Script, args: &[&[u8]]) -> Result<Value, 
     }
 }
 
+/// `EVALSHA` once Redis has the script (every registration loads them all), else `EVAL`:
+/// Redis would hash the whole text of every `EVAL` again.
 fn eval_into(out: &mut Vec<u8>, script: Script, args: &[&[u8]]) {
-    let source = script.source();
-    let mut all: Vec<&[u8]> = vec![b"EVAL", source.as_bytes(), b"0"];
+    let sha = script.sha();
+    let mut all: Vec<&[u8]> = match &sha {
+        Some(sha) => vec![b"EVALSHA", sha.as_bytes(), b"0"],
+        None => vec![b"EVAL", script.source().as_bytes(), b"0"],
+    };
     all.extend_from_slice(args);
     resp::encode(out, &all);
+}
+
+/// Loads every script into Redis and remembers their SHA-1s.
+async fn load_scripts(conn: &mut Conn) -> Result<(), RespError> {
+    let mut out = Vec::new();
+    for script in Script::ALL {
+        resp::encode(&mut out, &[b"SCRIPT", b"LOAD", script.source().as_bytes()]);
+    }
+    conn.write(&out).await?;
+    for script in Script::ALL {
+        match conn.read().await? {
+            Value::Error(error) => return Err(RespError::Refused(error)),
+            value => {
+                let sha = value
+                    .as_bytes()
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .ok_or(RespError::Protocol("SCRIPT LOAD reply"))?;
+                script.set_sha(sha.to_owned());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reconnect delays: 100 ms doubling to 5 s, each with up to half again of jitter.

@@ -13,6 +13,8 @@
 //! ID), `P:nusers:NODE` (a node's pairing users).
 //! Channels: `P:r:ROOM`, `P:b:CH`, `P:n:ID`, `P:ctl`.
 
+use std::sync::{Mutex, OnceLock, PoisonError};
+
 /// Shared helpers, prepended to every script.
 const PRELUDE: &str = r#"
 local function f(s) s = tostring(s) return #s .. ':' .. s end
@@ -36,6 +38,8 @@ local function left(p, room, name)
   local rseq = next_rseq(p, room)
   redis.call('PUBLISH', p .. ':r:' .. room, 'SB1L' .. f(room) .. f(rseq) .. f(name))
   if redis.call('EXISTS', p .. ':room:' .. room) == 0 then
+    -- Nothing is left of an empty room: the next change number is taken from the clock.
+    redis.call('DEL', p .. ':rseq:' .. room)
     redis.call('SREM', p .. ':rooms', room)
     local media = redis.call('GET', p .. ':media:' .. room)
     if media then
@@ -311,6 +315,7 @@ return {redis.call('ZRANGEBYSCORE', p .. ':nodes', now_ms(), '+inf'), redis.call
 
 /// A script, with the prelude, ready for `EVAL`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
 pub(crate) enum Script {
     Register,
     Heartbeat,
@@ -328,8 +333,45 @@ pub(crate) enum Script {
 }
 
 impl Script {
-    pub(crate) fn source(self) -> String {
-        let body = match self {
+    /// Every script, for loading them all at once.
+    pub(crate) const ALL: [Script; 13] = [
+        Script::Register,
+        Script::Heartbeat,
+        Script::Reap,
+        Script::Drain,
+        Script::Join,
+        Script::Leave,
+        Script::ChannelOn,
+        Script::ChannelOff,
+        Script::UserOn,
+        Script::UserOff,
+        Script::Pair,
+        Script::Live,
+        Script::Resync,
+    ];
+
+    pub(crate) fn source(self) -> &'static str {
+        static SOURCES: OnceLock<Vec<String>> = OnceLock::new();
+        let sources = SOURCES.get_or_init(|| {
+            Script::ALL
+                .iter()
+                .map(|script| format!("{PRELUDE}{}", script.body()))
+                .collect()
+        });
+        &sources[self as usize]
+    }
+
+    /// The SHA-1 Redis knows the script by, once `SCRIPT LOAD` has told it.
+    pub(crate) fn sha(self) -> Option<String> {
+        SHAS.lock().unwrap_or_else(PoisonError::into_inner)[self as usize].clone()
+    }
+
+    pub(crate) fn set_sha(self, sha: String) {
+        SHAS.lock().unwrap_or_else(PoisonError::into_inner)[self as usize] = Some(sha);
+    }
+
+    fn body(self) -> &'static str {
+        match self {
             Script::Register => REGISTER,
             Script::Heartbeat => HEARTBEAT,
             Script::Reap => REAP,
@@ -343,7 +385,9 @@ impl Script {
             Script::Pair => PAIR,
             Script::Live => LIVE,
             Script::Resync => RESYNC,
-        };
-        format!("{PRELUDE}{body}")
+        }
     }
 }
+
+/// The scripts' SHA-1s as Redis reported them (the same for every node of this build).
+static SHAS: Mutex<[Option<String>; 13]> = Mutex::new([const { None }; 13]);

@@ -508,3 +508,28 @@ async fn a_node_declared_dead_comes_back_fenced() {
     let stats = b.get("/api/stats").await.json();
     assert_eq!(stats["connectedUsers"], 3, "{stats}");
 }
+
+#[tokio::test]
+async fn scripts_flushed_from_redis_are_loaded_again() {
+    let redis = Redis::new();
+    let (a, b) = (node(&redis, 0x61).await, node(&redis, 0x62).await);
+    let (mut alice, _) = join_conference(&a, "r", "alice").await;
+    redis.cli(&["SCRIPT", "FLUSH"]);
+    // The next claim finds its script gone; it is loaded again and the claim goes through.
+    let (bob, joined) = join_conference(&b, "r", "bob").await;
+    assert_eq!(joined["data"]["users"], json!(["alice", "bob"]));
+    assert_eq!(
+        alice.json().await,
+        json!({"type":"user-joined","data":{"user":"bob"}})
+    );
+    // And nothing was left behind: an empty room leaves no key in Redis.
+    drop(alice);
+    drop(bob);
+    timeout(PATIENCE, async {
+        while !redis.cli(&["KEYS", "sb:r*"]).trim().is_empty() {
+            sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the room's keys (members, change number, the rooms set) are gone");
+}
