@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes every decoder for SECONDS each: scripts/fuzz.sh SECONDS [TARGET...]
+# Fuzzes every decoder (the five dialects, frame.rs, the cluster's bus envelopes) for
+# SECONDS each: scripts/fuzz.sh SECONDS [TARGET...]
 # Targets live in fuzz/ (cargo-fuzz layout, its own workspace). With a nightly toolchain the
 # targets build with AddressSanitizer; without one, on stable with `--sanitizer none`.
 # A crash fails the script and is kept under fuzz/regressions/TARGET/, which plain
@@ -14,7 +15,7 @@ if [ $# -lt 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
 fi
 seconds=$1
 shift
-all=(conference query_rooms pairing room_relay broadcast frame)
+all=(conference query_rooms pairing room_relay broadcast frame envelope)
 targets=("$@")
 if [ $# -eq 0 ]; then targets=("${all[@]}"); fi
 
@@ -42,7 +43,10 @@ for target in "${targets[@]}"; do
   mkdir -p "corpus/$target" "regressions/$target"
   log="target/fuzz-$target.log"
   echo "==> $target: ${seconds}s"
-  if cargo "${toolchain[@]}" fuzz run "${sanitizer[@]}" "$target" "corpus/$target" seeds -- \
+  # The cluster's bus has a corpus of its own; the dialects share the docs' examples.
+  seeds=seeds
+  if [ -d "seeds-$target" ]; then seeds="seeds-$target"; fi
+  if cargo "${toolchain[@]}" fuzz run "${sanitizer[@]}" "$target" "corpus/$target" "$seeds" -- \
       -dict=signaling.dict -max_total_time="$seconds" -max_len=8192 -timeout=10 \
       -rss_limit_mb=2048 -print_final_stats=1 \
       -artifact_prefix="regressions/$target/" >"$log" 2>&1; then
