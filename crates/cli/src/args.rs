@@ -296,6 +296,7 @@ impl Args {
             prefix: self.redis_prefix.clone(),
             capacity: self.bus_capacity,
             max_envelope,
+            max_room_members: None,
         }))
     }
 }

@@ -55,6 +55,9 @@ pub struct ClusterConfig {
     pub capacity: usize,
     /// The largest envelope accepted from Redis.
     pub max_envelope: usize,
+    /// The most members a room may have across the cluster (the server's
+    /// `--max-room-members`, checked in Redis at every claim); `None`: no cap.
+    pub max_room_members: Option<usize>,
 }
 
 /// How long one pipelined batch may wait for Redis before the connection is deemed lost.
@@ -755,6 +758,12 @@ impl Cluster {
             Op::Publish { channel, payload } => resp::encode(out, &[b"PUBLISH", channel, payload]),
             Op::Claim(claim) => {
                 let key = claim.key.0.to_string();
+                // A member claimed again after Redis lost it was counted once already: the
+                // cap applies to newcomers only.
+                let cap = match self.0.config.max_room_members {
+                    Some(max) if !claim.again => max.to_string(),
+                    _ => "0".to_owned(),
+                };
                 eval_into(
                     out,
                     Script::Join,
@@ -765,6 +774,7 @@ impl Cluster {
                         node.as_bytes(),
                         inc.as_bytes(),
                         key.as_bytes(),
+                        cap.as_bytes(),
                     ],
                 );
             }
@@ -896,6 +906,9 @@ impl Cluster {
                         let error = CoreError::NameTaken(claim.name.clone());
                         self.refuse_claim(claim, error);
                     }
+                } else if is(b"FULL") {
+                    let error = CoreError::RoomFull(claim.room.clone());
+                    self.refuse_claim(claim, error);
                 } else if is(b"FENCED") {
                     self.push(Op::Claim(claim));
                     return true;

@@ -168,11 +168,13 @@ remove_node(ARGV[1], ARGV[2])
 return 1
 "#;
 
-/// ARGV: prefix, room, name, node, inc, key. Claims `name` in `room`; on success publishes
-/// the roster to the joining node, then the join to the room. Returns `OK`, `TAKEN`,
-/// `FENCED`, or `MINE` when this very member already holds it (a claim made again).
+/// ARGV: prefix, room, name, node, inc, key, cap. Claims `name` in `room`; on success
+/// publishes the roster to the joining node, then the join to the room. Returns `OK`,
+/// `TAKEN`, `FULL` (the room has `cap` members; 0 is no cap), `FENCED`, or `MINE` when this
+/// very member already holds it (a claim made again).
 const JOIN: &str = r#"
 local p, room, name, node, inc, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local cap = tonumber(ARGV[7]) or 0
 if fenced(p, node, inc) then return 'FENCED' end
 local rk = p .. ':room:' .. room
 local owner = node .. '|' .. key .. '|'
@@ -181,6 +183,7 @@ if current then
   if string.sub(current, 1, #owner) == owner then return 'MINE' end
   return 'TAKEN'
 end
+if cap > 0 and redis.call('HLEN', rk) >= cap then return 'FULL' end
 local rseq = next_rseq(p, room)
 redis.call('HSET', rk, name, owner .. rseq)
 redis.call('SADD', p .. ':nrooms:' .. node, room)

@@ -41,6 +41,7 @@ impl Client {
             dialect: DialectKind::QueryRooms,
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             connected_at: SystemTime::UNIX_EPOCH,
+            grant: None,
         };
         let key = hub.with(|hub| hub.register(profile, outbox));
         Client { key, inbox }

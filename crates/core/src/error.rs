@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::PeerName;
+use crate::{PeerName, RoomId};
 
 /// A rule of the contract that a command broke. Each maps to one [`ErrorCode`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +43,12 @@ pub enum CoreError {
     /// The request needs the cluster's shared state (Redis), which cannot be reached.
     #[error("the cluster is unavailable: try again")]
     Unavailable,
+    /// The peer's token does not allow this; the text says which grant is missing.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// The room already has the most members a room may have (`--max-room-members`).
+    #[error("room {0} is full")]
+    RoomFull(RoomId),
 }
 
 impl CoreError {
@@ -60,6 +66,8 @@ impl CoreError {
             CoreError::Unsupported(_) => ErrorCode::Unsupported,
             CoreError::Overloaded => ErrorCode::Overloaded,
             CoreError::Unavailable => ErrorCode::Unavailable,
+            CoreError::Forbidden(_) => ErrorCode::Forbidden,
+            CoreError::RoomFull(_) => ErrorCode::RoomFull,
         }
     }
 }
@@ -113,11 +121,15 @@ pub enum ErrorCode {
     Overloaded,
     /// cluster: the shared state (Redis) cannot be reached; nothing was done.
     Unavailable,
+    /// The peer's token does not grant this room, name or media request.
+    Forbidden,
+    /// The room has reached `--max-room-members`.
+    RoomFull,
 }
 
 impl ErrorCode {
     /// Every code, for metrics that list each one.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadJson,
         ErrorCode::MissingType,
         ErrorCode::BadField,
@@ -141,6 +153,8 @@ impl ErrorCode {
         ErrorCode::MediaDisabled,
         ErrorCode::Overloaded,
         ErrorCode::Unavailable,
+        ErrorCode::Forbidden,
+        ErrorCode::RoomFull,
     ];
 
     /// The code as it appears on the wire.
@@ -169,6 +183,8 @@ impl ErrorCode {
             ErrorCode::MediaDisabled => "media_disabled",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RoomFull => "room_full",
         }
     }
 }

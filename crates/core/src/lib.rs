@@ -8,6 +8,7 @@ mod cluster;
 mod command;
 mod error;
 mod event;
+mod grant;
 mod hub;
 mod id;
 mod peer;
@@ -16,6 +17,7 @@ pub use cluster::{Inbound, Member, MembershipListener, NodeId, Overloaded, Seat,
 pub use command::{Command, MediaRequest, Message, SignalKind};
 pub use error::{CoreError, ErrorCode};
 pub use event::{Event, Joined, MediaEvent, RawFrame, RawJson, Signal};
+pub use grant::{Grant, RoomGrant};
 pub use hub::{Census, Hub, Outcome, SharedHub, Stats, UserStats};
 pub use id::{DialectKind, PeerName, RoomId, MAX_ID_BYTES};
 pub use peer::{Outbox, PeerKey, PeerProfile, Place, State};

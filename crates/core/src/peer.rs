@@ -1,11 +1,12 @@
 //! A connected peer as the core sees it: where it is, and the bounded queue to its socket.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
-use crate::{DialectKind, Event, PeerName, RoomId};
+use crate::{DialectKind, Event, Grant, PeerName, RoomId};
 
 /// Events waiting for one socket. Bounded: a peer that cannot keep up is evicted, never
 /// buffered without limit (the capacity is the server's `--outbox-capacity`).
@@ -26,6 +27,9 @@ pub struct PeerProfile {
     pub ip: IpAddr,
     /// When the connection was accepted.
     pub connected_at: SystemTime,
+    /// What the connection's token grants; `None`: no token, no restriction (`--auth off`,
+    /// or `optional` without a token).
+    pub grant: Option<Arc<Grant>>,
 }
 
 /// Where a peer is.

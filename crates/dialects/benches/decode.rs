@@ -58,6 +58,7 @@ fn join<D: Dialect>(hub: &mut Hub, name: &str) -> (PeerKey, mpsc::Receiver<Event
         dialect: D::KIND,
         ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         connected_at: SystemTime::UNIX_EPOCH,
+        grant: None,
     };
     let key = hub.register(profile, outbox);
     let room = RoomId::parse("bench").unwrap();

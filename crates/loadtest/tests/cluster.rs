@@ -106,6 +106,7 @@ impl Node {
             prefix: "sb".into(),
             capacity: 8192,
             max_envelope: 1 << 20,
+            max_room_members: None,
         });
         let stop = CancellationToken::new();
         let signal = stop.clone().cancelled_owned();

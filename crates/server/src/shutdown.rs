@@ -45,10 +45,10 @@ pub async fn serve(
         );
     }
     let hub = SharedHub::default();
-    let cluster = config
-        .cluster
-        .clone()
-        .map(|cluster| Cluster::start(cluster, hub.clone()));
+    let cluster = config.cluster.clone().map(|mut cluster| {
+        cluster.max_room_members = config.max_room_members;
+        Cluster::start(cluster, hub.clone())
+    });
     let sfu = media::start(&config, listener.local_addr()?, &hub, cluster.as_ref())?;
     let state = AppState::new(
         config,

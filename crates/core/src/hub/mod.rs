@@ -73,6 +73,8 @@ pub struct Hub {
     cluster: Option<Clustered>,
     /// Follows local peers' room memberships (the SFU).
     listener: Option<Arc<dyn MembershipListener>>,
+    /// The most members a room may have (`--max-room-members`); `None`: no cap.
+    max_room_members: Option<usize>,
 }
 
 struct Clustered {
@@ -158,6 +160,12 @@ impl Hub {
     /// Sets the ICE servers (a JSON array of RTCIceServer objects) every `Joined` carries.
     pub fn set_ice_servers(&mut self, ice_servers: Option<RawJson>) {
         self.ice_servers = ice_servers;
+    }
+
+    /// Caps the members of every room (`None`: no cap). A join past it is refused with
+    /// [`CoreError::RoomFull`]; in a cluster the cluster enforces it too, over all nodes.
+    pub fn set_max_room_members(&mut self, max: Option<usize>) {
+        self.max_room_members = max;
     }
 
     /// Sets the router capabilities every `joined` carries (`None`: media is off).

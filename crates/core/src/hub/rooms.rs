@@ -119,6 +119,9 @@ impl Hub {
         if peer.joining.is_some() {
             return Err(CoreError::InvalidState("a join is in progress"));
         }
+        if let Some(grant) = &peer.profile.grant {
+            grant.check_join(&room_id, &name)?;
+        }
         let rejoin = matches!(&peer.place, Place::Room { room, name: current }
             if *room == room_id && *current == name);
         if rejoin {
@@ -131,6 +134,12 @@ impl Hub {
             .is_some_and(|room| room.members.contains_key(&name))
         {
             return Err(CoreError::NameTaken(name));
+        }
+        if let Some(max) = self.max_room_members {
+            let room = self.rooms.get(&room_id);
+            if room.is_some_and(|room| room.members.len() + room.pending >= max) {
+                return Err(CoreError::RoomFull(room_id));
+            }
         }
         self.leave(key);
         if self.cluster.is_some() {

@@ -5,13 +5,14 @@ use std::net::Ipv4Addr;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::{DialectKind, Message, SignalKind};
+use crate::{DialectKind, Grant, Message, RoomGrant, SignalKind};
 
 fn profile(dialect: DialectKind) -> PeerProfile {
     PeerProfile {
         dialect,
         ip: Ipv4Addr::LOCALHOST.into(),
         connected_at: SystemTime::UNIX_EPOCH,
+        grant: None,
     }
 }
 
@@ -529,4 +530,56 @@ mod cluster {
             .collect();
         assert_eq!(told, ["-ghost", "+new"]);
     }
+}
+
+#[test]
+fn a_grant_limits_joins_to_its_rooms_and_its_name() {
+    let mut hub = Hub::default();
+    let (tx, mut rx) = mpsc::channel(16);
+    let grant = Grant {
+        room: Some(RoomGrant::parse("team-*")),
+        name: name("alice"),
+    };
+    let mut granted = profile(DialectKind::Conference);
+    granted.grant = Some(Arc::new(grant));
+    let key = hub.register(granted, tx);
+    let join = |hub: &mut Hub, r: &str, n: &str| {
+        hub.execute(
+            key,
+            Command::Join {
+                room: room(r),
+                name: name(n),
+                rid: None,
+            },
+        )
+    };
+    assert!(matches!(
+        join(&mut hub, "lobby", "alice"),
+        Err(CoreError::Forbidden(_))
+    ));
+    assert!(matches!(
+        join(&mut hub, "team-a", "mallory"),
+        Err(CoreError::Forbidden(_))
+    ));
+    assert!(rx.try_recv().is_err(), "a refused join tells nobody");
+    assert_eq!(hub.stats(10).rooms, 0, "and makes no room");
+    assert!(join(&mut hub, "team-a", "alice").is_ok());
+    assert!(matches!(rx.try_recv(), Ok(Event::Joined(_))));
+}
+
+#[test]
+fn a_full_room_refuses_the_next_join_and_takes_one_after_a_leave() {
+    let mut hub = Hub::default();
+    hub.set_max_room_members(Some(2));
+    let alice = joined(&mut hub, "alice", "x");
+    let _bob = joined(&mut hub, "bob", "x");
+    let carol = connect(&mut hub, DialectKind::Conference, 16);
+    let full = hub.join(carol.key, room("x"), name("carol"), None);
+    assert_eq!(full.err(), Some(CoreError::RoomFull(room("x"))));
+    assert!(
+        hub.join(carol.key, room("y"), name("carol"), None).is_ok(),
+        "the cap is per room"
+    );
+    hub.disconnect(alice.key);
+    assert!(hub.join(carol.key, room("x"), name("carol"), None).is_ok());
 }

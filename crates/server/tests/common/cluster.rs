@@ -87,6 +87,7 @@ pub fn node_config(redis: &Redis, node: u64, lease: Duration) -> Config {
         prefix: "sb".into(),
         capacity: 8192,
         max_envelope: 1 << 20,
+        max_room_members: None,
     });
     config
 }
