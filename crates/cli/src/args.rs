@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use switchboard_server::{
-    ClusterConfig, Config, DialectKind, IceServer, MediaLimits, NodeId, RedisUrl,
+    AuthKey, AuthMode, ClusterConfig, Config, DialectKind, IceServer, MediaLimits, NodeId, RedisUrl,
 };
 
 /// One WebRTC signaling server for five protocols, on one port.
@@ -176,6 +176,42 @@ pub(crate) struct Args {
     #[arg(long, env = "SWITCHBOARD_BUS_CAPACITY", default_value_t = 8192)]
     bus_capacity: usize,
 
+    /// The most members one room may have (across the cluster); more joins get `room_full`
+    /// [default: no cap]
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOM_MEMBERS")]
+    max_room_members: Option<usize>,
+
+    /// Whether sockets need an access token (docs/security.md): off, optional (checked when
+    /// given), required (also an admin token for /api/stats, /dashboard, /metrics)
+    #[arg(long, env = "SWITCHBOARD_AUTH", value_enum, default_value_t = Auth::Off)]
+    auth: Auth,
+
+    /// An HS256 key as KID=SECRET (repeatable, for rotation); prefer --auth-secret-file,
+    /// which keeps the secret out of the process list
+    #[arg(
+        long = "auth-secret",
+        env = "SWITCHBOARD_AUTH_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    auth_secrets: Vec<String>,
+
+    /// An HS256 key as KID=PATH of a file holding the secret (repeatable)
+    #[arg(
+        long = "auth-secret-file",
+        env = "SWITCHBOARD_AUTH_SECRET_FILES",
+        value_delimiter = ','
+    )]
+    auth_secret_files: Vec<String>,
+
+    /// An EdDSA (Ed25519) or ES256 (P-256) public key as KID=PEM_PATH (repeatable)
+    #[arg(
+        long = "auth-public-key",
+        env = "SWITCHBOARD_AUTH_PUBLIC_KEYS",
+        value_delimiter = ','
+    )]
+    auth_public_keys: Vec<String>,
+
     /// Log format
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub(crate) log_format: LogFormat,
@@ -186,6 +222,7 @@ pub(crate) struct Args {
 pub(crate) enum Command {
     /// Load a signaling server on this machine and report throughput, latency and memory
     Bench(switchboard_loadtest::BenchArgs),
+    Token(crate::token::TokenArgs),
 }
 
 /// The dialects `/` can speak.
@@ -196,6 +233,14 @@ enum Root {
     Pairing,
     RoomRelay,
     Broadcast,
+}
+
+/// `--auth`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Auth {
+    Off,
+    Optional,
+    Required,
 }
 
 /// How log lines look.
@@ -231,8 +276,18 @@ impl Args {
             bail!("--header-read-timeout must be more than 0");
         }
         let cluster = self.cluster(max_frame_envelope(self.max_frame_bytes))?;
+        if self.max_room_members == Some(0) {
+            bail!("--max-room-members must be at least 1");
+        }
         Ok(Config {
             cluster,
+            max_room_members: self.max_room_members,
+            auth: match self.auth {
+                Auth::Off => AuthMode::Off,
+                Auth::Optional => AuthMode::Optional,
+                Auth::Required => AuthMode::Required,
+            },
+            auth_keys: self.auth_keys()?,
             listen,
             root_dialect,
             max_frame_bytes: self.max_frame_bytes,
@@ -271,6 +326,37 @@ impl Args {
 }
 
 impl Args {
+    /// Every token key, each as `KID=...`.
+    fn auth_keys(&self) -> anyhow::Result<Vec<AuthKey>> {
+        let mut keys = Vec::new();
+        for (flag, values) in [
+            ("--auth-secret", &self.auth_secrets),
+            ("--auth-secret-file", &self.auth_secret_files),
+            ("--auth-public-key", &self.auth_public_keys),
+        ] {
+            for value in values {
+                let Some((kid, rest)) = value.split_once('=').filter(|(kid, _)| !kid.is_empty())
+                else {
+                    bail!("{flag} takes KID=VALUE");
+                };
+                let path = std::path::Path::new(rest);
+                keys.push(match flag {
+                    "--auth-secret" => AuthKey::secret(kid, rest),
+                    "--auth-secret-file" => AuthKey::secret(
+                        kid,
+                        crate::token::read_secret(path).with_context(|| flag.to_owned())?,
+                    ),
+                    _ => AuthKey::public_key_pem(
+                        kid,
+                        std::fs::read(path)
+                            .with_context(|| format!("{flag}: reading {}", path.display()))?,
+                    ),
+                });
+            }
+        }
+        Ok(keys)
+    }
+
     fn cluster(&self, max_envelope: usize) -> anyhow::Result<Option<ClusterConfig>> {
         let Some(url) = &self.redis else {
             return Ok(None);

@@ -1,7 +1,8 @@
 //! The `switchboard` binary: arguments to a `Config`, logging, signals, serve; or `bench`,
-//! handed whole to `switchboard-loadtest`. Nothing more.
+//! handed whole to `switchboard-loadtest`; or `token`, which mints an access token.
 
 mod args;
+mod token;
 
 use anyhow::Context;
 use clap::Parser;
@@ -22,8 +23,10 @@ const ACCEPT_BACKLOG: u32 = 4096;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Command::Bench(bench)) = args.command {
-        return switchboard_loadtest::run(bench);
+    match args.command {
+        Some(Command::Bench(bench)) => return switchboard_loadtest::run(bench),
+        Some(Command::Token(token)) => return token::run(token),
+        None => {}
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour only on a terminal: a log file or a test harness gets plain text.

@@ -83,23 +83,24 @@ static ASSETS: &[Asset] = &[
     },
 ];
 
-/// A route per asset (the demo's own `index.html` is served at `/`, by the root handler).
+/// A route per asset. The demo's own `index.html` is served at `/`, by the root handler, and
+/// the dashboard at `/dashboard` ([`dashboard`]), among the admin routes.
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     ASSETS
         .iter()
-        .filter(|asset| asset.name != "index.html")
+        .filter(|asset| !matches!(asset.name, "index.html" | "dashboard.html"))
         .fold(Router::new(), |router, asset| {
-            // `/dashboard` rather than `/dashboard.html`: it is a page people type.
-            let path = match asset.name.strip_suffix(".html") {
-                Some("dashboard") => "/dashboard".to_owned(),
-                _ => format!("/{}", asset.name),
-            };
             let name = asset.name;
             router.route(
-                &path,
+                &format!("/{name}"),
                 get(move |headers: HeaderMap| async move { serve(name, &headers) }),
             )
         })
+}
+
+/// `/dashboard` (rather than `/dashboard.html`: it is a page people type).
+pub(crate) async fn dashboard(headers: HeaderMap) -> Response {
+    serve("dashboard.html", &headers)
 }
 
 /// The demo app, for a plain browser GET of `/`.

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+pub use switchboard_auth::{AuthKey, AuthMode};
 use switchboard_core::DialectKind;
 pub use switchboard_sfu::MediaLimits;
 
@@ -88,6 +89,14 @@ pub struct Config {
     pub media_limits: MediaLimits,
     /// Several nodes on one Redis (`--redis`); `None`: a single node, no Redis.
     pub cluster: Option<switchboard_cluster::ClusterConfig>,
+    /// The most members one room may have, across the cluster; a join past it gets
+    /// `room_full`. `None` (the default): no cap, as the seeds have none; a deployment sets
+    /// it to what its clients can handle (a mesh call of more than a dozen rarely works).
+    pub max_room_members: Option<usize>,
+    /// Whether sockets need a token (`--auth`). Off by default: the seed clients have none.
+    pub auth: AuthMode,
+    /// The keys tokens are checked with (`--auth-secret`, `--auth-public-key`).
+    pub auth_keys: Vec<AuthKey>,
 }
 
 /// One STUN or TURN server, as a browser's `RTCIceServer` wants it.
@@ -161,6 +170,9 @@ impl Default for Config {
             media_announce: None,
             media_limits: MediaLimits::default(),
             cluster: None,
+            max_room_members: None,
+            auth: AuthMode::Off,
+            auth_keys: Vec::new(),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt};
+use switchboard_auth::Grants;
 use switchboard_cluster::envelope::ForwardedRequest;
 use switchboard_core::{
     Command, DialectKind, ErrorCode, Event, MediaRequest, Outcome, PeerKey, PeerName, RawJson,
@@ -22,6 +23,7 @@ use tracing::{debug, trace, Instrument, Span};
 
 use crate::limits::{RateLimit, Slot, Verdict};
 use crate::metrics::{DialectMetrics, Limit};
+use crate::upgrade::Admitted;
 use crate::AppState;
 
 /// Events written to the socket per flush at most, so one busy peer's batch cannot delay
@@ -63,6 +65,8 @@ pub(crate) struct Connection<D: Dialect> {
     /// Set while a join or a pairing message waits for the cluster's verdict: until when.
     /// The socket reads nothing meanwhile, so the peer's next frame finds the verdict made.
     joining: Option<Instant>,
+    /// What the socket's token grants (`None`: no limits): the SFU requests are checked here.
+    grants: Option<Arc<Grants>>,
     _membership: Membership,
     _slot: Slot,
 }
@@ -106,13 +110,14 @@ impl Close {
 }
 
 impl<D: Dialect> Connection<D> {
-    pub(crate) fn new(
-        state: AppState,
-        key: PeerKey,
-        inbox: mpsc::Receiver<Event>,
-        membership: Membership,
-        slot: Slot,
-    ) -> Self {
+    pub(crate) fn new(state: AppState, admitted: Admitted) -> Self {
+        let Admitted {
+            key,
+            inbox,
+            membership,
+            slot,
+            grants,
+        } = admitted;
         let config = &state.config;
         let rate = RateLimit::new(
             config.max_message_rate,
@@ -133,6 +138,7 @@ impl<D: Dialect> Connection<D> {
             rate,
             out: String::new(),
             joining,
+            grants,
             _membership: membership,
             _slot: slot,
         }
@@ -203,6 +209,21 @@ impl<D: Dialect> Connection<D> {
     /// Hands an SFU request to the media worker, which answers on this peer's outbox: this
     /// node's, or in a cluster the room's media node's, through Redis.
     fn media(&mut self, request: MediaRequest, data: RawJson, rid: Option<RawJson>) {
+        if let Some(grants) = &self.grants {
+            let refused = match request {
+                MediaRequest::Produce if !grants.publish => {
+                    Some("the token does not grant publish")
+                }
+                MediaRequest::Consume if !grants.subscribe => {
+                    Some("the token does not grant subscribe")
+                }
+                _ => None,
+            };
+            if let Some(why) = refused {
+                let error = WireError::new(ErrorCode::Forbidden, format!("forbidden: {why}"));
+                return self.refuse(error.with_rid(rid));
+            }
+        }
         let key = self.key;
         let Some((room, name, epoch, home)) = self.state.hub.with(|hub| {
             let (room, name, epoch) = hub.membership(key)?;

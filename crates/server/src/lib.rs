@@ -5,6 +5,7 @@
 
 mod accept;
 mod assets;
+mod auth;
 mod config;
 mod connection;
 mod http;
@@ -18,13 +19,14 @@ mod upgrade;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use switchboard_auth::Verifier;
 use switchboard_cluster::Cluster;
 use switchboard_core::{RawJson, SharedHub};
 use switchboard_sfu::Sfu;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{Config, IceServer, MediaLimits};
+pub use config::{AuthKey, AuthMode, Config, IceServer, MediaLimits};
 pub use shutdown::{serve, ServeError};
 pub use switchboard_cluster::{rand_u64 as random_node_id, ClusterConfig, RedisUrl};
 pub use switchboard_core::{DialectKind, NodeId};
@@ -39,6 +41,8 @@ pub(crate) struct AppState(Arc<Inner>);
 
 pub(crate) struct Inner {
     pub(crate) config: Config,
+    /// Checks tokens (`--auth`).
+    pub(crate) verifier: Verifier,
     pub(crate) hub: SharedHub,
     pub(crate) metrics: Metrics,
     pub(crate) limits: Arc<ConnectionLimits>,
@@ -63,6 +67,7 @@ pub(crate) struct Inner {
 impl AppState {
     pub(crate) fn new(
         config: Config,
+        verifier: Verifier,
         hub: SharedHub,
         sfu: Option<Sfu>,
         cluster: Option<Cluster>,
@@ -78,6 +83,7 @@ impl AppState {
         if let Some(cluster) = &cluster {
             metrics.register_cluster(cluster.metrics());
         }
+        hub.with(|hub| hub.set_max_room_members(config.max_room_members));
         if !config.ice_servers.is_empty() {
             // Encoded once; every `joined` carries these bytes as they are.
             let json = serde_json::to_string(&config.ice_servers).ok();
@@ -88,6 +94,7 @@ impl AppState {
             requests: AddressRate::new(config.http_rate, config.http_burst),
             stats: StatsSnapshots::default(),
             config,
+            verifier,
             hub,
             metrics,
             limits,

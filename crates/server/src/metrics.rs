@@ -67,6 +67,7 @@ pub(crate) struct Metrics {
     errors: Family<Labels2, Counter>,
     evictions: Family<Label, Counter>,
     limit_hits: Family<Label, Counter>,
+    auth_refused: Family<Label, Counter>,
     handshake: Histogram,
     stats_snapshots: Counter,
     /// Scrapes are rare; one at a time keeps gauge updates and encoding consistent.
@@ -107,6 +108,7 @@ impl Metrics {
             errors: Family::default(),
             evictions: Family::default(),
             limit_hits: Family::default(),
+            auth_refused: Family::default(),
             // 100 µs to ~3.3 s.
             handshake: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             stats_snapshots: Counter::default(),
@@ -169,6 +171,11 @@ impl Metrics {
             metrics.limit_hits.clone(),
         );
         registry.register(
+            "auth_refused",
+            "Requests refused for their token: missing, expired, invalid, or forbidden (valid but not for this)",
+            metrics.auth_refused.clone(),
+        );
+        registry.register(
             "handshake_seconds",
             "Time from the upgrade request to the socket task starting",
             metrics.handshake.clone(),
@@ -185,6 +192,9 @@ impl Metrics {
             }
             let _ = metrics.for_dialect(kind);
             let _ = metrics.evictions.get_or_create(&label);
+        }
+        for reason in ["missing", "expired", "invalid", "forbidden"] {
+            let _ = metrics.auth_refused.get_or_create(&[("reason", reason)]);
         }
         Metrics {
             registry,
@@ -216,6 +226,10 @@ impl Metrics {
         self.limit_hits
             .get_or_create(&[("limit", limit.as_str())])
             .inc();
+    }
+
+    pub(crate) fn auth_refused(&self, reason: &'static str) {
+        self.auth_refused.get_or_create(&[("reason", reason)]).inc();
     }
 
     pub(crate) fn stats_snapshot(&self) {

@@ -1,4 +1,5 @@
 //! The routes: one WebSocket path per dialect, `/` for the root dialect, and the HTTP API.
+//! The stats API, `/metrics` and the dashboard are admin routes (`auth::admin_only`).
 //! The HTTP API and the web app count against the per-address request rate; upgrades count
 //! against the handshake rate instead (`upgrade.rs`).
 
@@ -8,7 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::{assets, http, upgrade, AppState};
+use crate::{assets, auth, http, upgrade, AppState};
 
 pub(crate) fn router(state: AppState) -> Router {
     let cors = if state.config.cors_origins.is_empty() {
@@ -21,11 +22,19 @@ pub(crate) fn router(state: AppState) -> Router {
             .filter_map(|origin| HeaderValue::from_str(origin).ok());
         CorsLayer::new().allow_origin(AllowOrigin::list(origins))
     };
+    // With `--auth required`, these need a token with the admin grant.
+    let admin = Router::new()
+        .route("/metrics", get(http::metrics))
+        .route("/api/stats", get(http::stats))
+        .route("/dashboard", get(assets::dashboard))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::admin_only,
+        ));
     let api = Router::new()
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
-        .route("/metrics", get(http::metrics))
-        .route("/api/stats", get(http::stats))
+        .merge(admin)
         .layer(cors);
     let pages = api
         .merge(assets::routes())

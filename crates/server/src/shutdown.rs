@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use switchboard_auth::Verifier;
 use switchboard_cluster::Cluster;
 use switchboard_core::SharedHub;
 
@@ -25,6 +26,9 @@ pub enum ServeError {
     /// The media worker could not start.
     #[error(transparent)]
     Media(#[from] switchboard_sfu::StartError),
+    /// A token key could not be read.
+    #[error(transparent)]
+    Auth(#[from] switchboard_auth::KeyError),
 }
 
 /// Serves switchboard on `listener` until `signal` completes, then drains: `/readyz` goes
@@ -44,6 +48,7 @@ pub async fn serve(
             "WebSocket Origin check is off: any web page may connect (set --ws-origin to restrict)"
         );
     }
+    let verifier = Verifier::new(config.auth, &config.auth_keys)?;
     let hub = SharedHub::default();
     let cluster = config.cluster.clone().map(|mut cluster| {
         cluster.max_room_members = config.max_room_members;
@@ -52,6 +57,7 @@ pub async fn serve(
     let sfu = media::start(&config, listener.local_addr()?, &hub, cluster.as_ref())?;
     let state = AppState::new(
         config,
+        verifier,
         hub,
         sfu,
         cluster.clone(),

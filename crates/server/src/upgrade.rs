@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -17,6 +18,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use switchboard_auth::{AuthError, Grants};
 use switchboard_core::{
     Command, CoreError, Event, Outcome, PeerKey, PeerName, PeerProfile, RoomId,
 };
@@ -28,7 +30,7 @@ use tracing::debug;
 use crate::connection::{self, Connection, Membership};
 use crate::limits::Slot;
 use crate::metrics::Limit;
-use crate::{assets, AppState, DialectKind};
+use crate::{assets, auth, AppState, DialectKind};
 
 /// Read-buffer size per socket. tungstenite zero-fills all of it up front, so every idle
 /// socket pays it in full: 2 KiB holds a chat, an ICE candidate or a 1 KiB relayed payload
@@ -43,6 +45,8 @@ pub(crate) struct Handshake {
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     addr: SocketAddr,
     headers: HeaderMap,
+    /// The token the request carries, if any (never logged).
+    token: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Handshake {
@@ -59,6 +63,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Handshake {
         Ok(Handshake {
             ws,
             addr,
+            token: auth::token(&parts.headers, parts.uri.query()),
             headers: parts.headers.clone(),
         })
     }
@@ -149,7 +154,12 @@ pub(crate) async fn broadcast(
 /// in the hub and starts its socket task. In a cluster, a query-rooms name is claimed and a
 /// broadcast channel watched cluster-wide before the upgrade is answered.
 async fn open(handshake: Handshake, state: AppState, target: Target) -> Response {
-    let Handshake { ws, addr, headers } = handshake;
+    let Handshake {
+        ws,
+        addr,
+        headers,
+        token,
+    } = handshake;
     let ws = match ws {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
@@ -164,15 +174,27 @@ async fn open(handshake: Handshake, state: AppState, target: Target) -> Response
         },
         _ => None,
     };
-    let slot = match admit(&state, addr, &headers) {
-        Ok(slot) => slot,
-        Err(refused) => return refused.into_response(),
-    };
     let kind = match &target {
         Target::Lobby(kind) => *kind,
         Target::QueryRooms(_) => DialectKind::QueryRooms,
         Target::Pairing => DialectKind::Pairing,
         Target::Broadcast(_) => DialectKind::Broadcast,
+    };
+    // Admission first: the handshake rate bounds the signature checks a client can ask for.
+    let slot = match admit(&state, addr, &headers) {
+        Ok(slot) => slot,
+        Err(refused) => return refused.into_response(),
+    };
+    let grants = match authorize(&state, token.as_deref(), kind, &target, identity.as_ref()) {
+        Ok(grants) => grants.map(Arc::new),
+        Err(error) => return auth::refuse(&state, &error),
+    };
+    let grant = grants.as_ref().map(|grants| grants.join.clone());
+    let profile = |dialect| PeerProfile {
+        dialect,
+        ip: addr.ip(),
+        connected_at: SystemTime::now(),
+        grant: grant.clone(),
     };
     let mut nodes = Vec::new();
     if let (Target::Broadcast(channel), Some(cluster)) = (&target, &state.cluster) {
@@ -187,13 +209,13 @@ async fn open(handshake: Handshake, state: AppState, target: Target) -> Response
     }
     let (outbox, inbox) = mpsc::channel(state.config.outbox_capacity);
     let registered = state.hub.with(|hub| match target {
-        Target::Lobby(kind) => Ok((hub.register(profile(kind, addr), outbox), None)),
+        Target::Lobby(kind) => Ok((hub.register(profile(kind), outbox), None)),
         Target::QueryRooms(_) => {
             let (room, name) = identity.expect("query-rooms identity was parsed above");
             if hub.is_taken(room.as_str(), name.as_str()) {
                 return Err((StatusCode::CONFLICT, CoreError::NameTaken(name)));
             }
-            let key = hub.register(profile(DialectKind::QueryRooms, addr), outbox);
+            let key = hub.register(profile(DialectKind::QueryRooms), outbox);
             let join = Command::Join {
                 room,
                 name,
@@ -204,7 +226,7 @@ async fn open(handshake: Handshake, state: AppState, target: Target) -> Response
                 Ok(_) => Ok((key, None)),
                 Err(error) => {
                     hub.disconnect(key);
-                    Err((StatusCode::CONFLICT, error))
+                    Err((refusal_status(&error), error))
                 }
             }
         }
@@ -212,18 +234,13 @@ async fn open(handshake: Handshake, state: AppState, target: Target) -> Response
             let id = PeerName::parse(&uuid::Uuid::new_v4().to_string());
             // A UUID v4 collision is astronomically unlikely; the client may simply retry.
             id.and_then(|id| {
-                hub.register_user(profile(DialectKind::Pairing, addr), outbox, id.clone())
+                hub.register_user(profile(DialectKind::Pairing), outbox, id.clone())
                     .map(|key| (key, Some(Pending::User(id))))
             })
             .map_err(|error| (StatusCode::SERVICE_UNAVAILABLE, error))
         }
         Target::Broadcast(channel) => Ok((
-            hub.subscribe(
-                profile(DialectKind::Broadcast, addr),
-                outbox,
-                channel,
-                &nodes,
-            ),
+            hub.subscribe(profile(DialectKind::Broadcast), outbox, channel, &nodes),
             None,
         )),
     });
@@ -239,19 +256,22 @@ async fn open(handshake: Handshake, state: AppState, target: Target) -> Response
             Pending::User(name) => cluster.register_user(name, key).await,
         };
         if let Err(error) = verdict {
-            let status = match error {
-                CoreError::NameTaken(_) => StatusCode::CONFLICT,
-                _ => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            return (status, error.to_string()).into_response();
+            return (refusal_status(&error), error.to_string()).into_response();
         }
     }
+    let admitted = Admitted {
+        key,
+        inbox,
+        membership,
+        slot,
+        grants,
+    };
     match kind {
-        DialectKind::Conference => start::<Conference>(ws, state, key, inbox, membership, slot),
-        DialectKind::RoomRelay => start::<RoomRelay>(ws, state, key, inbox, membership, slot),
-        DialectKind::QueryRooms => start::<QueryRooms>(ws, state, key, inbox, membership, slot),
-        DialectKind::Pairing => start::<Pairing>(ws, state, key, inbox, membership, slot),
-        DialectKind::Broadcast => start::<Broadcast>(ws, state, key, inbox, membership, slot),
+        DialectKind::Conference => start::<Conference>(ws, state, admitted),
+        DialectKind::RoomRelay => start::<RoomRelay>(ws, state, admitted),
+        DialectKind::QueryRooms => start::<QueryRooms>(ws, state, admitted),
+        DialectKind::Pairing => start::<Pairing>(ws, state, admitted),
+        DialectKind::Broadcast => start::<Broadcast>(ws, state, admitted),
     }
 }
 
@@ -261,6 +281,59 @@ enum Pending {
     Claim(RoomId, PeerName),
     /// A pairing user's id.
     User(PeerName),
+}
+
+/// The HTTP status for a query-rooms join refused before the upgrade: the room's state
+/// (a name taken, the room full) is a conflict; anything else is the cluster's trouble.
+fn refusal_status(error: &CoreError) -> StatusCode {
+    match error {
+        CoreError::NameTaken(_) | CoreError::RoomFull(_) => StatusCode::CONFLICT,
+        CoreError::Forbidden(_) => StatusCode::FORBIDDEN,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// What an admitted socket starts with.
+pub(crate) struct Admitted {
+    pub(crate) key: PeerKey,
+    pub(crate) inbox: mpsc::Receiver<Event>,
+    pub(crate) membership: Membership,
+    pub(crate) slot: Slot,
+    /// What its token grants; `None`: no limits.
+    pub(crate) grants: Option<Arc<Grants>>,
+}
+
+/// The token's verdict on this upgrade: missing or bad (401), or good but not for this
+/// dialect, query-rooms room and name, channel or pairing (403). A conference or room-relay
+/// join is checked later, by the hub, when the room is known.
+fn authorize(
+    state: &AppState,
+    token: Option<&str>,
+    kind: DialectKind,
+    target: &Target,
+    identity: Option<&(RoomId, PeerName)>,
+) -> Result<Option<Grants>, AuthError> {
+    let Some(grants) = state.verifier.admit(token)? else {
+        return Ok(None);
+    };
+    grants.check_dialect(kind)?;
+    match target {
+        Target::QueryRooms(_) => {
+            if let Some((room, name)) = identity {
+                grants
+                    .join
+                    .check_join(room, name)
+                    .map_err(|error| match error {
+                        CoreError::Forbidden(why) => AuthError::Forbidden(why),
+                        _ => AuthError::Forbidden("the token does not grant this room"),
+                    })?;
+            }
+        }
+        Target::Pairing => grants.check_pair()?,
+        Target::Broadcast(channel) => grants.check_channel(channel)?,
+        Target::Lobby(_) => {}
+    }
+    Ok(Some(grants))
 }
 
 /// Why an upgrade was refused before it happened.
@@ -307,14 +380,7 @@ fn admit(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<Slot
 
 /// Upgrades and spawns the socket task. The membership is created before the upgrade, so
 /// if the client goes away mid-handshake its drop still removes the peer from the hub.
-fn start<D: Dialect>(
-    ws: WebSocketUpgrade,
-    state: AppState,
-    key: PeerKey,
-    inbox: mpsc::Receiver<Event>,
-    membership: Membership,
-    slot: Slot,
-) -> Response {
+fn start<D: Dialect>(ws: WebSocketUpgrade, state: AppState, admitted: Admitted) -> Response {
     let requested = Instant::now();
     let tracked = state.sockets.token();
     let max = state.config.max_frame_bytes;
@@ -324,17 +390,9 @@ fn start<D: Dialect>(
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             state.metrics.handshake(requested.elapsed());
-            let conn = Connection::<D>::new(state, key, inbox, membership, slot);
+            let conn = Connection::<D>::new(state, admitted);
             connection::run(socket, conn, tracked)
         })
-}
-
-fn profile(dialect: DialectKind, addr: SocketAddr) -> PeerProfile {
-    PeerProfile {
-        dialect,
-        ip: addr.ip(),
-        connected_at: SystemTime::now(),
-    }
 }
 
 fn default_channel() -> RoomId {

@@ -587,7 +587,7 @@ impl Source {
             // The frame's capture time on the 90 kHz clock; RTP timestamps wrap.
             let ticks = frame * self.packets_per_frame * VIDEO_CLOCK / self.rate;
             let timestamp = (ticks & u64::from(u32::MAX)) as u32;
-            let marker = (k + 1) % self.packets_per_frame == 0;
+            let marker = (k + 1).is_multiple_of(self.packets_per_frame);
             publisher.write(SSRC, FIRST_SEQ + k, timestamp, payload, marker);
             self.written += 1;
             if in_window {
