@@ -533,3 +533,41 @@ async fn scripts_flushed_from_redis_are_loaded_again() {
     .await
     .expect("the room's keys (members, change number, the rooms set) are gone");
 }
+
+#[tokio::test]
+async fn the_member_cap_holds_across_nodes_under_racing_joins() {
+    let redis = Redis::new();
+    let lease = Duration::from_secs(10);
+    let capped = |id| {
+        let mut config = node_config(&redis, id, lease);
+        config.max_room_members = Some(3);
+        config
+    };
+    let (a, b) = (node_with(capped(1)).await, node_with(capped(2)).await);
+    for round in 0..5 {
+        let room = format!("capped{round}");
+        let (_first, _) = join_conference(&a, &room, "first").await;
+        let (_second, _) = join_conference(&b, &room, "second").await;
+        // Four join at once, two on each node, for the one seat left.
+        let mut racers = Vec::new();
+        for (i, server) in [&a, &b, &a, &b].into_iter().enumerate() {
+            racers.push((server.connect("/conference").await, format!("racer{i}")));
+        }
+        let sends = racers.iter_mut().map(|(client, name)| {
+            client.send_json(json!({"type":"join-room","data":{"roomId":room,"username":name}}))
+        });
+        futures_util::future::join_all(sends).await;
+        let answers =
+            futures_util::future::join_all(racers.iter_mut().map(|(client, _)| client.json()))
+                .await;
+        let joined = answers.iter().filter(|a| a["type"] == "joined").count();
+        let full = answers
+            .iter()
+            .filter(|a| a["data"]["code"] == "room_full")
+            .count();
+        assert_eq!((joined, full), (1, 3), "round {round}: {answers:?}");
+        // query-rooms hears it before the upgrade, on either node.
+        let (status, body) = b.refused(&format!("/ws?peer_id=late&room={room}")).await;
+        assert_eq!((status, body), (409, format!("room {room} is full")));
+    }
+}
