@@ -9,6 +9,7 @@ mod command;
 mod error;
 mod event;
 mod hub;
+mod ice;
 mod id;
 mod peer;
 
@@ -17,5 +18,6 @@ pub use command::{Command, MediaRequest, Message, SignalKind};
 pub use error::{CoreError, ErrorCode};
 pub use event::{Event, Joined, MediaEvent, RawFrame, RawJson, Signal};
 pub use hub::{Census, Hub, Outcome, SharedHub, Stats, UserStats};
+pub use ice::IceMinter;
 pub use id::{DialectKind, PeerName, RoomId, MAX_ID_BYTES};
 pub use peer::{Outbox, PeerKey, PeerProfile, Place, State};
