@@ -1,5 +1,5 @@
-//! The HTTP routes beside the sockets: liveness, readiness, metrics and the stats API, and
-//! the per-address request rate that guards them. `/api/stats` is served from a snapshot:
+//! The HTTP routes beside the sockets: liveness, readiness, metrics, the stats API and TURN
+//! credentials, and the per-address request rate that guards them. `/api/stats` is served from a snapshot:
 //! one build (one hub lock, one serialization) serves every caller for `stats_max_age`,
 //! however many ask at once, so polling it cannot take CPU from the relay.
 
@@ -7,13 +7,15 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use switchboard_core::DialectKind;
+use serde_json::value::RawValue;
+use switchboard_core::{DialectKind, PeerName};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -236,4 +238,67 @@ fn user_body(user: switchboard_core::UserStats, node: Option<String>) -> UserBod
         conn: user.key.0,
         node,
     }
+}
+
+/// Who a `/turn/credentials` credential is for, when the request does not say.
+const ANONYMOUS: &str = "anonymous";
+
+#[derive(Deserialize)]
+pub(crate) struct TurnQuery {
+    /// The identity in the credential's username; a room name's rules apply.
+    name: Option<String>,
+}
+
+/// `GET /turn/credentials[?name=N]`: a freshly minted TURN credential, in the REST draft's
+/// shape (`username`, `password`, `ttl`, `uris`) and the browser's (`iceServers`, the same
+/// array a `joined` carries). 404 when TURN is not configured: that is how the deployment
+/// is, not a passing failure worth retrying (503 would invite retries). Never cached.
+pub(crate) async fn turn_credentials(
+    State(state): State<AppState>,
+    Query(query): Query<TurnQuery>,
+) -> Response {
+    let Some(turn) = &state.turn else {
+        return (
+            StatusCode::NOT_FOUND,
+            "TURN is not configured on this server (--turn-secret, --turn-url)\n",
+        )
+            .into_response();
+    };
+    let identity = match turn_identity(&query) {
+        Ok(identity) => identity,
+        Err(error) => {
+            return (StatusCode::BAD_REQUEST, format!("bad name: {error}\n")).into_response()
+        }
+    };
+    let minted = turn.credential(identity.as_str(), SystemTime::now());
+    let body = TurnBody {
+        username: &minted.credential.username,
+        password: &minted.credential.password,
+        ttl: turn.ttl_secs(),
+        uris: turn.urls(),
+        ice_servers: RawValue::from_string(minted.ice_servers)
+            .expect("the minter writes a JSON array"),
+    };
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+/// The identity a `/turn/credentials` credential is minted for: `?name=` or [`ANONYMOUS`].
+///
+/// The place for token auth: when auth is on, the identity must come from the verified
+/// token's subject here (and `?name=` be ignored or checked against it), and the route must
+/// refuse requests without a valid token. Until then anyone who can reach the server may mint
+/// a credential, exactly as anyone may join a room and read one from `joined`.
+fn turn_identity(query: &TurnQuery) -> Result<PeerName, switchboard_core::CoreError> {
+    PeerName::parse(query.name.as_deref().unwrap_or(ANONYMOUS))
+}
+
+#[derive(Serialize)]
+struct TurnBody<'a> {
+    username: &'a str,
+    password: &'a str,
+    /// Seconds the credential stays valid from now.
+    ttl: u64,
+    uris: &'a [String],
+    #[serde(rename = "iceServers")]
+    ice_servers: Box<RawValue>,
 }

@@ -13,6 +13,7 @@ mod media;
 mod metrics;
 mod router;
 mod shutdown;
+mod turn;
 mod upgrade;
 
 use std::sync::atomic::AtomicBool;
@@ -28,10 +29,12 @@ pub use config::{Config, IceServer, MediaLimits};
 pub use shutdown::{serve, ServeError};
 pub use switchboard_cluster::{rand_u64 as random_node_id, ClusterConfig, RedisUrl};
 pub use switchboard_core::{DialectKind, NodeId};
+pub use turn::{TurnConfig, TurnCredential, TurnSecret};
 
 use crate::http::StatsSnapshots;
 use crate::limits::{AddressRate, ConnectionLimits};
 use crate::metrics::Metrics;
+use crate::turn::TurnMinter;
 
 /// Everything a request handler or socket task needs, cheap to clone.
 #[derive(Clone)]
@@ -58,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) cluster: Option<Cluster>,
     /// The media worker, unless media is off.
     pub(crate) sfu: Option<Sfu>,
+    /// Mints TURN credentials (`--turn-secret`); the hub holds the same one for `joined`.
+    pub(crate) turn: Option<Arc<TurnMinter>>,
 }
 
 impl AppState {
@@ -78,7 +83,15 @@ impl AppState {
         if let Some(cluster) = &cluster {
             metrics.register_cluster(cluster.metrics());
         }
-        if !config.ice_servers.is_empty() {
+        let turn = config
+            .turn
+            .as_ref()
+            .map(|turn| Arc::new(TurnMinter::new(turn, &config.ice_servers)));
+        if let Some(minter) = &turn {
+            // Each `joined` gets the fixed servers and a credential of its own.
+            let minter = minter.clone();
+            hub.with(|hub| hub.set_ice_minter(minter));
+        } else if !config.ice_servers.is_empty() {
             // Encoded once; every `joined` carries these bytes as they are.
             let json = serde_json::to_string(&config.ice_servers).ok();
             hub.with(|hub| hub.set_ice_servers(json.as_deref().map(RawJson::new)));
@@ -96,6 +109,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             cluster,
             sfu,
+            turn,
         }))
     }
 }

@@ -26,6 +26,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))
         .route("/api/stats", get(http::stats))
+        .route("/turn/credentials", get(http::turn_credentials))
         .layer(cors);
     let pages = api
         .merge(assets::routes())
