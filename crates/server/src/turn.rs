@@ -34,9 +34,9 @@ pub struct TurnConfig {
     pub secret: TurnSecret,
     /// The TURN server's `turn:`/`turns:` URLs, handed out with every credential.
     pub urls: Vec<String>,
-    /// How long a credential stays valid. One hour by default: a call that started before
-    /// the expiry keeps its allocation (TURN servers check the credential when it is
-    /// presented, and browsers refresh with the one they hold), and a leaked one is soon useless.
+    /// How long a credential stays valid; the TURN server refuses it after that. One hour by
+    /// default: ample to set up a call (a later one joins again or asks the route), and a
+    /// leaked credential is soon useless.
     pub ttl: Duration,
 }
 
