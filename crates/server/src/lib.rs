@@ -88,6 +88,12 @@ impl AppState {
             .as_ref()
             .map(|turn| Arc::new(TurnMinter::new(turn, &config.ice_servers)));
         if let Some(minter) = &turn {
+            let (urls, ttl_secs) = (minter.urls(), minter.ttl_secs());
+            tracing::info!(
+                ?urls,
+                ttl_secs,
+                "minting TURN credentials (the secret is not logged)"
+            );
             // Each `joined` gets the fixed servers and a credential of its own.
             let minter = minter.clone();
             hub.with(|hub| hub.set_ice_minter(minter));
