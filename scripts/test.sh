@@ -11,6 +11,8 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # The cluster tests start their own Redis servers (Debian's), one per test.
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+# The TURN tests start their own coturn (turnserver) and use its turnutils_uclient/_peer.
+command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   apt-get update -qq
@@ -18,6 +20,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   # The package starts a system Redis on 6379; the tests use their own, so stop it.
   if [[ " ${need_apt[*]} " == *" redis-server "* ]]; then
     (service redis-server stop || pkill -x redis-server) >/dev/null 2>&1 || true
+  fi
+  # Likewise a system coturn on 3478, if the package started one (Debian's normally does not).
+  if [[ " ${need_apt[*]} " == *" coturn "* ]]; then
+    service coturn stop >/dev/null 2>&1 || true
   fi
 fi
 for component in rustfmt clippy; do

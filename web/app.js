@@ -9,6 +9,10 @@
 //                                 this page's origin. Development aid: serve web/ elsewhere.
 //   ?room=R&name=N                pre-fill the join form.
 //   ?mode=sfu                     pre-select the SFU mode (default: mesh).
+//   ?relay=1                      mesh peer connections use TURN relay candidates only
+//                                 (iceTransportPolicy "relay"): with --turn-secret, proves
+//                                 calls work through the TURN server. Without a TURN server
+//                                 in `iceServers`, no call connects.
 // A tab that joined rejoins its room by itself after a reload (sessionStorage), in the same
 // mode, restarting the camera if it was on.
 //
@@ -81,7 +85,10 @@ const ui = {
 };
 
 const params = new URLSearchParams(location.search);
-const client = new SwitchboardClient({ url: conferenceUrl(params.get('server')) });
+const client = new SwitchboardClient({
+  url: conferenceUrl(params.get('server')),
+  iceTransportPolicy: params.get('relay') === '1' ? 'relay' : 'all',
+});
 const sfu = new SfuMedia(client);
 const tiles = new Map(); // peer name -> tile <li>
 const sfuStreams = new Map(); // SFU mode: member name -> the MediaStream its tile plays

@@ -58,6 +58,7 @@ const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 15000, factor: 2 
 export class SwitchboardClient extends EventTarget {
   #url;
   #iceServersOption;
+  #iceTransportPolicy;
   #iceServersFromServer = [];
   #routerRtpCapabilities = null;
   #mesh;
@@ -82,6 +83,8 @@ export class SwitchboardClient extends EventTarget {
    * @param {object} [options]
    * @param {string} [options.url] WebSocket URL; default: `/conference` on the page's origin.
    * @param {RTCIceServer[]} [options.iceServers] overrides the servers `joined` announces.
+   * @param {RTCIceTransportPolicy} [options.iceTransportPolicy] 'all' (the default) or 'relay':
+   *   peer connections then use TURN relay candidates only (tests, or to hide peers' addresses).
    * @param {{initialMs?: number, maxMs?: number, factor?: number}} [options.backoff]
    * @param {typeof WebSocket} [options.WebSocket] a WebSocket implementation (tests, Node).
    * @param {boolean} [options.mesh] false: no peer connections (media goes through the SFU).
@@ -91,6 +94,7 @@ export class SwitchboardClient extends EventTarget {
     this.#mesh = options.mesh ?? true;
     this.#url = options.url ?? defaultUrl();
     this.#iceServersOption = options.iceServers ?? null;
+    this.#iceTransportPolicy = options.iceTransportPolicy ?? 'all';
     this.#backoff = { ...DEFAULT_BACKOFF, ...(options.backoff ?? {}) };
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
   }
@@ -107,6 +111,8 @@ export class SwitchboardClient extends EventTarget {
   get peers() { return [...this.#links.keys()]; }
   /** The ICE servers new peer connections use. */
   get iceServers() { return this.#iceServersOption ?? this.#iceServersFromServer; }
+  /** The ICE transport policy of new peer connections: 'all' or 'relay'. */
+  get iceTransportPolicy() { return this.#iceTransportPolicy; }
   /** The stream sent to every peer, or null. */
   get localStream() { return this.#localStream; }
   /** The SFU's RTP capabilities from the last `joined` (mediasoup's shape), or null. */
@@ -512,7 +518,9 @@ class PeerLink {
     this.negotiationPending = false;
     this.firstOfferTimer = polite ? setTimeout(() => this.#stopAwaitingFirstOffer(), FIRST_OFFER_WAIT_MS) : null;
     this.remoteStream = null;
-    this.pc = new RTCPeerConnection({ iceServers: client.iceServers });
+    this.pc = new RTCPeerConnection({
+      iceServers: client.iceServers, iceTransportPolicy: client.iceTransportPolicy,
+    });
     // Negotiated with a fixed id: both sides create it, neither waits for the other's
     // "datachannel" event, and an independent stack (aiortc) can do the same.
     this.channel = this.pc.createDataChannel(DATA_CHANNEL.label, { negotiated: true, id: DATA_CHANNEL.id });

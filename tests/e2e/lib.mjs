@@ -9,6 +9,7 @@
 //                     show without rebuilding the binary. Unset in CI: the binary serves them.
 
 import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -23,6 +24,7 @@ export const ARTIFACTS = path.join(REPO, 'test-artifacts');
 const BINARY = process.env.SWITCHBOARD_BIN ?? path.join(REPO, 'target/release/switchboard');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const REDIS_SERVER = process.env.REDIS_SERVER ?? 'redis-server';
+const TURNSERVER = process.env.TURNSERVER ?? 'turnserver';
 
 /** The flags that make WebRTC work headless on a loopback-only machine (docs/client.md). */
 export const CHROMIUM_FLAGS = [
@@ -172,6 +174,80 @@ async function redisPing(socket) {
       if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
     });
   });
+}
+
+/**
+ * Starts a coturn of this test's own (Debian's `turnserver`) on a free loopback port, UDP and
+ * TCP, relaying on loopback: TURN REST credentials only (`use-auth-secret` with `secret`), no
+ * config file, no TLS, no admin CLI, loopback peers allowed (both browsers are on 127.0.0.1,
+ * which coturn refuses to relay to by default). Waits until it answers a STUN Binding request.
+ * `stop()` kills it by PID and removes its folder.
+ * @returns {Promise<{port: number, url: string, pid: number, log: () => string,
+ *   stop: () => Promise<void>}>}
+ */
+export async function startCoturn({ secret, realm = 'switchboard.test' }) {
+  let lastError;
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'switchboard-e2e-coturn-'));
+    const port = await freePort();
+    const child = spawn(TURNSERVER, [
+      '-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
+      '--use-auth-secret', `--static-auth-secret=${secret}`, `--realm=${realm}`,
+      '--allow-loopback-peers', '--no-cli', '--no-tls', '--no-dtls', '--verbose',
+      '--log-file=stdout', '--simple-log',
+      `--pidfile=${path.join(dir, 'turnserver.pid')}`, `--db=${path.join(dir, 'turndb')}`,
+    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    let spawnError = null;
+    child.on('error', (err) => { spawnError = err; });
+    child.stdout.on('data', (chunk) => { output += chunk; });
+    child.stderr.on('data', (chunk) => { output += chunk; });
+    const coturn = {
+      port,
+      url: `turn:127.0.0.1:${port}?transport=udp`,
+      pid: child.pid,
+      log: () => output,
+      async stop() {
+        if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+          const exited = once(child, 'exit');
+          child.kill('SIGKILL'); // coturn may linger on SIGTERM; it keeps no state worth a clean exit
+          await exited;
+        }
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+    try {
+      await waitFor(async () => {
+        if (spawnError) throw new Error(`cannot start ${TURNSERVER}: ${spawnError.message}`);
+        if (child.exitCode !== null) throw new Error(`turnserver exited with ${child.exitCode}: ${output}`);
+        return stunAnswers(port);
+      }, { timeout: 10000, what: 'turnserver STUN Binding' });
+      return coturn;
+    } catch (err) {
+      lastError = err;
+      await coturn.stop(); // the port may have been taken between freePort() and the bind
+    }
+  }
+  throw lastError;
+}
+
+/** Whether a STUN server answers a Binding request on 127.0.0.1:`port` (UDP) within 500 ms. */
+async function stunAnswers(port) {
+  const socket = createSocket('udp4');
+  // Binding request: type 0x0001, no attributes, the magic cookie, a 12-byte transaction id.
+  const request = Buffer.concat([Buffer.from([0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42]), Buffer.from('switchboard!')]);
+  try {
+    const reply = new Promise((resolve) => {
+      socket.on('message', (msg) => {
+        resolve(msg.length >= 20 && msg.readUInt16BE(0) === 0x0101 && msg.subarray(8, 20).equals(request.subarray(8, 20)));
+      });
+      socket.on('error', () => resolve(false));
+    });
+    socket.send(request, port, '127.0.0.1');
+    return await Promise.race([reply, new Promise((resolve) => { setTimeout(() => resolve(false), 500); })]);
+  } finally {
+    socket.close();
+  }
 }
 
 /**

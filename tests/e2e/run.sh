@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests in a real browser: Debian's Chromium driven by playwright-core (mesh calls,
-# and media through the SFU with mediasoup-client), plus an aiortc peer. Installs what a fresh
-# Debian machine lacks, builds the server, then runs the tests inside a loopback-only network
-# namespace, so every WebRTC packet stays on 127.0.0.0/8.
+# media through the SFU with mediasoup-client, calls relayed by Debian's coturn), plus an aiortc
+# peer. Installs what a fresh Debian machine lacks, builds the server, then runs the tests inside
+# a loopback-only network namespace, so every WebRTC packet stays on 127.0.0.0/8.
 #
 #   tests/e2e/run.sh                      all test files
 #   tests/e2e/run.sh call.test.mjs        some of them
@@ -29,9 +29,15 @@ command -v unshare >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# turn.test.mjs starts its own coturn (Debian's turnserver) inside the namespace.
+command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]} (Debian)"
   apt_install "${need_apt[@]}"
+  # The test runs a coturn of its own: stop the system one, if the package started it.
+  if [[ " ${need_apt[*]} " == *" coturn "* ]]; then
+    (service coturn stop || true) >/dev/null 2>&1
+  fi
 fi
 
 if ! python3 -c 'import aiortc, websockets' >/dev/null 2>&1; then

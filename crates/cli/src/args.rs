@@ -1,12 +1,14 @@
 //! The command line: every setting is a flag with an environment variable, and the flag wins.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use switchboard_server::{
-    AuthKey, AuthMode, ClusterConfig, Config, DialectKind, IceServer, MediaLimits, NodeId, RedisUrl,
+    AuthKey, AuthMode, ClusterConfig, Config, DialectKind, IceServer, MediaLimits, NodeId,
+    RedisUrl, TurnConfig, TurnSecret,
 };
 
 /// One WebRTC signaling server for five protocols, on one port.
@@ -125,6 +127,23 @@ pub(crate) struct Args {
     /// STUN/TURN server for clients, as URL or URL|USERNAME|CREDENTIAL (repeatable)
     #[arg(long = "ice-server", env = "SWITCHBOARD_ICE_SERVERS", value_delimiter = ',', value_parser = IceServer::parse)]
     ice_servers: Vec<IceServer>,
+
+    /// Secret shared with the TURN server (coturn's static-auth-secret): every `joined` then
+    /// carries a TURN credential minted with it, and GET /turn/credentials mints one
+    #[arg(long, env = "SWITCHBOARD_TURN_SECRET", hide_env_values = true, value_parser = TurnSecret::new, conflicts_with = "turn_secret_file")]
+    turn_secret: Option<TurnSecret>,
+
+    /// File holding the TURN secret (surrounding whitespace is trimmed); keeps it out of `ps`
+    #[arg(long, env = "SWITCHBOARD_TURN_SECRET_FILE")]
+    turn_secret_file: Option<PathBuf>,
+
+    /// The TURN server's turn: or turns: URL, handed out with each credential (repeatable)
+    #[arg(long = "turn-url", env = "SWITCHBOARD_TURN_URLS", value_delimiter = ',', value_parser = TurnConfig::parse_url)]
+    turn_urls: Vec<String>,
+
+    /// How long a minted TURN credential stays valid
+    #[arg(long, env = "SWITCHBOARD_TURN_TTL", value_parser = duration, default_value = "1h")]
+    turn_ttl: Duration,
 
     /// Turn the SFU (media over UDP) off; media requests then answer media_disabled
     #[arg(long, env = "SWITCHBOARD_NO_MEDIA")]
@@ -279,7 +298,9 @@ impl Args {
         if self.max_room_members == Some(0) {
             bail!("--max-room-members must be at least 1");
         }
+        let turn = self.turn()?;
         Ok(Config {
+            turn,
             cluster,
             max_room_members: self.max_room_members,
             auth: match self.auth {
@@ -355,6 +376,32 @@ impl Args {
             }
         }
         Ok(keys)
+    }
+
+    fn turn(&self) -> anyhow::Result<Option<TurnConfig>> {
+        let secret = match (&self.turn_secret, &self.turn_secret_file) {
+            (Some(secret), _) => secret.clone(),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --turn-secret-file {}", path.display()))?;
+                TurnSecret::new(text.trim())
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("--turn-secret-file {}", path.display()))?
+            }
+            (None, None) if self.turn_urls.is_empty() => return Ok(None),
+            (None, None) => bail!("--turn-url needs --turn-secret or --turn-secret-file"),
+        };
+        if self.turn_urls.is_empty() {
+            bail!("--turn-secret needs at least one --turn-url");
+        }
+        if self.turn_ttl < Duration::from_secs(1) {
+            bail!("--turn-ttl must be at least 1s (credentials expire on whole seconds)");
+        }
+        Ok(Some(TurnConfig {
+            secret,
+            urls: self.turn_urls.clone(),
+            ttl: self.turn_ttl,
+        }))
     }
 
     fn cluster(&self, max_envelope: usize) -> anyhow::Result<Option<ClusterConfig>> {
@@ -513,6 +560,74 @@ mod tests {
             .unwrap()
             .config();
         assert!(zero.is_err());
+    }
+
+    #[test]
+    fn turn_flags() {
+        assert!(config(&[]).turn.is_none());
+        let turn = config(&[
+            "--turn-secret",
+            "s3cret",
+            "--turn-url",
+            "turn:127.0.0.1:3478?transport=udp",
+            "--turn-url",
+            "turns:turn.example.com:5349",
+            "--turn-ttl",
+            "10m",
+        ])
+        .turn
+        .unwrap();
+        assert_eq!(turn.ttl, Duration::from_secs(600));
+        assert_eq!(turn.urls.len(), 2);
+        assert_eq!(
+            turn.secret.password("1:a"),
+            TurnSecret::new("s3cret").unwrap().password("1:a")
+        );
+        assert_eq!(TurnConfig::DEFAULT_TTL, Duration::from_secs(3600));
+        let default_ttl = config(&["--turn-secret", "s", "--turn-url", "turn:x"]);
+        assert_eq!(default_ttl.turn.unwrap().ttl, TurnConfig::DEFAULT_TTL);
+
+        let file = std::env::temp_dir().join(format!("switchboard-turn-{}", std::process::id()));
+        std::fs::write(&file, "  s3cret\n").unwrap();
+        let from_file = config(&[
+            "--turn-secret-file",
+            file.to_str().unwrap(),
+            "--turn-url",
+            "turn:x",
+        ]);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            from_file.turn.unwrap().secret.password("1:a"),
+            TurnSecret::new("s3cret").unwrap().password("1:a"),
+            "the file's secret, trimmed"
+        );
+
+        let refused = |args: &[&str]| {
+            Args::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())
+                .and_then(|args| args.config().map_err(|e| e.to_string()))
+                .is_err()
+        };
+        assert!(refused(&["--turn-secret", "s"]), "a secret without a URL");
+        assert!(refused(&["--turn-url", "turn:x"]), "a URL without a secret");
+        assert!(refused(&["--turn-secret", "s", "--turn-url", "stun:x"]));
+        assert!(refused(&["--turn-secret", "", "--turn-url", "turn:x"]));
+        assert!(refused(&[
+            "--turn-secret",
+            "s",
+            "--turn-url",
+            "turn:x",
+            "--turn-ttl",
+            "0s"
+        ]));
+        assert!(refused(&[
+            "--turn-secret",
+            "s",
+            "--turn-secret-file",
+            "f",
+            "--turn-url",
+            "turn:x"
+        ]));
     }
 
     #[test]

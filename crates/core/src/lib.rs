@@ -10,6 +10,7 @@ mod error;
 mod event;
 mod grant;
 mod hub;
+mod ice;
 mod id;
 mod peer;
 
@@ -19,5 +20,6 @@ pub use error::{CoreError, ErrorCode};
 pub use event::{Event, Joined, MediaEvent, RawFrame, RawJson, Signal};
 pub use grant::{Grant, RoomGrant};
 pub use hub::{Census, Hub, Outcome, SharedHub, Stats, UserStats};
+pub use ice::IceMinter;
 pub use id::{DialectKind, PeerName, RoomId, MAX_ID_BYTES};
 pub use peer::{Outbox, PeerKey, PeerProfile, Place, State};

@@ -8,6 +8,8 @@ pub use switchboard_auth::{AuthKey, AuthMode};
 use switchboard_core::DialectKind;
 pub use switchboard_sfu::MediaLimits;
 
+use crate::turn::TurnConfig;
+
 /// The server's settings. `Config::default()` is what `switchboard` runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -78,6 +80,10 @@ pub struct Config {
     pub ws_origins: Vec<String>,
     /// STUN/TURN servers handed to conference clients in `joined` (`iceServers`).
     pub ice_servers: Vec<IceServer>,
+    /// TURN REST credentials (`--turn-secret`, `--turn-url`, `--turn-ttl`): with it, every
+    /// `joined` carries a freshly minted credential after the `ice_servers`, and
+    /// `GET /turn/credentials` mints one on request. `None`: neither.
+    pub turn: Option<TurnConfig>,
     /// Whether the SFU (seed 003's media path) runs. On by default.
     pub media: bool,
     /// The media UDP address; by default the listener's address and port number.
@@ -165,6 +171,7 @@ impl Default for Config {
             cors_origins: Vec::new(),
             ws_origins: Vec::new(),
             ice_servers: Vec::new(),
+            turn: None,
             media: true,
             media_listen: None,
             media_announce: None,

@@ -1,5 +1,5 @@
-//! The HTTP routes beside the sockets: liveness, readiness, metrics and the stats API, and
-//! the per-address request rate that guards them. `/api/stats` is served from a snapshot:
+//! The HTTP routes beside the sockets: liveness, readiness, metrics, the stats API and TURN
+//! credentials, and the per-address request rate that guards them. `/api/stats` is served from a snapshot:
 //! one build (one hub lock, one serialization) serves every caller for `stats_max_age`,
 //! however many ask at once, so polling it cannot take CPU from the relay.
 
@@ -7,18 +7,21 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use switchboard_core::DialectKind;
+use serde_json::value::RawValue;
+use switchboard_auth::{AuthError, Grants};
+use switchboard_core::{DialectKind, PeerName};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::metrics::Limit;
-use crate::AppState;
+use crate::{auth, AppState};
 
 /// `/api/stats` lists this many connections unless `?limit=` asks otherwise.
 const DEFAULT_STATS_LIMIT: usize = 100;
@@ -236,4 +239,87 @@ fn user_body(user: switchboard_core::UserStats, node: Option<String>) -> UserBod
         conn: user.key.0,
         node,
     }
+}
+
+/// Who a `/turn/credentials` credential is for, when the request does not say.
+const ANONYMOUS: &str = "anonymous";
+
+#[derive(Deserialize)]
+pub(crate) struct TurnQuery {
+    /// The identity in the credential's username; a room name's rules apply.
+    name: Option<String>,
+}
+
+/// `GET /turn/credentials[?name=N]`: a freshly minted TURN credential, in the REST draft's
+/// shape (`username`, `password`, `ttl`, `uris`) and the browser's (`iceServers`, the same
+/// array a `joined` carries). 404 when TURN is not configured: that is how the deployment
+/// is, not a passing failure worth retrying (503 would invite retries). Never cached.
+pub(crate) async fn turn_credentials(
+    State(state): State<AppState>,
+    Query(query): Query<TurnQuery>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let Some(turn) = &state.turn else {
+        return (
+            StatusCode::NOT_FOUND,
+            "TURN is not configured on this server (--turn-secret, --turn-url)\n",
+        )
+            .into_response();
+    };
+    let token = auth::token(&headers, uri.query());
+    let grants = match state.verifier.admit(token.as_deref()) {
+        Ok(grants) => grants,
+        Err(error) => return auth::refuse(&state, &error),
+    };
+    let identity = match turn_identity(&query, grants.as_ref()) {
+        Ok(identity) => identity,
+        Err(TurnRefusal::Name(error)) => {
+            return (StatusCode::BAD_REQUEST, format!("bad name: {error}\n")).into_response()
+        }
+        Err(TurnRefusal::Auth(error)) => return auth::refuse(&state, &error),
+    };
+    let minted = turn.credential(identity.as_str(), SystemTime::now());
+    let body = TurnBody {
+        username: &minted.credential.username,
+        password: &minted.credential.password,
+        ttl: turn.ttl_secs(),
+        uris: turn.urls(),
+        ice_servers: RawValue::from_string(minted.ice_servers)
+            .expect("the minter writes a JSON array"),
+    };
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+/// Why a `/turn/credentials` request gets no credential.
+enum TurnRefusal {
+    /// `?name=` breaks the identifier rules (400).
+    Name(switchboard_core::CoreError),
+    /// `?name=` is not the token's name (403).
+    Auth(AuthError),
+}
+
+/// The identity a `/turn/credentials` credential is minted for: the token's name when the
+/// request has a token (`?name=`, if given, must be that name), else `?name=` or
+/// [`ANONYMOUS`]. With `--auth required` there is always a token (`admit` refused the request
+/// otherwise), so only token holders mint credentials, each under their own identity.
+fn turn_identity(query: &TurnQuery, grants: Option<&Grants>) -> Result<PeerName, TurnRefusal> {
+    match (grants, query.name.as_deref()) {
+        (Some(grants), Some(name)) if name != grants.join.name.as_str() => Err(TurnRefusal::Auth(
+            AuthError::Forbidden("the token grants another name"),
+        )),
+        (Some(grants), _) => Ok(grants.join.name.clone()),
+        (None, name) => PeerName::parse(name.unwrap_or(ANONYMOUS)).map_err(TurnRefusal::Name),
+    }
+}
+
+#[derive(Serialize)]
+struct TurnBody<'a> {
+    username: &'a str,
+    password: &'a str,
+    /// Seconds the credential stays valid from now.
+    ttl: u64,
+    uris: &'a [String],
+    #[serde(rename = "iceServers")]
+    ice_servers: Box<RawValue>,
 }

@@ -14,6 +14,7 @@ mod media;
 mod metrics;
 mod router;
 mod shutdown;
+mod turn;
 mod upgrade;
 
 use std::sync::atomic::AtomicBool;
@@ -30,10 +31,12 @@ pub use config::{AuthKey, AuthMode, Config, IceServer, MediaLimits};
 pub use shutdown::{serve, ServeError};
 pub use switchboard_cluster::{rand_u64 as random_node_id, ClusterConfig, RedisUrl};
 pub use switchboard_core::{DialectKind, NodeId};
+pub use turn::{TurnConfig, TurnCredential, TurnSecret};
 
 use crate::http::StatsSnapshots;
 use crate::limits::{AddressRate, ConnectionLimits};
 use crate::metrics::Metrics;
+use crate::turn::TurnMinter;
 
 /// Everything a request handler or socket task needs, cheap to clone.
 #[derive(Clone)]
@@ -62,6 +65,8 @@ pub(crate) struct Inner {
     pub(crate) cluster: Option<Cluster>,
     /// The media worker, unless media is off.
     pub(crate) sfu: Option<Sfu>,
+    /// Mints TURN credentials (`--turn-secret`); the hub holds the same one for `joined`.
+    pub(crate) turn: Option<Arc<TurnMinter>>,
 }
 
 impl AppState {
@@ -84,7 +89,21 @@ impl AppState {
             metrics.register_cluster(cluster.metrics());
         }
         hub.with(|hub| hub.set_max_room_members(config.max_room_members));
-        if !config.ice_servers.is_empty() {
+        let turn = config
+            .turn
+            .as_ref()
+            .map(|turn| Arc::new(TurnMinter::new(turn, &config.ice_servers)));
+        if let Some(minter) = &turn {
+            let (urls, ttl_secs) = (minter.urls(), minter.ttl_secs());
+            tracing::info!(
+                ?urls,
+                ttl_secs,
+                "minting TURN credentials (the secret is not logged)"
+            );
+            // Each `joined` gets the fixed servers and a credential of its own.
+            let minter = minter.clone();
+            hub.with(|hub| hub.set_ice_minter(minter));
+        } else if !config.ice_servers.is_empty() {
             // Encoded once; every `joined` carries these bytes as they are.
             let json = serde_json::to_string(&config.ice_servers).ok();
             hub.with(|hub| hub.set_ice_servers(json.as_deref().map(RawJson::new)));
@@ -103,6 +122,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             cluster,
             sfu,
+            turn,
         }))
     }
 }

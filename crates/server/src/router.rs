@@ -35,6 +35,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .merge(admin)
+        .route("/turn/credentials", get(http::turn_credentials))
         .layer(cors);
     let pages = api
         .merge(assets::routes())

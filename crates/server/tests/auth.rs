@@ -364,3 +364,43 @@ async fn a_room_takes_at_most_max_room_members() {
     assert_eq!((status, body.as_str()), (409, "room r is full"));
     assert_eq!(join(&mut carol, "r2", "carol").await["type"], "joined");
 }
+
+#[tokio::test]
+async fn turn_credentials_follow_the_token() {
+    let turn = switchboard_server::TurnConfig {
+        secret: switchboard_server::TurnSecret::new("turn secret").unwrap(),
+        urls: vec!["turn:127.0.0.1:3478".into()],
+        ttl: Duration::from_secs(3600),
+    };
+    let server = start_with(Config {
+        auth: AuthMode::Required,
+        auth_keys: vec![AuthKey::secret("k1", SECRET)],
+        turn: Some(turn),
+        ..Config::for_tests()
+    })
+    .await;
+    assert_eq!(server.get("/turn/credentials").await.status, 401);
+    let alice = room_token("r", "alice");
+    let minted = server
+        .get(&format!("/turn/credentials?access_token={alice}"))
+        .await;
+    assert_eq!(minted.status, 200, "{}", minted.body);
+    let username = minted.json()["username"].as_str().unwrap().to_owned();
+    assert!(username.ends_with(":alice"), "{username}");
+    let other = server
+        .get(&format!("/turn/credentials?name=bob&access_token={alice}"))
+        .await;
+    assert_eq!(other.status, 403, "a token mints for its own name only");
+    // And the credential in `joined` is minted for the token's name too.
+    let mut client = server
+        .connect(&format!("/conference?access_token={alice}"))
+        .await;
+    let joined = join(&mut client, "r", "alice").await;
+    let servers = joined["data"]["iceServers"].as_array().unwrap();
+    assert!(
+        servers.iter().any(|s| s["username"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(":alice"))),
+        "{joined}"
+    );
+}

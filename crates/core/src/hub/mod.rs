@@ -26,6 +26,7 @@ use std::time::SystemTime;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::cluster::{Inbound, Member, MembershipListener, NodeId, Uplink};
+use crate::ice::{IceMinter, IceServers};
 use crate::peer::Peer;
 use crate::{
     Command, CoreError, Event, Outbox, PeerKey, PeerName, PeerProfile, Place, RawJson, RoomId,
@@ -65,8 +66,9 @@ pub struct Hub {
     connections: [usize; 5],
     members: [usize; 5],
     evictions: u64,
-    /// Handed to every joiner (the operator's `--ice-server`s), shared, never re-encoded.
-    ice_servers: Option<RawJson>,
+    /// What every joiner's `iceServers` hold: the operator's `--ice-server`s, shared and
+    /// never re-encoded, or a fresh array per join (TURN credentials).
+    ice_servers: IceServers,
     /// The SFU's router capabilities, handed to every joiner when media is on.
     media: Option<RawJson>,
     /// Set when this node is part of a cluster.
@@ -159,7 +161,13 @@ pub struct UserStats {
 impl Hub {
     /// Sets the ICE servers (a JSON array of RTCIceServer objects) every `Joined` carries.
     pub fn set_ice_servers(&mut self, ice_servers: Option<RawJson>) {
-        self.ice_servers = ice_servers;
+        self.ice_servers = ice_servers.map_or(IceServers::None, IceServers::Fixed);
+    }
+
+    /// Has `minter` make each joiner's ICE servers, once per `Joined`, in place of any set
+    /// with [`Hub::set_ice_servers`] (the minter includes those it wants to hand out).
+    pub fn set_ice_minter(&mut self, minter: Arc<dyn IceMinter>) {
+        self.ice_servers = IceServers::Minted(minter);
     }
 
     /// Caps the members of every room (`None`: no cap). A join past it is refused with

@@ -670,6 +670,7 @@ impl Hub {
 
     fn reply_joined(&mut self, key: PeerKey, room: RoomId, name: PeerName, rid: Option<RawJson>) {
         let members = self.roster(&room);
+        let ice_servers = self.ice_servers.for_joiner(&room, &name);
         self.deliver(
             key,
             Event::Joined(Box::new(Joined {
@@ -677,7 +678,7 @@ impl Hub {
                 name,
                 members,
                 rid,
-                ice_servers: self.ice_servers.clone(),
+                ice_servers,
                 media: self.media.clone(),
             })),
         );

@@ -583,3 +583,48 @@ fn a_full_room_refuses_the_next_join_and_takes_one_after_a_leave() {
     hub.disconnect(alice.key);
     assert!(hub.join(carol.key, room("x"), name("carol"), None).is_ok());
 }
+
+/// Stands in for the server's TURN minting: the array names who it was made for.
+struct NamingMinter;
+
+impl crate::IceMinter for NamingMinter {
+    fn mint(&self, room: &RoomId, name: &PeerName) -> RawJson {
+        RawJson::new(&format!(
+            r#"[{{"for":"{}/{}"}}]"#,
+            room.as_str(),
+            name.as_str()
+        ))
+    }
+}
+
+#[test]
+fn each_joined_carries_ice_servers_minted_for_the_joiner() {
+    let mut hub = Hub::default();
+    hub.set_ice_servers(Some(RawJson::new(r#"[{"urls":["stun:x"]}]"#)));
+    let mut alice = connect(&mut hub, DialectKind::Conference, 16);
+    hub.join(alice.key, room("x"), name("alice"), None).unwrap();
+    let events = alice.events();
+    let [Event::Joined(fixed)] = &events[..] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        fixed.ice_servers.as_ref().map(RawJson::as_str),
+        Some(r#"[{"urls":["stun:x"]}]"#)
+    );
+
+    hub.set_ice_minter(Arc::new(NamingMinter));
+    let mut bob = connect(&mut hub, DialectKind::Conference, 16);
+    hub.join(bob.key, room("x"), name("bob"), None).unwrap();
+    let bobs = bob.events();
+    hub.join(alice.key, room("y"), name("alice"), None).unwrap();
+    let alices = alice.events();
+    for (events, want) in [
+        (bobs, r#"[{"for":"x/bob"}]"#),
+        (alices, r#"[{"for":"y/alice"}]"#),
+    ] {
+        let [.., Event::Joined(joined)] = &events[..] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(joined.ice_servers.as_ref().map(RawJson::as_str), Some(want));
+    }
+}
