@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes every decoder (the five dialects, frame.rs, the cluster's bus envelopes) for
+# Fuzzes every decoder (the five dialects, frame.rs, the cluster's bus envelopes, access
+# tokens) for
 # SECONDS each: scripts/fuzz.sh SECONDS [TARGET...]
 # Targets live in fuzz/ (cargo-fuzz layout, its own workspace). With a nightly toolchain the
 # targets build with AddressSanitizer; without one, on stable with `--sanitizer none`.
@@ -15,7 +16,7 @@ if [ $# -lt 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
 fi
 seconds=$1
 shift
-all=(conference query_rooms pairing room_relay broadcast frame envelope)
+all=(conference query_rooms pairing room_relay broadcast frame envelope token)
 targets=("$@")
 if [ $# -eq 0 ]; then targets=("${all[@]}"); fi
 

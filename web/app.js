@@ -88,6 +88,7 @@ const params = new URLSearchParams(location.search);
 const client = new SwitchboardClient({
   url: conferenceUrl(params.get('server')),
   iceTransportPolicy: params.get('relay') === '1' ? 'relay' : 'all',
+  token: params.get('access_token'),
 });
 const sfu = new SfuMedia(client);
 const tiles = new Map(); // peer name -> tile <li>

@@ -57,6 +57,7 @@ const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 15000, factor: 2 
  */
 export class SwitchboardClient extends EventTarget {
   #url;
+  #token;
   #iceServersOption;
   #iceTransportPolicy;
   #iceServersFromServer = [];
@@ -88,11 +89,15 @@ export class SwitchboardClient extends EventTarget {
    * @param {{initialMs?: number, maxMs?: number, factor?: number}} [options.backoff]
    * @param {typeof WebSocket} [options.WebSocket] a WebSocket implementation (tests, Node).
    * @param {boolean} [options.mesh] false: no peer connections (media goes through the SFU).
+   * @param {string | (() => string)} [options.token] an access token for `--auth` (sent as
+   *   `?access_token=`, since browsers cannot set headers on a WebSocket); a function is asked
+   *   again at every reconnect, so it can hand out a fresh token.
    */
   constructor(options = {}) {
     super();
     this.#mesh = options.mesh ?? true;
     this.#url = options.url ?? defaultUrl();
+    this.#token = options.token ?? null;
     this.#iceServersOption = options.iceServers ?? null;
     this.#iceTransportPolicy = options.iceTransportPolicy ?? 'all';
     this.#backoff = { ...DEFAULT_BACKOFF, ...(options.backoff ?? {}) };
@@ -135,7 +140,7 @@ export class SwitchboardClient extends EventTarget {
     this.#setState(this.#attempt === 0 ? 'connecting' : 'reconnecting', { attempt: this.#attempt });
     let socket;
     try {
-      socket = new this.#WebSocket(this.#url);
+      socket = new this.#WebSocket(withToken(this.#url, typeof this.#token === 'function' ? this.#token() : this.#token));
     } catch (err) {
       this.#emit('error', { code: 'connect_failed', message: String(err?.message ?? err) });
       this.#scheduleReconnect();
@@ -739,6 +744,12 @@ export function summarizeStats(report) {
     bytesReceived,
     bytesSent,
   };
+}
+
+/** `url` with `?access_token=` added, if there is a token. */
+function withToken(url, token) {
+  if (!token) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token)}`;
 }
 
 /** `/conference` on the page's own origin (ws: for http:, wss: for https:). */

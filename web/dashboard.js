@@ -58,7 +58,10 @@ const ui = {
   roomNote: $('room-table-note'),
 };
 
-const base = httpOrigin(new URLSearchParams(location.search).get('server'));
+const pageParams = new URLSearchParams(location.search);
+const base = httpOrigin(pageParams.get('server'));
+/** With `--auth required` the stats need an admin token: the one the page was opened with. */
+const token = pageParams.get('access_token');
 const history = [];
 let previous = null; // the last sample's counters, for rates
 let latestStats = null;
@@ -101,7 +104,8 @@ async function refresh() {
 }
 
 async function fetchOk(url) {
-  const response = await fetch(url, { cache: 'no-store' });
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const response = await fetch(url, { cache: 'no-store', headers });
   if (!response.ok) throw new Error(`${url.replace(base, '')}: HTTP ${response.status}`);
   return response;
 }

@@ -29,6 +29,7 @@ const ui = {
   name: $('name-input'),
   target: $('target-input'),
   channel: $('channel-input'),
+  token: $('token-input'),
   url: $('url-input'),
   connectButton: $('connect-button'),
   disconnectButton: $('disconnect-button'),
@@ -90,10 +91,18 @@ let frameCount = 0;
 
 ui.server.value = serverOrigin(params.get('server'));
 ui.dialect.value = TEMPLATES[params.get('dialect')] ? params.get('dialect') : 'conference';
+ui.token.value = params.get('access_token') ?? '';
 
 // --- the URL and the form ------------------------------------------------------------------
 
 function buildUrl() {
+  const token = ui.token.value.trim();
+  const url = dialectUrl();
+  if (!token) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token)}`;
+}
+
+function dialectUrl() {
   const base = ui.server.value.trim().replace(/\/+$/, '');
   switch (ui.dialect.value) {
     case 'query-rooms': {
@@ -134,7 +143,7 @@ function fillTemplate() {
 }
 
 ui.dialect.addEventListener('change', onDialectChange);
-for (const input of [ui.server, ui.peerId, ui.room, ui.channel]) input.addEventListener('input', refreshUrl);
+for (const input of [ui.server, ui.peerId, ui.room, ui.channel, ui.token]) input.addEventListener('input', refreshUrl);
 for (const input of [ui.room, ui.name, ui.target]) input.addEventListener('input', fillTemplate);
 ui.url.addEventListener('input', () => { urlEdited = true; });
 ui.template.addEventListener('change', fillTemplate);

@@ -1,9 +1,12 @@
-//! The fuzz targets' shared bodies (`check_envelope` for the cluster's bus): [`check`] decodes one input with one decoder and checks
+//! The fuzz targets' shared bodies (`check_envelope` for the cluster's bus, `check_token` for
+//! access tokens): [`check`] decodes one input with one decoder and checks
 //! what is cheap to check (`check.rs`, which the regression replay in
 //! `crates/dialects/tests/fuzz_regressions.rs` includes as well).
 
 mod check;
 mod envelope;
+mod token;
 
 pub use check::{check, Target};
 pub use envelope::check_envelope;
+pub use token::check_token;

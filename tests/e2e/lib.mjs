@@ -21,7 +21,7 @@ import { chromium } from 'playwright-core';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const ARTIFACTS = path.join(REPO, 'test-artifacts');
-const BINARY = process.env.SWITCHBOARD_BIN ?? path.join(REPO, 'target/release/switchboard');
+export const BINARY = process.env.SWITCHBOARD_BIN ?? path.join(REPO, 'target/release/switchboard');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const REDIS_SERVER = process.env.REDIS_SERVER ?? 'redis-server';
 const TURNSERVER = process.env.TURNSERVER ?? 'turnserver';

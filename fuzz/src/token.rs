@@ -1,0 +1,78 @@
+//! The `token` fuzz target: access tokens are the first thing an unauthenticated client sends,
+//! checked by `switchboard_auth::Verifier`. Shared by the fuzz target and by the regression
+//! replay in `crates/auth/tests/fuzz_regressions.rs` (which includes this file).
+//!
+//! The first byte picks what the rest is:
+//! - even: a whole token, as a client would send it (header, claims and signature all
+//!   attacker-made; nearly always refused at the signature, which is the point: that path
+//!   must never panic either);
+//! - odd: the claims of a token this fuzzer signs with the verifier's own key, so that the
+//!   claim checks and the grant parsing behind the signature are reached.
+//!
+//! Checked: nothing panics; a token that passes has `aud` switchboard, a future-enough `exp`,
+//! and a name that is a valid identifier (the hub relies on it).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::hmac;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use switchboard_auth::{AuthKey, AuthMode, Verifier};
+use switchboard_core::PeerName;
+
+/// The fuzzer's HS256 key.
+const SECRET: &[u8] = b"fuzzing secret";
+/// `{"alg":"HS256","typ":"JWT","kid":"fuzz"}`
+const HEADER: &str = r#"{"alg":"HS256","typ":"JWT","kid":"fuzz"}"#;
+
+/// Checks one input; true if the token passed.
+pub fn check_token(data: &[u8]) -> bool {
+    let Some((&mode, rest)) = data.split_first() else {
+        return false;
+    };
+    let verifier = Verifier::new(AuthMode::Required, &[AuthKey::secret("fuzz", SECRET)])
+        .expect("a fixed valid key");
+    let token = if mode % 2 == 0 {
+        String::from_utf8_lossy(rest).into_owned()
+    } else {
+        sign(rest)
+    };
+    let Ok(grants) = verifier.verify(&token) else {
+        return false;
+    };
+    let claims: serde_json::Value = match mode % 2 {
+        1 => serde_json::from_slice(rest).expect("claims that passed are JSON"),
+        _ => return true,
+    };
+    let aud_ok = match &claims["aud"] {
+        serde_json::Value::String(aud) => aud == "switchboard",
+        serde_json::Value::Array(auds) => auds.iter().any(|aud| aud == "switchboard"),
+        _ => false,
+    };
+    assert!(aud_ok, "a token for another audience passed: {claims}");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    assert!(
+        grants.expires + 60 >= now,
+        "an expired token passed: {claims}"
+    );
+    assert!(
+        PeerName::parse(grants.join.name.as_str()).is_ok(),
+        "a token with an invalid name passed: {claims}"
+    );
+    true
+}
+
+/// A token with `claims` as its payload, signed with the fuzzer's key.
+fn sign(claims: &[u8]) -> String {
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(HEADER),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET);
+    let signature = hmac::sign(&key, message.as_bytes());
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+}
