@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod acme;
 mod assets;
 mod config;
 mod connection;
@@ -13,6 +14,7 @@ mod media;
 mod metrics;
 mod router;
 mod shutdown;
+mod tls;
 mod upgrade;
 
 use std::sync::atomic::AtomicBool;
@@ -24,10 +26,14 @@ use switchboard_sfu::Sfu;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{Config, IceServer, MediaLimits};
+pub use config::{
+    AcmeConfig, CertificateFiles, Certificates, Config, IceServer, MediaLimits, TlsConfig,
+    LETS_ENCRYPT_DIRECTORY,
+};
 pub use shutdown::{serve, ServeError};
 pub use switchboard_cluster::{rand_u64 as random_node_id, ClusterConfig, RedisUrl};
 pub use switchboard_core::{DialectKind, NodeId};
+pub use tls::TlsError;
 
 use crate::http::StatsSnapshots;
 use crate::limits::{AddressRate, ConnectionLimits};

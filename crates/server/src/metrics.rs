@@ -32,6 +32,10 @@ pub(crate) enum Limit {
     HandshakeRate,
     HttpRate,
     JoinTimeout,
+    /// A TCP connection arrived while `max_tls_handshakes` were in progress: closed at once.
+    TlsHandshakes,
+    /// A TLS handshake did not finish within `tls_handshake_timeout`: closed.
+    TlsHandshakeTimeout,
 }
 
 impl Limit {
@@ -49,6 +53,8 @@ impl Limit {
             Limit::HandshakeRate => "handshake_rate",
             Limit::HttpRate => "http_rate",
             Limit::JoinTimeout => "join_timeout",
+            Limit::TlsHandshakes => "tls_handshakes",
+            Limit::TlsHandshakeTimeout => "tls_handshake_timeout",
         }
     }
 }
@@ -67,6 +73,7 @@ pub(crate) struct Metrics {
     errors: Family<Labels2, Counter>,
     evictions: Family<Label, Counter>,
     limit_hits: Family<Label, Counter>,
+    certificate_loads: Family<Label, Counter>,
     handshake: Histogram,
     stats_snapshots: Counter,
     /// Scrapes are rare; one at a time keeps gauge updates and encoding consistent.
@@ -107,6 +114,7 @@ impl Metrics {
             errors: Family::default(),
             evictions: Family::default(),
             limit_hits: Family::default(),
+            certificate_loads: Family::default(),
             // 100 µs to ~3.3 s.
             handshake: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             stats_snapshots: Counter::default(),
@@ -169,6 +177,11 @@ impl Metrics {
             metrics.limit_hits.clone(),
         );
         registry.register(
+            "tls_certificate_loads",
+            "TLS certificates loaded (files read at start, on change or SIGHUP; ACME deployments), by result",
+            metrics.certificate_loads.clone(),
+        );
+        registry.register(
             "handshake_seconds",
             "Time from the upgrade request to the socket task starting",
             metrics.handshake.clone(),
@@ -215,6 +228,14 @@ impl Metrics {
     pub(crate) fn limit_hit(&self, limit: Limit) {
         self.limit_hits
             .get_or_create(&[("limit", limit.as_str())])
+            .inc();
+    }
+
+    /// Counts a certificate load: `is_ok` false means the old certificate stays in use.
+    pub(crate) fn certificate_load(&self, is_ok: bool) {
+        let result = if is_ok { "ok" } else { "error" };
+        self.certificate_loads
+            .get_or_create(&[("result", result)])
             .inc();
     }
 

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::time::{sleep, timeout};
@@ -14,6 +15,7 @@ use tracing::{info, warn};
 use switchboard_cluster::Cluster;
 use switchboard_core::SharedHub;
 
+use crate::tls::{Tls, TlsError};
 use crate::{accept, media, router, AppState, Config};
 
 /// Why the server could not run.
@@ -25,6 +27,9 @@ pub enum ServeError {
     /// The media worker could not start.
     #[error(transparent)]
     Media(#[from] switchboard_sfu::StartError),
+    /// TLS could not start (a certificate file, the ACME settings).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Serves switchboard on `listener` until `signal` completes, then drains: `/readyz` goes
@@ -44,6 +49,8 @@ pub async fn serve(
             "WebSocket Origin check is off: any web page may connect (set --ws-origin to restrict)"
         );
     }
+    // First, so that a bad certificate stops the start before anything else runs.
+    let tls = config.tls.as_ref().map(Tls::new).transpose()?;
     let hub = SharedHub::default();
     let cluster = config
         .cluster
@@ -58,15 +65,20 @@ pub async fn serve(
         shutdown.clone(),
         sockets.clone(),
     );
+    let tls = tls.map(|(tls, renewal)| {
+        renewal.spawn(state.clone(), shutdown.child_token());
+        Arc::new(tls)
+    });
+    let is_tls = tls.is_some();
     match &cluster {
         Some(cluster) => {
-            info!(addr = %listener.local_addr()?, node = %cluster.node(), "switchboard listening, clustered on redis");
+            info!(addr = %listener.local_addr()?, tls = is_tls, node = %cluster.node(), "switchboard listening, clustered on redis");
         }
-        None => info!(addr = %listener.local_addr()?, "switchboard listening"),
+        None => info!(addr = %listener.local_addr()?, tls = is_tls, "switchboard listening"),
     }
     let app = router::router(state.clone());
     let draining = state.clone();
-    accept::serve(listener, app, state, async move {
+    accept::serve(listener, app, state, tls, async move {
         signal.await;
         info!("shutting down: closing sockets with 1001");
         draining.draining.store(true, Ordering::SeqCst);
