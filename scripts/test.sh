@@ -11,6 +11,8 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 # The cluster tests start their own Redis servers (Debian's), one per test.
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+# The ACME test runs Debian's pebble test CA and its mock DNS (pebble-challtestsrv).
+{ command -v pebble && command -v pebble-challtestsrv; } >/dev/null 2>&1 || need_apt+=(pebble)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   apt-get update -qq
