@@ -100,9 +100,11 @@ pub struct TlsConfig {
     /// Certificate files, or certificates from an ACME CA. One or the other, never both.
     pub certificates: Certificates,
     /// TLS handshakes in progress at once; a connection accepted while this many are under
-    /// way is closed at once (and counted). A handshake costs ~1 ms of CPU and a few KiB; 1024
-    /// in flight is more than 2 cores finish in a second, so queueing more only adds latency
-    /// for everyone, while clients retry a refused connection.
+    /// way is closed at once (and counted). A handshake costs 0.3-0.45 ms of server CPU
+    /// (docs/performance.md), so 2 cores compute ~5,000 a second; 1024 in flight at a 100 ms
+    /// round trip is ~10,000 a second, so real clients meet the CPU's limit before this one.
+    /// It binds when places are held by clients that stall: queueing behind them would only
+    /// make new clients wait for the handshake timeout, so they are refused and retry.
     pub max_handshakes: usize,
     /// How long a client may take from the TCP accept to a finished handshake; then the
     /// connection is closed (and counted). 10 s covers a slow mobile link many times over
