@@ -13,6 +13,8 @@ command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
 # The TURN tests start their own coturn (turnserver) and use its turnutils_uclient/_peer.
 command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
+# The ACME test runs Debian's pebble test CA and its mock DNS (pebble-challtestsrv).
+{ command -v pebble && command -v pebble-challtestsrv; } >/dev/null 2>&1 || need_apt+=(pebble)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   apt-get update -qq

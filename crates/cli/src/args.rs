@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use switchboard_server::{
-    AuthKey, AuthMode, ClusterConfig, Config, DialectKind, IceServer, MediaLimits, NodeId,
-    RedisUrl, TurnConfig, TurnSecret,
+    AcmeConfig, AuthKey, AuthMode, CertificateFiles, Certificates, ClusterConfig, Config,
+    DialectKind, IceServer, MediaLimits, NodeId, RedisUrl, TlsConfig, TurnConfig, TurnSecret,
+    LETS_ENCRYPT_DIRECTORY,
 };
 
 /// One WebRTC signaling server for five protocols, on one port.
@@ -230,6 +231,56 @@ pub(crate) struct Args {
         value_delimiter = ','
     )]
     auth_public_keys: Vec<String>,
+    /// Serve HTTPS and WSS with this PEM certificate chain (with --tls-key); reloaded when
+    /// the file changes and on SIGHUP
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+
+    /// How often the certificate files are checked for changes
+    #[arg(long, env = "SWITCHBOARD_TLS_RELOAD_INTERVAL", value_parser = duration, default_value = "5s")]
+    tls_reload_interval: Duration,
+
+    /// TLS handshakes in progress at once; connections beyond are closed at accept
+    #[arg(long, env = "SWITCHBOARD_MAX_TLS_HANDSHAKES", default_value_t = 1024)]
+    max_tls_handshakes: usize,
+
+    /// Close a connection whose TLS handshake has not finished this long after accept
+    #[arg(long, env = "SWITCHBOARD_TLS_HANDSHAKE_TIMEOUT", value_parser = duration, default_value = "10s")]
+    tls_handshake_timeout: Duration,
+
+    /// Get a certificate for this name from an ACME CA, over TLS-ALPN-01 on the listen port
+    /// (repeatable; needs --acme-cache; not with --tls-cert)
+    #[arg(
+        long = "acme-domain",
+        env = "SWITCHBOARD_ACME_DOMAINS",
+        value_delimiter = ','
+    )]
+    acme_domains: Vec<String>,
+
+    /// Directory keeping the ACME account key and certificates between runs
+    #[arg(long, env = "SWITCHBOARD_ACME_CACHE")]
+    acme_cache: Option<PathBuf>,
+
+    /// Contact address given to the ACME CA (repeatable)
+    #[arg(
+        long = "acme-email",
+        env = "SWITCHBOARD_ACME_EMAILS",
+        value_delimiter = ','
+    )]
+    acme_emails: Vec<String>,
+
+    /// The ACME CA's directory URL
+    #[arg(long, env = "SWITCHBOARD_ACME_DIRECTORY", default_value = LETS_ENCRYPT_DIRECTORY)]
+    acme_directory: String,
+
+    /// Trust these PEM roots (instead of the Web PKI's) for the ACME directory's HTTPS, e.g. a
+    /// test CA
+    #[arg(long, env = "SWITCHBOARD_ACME_DIRECTORY_CA")]
+    acme_directory_ca: Option<PathBuf>,
 
     /// Log format
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
@@ -299,6 +350,7 @@ impl Args {
             bail!("--max-room-members must be at least 1");
         }
         let turn = self.turn()?;
+        let tls = self.tls()?;
         Ok(Config {
             turn,
             cluster,
@@ -309,6 +361,7 @@ impl Args {
                 Auth::Required => AuthMode::Required,
             },
             auth_keys: self.auth_keys()?,
+            tls,
             listen,
             root_dialect,
             max_frame_bytes: self.max_frame_bytes,
@@ -430,6 +483,69 @@ impl Args {
             capacity: self.bus_capacity,
             max_envelope,
             max_room_members: None,
+        }))
+    }
+}
+
+impl Args {
+    fn tls(&self) -> anyhow::Result<Option<TlsConfig>> {
+        let files = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(CertificateFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                reload_interval: self.tls_reload_interval,
+            }),
+            (None, None) => None,
+            (Some(_), None) => bail!("--tls-cert needs --tls-key"),
+            (None, Some(_)) => bail!("--tls-key needs --tls-cert"),
+        };
+        let acme = self.acme()?;
+        let certificates = match (files, acme) {
+            (Some(_), Some(_)) => bail!(
+                "--tls-cert/--tls-key and --acme-domain are mutually exclusive: \
+                 certificates come from files or from ACME, not both"
+            ),
+            (Some(files), None) => Certificates::Files(files),
+            (None, Some(acme)) => Certificates::Acme(acme),
+            (None, None) => return Ok(None),
+        };
+        if self.max_tls_handshakes == 0 {
+            bail!("--max-tls-handshakes must be at least 1");
+        }
+        if self.tls_handshake_timeout.is_zero() || self.tls_reload_interval.is_zero() {
+            bail!("--tls-handshake-timeout and --tls-reload-interval must be more than 0");
+        }
+        Ok(Some(TlsConfig {
+            certificates,
+            max_handshakes: self.max_tls_handshakes,
+            handshake_timeout: self.tls_handshake_timeout,
+        }))
+    }
+
+    fn acme(&self) -> anyhow::Result<Option<AcmeConfig>> {
+        if self.acme_domains.is_empty() {
+            if self.acme_cache.is_some()
+                || !self.acme_emails.is_empty()
+                || self.acme_directory_ca.is_some()
+            {
+                bail!("--acme-cache, --acme-email and --acme-directory-ca need --acme-domain");
+            }
+            return Ok(None);
+        }
+        let Some(cache) = &self.acme_cache else {
+            bail!("--acme-domain needs --acme-cache DIR (where the account and certificates are kept)");
+        };
+        if let Some(domain) = self.acme_domains.iter().find(|domain| {
+            domain.is_empty() || domain.contains(|c: char| c.is_whitespace() || c == '/')
+        }) {
+            bail!("--acme-domain {domain:?} is not a domain name");
+        }
+        Ok(Some(AcmeConfig {
+            domains: self.acme_domains.clone(),
+            cache: cache.clone(),
+            emails: self.acme_emails.clone(),
+            directory: self.acme_directory.clone(),
+            directory_ca: self.acme_directory_ca.clone(),
         }))
     }
 }
@@ -628,6 +744,62 @@ mod tests {
             "--turn-url",
             "turn:x"
         ]));
+    }
+
+    #[test]
+    fn tls_flags() {
+        assert!(config(&[]).tls.is_none());
+        let tls = config(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])
+            .tls
+            .unwrap();
+        assert_eq!(tls.max_handshakes, 1024);
+        assert_eq!(tls.handshake_timeout, Duration::from_secs(10));
+        let Certificates::Files(files) = tls.certificates else {
+            panic!("files expected");
+        };
+        assert_eq!(files.cert, PathBuf::from("c.pem"));
+        assert_eq!(files.reload_interval, Duration::from_secs(5));
+
+        let tls = config(&[
+            "--acme-domain",
+            "a.example",
+            "--acme-domain",
+            "b.example",
+            "--acme-cache",
+            "/var/cache/sb",
+            "--acme-email",
+            "ops@example.org",
+        ])
+        .tls
+        .unwrap();
+        let Certificates::Acme(acme) = tls.certificates else {
+            panic!("acme expected");
+        };
+        assert_eq!(acme.domains, ["a.example", "b.example"]);
+        assert_eq!(acme.directory, LETS_ENCRYPT_DIRECTORY);
+        assert_eq!(acme.emails, ["ops@example.org"]);
+
+        let refused = |args: &[&str]| {
+            Args::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied()))
+                .unwrap()
+                .config()
+                .unwrap_err()
+                .to_string()
+        };
+        let both = refused(&[
+            "--tls-cert",
+            "c",
+            "--tls-key",
+            "k",
+            "--acme-domain",
+            "a.example",
+            "--acme-cache",
+            "d",
+        ]);
+        assert!(both.contains("mutually exclusive"), "{both}");
+        assert!(refused(&["--acme-domain", "a.example"]).contains("--acme-cache"));
+        assert!(refused(&["--tls-cert", "c"]).contains("--tls-key"));
+        assert!(refused(&["--acme-cache", "d"]).contains("--acme-domain"));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! timeout (hyper's own, which `axum::serve` cannot set), and ends gracefully: a FIN after the
 //! last byte written, then whatever the client still sends is read and dropped for a moment,
 //! so that closing with unread input does not make the kernel reset the connection and
-//! destroy a close frame on its way. What is served is the router's business.
+//! destroy a close frame on its way. With TLS, each connection's task runs its handshake
+//! first (`tls.rs`: bounded in number and time, so a slow client never stalls accepting) and
+//! then serves the same HTTP/1.1 over it. What is served is the router's business.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,7 +26,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::{TowerToHyperService, TowerToHyperServiceFuture};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, timeout, Duration};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -32,12 +34,13 @@ use tracing::{debug, trace, warn};
 
 use crate::limits::AddressSlot;
 use crate::metrics::Limit;
+use crate::tls::{Handshake, Tls};
 use crate::AppState;
 
 /// How long a closing connection waits for the client to close its side, reading and
 /// dropping what it still sends. A client that has our FIN normally closes at once; one that
 /// keeps sending (the rest of an oversized frame) is cut off after this.
-const LINGER: Duration = Duration::from_secs(2);
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 /// Connections refused at accept (over the per-IP cap) that are still being told so with a
 /// 429. Past this many, a refused connection is closed without an answer: telling an
@@ -56,10 +59,12 @@ too many connections from this address\n";
 /// Accepts and serves connections until `signal` completes, then stops accepting, asks every
 /// HTTP connection to finish its request in flight, and waits for them. Upgraded sockets are
 /// not waited for here: they left hyper at the upgrade (`shutdown.rs` waits for them).
+/// With `tls`, every connection is a TLS one.
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     state: AppState,
+    tls: Option<Arc<Tls>>,
     signal: impl Future<Output = ()>,
 ) {
     let connections = TaskTracker::new();
@@ -96,8 +101,25 @@ pub(crate) async fn serve(
             slot: Some(slot),
             has_ended: false,
         };
-        connections.spawn(connection(
+        let Some(tls) = &tls else {
+            connections.spawn(connection(
+                io,
+                addr,
+                app.clone(),
+                state.clone(),
+                stop.clone(),
+            ));
+            continue;
+        };
+        let Some(handshake) = tls.try_begin() else {
+            state.metrics.limit_hit(Limit::TlsHandshakes);
+            debug!(ip = %addr.ip(), "connection closed: too many TLS handshakes in progress");
+            continue; // dropping `io` closes it
+        };
+        connections.spawn(secure_connection(
             io,
+            Arc::clone(tls),
+            handshake,
             addr,
             app.clone(),
             state.clone(),
@@ -110,14 +132,46 @@ pub(crate) async fn serve(
     connections.wait().await;
 }
 
-/// Serves HTTP/1.1 on one connection until it closes, upgrades, or is told to stop.
-async fn connection(
+/// Runs the TLS handshake on one connection, holding its place among the handshakes in
+/// progress until it ends, then serves HTTP/1.1 over TLS.
+async fn secure_connection(
     io: Accepted,
+    tls: Arc<Tls>,
+    place: OwnedSemaphorePermit,
     addr: SocketAddr,
     app: Router,
     state: AppState,
     stop: CancellationToken,
 ) {
+    let handshake = tokio::select! {
+        handshake = tls.handshake(io) => handshake,
+        // Shutting down: a handshake in progress is abandoned, not waited for.
+        () = stop.cancelled() => return,
+    };
+    drop(place);
+    let ip = addr.ip();
+    match handshake {
+        Ok(Ok(Handshake::Done(socket))) => connection(socket, addr, app, state, stop).await,
+        Ok(Ok(Handshake::Challenge)) => debug!(%ip, "answered an ACME TLS-ALPN-01 challenge"),
+        Ok(Ok(Handshake::NotTls)) => debug!(%ip, "not TLS on the TLS port: answered 400"),
+        Ok(Err(error)) => debug!(%ip, %error, "TLS handshake failed"),
+        Err(_) => {
+            state.metrics.limit_hit(Limit::TlsHandshakeTimeout);
+            debug!(%ip, "TLS handshake not finished in time: closed");
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on one connection until it closes, upgrades, or is told to stop.
+async fn connection<Io>(
+    io: Io,
+    addr: SocketAddr,
+    app: Router,
+    state: AppState,
+    stop: CancellationToken,
+) where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = WithPeer {
         router: TowerToHyperService::new(app),
         addr,
@@ -205,6 +259,13 @@ pub(crate) struct Accepted {
 }
 
 impl Accepted {
+    /// The first byte the client sends, left unread; `None` if it closed without one.
+    pub(crate) async fn first_byte(&mut self) -> io::Result<Option<u8>> {
+        let mut first = [0; 1];
+        let peeked = self.tcp()?.peek(&mut first).await?;
+        Ok((peeked > 0).then_some(first[0]))
+    }
+
     fn tcp(&mut self) -> io::Result<&mut TcpStream> {
         self.tcp
             .as_mut()

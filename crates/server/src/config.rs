@@ -2,6 +2,7 @@
 //! Each limit says why it has its value; the README's configuration table lists them all.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use switchboard_auth::{AuthKey, AuthMode};
@@ -103,6 +104,105 @@ pub struct Config {
     pub auth: AuthMode,
     /// The keys tokens are checked with (`--auth-secret`, `--auth-public-key`).
     pub auth_keys: Vec<AuthKey>,
+    /// HTTPS and WSS on the listen port (`--tls-cert`/`--tls-key` or `--acme-domain`);
+    /// `None`: plain HTTP and WS.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS on the one port: where certificates come from, and the bounds on handshakes.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Certificate files, or certificates from an ACME CA. One or the other, never both.
+    pub certificates: Certificates,
+    /// TLS handshakes in progress at once; a connection accepted while this many are under
+    /// way is closed at once (and counted). A handshake costs 0.3-0.45 ms of server CPU
+    /// (docs/performance.md), so 2 cores compute ~5,000 a second; 1024 in flight at a 100 ms
+    /// round trip is ~10,000 a second, so real clients meet the CPU's limit before this one.
+    /// It binds when places are held by clients that stall: queueing behind them would only
+    /// make new clients wait for the handshake timeout, so they are refused and retry.
+    pub max_handshakes: usize,
+    /// How long a client may take from the TCP accept to a finished handshake; then the
+    /// connection is closed (and counted). 10 s covers a slow mobile link many times over
+    /// and frees the slot of a client that never sends its ClientHello.
+    pub handshake_timeout: Duration,
+}
+
+/// Where the server's certificate comes from.
+#[derive(Debug, Clone)]
+pub enum Certificates {
+    /// PEM files, reloaded when they change and on SIGHUP.
+    Files(CertificateFiles),
+    /// An ACME CA over TLS-ALPN-01 on the listen port.
+    Acme(AcmeConfig),
+}
+
+/// A certificate chain and its private key in PEM files (`--tls-cert`, `--tls-key`).
+#[derive(Debug, Clone)]
+pub struct CertificateFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// How often the files' modification times are checked; a change reloads them. 5 s picks
+    /// up a renewal at once for any human purpose, and costs two `stat` calls.
+    pub reload_interval: Duration,
+}
+
+/// Certificates from an ACME CA (Let's Encrypt by default), answered over TLS-ALPN-01 on the
+/// listen port, which must therefore be reachable on 443 from the CA.
+#[derive(Debug, Clone)]
+pub struct AcmeConfig {
+    /// The names the certificate covers (`--acme-domain`, repeatable).
+    pub domains: Vec<String>,
+    /// Where the account key and the certificate are kept between runs (`--acme-cache`).
+    pub cache: PathBuf,
+    /// Contact addresses given to the CA (`--acme-email`), without `mailto:`.
+    pub emails: Vec<String>,
+    /// The CA's directory URL (`--acme-directory`).
+    pub directory: String,
+    /// PEM roots to trust for the directory's own HTTPS instead of the Web PKI roots
+    /// (`--acme-directory-ca`; a test CA such as pebble).
+    pub directory_ca: Option<PathBuf>,
+}
+
+/// Let's Encrypt's production directory, the default `--acme-directory`.
+pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+impl TlsConfig {
+    /// TLS from certificate files, with the default bounds and reload interval.
+    pub fn files(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        TlsConfig::with(Certificates::Files(CertificateFiles {
+            cert: cert.into(),
+            key: key.into(),
+            reload_interval: Duration::from_secs(5),
+        }))
+    }
+
+    /// TLS with certificates from an ACME CA, with the default bounds.
+    pub fn acme(acme: AcmeConfig) -> Self {
+        TlsConfig::with(Certificates::Acme(acme))
+    }
+
+    fn with(certificates: Certificates) -> Self {
+        TlsConfig {
+            certificates,
+            max_handshakes: 1024,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl AcmeConfig {
+    /// Let's Encrypt production for `domains`, cached in `cache`, with no contact address.
+    pub fn new(domains: Vec<String>, cache: impl Into<PathBuf>) -> Self {
+        AcmeConfig {
+            domains,
+            cache: cache.into(),
+            emails: Vec::new(),
+            directory: LETS_ENCRYPT_DIRECTORY.to_owned(),
+            directory_ca: None,
+        }
+    }
 }
 
 /// One STUN or TURN server, as a browser's `RTCIceServer` wants it.
@@ -180,6 +280,7 @@ impl Default for Config {
             max_room_members: None,
             auth: AuthMode::Off,
             auth_keys: Vec::new(),
+            tls: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 mod accept;
+mod acme;
 mod assets;
 mod auth;
 mod config;
@@ -14,6 +15,7 @@ mod media;
 mod metrics;
 mod router;
 mod shutdown;
+mod tls;
 mod turn;
 mod upgrade;
 
@@ -27,10 +29,14 @@ use switchboard_sfu::Sfu;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{AuthKey, AuthMode, Config, IceServer, MediaLimits};
+pub use config::{
+    AcmeConfig, AuthKey, AuthMode, CertificateFiles, Certificates, Config, IceServer, MediaLimits,
+    TlsConfig, LETS_ENCRYPT_DIRECTORY,
+};
 pub use shutdown::{serve, ServeError};
 pub use switchboard_cluster::{rand_u64 as random_node_id, ClusterConfig, RedisUrl};
 pub use switchboard_core::{DialectKind, NodeId};
+pub use tls::TlsError;
 pub use turn::{TurnConfig, TurnCredential, TurnSecret};
 
 use crate::http::StatsSnapshots;

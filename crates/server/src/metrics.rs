@@ -32,6 +32,10 @@ pub(crate) enum Limit {
     HandshakeRate,
     HttpRate,
     JoinTimeout,
+    /// A TCP connection arrived while `max_tls_handshakes` were in progress: closed at once.
+    TlsHandshakes,
+    /// A TLS handshake did not finish within `tls_handshake_timeout`: closed.
+    TlsHandshakeTimeout,
 }
 
 impl Limit {
@@ -49,6 +53,8 @@ impl Limit {
             Limit::HandshakeRate => "handshake_rate",
             Limit::HttpRate => "http_rate",
             Limit::JoinTimeout => "join_timeout",
+            Limit::TlsHandshakes => "tls_handshakes",
+            Limit::TlsHandshakeTimeout => "tls_handshake_timeout",
         }
     }
 }
@@ -68,6 +74,7 @@ pub(crate) struct Metrics {
     evictions: Family<Label, Counter>,
     limit_hits: Family<Label, Counter>,
     auth_refused: Family<Label, Counter>,
+    certificate_loads: Family<Label, Counter>,
     handshake: Histogram,
     stats_snapshots: Counter,
     /// Scrapes are rare; one at a time keeps gauge updates and encoding consistent.
@@ -109,6 +116,7 @@ impl Metrics {
             evictions: Family::default(),
             limit_hits: Family::default(),
             auth_refused: Family::default(),
+            certificate_loads: Family::default(),
             // 100 µs to ~3.3 s.
             handshake: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             stats_snapshots: Counter::default(),
@@ -176,6 +184,11 @@ impl Metrics {
             metrics.auth_refused.clone(),
         );
         registry.register(
+            "tls_certificate_loads",
+            "TLS certificates loaded (files read at start, on change or SIGHUP; ACME deployments), by result",
+            metrics.certificate_loads.clone(),
+        );
+        registry.register(
             "handshake_seconds",
             "Time from the upgrade request to the socket task starting",
             metrics.handshake.clone(),
@@ -230,6 +243,14 @@ impl Metrics {
 
     pub(crate) fn auth_refused(&self, reason: &'static str) {
         self.auth_refused.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    /// Counts a certificate load: `is_ok` false means the old certificate stays in use.
+    pub(crate) fn certificate_load(&self, is_ok: bool) {
+        let result = if is_ok { "ok" } else { "error" };
+        self.certificate_loads
+            .get_or_create(&[("result", result)])
+            .inc();
     }
 
     pub(crate) fn stats_snapshot(&self) {

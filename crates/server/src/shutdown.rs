@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::time::{sleep, timeout};
@@ -15,6 +16,7 @@ use switchboard_auth::Verifier;
 use switchboard_cluster::Cluster;
 use switchboard_core::SharedHub;
 
+use crate::tls::{Tls, TlsError};
 use crate::{accept, media, router, AppState, Config};
 
 /// Why the server could not run.
@@ -29,6 +31,9 @@ pub enum ServeError {
     /// A token key could not be read.
     #[error(transparent)]
     Auth(#[from] switchboard_auth::KeyError),
+    /// TLS could not start (a certificate file, the ACME settings).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Serves switchboard on `listener` until `signal` completes, then drains: `/readyz` goes
@@ -48,6 +53,8 @@ pub async fn serve(
             "WebSocket Origin check is off: any web page may connect (set --ws-origin to restrict)"
         );
     }
+    // First, so that a bad certificate stops the start before anything else runs.
+    let tls = config.tls.as_ref().map(Tls::new).transpose()?;
     let verifier = Verifier::new(config.auth, &config.auth_keys)?;
     let hub = SharedHub::default();
     let cluster = config.cluster.clone().map(|mut cluster| {
@@ -64,15 +71,20 @@ pub async fn serve(
         shutdown.clone(),
         sockets.clone(),
     );
+    let tls = tls.map(|(tls, renewal)| {
+        renewal.spawn(state.clone(), shutdown.child_token());
+        Arc::new(tls)
+    });
+    let is_tls = tls.is_some();
     match &cluster {
         Some(cluster) => {
-            info!(addr = %listener.local_addr()?, node = %cluster.node(), "switchboard listening, clustered on redis");
+            info!(addr = %listener.local_addr()?, tls = is_tls, node = %cluster.node(), "switchboard listening, clustered on redis");
         }
-        None => info!(addr = %listener.local_addr()?, "switchboard listening"),
+        None => info!(addr = %listener.local_addr()?, tls = is_tls, "switchboard listening"),
     }
     let app = router::router(state.clone());
     let draining = state.clone();
-    accept::serve(listener, app, state, async move {
+    accept::serve(listener, app, state, tls, async move {
         signal.await;
         info!("shutting down: closing sockets with 1001");
         draining.draining.store(true, Ordering::SeqCst);

@@ -63,6 +63,11 @@ pub async fn start_with(config: Config) -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind an ephemeral port");
+    serve_listener(listener, config)
+}
+
+/// The server on a listener the test bound itself (when it must know the port first).
+pub fn serve_listener(listener: TcpListener, config: Config) -> TestServer {
     let addr = listener
         .local_addr()
         .expect("bound listener has an address");
