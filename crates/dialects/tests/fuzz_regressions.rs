@@ -50,13 +50,15 @@ fn every_saved_crash_input_passes_its_target() {
         }
     }
     // Every directory under regressions/ must be a target's, or its inputs would never run.
-    // `envelope` (the cluster's bus) is replayed by crates/cluster/tests/fuzz_regressions.rs.
+    // `envelope` (the cluster's bus) is replayed by crates/cluster/tests/fuzz_regressions.rs,
+    // `token` (access tokens) by crates/auth/tests/fuzz_regressions.rs.
     for entry in fs::read_dir(&regressions).expect("fuzz/regressions exists") {
         let name = entry.expect("a readable entry").file_name();
         let name = name.to_string_lossy();
         assert!(
             name.starts_with('.')
                 || name == "envelope"
+                || name == "token"
                 || Target::ALL.iter().any(|t| t.name() == name),
             "fuzz/regressions/{name} is not a fuzz target"
         );
