@@ -1,11 +1,12 @@
 //! The command line: every setting is a flag with an environment variable, and the flag wins.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use switchboard_server::{
     AcmeConfig, AuthKey, AuthMode, CertificateFiles, Certificates, ClusterConfig, Config,
     DialectKind, IceServer, MediaLimits, NodeId, RedisUrl, TlsConfig, TurnConfig, TurnSecret,
@@ -19,6 +20,16 @@ pub(crate) struct Args {
     /// Without a subcommand, switchboard serves.
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
+
+    /// Read settings from this TOML file, whose keys are these flags' long names
+    /// (packaging/switchboard.toml); a flag or an environment variable wins over the file
+    #[arg(
+        id = "config",
+        long = "config",
+        env = "SWITCHBOARD_CONFIG",
+        global = true
+    )]
+    pub(crate) config_file: Option<PathBuf>,
 
     /// Address to listen on: HOST:PORT, :PORT or PORT [default: 0.0.0.0:8080, or PORT from env]
     #[arg(long, env = "SIGNALING_ADDR")]
@@ -293,6 +304,59 @@ pub(crate) enum Command {
     /// Load a signaling server on this machine and report throughput, latency and memory
     Bench(switchboard_loadtest::BenchArgs),
     Token(crate::token::TokenArgs),
+    /// Check the configuration (flags, environment, --config file) and print the effective
+    /// settings, secrets redacted; exits non-zero on any error
+    CheckConfig,
+    /// Print an example config file: every setting, commented out with its default
+    ExampleConfig,
+}
+
+/// The command line with the config file's settings merged in, flag > environment > file >
+/// default.
+pub(crate) struct Loaded {
+    /// The settings.
+    pub(crate) args: Args,
+    /// What clap parsed, for `check-config` to print.
+    pub(crate) matches: clap::ArgMatches,
+    /// The ids of the settings that came from the file.
+    pub(crate) from_file: Vec<String>,
+}
+
+impl Args {
+    /// Parses `argv` (exiting on `--help` and bad flags, as clap does); with `--config`, parses
+    /// again with the file's settings put before the command line's. The file's values become
+    /// flags, so they meet the same parsers; they are added only for settings that no flag or
+    /// environment variable gave, which is the precedence.
+    pub(crate) fn load(argv: Vec<OsString>) -> anyhow::Result<Loaded> {
+        let command = Args::command();
+        let given = command.clone().get_matches_from(&argv);
+        let args = Args::from_arg_matches(&given)?;
+        let uses_file = matches!(args.command, None | Some(Command::CheckConfig));
+        let Some(path) = args.config_file.clone().filter(|_| uses_file) else {
+            return Ok(Loaded {
+                args,
+                matches: given,
+                from_file: Vec::new(),
+            });
+        };
+        let file = crate::file::arguments(&path, &command, &given)?;
+        let mut merged = argv;
+        let rest = merged.split_off(1.min(merged.len()));
+        merged.extend(file.flags);
+        merged.extend(rest);
+        let matches = command.try_get_matches_from(merged).map_err(|error| {
+            anyhow::anyhow!(
+                "{}: {}",
+                path.display(),
+                error.to_string().trim().trim_start_matches("error: ")
+            )
+        })?;
+        Ok(Loaded {
+            args: Args::from_arg_matches(&matches)?,
+            matches,
+            from_file: file.ids,
+        })
+    }
 }
 
 /// The dialects `/` can speak.

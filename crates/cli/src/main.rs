@@ -2,10 +2,11 @@
 //! handed whole to `switchboard-loadtest`; or `token`, which mints an access token.
 
 mod args;
+mod file;
 mod token;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::CommandFactory;
 use tokio::net::TcpSocket;
 use tracing_subscriber::EnvFilter;
 
@@ -22,10 +23,29 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ACCEPT_BACKLOG: u32 = 4096;
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let loaded = Args::load(std::env::args_os().collect())?;
+    let args = loaded.args;
     match args.command {
         Some(Command::Bench(bench)) => return switchboard_loadtest::run(bench),
         Some(Command::Token(token)) => return token::run(token),
+        Some(Command::ExampleConfig) => {
+            print!("{}", file::example(&Args::command()));
+            return Ok(());
+        }
+        Some(Command::CheckConfig) => {
+            let source = match &args.config_file {
+                Some(path) => format!("flags, environment and {}", path.display()),
+                None => "flags and environment (no --config)".to_owned(),
+            };
+            args.config()
+                .with_context(|| format!("the configuration ({source})"))?;
+            print!(
+                "{}",
+                file::effective(&Args::command(), &loaded.matches, &loaded.from_file)
+            );
+            eprintln!("configuration OK ({source})");
+            return Ok(());
+        }
         None => {}
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -38,7 +58,13 @@ fn main() -> anyhow::Result<()> {
         LogFormat::Pretty => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    let config = args.config()?;
+    let config = args.config().with_context(|| match &args.config_file {
+        Some(path) => format!(
+            "the configuration (flags, environment and {})",
+            path.display()
+        ),
+        None => "the configuration".to_owned(),
+    })?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
