@@ -10,7 +10,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use switchboard_server::{
     AcmeConfig, AuthKey, AuthMode, CertificateFiles, Certificates, ClusterConfig, Config,
     DialectKind, IceServer, MediaLimits, NodeId, RedisUrl, TlsConfig, TurnConfig, TurnSecret,
-    LETS_ENCRYPT_DIRECTORY,
+    WebhookConfig, LETS_ENCRYPT_DIRECTORY,
 };
 
 /// One WebRTC signaling server for five protocols, on one port.
@@ -293,6 +293,34 @@ pub(crate) struct Args {
     #[arg(long, env = "SWITCHBOARD_ACME_DIRECTORY_CA")]
     acme_directory_ca: Option<PathBuf>,
 
+    /// POST room, peer, producer and node events as signed JSON to this http:// URL
+    /// (repeatable; docs/webhooks.md)
+    #[arg(long = "webhook", env = "SWITCHBOARD_WEBHOOKS", value_delimiter = ',', value_parser = WebhookConfig::parse_url)]
+    webhooks: Vec<String>,
+
+    /// Signs each webhook request (X-Switchboard-Signature, HMAC-SHA256); prefer
+    /// --webhook-secret-file, which keeps it out of the process list
+    #[arg(
+        long,
+        env = "SWITCHBOARD_WEBHOOK_SECRET",
+        hide_env_values = true,
+        conflicts_with = "webhook_secret_file"
+    )]
+    webhook_secret: Option<String>,
+
+    /// File holding the webhook secret (surrounding whitespace is trimmed)
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_SECRET_FILE")]
+    webhook_secret_file: Option<PathBuf>,
+
+    /// Webhook events kept per receiver while it is slow or down; past it the oldest are
+    /// dropped (counted in switchboard_webhook_dropped_total)
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_CAPACITY", default_value_t = WebhookConfig::DEFAULT_CAPACITY)]
+    webhook_capacity: usize,
+
+    /// How long one webhook delivery attempt may take before it is retried
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_TIMEOUT", value_parser = duration, default_value = "10s")]
+    webhook_timeout: Duration,
+
     /// Log format
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub(crate) log_format: LogFormat,
@@ -415,7 +443,9 @@ impl Args {
         }
         let turn = self.turn()?;
         let tls = self.tls()?;
+        let webhooks = self.webhooks()?;
         Ok(Config {
+            webhooks,
             turn,
             cluster,
             max_room_members: self.max_room_members,
@@ -493,6 +523,34 @@ impl Args {
             }
         }
         Ok(keys)
+    }
+
+    fn webhooks(&self) -> anyhow::Result<Option<WebhookConfig>> {
+        let secret = match (&self.webhook_secret, &self.webhook_secret_file) {
+            (Some(secret), _) => Some(secret.clone().into_bytes()),
+            (None, Some(path)) => {
+                Some(crate::token::read_secret(path).context("--webhook-secret-file")?)
+            }
+            (None, None) => None,
+        };
+        if self.webhooks.is_empty() {
+            if secret.is_some() {
+                bail!("--webhook-secret needs at least one --webhook");
+            }
+            return Ok(None);
+        }
+        if secret.as_ref().is_some_and(Vec::is_empty) {
+            bail!("--webhook-secret must not be empty");
+        }
+        if self.webhook_capacity == 0 || self.webhook_timeout.is_zero() {
+            bail!("--webhook-capacity and --webhook-timeout must be more than 0");
+        }
+        Ok(Some(WebhookConfig {
+            urls: self.webhooks.clone(),
+            secret,
+            capacity: self.webhook_capacity,
+            timeout: self.webhook_timeout,
+        }))
     }
 
     fn turn(&self) -> anyhow::Result<Option<TurnConfig>> {
@@ -864,6 +922,58 @@ mod tests {
         assert!(refused(&["--acme-domain", "a.example"]).contains("--acme-cache"));
         assert!(refused(&["--tls-cert", "c"]).contains("--tls-key"));
         assert!(refused(&["--acme-cache", "d"]).contains("--acme-domain"));
+    }
+
+    #[test]
+    fn webhook_flags() {
+        assert!(config(&[]).webhooks.is_none());
+        let webhooks = config(&[
+            "--webhook",
+            "http://127.0.0.1:9000/a",
+            "--webhook",
+            "http://hooks.internal/b",
+            "--webhook-secret",
+            "s3cret",
+        ])
+        .webhooks
+        .unwrap();
+        assert_eq!(webhooks.urls.len(), 2);
+        assert_eq!(webhooks.secret.as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!(webhooks.capacity, WebhookConfig::DEFAULT_CAPACITY);
+        assert_eq!(webhooks.timeout, WebhookConfig::DEFAULT_TIMEOUT);
+
+        let file = std::env::temp_dir().join(format!("switchboard-hook-{}", std::process::id()));
+        std::fs::write(&file, "from-file\n").unwrap();
+        let from_file = config(&[
+            "--webhook",
+            "http://127.0.0.1:9000/a",
+            "--webhook-secret-file",
+            file.to_str().unwrap(),
+        ]);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            from_file.webhooks.unwrap().secret.as_deref(),
+            Some(&b"from-file"[..])
+        );
+
+        let refused = |args: &[&str]| {
+            Args::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())
+                .and_then(|args| args.config().map_err(|e| e.to_string()))
+                .is_err()
+        };
+        assert!(
+            refused(&["--webhook-secret", "s"]),
+            "a secret without a URL"
+        );
+        assert!(refused(&["--webhook", "https://hooks.example/"]));
+        assert!(refused(&["--webhook", "hooks.example"]));
+        assert!(refused(&[
+            "--webhook",
+            "http://h/",
+            "--webhook-capacity",
+            "0"
+        ]));
     }
 
     #[test]

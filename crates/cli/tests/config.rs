@@ -227,7 +227,9 @@ fn check_config_redacts_secrets() {
          auth = \"required\"\n\
          auth-secret = [\"k1=first-secret\", \"k2=second-secret\"]\n\
          turn-secret = \"turn-secret-value\"\n\
-         turn-url = [\"turn:127.0.0.1:3478\"]\n",
+         turn-url = [\"turn:127.0.0.1:3478\"]\n\
+         webhook = [\"http://127.0.0.1:9/hooks\"]\n\
+         webhook-secret = \"hook-secret-value\"\n",
     );
     let output = run(&["check-config", "--config", file.path()], &[]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -249,6 +251,7 @@ fn check_config_redacts_secrets() {
         "auth-secret = [\"k1=<redacted>\", \"k2=<redacted>\"]  # config file"
     );
     assert!(line(&printed, "turn-secret").contains("<redacted>"));
+    assert!(line(&printed, "webhook-secret").contains("<redacted>"));
 
     // From the environment too.
     let output = run(
