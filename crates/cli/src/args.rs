@@ -321,6 +321,11 @@ pub(crate) struct Args {
     #[arg(long, env = "SWITCHBOARD_WEBHOOK_TIMEOUT", value_parser = duration, default_value = "10s")]
     webhook_timeout: Duration,
 
+    /// What to log, as a tracing filter (`info`, `debug`, `switchboard_server=debug,info`);
+    /// RUST_LOG wins when set. Re-read from the config file on SIGHUP (systemctl reload)
+    #[arg(long, env = "SWITCHBOARD_LOG_LEVEL", default_value = "info", value_parser = log_filter)]
+    pub(crate) log_level: String,
+
     /// Log format
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub(crate) log_format: LogFormat,
@@ -351,13 +356,13 @@ pub(crate) struct Loaded {
 }
 
 impl Args {
-    /// Parses `argv` (exiting on `--help` and bad flags, as clap does); with `--config`, parses
+    /// Parses `argv` (a `clap::Error` for `--help` and bad flags); with `--config`, parses
     /// again with the file's settings put before the command line's. The file's values become
     /// flags, so they meet the same parsers; they are added only for settings that no flag or
     /// environment variable gave, which is the precedence.
     pub(crate) fn load(argv: Vec<OsString>) -> anyhow::Result<Loaded> {
         let command = Args::command();
-        let given = command.clone().get_matches_from(&argv);
+        let given = command.clone().try_get_matches_from(&argv)?;
         let args = Args::from_arg_matches(&given)?;
         let uses_file = matches!(args.command, None | Some(Command::CheckConfig));
         let Some(path) = args.config_file.clone().filter(|_| uses_file) else {
@@ -692,6 +697,12 @@ fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
         .ok()
         .and_then(|mut addrs| addrs.next())
         .with_context(|| format!("bad listen address {text:?} (want HOST:PORT, :PORT or PORT)"))
+}
+
+fn log_filter(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map(|_| text.to_owned())
+        .map_err(|error| error.to_string())
 }
 
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
