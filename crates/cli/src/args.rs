@@ -13,9 +13,17 @@ use switchboard_server::{
     WebhookConfig, LETS_ENCRYPT_DIRECTORY,
 };
 
+/// `0.1.0 (abc1234)`: the package version and the git revision built (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SWITCHBOARD_GIT_REV"),
+    ")"
+);
+
 /// One WebRTC signaling server for five protocols, on one port.
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about, long_about = None)]
+#[command(name = "switchboard", version = VERSION, about, long_about = None)]
 pub(crate) struct Args {
     /// Without a subcommand, switchboard serves.
     #[command(subcommand)]
@@ -342,6 +350,22 @@ pub(crate) enum Command {
     CheckConfig,
     /// Print an example config file: every setting, commented out with its default
     ExampleConfig,
+    /// Print a shell completion script: `switchboard completions bash > /etc/bash_completion.d/switchboard`
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), as packaging/switchboard.1 holds it
+    #[command(hide = true)]
+    Man,
+    /// Exit 0 if URL answers HTTP 200 within 5 s, else 1: a container health check that needs
+    /// no curl (plain http:// only)
+    Healthcheck {
+        /// What to ask
+        #[arg(default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+    },
 }
 
 /// The command line with the config file's settings merged in, flag > environment > file >

@@ -3,6 +3,7 @@
 
 mod args;
 mod file;
+mod health;
 mod systemd;
 mod token;
 
@@ -20,6 +21,25 @@ use crate::args::{Args, Command, LogFormat};
 /// glibc's malloc, for 4 % more memory per idle socket (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The man page's sections beyond the flags.
+const MAN_FILES: &str = r#".SH FILES
+.TP
+\fI/etc/switchboard/switchboard.toml\fR
+The configuration: TOML, one key per long flag (\fBswitchboard example\-config\fR prints
+every one with its default). A flag wins over its environment variable, which wins over the
+file. Check it with \fBswitchboard check\-config\fR.
+.TP
+\fI/etc/default/switchboard\fR
+Environment variables for the systemd unit (\fBSWITCHBOARD_*\fR).
+.SH SIGNALS
+SIGTERM and SIGINT drain and stop the server. SIGHUP (\fBsystemctl reload switchboard\fR)
+re-reads the configuration, applies \fB\-\-log\-level\fR and reloads TLS certificate files;
+it never stops the server.
+.SH SEE ALSO
+\fBsystemctl\fR(1), \fBjournalctl\fR(1); docs/operations.md and docs/webhooks.md in the
+source.
+"#;
 
 /// Pending connections the kernel may hold before we accept them; load tests open
 /// thousands at once, and the default of 128 would overflow.
@@ -39,6 +59,25 @@ fn main() -> anyhow::Result<()> {
     match args.command {
         Some(Command::Bench(bench)) => return switchboard_loadtest::run(bench),
         Some(Command::Token(token)) => return token::run(token),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut Args::command(),
+                "switchboard",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+        Some(Command::Man) => {
+            // The package version alone: the page is committed, and must not change per commit.
+            let command = Args::command().version(env!("CARGO_PKG_VERSION"));
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            page.extend_from_slice(MAN_FILES.as_bytes());
+            std::io::Write::write_all(&mut std::io::stdout(), &page)?;
+            return Ok(());
+        }
+        Some(Command::Healthcheck { url }) => return health::check(&url),
         Some(Command::ExampleConfig) => {
             print!("{}", file::example(&Args::command()));
             return Ok(());
