@@ -31,7 +31,11 @@ for path in ./usr/bin/switchboard ./etc/switchboard/switchboard.toml ./etc/defau
   switchboard.service; do
   grep -q -- "$path" <<<"$contents" || { echo "the package lacks $path" >&2; exit 1; }
 done
-dpkg-deb --info "$deb" | grep -q conffiles || { echo "no conffiles" >&2; exit 1; }
+info=$(dpkg-deb --info "$deb")
+# conffiles keep edits over upgrades; the scripts enable the unit and stop it at removal.
+for control in conffiles postinst prerm postrm; do
+  grep -q " $control " <<<"$info" || { echo "the package lacks its $control" >&2; exit 1; }
+done
 
 server=""
 cleanup() {
