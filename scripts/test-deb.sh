@@ -21,6 +21,7 @@ fi
 
 echo "==> the container image's build stage (packaging/build-release.sh), also what cargo deb packs"
 packaging/build-release.sh target/image-out
+rm -rf target/image-out  # a copy of the release binary: only its --version was wanted
 echo "==> cargo deb"
 cargo deb -p switchboard --locked --no-build
 deb=$(ls -t target/debian/switchboard_*.deb | head -n 1)

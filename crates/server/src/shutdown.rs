@@ -63,10 +63,14 @@ pub async fn serve(
         Cluster::start(cluster, hub.clone())
     });
     let node = cluster.as_ref().map(Cluster::node);
+    // Webhook delivery outlives the sockets (the last rooms' ends are sent after they close):
+    // its own token, cancelled when serve returns, however it returns.
+    let webhooks_stop = CancellationToken::new();
+    let _webhooks_stop = webhooks_stop.clone().drop_guard();
     let webhooks = config
         .webhooks
         .as_ref()
-        .map(|webhooks| Webhooks::start(webhooks, node, shutdown.child_token()));
+        .map(|webhooks| Webhooks::start(webhooks, node, webhooks_stop.clone()));
     let sfu = media::start(
         &config,
         listener.local_addr()?,
@@ -127,8 +131,7 @@ pub async fn serve(
         if let Some(node) = node {
             webhooks.node_leaving(node);
         }
-        // The delivery tasks outlive the shutdown token for this long, so the rooms that
-        // just ended are heard.
+        // Up to the grace period again, so the rooms that just ended are heard.
         webhooks.flush(grace).await;
     }
     info!("stopped");

@@ -175,7 +175,8 @@ struct ProducerRecord {
 }
 
 impl Webhooks {
-    /// Starts one delivery task per receiver; they stop at `shutdown` (after [`Webhooks::flush`]).
+    /// Starts one delivery task per receiver; they stop at `shutdown`, which the server
+    /// cancels after [`Webhooks::flush`].
     pub(crate) fn start(
         config: &WebhookConfig,
         node: Option<NodeId>,

@@ -6,159 +6,20 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
+use common::receiver::{Delivery, Receiver, DELIVERY};
 use common::{conference, metric, start_with, TestServer};
 use serde_json::Value;
 use switchboard_server::{Config, WebhookConfig};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout};
 
 const SECRET: &str = "s3cret";
-/// Generous: a retried event waits for backoff (at most 10 s between attempts).
-const DELIVERY: Duration = Duration::from_secs(60);
 
-/// One request the receiver got.
-struct Delivery {
-    headers: HashMap<String, String>,
-    body: String,
-    /// What the receiver answered.
-    status: u16,
-}
-
-impl Delivery {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap()
-    }
-}
-
-/// The test's webhook receiver: answers 500 to its first `failures` requests, then 200.
-struct Receiver {
-    port: u16,
-    deliveries: mpsc::Receiver<Delivery>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start(failures: usize) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Receiver::on(listener, failures)
-    }
-
-    fn on(listener: TcpListener, failures: usize) -> Receiver {
-        let port = listener.local_addr().unwrap().port();
-        let (sender, deliveries) = mpsc::channel(1024);
-        let failures = Arc::new(AtomicUsize::new(failures));
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (sender, failures) = (sender.clone(), failures.clone());
-                tokio::spawn(async move {
-                    let (read, mut write) = stream.into_split();
-                    let mut read = BufReader::new(read);
-                    // Keep-alive: one request after another on the connection.
-                    while let Some((headers, body)) = read_request(&mut read).await {
-                        let failing = failures
-                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                            .is_ok();
-                        let status = if failing { 500 } else { 200 };
-                        let answer = format!(
-                            "HTTP/1.1 {status} {}\r\ncontent-length: 2\r\n\r\nok",
-                            if failing {
-                                "Internal Server Error"
-                            } else {
-                                "OK"
-                            }
-                        );
-                        if write.write_all(answer.as_bytes()).await.is_err() {
-                            return;
-                        }
-                        let _ = sender
-                            .send(Delivery {
-                                headers,
-                                body,
-                                status,
-                            })
-                            .await;
-                    }
-                });
-            }
-        });
-        Receiver {
-            port,
-            deliveries,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hooks", self.port)
-    }
-
-    /// The next request the receiver answered with 200.
-    async fn delivered(&mut self) -> Delivery {
-        loop {
-            let delivery = timeout(DELIVERY, self.deliveries.recv())
-                .await
-                .expect("a webhook in time")
-                .expect("the receiver runs");
-            if delivery.status == 200 {
-                return delivery;
-            }
-        }
-    }
-
-    /// The events delivered until (and with) the first `last`.
-    async fn until(&mut self, last: &str) -> Vec<Value> {
-        let mut events = Vec::new();
-        loop {
-            let event = self.delivered().await.json();
-            let done = event["event"] == last;
-            events.push(event);
-            if done {
-                return events;
-            }
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn read_request(
-    read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-) -> Option<(HashMap<String, String>, String)> {
-    let mut request_line = String::new();
-    if read.read_line(&mut request_line).await.ok()? == 0 {
-        return None;
-    }
-    assert!(request_line.starts_with("POST /hooks "), "{request_line}");
-    let mut headers = HashMap::new();
-    loop {
-        let mut line = String::new();
-        read.read_line(&mut line).await.ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line.split_once(':')?;
-        headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
-    }
-    let length: usize = headers.get("content-length")?.parse().ok()?;
-    let mut body = vec![0; length];
-    read.read_exact(&mut body).await.ok()?;
-    Some((headers, String::from_utf8(body).ok()?))
+fn config_for(receiver_url: String) -> Config {
+    config(receiver_url, 1000)
 }
 
 fn config(receiver_url: String, capacity: usize) -> Config {
@@ -375,4 +236,64 @@ async fn a_receiver_that_never_comes_back_costs_a_bounded_queue() {
         events.push(receiver.delivered().await.json());
     }
     assert!(events.len() <= capacity + 1, "{events:?}");
+}
+
+/// With `--redis`: each node reports itself up, and a node that drains is reported down by
+/// itself and by the node that stays.
+#[tokio::test]
+async fn nodes_up_and_down_in_a_cluster() {
+    use common::cluster::{node_config, node_with, Redis};
+    let mut receiver = Receiver::start(0).await;
+    let redis = Redis::new();
+    let with_webhooks = |node| {
+        let mut config = node_config(&redis, node, Duration::from_secs(10));
+        config.webhooks = config_for(receiver.url()).webhooks;
+        config
+    };
+    let first = node_with(with_webhooks(0xa)).await;
+    let second = node_with(with_webhooks(0xb)).await;
+    let mut up = Vec::new();
+    while up.len() < 2 {
+        let event = receiver.delivered().await.json();
+        assert_eq!(event["event"], "node_up", "{event}");
+        up.push(event["node"].as_str().unwrap().to_owned());
+    }
+    up.sort();
+    assert_eq!(up, ["000000000000000a", "000000000000000b"]);
+
+    second.stop();
+    let _ = second.stopped().await;
+    // Who reports it is in the id: the reporting node's, then its counter.
+    let mut reporters = Vec::new();
+    while reporters.len() < 2 {
+        let event = receiver.delivered().await.json();
+        assert_eq!(event["event"], "node_down", "{event}");
+        assert_eq!(event["node"], "000000000000000b");
+        let id = event["id"].as_str().unwrap();
+        reporters.push(id.split_once('-').unwrap().0.to_owned());
+    }
+    reporters.sort();
+    assert_eq!(reporters, ["000000000000000a", "000000000000000b"]);
+    drop(first);
+}
+
+/// Shutdown closes every socket, and the rooms' ends still reach the receiver.
+#[tokio::test]
+async fn shutdown_delivers_the_last_rooms_ends() {
+    let mut receiver = Receiver::start(0).await;
+    let server = start_with(config_for(receiver.url())).await;
+    let _alice = conference(&server, "late-night", "alice").await;
+    server.stop();
+    let _ = server.stopped().await;
+    let events = receiver.until("room_finished").await;
+    assert_eq!(
+        life(&events, "late-night"),
+        [
+            ("room_started", ""),
+            ("peer_joined", "alice"),
+            ("peer_left", "alice"),
+            ("room_finished", ""),
+        ]
+        .map(|(event, name)| (event.to_owned(), name.to_owned()))
+    );
 }
