@@ -186,10 +186,11 @@ pub(crate) fn redact(name: &str, value: &str) -> String {
         },
         "redis" => match value.split_once("://") {
             Some((scheme, rest)) => match rest.rsplit_once('@') {
-                Some((userinfo, host)) => {
-                    let user = userinfo.split_once(':').map_or("", |(user, _)| user);
-                    format!("{scheme}://{user}:{HIDDEN}@{host}")
-                }
+                // user:password@ or :password@; a user alone has no secret.
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:{HIDDEN}@{host}"),
+                    None => value.to_owned(),
+                },
                 None => value.to_owned(),
             },
             None => value.to_owned(),
@@ -316,5 +317,34 @@ impl<'p> Position<'p> {
 impl std::fmt::Display for Position<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}:{}", self.path.display(), self.line, self.column)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redaction() {
+        let hidden = |name, value| redact(name, value);
+        assert_eq!(hidden("turn-secret", "s"), "<redacted>");
+        assert_eq!(hidden("webhook-secret", "s"), "<redacted>");
+        assert_eq!(hidden("auth-secret", "k1=s"), "k1=<redacted>");
+        assert_eq!(hidden("auth-secret", "nokid"), "<redacted>");
+        assert_eq!(
+            hidden("redis", "redis://u:p@h:6379/0"),
+            "redis://u:<redacted>@h:6379/0"
+        );
+        assert_eq!(
+            hidden("redis", "redis://:p@h:6379"),
+            "redis://:<redacted>@h:6379"
+        );
+        assert_eq!(hidden("redis", "redis://u@h:6379"), "redis://u@h:6379");
+        assert_eq!(hidden("redis", "redis://h:6379"), "redis://h:6379");
+        assert_eq!(
+            hidden("redis", "redis+unix:///run/r.sock"),
+            "redis+unix:///run/r.sock"
+        );
+        assert_eq!(hidden("listen", ":8080"), ":8080");
     }
 }
