@@ -12,13 +12,15 @@ fn main() {
         .or_else(|| git(&["rev-parse", "--short", "HEAD"]))
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=SWITCHBOARD_GIT_REV={revision}");
-    // Rebuild when HEAD moves: HEAD itself (a checkout) and the branch it names (a commit).
-    for file in ["HEAD".to_owned()]
-        .into_iter()
-        .chain(git(&["symbolic-ref", "-q", "HEAD"]))
-    {
-        if let Some(path) = git(&["rev-parse", "--git-path", &file]) {
-            println!("cargo:rerun-if-changed={path}");
+    // Rebuild when HEAD moves: HEAD itself (a checkout) and the branch it names (a commit),
+    // which lives in its own file or, once git packs it, in packed-refs. Only files that exist
+    // are watched: cargo reruns a build script on every build for a missing one.
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    for file in ["HEAD", "packed-refs"].into_iter().chain(branch.as_deref()) {
+        if let Some(path) = git(&["rev-parse", "--git-path", file]) {
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
         }
     }
 }
