@@ -377,6 +377,8 @@ pub(crate) struct Loaded {
     pub(crate) matches: clap::ArgMatches,
     /// The ids of the settings that came from the file.
     pub(crate) from_file: Vec<String>,
+    /// Where in the file each of those settings is, for errors.
+    pub(crate) places: Vec<(String, String)>,
 }
 
 impl Args {
@@ -394,6 +396,7 @@ impl Args {
                 args,
                 matches: given,
                 from_file: Vec::new(),
+                places: Vec::new(),
             });
         };
         let file = crate::file::arguments(&path, &command, &given)?;
@@ -401,17 +404,22 @@ impl Args {
         let rest = merged.split_off(1.min(merged.len()));
         merged.extend(file.flags);
         merged.extend(rest);
+        // What is left to fail here is settings in conflict (`--turn-secret` with
+        // `--turn-secret-file`): clap's first line, and the file's lines behind them.
         let matches = command.try_get_matches_from(merged).map_err(|error| {
-            anyhow::anyhow!(
-                "{}: {}",
-                path.display(),
-                error.to_string().trim().trim_start_matches("error: ")
+            let text = error.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let message = first.trim_start_matches("error: ");
+            crate::file::locate(
+                anyhow::anyhow!("{}: {message}", path.display()),
+                &file.places,
             )
         })?;
         Ok(Loaded {
             args: Args::from_arg_matches(&matches)?,
             matches,
             from_file: file.ids,
+            places: file.places,
         })
     }
 }

@@ -58,6 +58,9 @@ pub(crate) fn arguments(
             continue;
         }
         settings.ids.push(arg.get_id().to_string());
+        settings
+            .places
+            .push((name.to_owned(), position.to_string()));
         match arg.get_action() {
             ArgAction::SetTrue => {
                 if values.first().is_some_and(|value| value == "true") {
@@ -81,6 +84,31 @@ pub(crate) struct FileSettings {
     pub(crate) flags: Vec<OsString>,
     /// The ids of those settings, for `check-config` to say where each value came from.
     pub(crate) ids: Vec<String>,
+    /// Where each of them is (`name`, `PATH:LINE:COLUMN`), for errors found later.
+    pub(crate) places: Vec<(String, String)>,
+}
+
+/// Names the file's lines behind the flags an error mentions: a check across settings
+/// (`--turn-secret needs at least one --turn-url`) speaks of flags, the operator wrote keys.
+pub(crate) fn locate(error: anyhow::Error, places: &[(String, String)]) -> anyhow::Error {
+    let message = format!("{error:#}");
+    let mentioned = |name: &str| {
+        let flag = format!("--{name}");
+        message.match_indices(&flag).any(|(at, _)| {
+            let next = message[at + flag.len()..].chars().next();
+            !next.is_some_and(|c| c == '-' || c.is_ascii_alphanumeric())
+        })
+    };
+    let found: Vec<String> = places
+        .iter()
+        .filter(|(name, _)| mentioned(name))
+        .map(|(name, place)| format!("{place}: `{name}`"))
+        .collect();
+    if found.is_empty() {
+        error
+    } else {
+        error.context(found.join(", "))
+    }
 }
 
 /// The example config file: every setting, commented out with its default, under its help.

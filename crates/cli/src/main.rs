@@ -88,6 +88,7 @@ fn main() -> anyhow::Result<()> {
                 None => "flags and environment (no --config)".to_owned(),
             };
             args.config()
+                .map_err(|error| file::locate(error, &loaded.places))
                 .with_context(|| format!("the configuration ({source})"))?;
             print!(
                 "{}",
@@ -99,13 +100,15 @@ fn main() -> anyhow::Result<()> {
         None => {}
     }
     let log_level = start_logging(&args);
-    let config = args.config().with_context(|| match &args.config_file {
-        Some(path) => format!(
-            "the configuration (flags, environment and {})",
-            path.display()
-        ),
-        None => "the configuration".to_owned(),
-    })?;
+    let config = (args.config())
+        .map_err(|error| file::locate(error, &loaded.places))
+        .with_context(|| match &args.config_file {
+            Some(path) => format!(
+                "the configuration (flags, environment and {})",
+                path.display()
+            ),
+            None => "the configuration".to_owned(),
+        })?;
     let is_tls = config.tls.is_some();
     let settings = file::effective(&Args::command(), &loaded.matches, &loaded.from_file);
     tokio::runtime::Builder::new_multi_thread()

@@ -201,16 +201,31 @@ fn every_error_names_the_file_line_and_key() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("reading the config file /nonexistent/switchboard.toml"));
 
-    // Settings that are each fine but wrong together: the file is named, and the flags.
-    let file = TempFile::new("together", "turn-secret = \"s\"\n");
+    // Settings that are each fine but wrong together: the file's lines behind the flags.
+    let file = TempFile::new("together", "\nturn-secret = \"s\"\n");
     let output = run(&["check-config", "--config", file.path()], &[]);
     assert!(!output.status.success());
     let message = stderr(&output);
-    assert!(message.contains(file.path()), "{message}");
+    assert!(
+        message.contains(&format!("{}:2:1: `turn-secret`", file.path())),
+        "{message}"
+    );
     assert!(
         message.contains("--turn-secret needs at least one --turn-url"),
         "{message}"
     );
+    let file = TempFile::new(
+        "conflict",
+        "# TURN\nturn-secret-file = \"/nonexistent/secret\"\nturn-secret = \"s\"\n",
+    );
+    let output = run(&["check-config", "--config", file.path()], &[]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("cannot be used with"), "{message}");
+    for (line, key) in [(2, "turn-secret-file"), (3, "turn-secret")] {
+        let place = format!("{}:{line}:1: `{key}`", file.path());
+        assert!(message.contains(&place), "{message} lacks {place}");
+    }
 
     // A server with a broken file does not start.
     let file = TempFile::new("serve", "bogus = true\n");
