@@ -1,5 +1,7 @@
-//! The `switchboard` binary: arguments to a `Config`, logging, signals, serve; or `bench`,
-//! handed whole to `switchboard-loadtest`; or `token`, which mints an access token.
+//! The `switchboard` binary: arguments (and the `--config` file) to a `Config`, logging,
+//! signals (SIGTERM drains, SIGHUP reloads), systemd readiness, serve; or `bench`, handed whole
+//! to `switchboard-loadtest`; `token`, which mints an access token; `check-config`,
+//! `example-config`, `completions`, `man` and `healthcheck` for operators and packages.
 
 mod args;
 mod file;
