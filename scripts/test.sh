@@ -52,3 +52,5 @@ echo "==> fuzz: every decoder for 10 s (nightly + ASan when present; crashes fai
 scripts/fuzz.sh 10
 echo "==> end-to-end: real Chromium and aiortc through the release binary"
 ./tests/e2e/run.sh
+echo "==> the Debian package: cargo deb (reusing the release build), dpkg -i, run, dpkg -r"
+scripts/test-deb.sh

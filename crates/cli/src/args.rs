@@ -1,24 +1,43 @@
 //! The command line: every setting is a flag with an environment variable, and the flag wins.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use switchboard_server::{
     AcmeConfig, AuthKey, AuthMode, CertificateFiles, Certificates, ClusterConfig, Config,
     DialectKind, IceServer, MediaLimits, NodeId, RedisUrl, TlsConfig, TurnConfig, TurnSecret,
-    LETS_ENCRYPT_DIRECTORY,
+    WebhookConfig, LETS_ENCRYPT_DIRECTORY,
 };
+
+/// `0.1.0 (abc1234)`: the package version and the git revision built (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SWITCHBOARD_GIT_REV"),
+    ")"
+);
 
 /// One WebRTC signaling server for five protocols, on one port.
 #[derive(Debug, Parser)]
-#[command(name = "switchboard", version, about, long_about = None)]
+#[command(name = "switchboard", version = VERSION, about, long_about = None)]
 pub(crate) struct Args {
     /// Without a subcommand, switchboard serves.
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
+
+    /// Read settings from this TOML file, whose keys are these flags' long names
+    /// (packaging/switchboard.toml); a flag or an environment variable wins over the file
+    #[arg(
+        id = "config",
+        long = "config",
+        env = "SWITCHBOARD_CONFIG",
+        global = true
+    )]
+    pub(crate) config_file: Option<PathBuf>,
 
     /// Address to listen on: HOST:PORT, :PORT or PORT [default: 0.0.0.0:8080, or PORT from env]
     #[arg(long, env = "SIGNALING_ADDR")]
@@ -282,6 +301,39 @@ pub(crate) struct Args {
     #[arg(long, env = "SWITCHBOARD_ACME_DIRECTORY_CA")]
     acme_directory_ca: Option<PathBuf>,
 
+    /// POST room, peer, producer and node events as signed JSON to this http:// URL
+    /// (repeatable; docs/webhooks.md)
+    #[arg(long = "webhook", env = "SWITCHBOARD_WEBHOOKS", value_delimiter = ',', value_parser = WebhookConfig::parse_url)]
+    webhooks: Vec<String>,
+
+    /// Signs each webhook request (X-Switchboard-Signature, HMAC-SHA256); prefer
+    /// --webhook-secret-file, which keeps it out of the process list
+    #[arg(
+        long,
+        env = "SWITCHBOARD_WEBHOOK_SECRET",
+        hide_env_values = true,
+        conflicts_with = "webhook_secret_file"
+    )]
+    webhook_secret: Option<String>,
+
+    /// File holding the webhook secret (surrounding whitespace is trimmed)
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_SECRET_FILE")]
+    webhook_secret_file: Option<PathBuf>,
+
+    /// Webhook events kept per receiver while it is slow or down; past it the oldest are
+    /// dropped (counted in switchboard_webhook_dropped_total)
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_CAPACITY", default_value_t = WebhookConfig::DEFAULT_CAPACITY)]
+    webhook_capacity: usize,
+
+    /// How long one webhook delivery attempt may take before it is retried
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_TIMEOUT", value_parser = duration, default_value = "10s")]
+    webhook_timeout: Duration,
+
+    /// What to log, as a tracing filter (`info`, `debug`, `switchboard_server=debug,info`);
+    /// RUST_LOG wins when set. Re-read from the config file on SIGHUP (systemctl reload)
+    #[arg(long, env = "SWITCHBOARD_LOG_LEVEL", default_value = "info", value_parser = log_filter)]
+    pub(crate) log_level: String,
+
     /// Log format
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     pub(crate) log_format: LogFormat,
@@ -293,6 +345,83 @@ pub(crate) enum Command {
     /// Load a signaling server on this machine and report throughput, latency and memory
     Bench(switchboard_loadtest::BenchArgs),
     Token(crate::token::TokenArgs),
+    /// Check the configuration (flags, environment, --config file) and print the effective
+    /// settings, secrets redacted; exits non-zero on any error
+    CheckConfig,
+    /// Print an example config file: every setting, commented out with its default
+    ExampleConfig,
+    /// Print a shell completion script: `switchboard completions bash > /etc/bash_completion.d/switchboard`
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), as packaging/switchboard.1 holds it
+    #[command(hide = true)]
+    Man,
+    /// Exit 0 if URL answers HTTP 200 within 5 s, else 1: a container health check that needs
+    /// no curl (plain http:// only)
+    Healthcheck {
+        /// What to ask
+        #[arg(default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+    },
+}
+
+/// The command line with the config file's settings merged in, flag > environment > file >
+/// default.
+pub(crate) struct Loaded {
+    /// The settings.
+    pub(crate) args: Args,
+    /// What clap parsed, for `check-config` to print.
+    pub(crate) matches: clap::ArgMatches,
+    /// The ids of the settings that came from the file.
+    pub(crate) from_file: Vec<String>,
+    /// Where in the file each of those settings is, for errors.
+    pub(crate) places: Vec<(String, String)>,
+}
+
+impl Args {
+    /// Parses `argv` (a `clap::Error` for `--help` and bad flags); with `--config`, parses
+    /// again with the file's settings put before the command line's. The file's values become
+    /// flags, so they meet the same parsers; they are added only for settings that no flag or
+    /// environment variable gave, which is the precedence.
+    pub(crate) fn load(argv: Vec<OsString>) -> anyhow::Result<Loaded> {
+        let command = Args::command();
+        let given = command.clone().try_get_matches_from(&argv)?;
+        let args = Args::from_arg_matches(&given)?;
+        let uses_file = matches!(args.command, None | Some(Command::CheckConfig));
+        let Some(path) = args.config_file.clone().filter(|_| uses_file) else {
+            return Ok(Loaded {
+                args,
+                matches: given,
+                from_file: Vec::new(),
+                places: Vec::new(),
+            });
+        };
+        let file = crate::file::arguments(&path, &command, &given)?;
+        let mut merged = argv;
+        let rest = merged.split_off(1.min(merged.len()));
+        merged.extend(file.flags);
+        merged.extend(rest);
+        // What is left to fail here is settings in conflict (`--turn-secret` with
+        // `--turn-secret-file`): clap's first line, and the file's lines behind them.
+        let matches = command.try_get_matches_from(merged).map_err(|error| {
+            let text = error.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let message = first.trim_start_matches("error: ");
+            crate::file::locate(
+                anyhow::anyhow!("{}: {message}", path.display()),
+                &file.places,
+            )
+        })?;
+        Ok(Loaded {
+            args: Args::from_arg_matches(&matches)?,
+            matches,
+            from_file: file.ids,
+            places: file.places,
+        })
+    }
 }
 
 /// The dialects `/` can speak.
@@ -351,7 +480,9 @@ impl Args {
         }
         let turn = self.turn()?;
         let tls = self.tls()?;
+        let webhooks = self.webhooks()?;
         Ok(Config {
+            webhooks,
             turn,
             cluster,
             max_room_members: self.max_room_members,
@@ -429,6 +560,34 @@ impl Args {
             }
         }
         Ok(keys)
+    }
+
+    fn webhooks(&self) -> anyhow::Result<Option<WebhookConfig>> {
+        let secret = match (&self.webhook_secret, &self.webhook_secret_file) {
+            (Some(secret), _) => Some(secret.clone().into_bytes()),
+            (None, Some(path)) => {
+                Some(crate::token::read_secret(path).context("--webhook-secret-file")?)
+            }
+            (None, None) => None,
+        };
+        if self.webhooks.is_empty() {
+            if secret.is_some() {
+                bail!("--webhook-secret needs at least one --webhook");
+            }
+            return Ok(None);
+        }
+        if secret.as_ref().is_some_and(Vec::is_empty) {
+            bail!("--webhook-secret must not be empty");
+        }
+        if self.webhook_capacity == 0 || self.webhook_timeout.is_zero() {
+            bail!("--webhook-capacity and --webhook-timeout must be more than 0");
+        }
+        Ok(Some(WebhookConfig {
+            urls: self.webhooks.clone(),
+            secret,
+            capacity: self.webhook_capacity,
+            timeout: self.webhook_timeout,
+        }))
     }
 
     fn turn(&self) -> anyhow::Result<Option<TurnConfig>> {
@@ -570,6 +729,12 @@ fn parse_listen(text: &str) -> anyhow::Result<SocketAddr> {
         .ok()
         .and_then(|mut addrs| addrs.next())
         .with_context(|| format!("bad listen address {text:?} (want HOST:PORT, :PORT or PORT)"))
+}
+
+fn log_filter(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map(|_| text.to_owned())
+        .map_err(|error| error.to_string())
 }
 
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {
@@ -800,6 +965,58 @@ mod tests {
         assert!(refused(&["--acme-domain", "a.example"]).contains("--acme-cache"));
         assert!(refused(&["--tls-cert", "c"]).contains("--tls-key"));
         assert!(refused(&["--acme-cache", "d"]).contains("--acme-domain"));
+    }
+
+    #[test]
+    fn webhook_flags() {
+        assert!(config(&[]).webhooks.is_none());
+        let webhooks = config(&[
+            "--webhook",
+            "http://127.0.0.1:9000/a",
+            "--webhook",
+            "http://hooks.internal/b",
+            "--webhook-secret",
+            "s3cret",
+        ])
+        .webhooks
+        .unwrap();
+        assert_eq!(webhooks.urls.len(), 2);
+        assert_eq!(webhooks.secret.as_deref(), Some(&b"s3cret"[..]));
+        assert_eq!(webhooks.capacity, WebhookConfig::DEFAULT_CAPACITY);
+        assert_eq!(webhooks.timeout, WebhookConfig::DEFAULT_TIMEOUT);
+
+        let file = std::env::temp_dir().join(format!("switchboard-hook-{}", std::process::id()));
+        std::fs::write(&file, "from-file\n").unwrap();
+        let from_file = config(&[
+            "--webhook",
+            "http://127.0.0.1:9000/a",
+            "--webhook-secret-file",
+            file.to_str().unwrap(),
+        ]);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            from_file.webhooks.unwrap().secret.as_deref(),
+            Some(&b"from-file"[..])
+        );
+
+        let refused = |args: &[&str]| {
+            Args::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())
+                .and_then(|args| args.config().map_err(|e| e.to_string()))
+                .is_err()
+        };
+        assert!(
+            refused(&["--webhook-secret", "s"]),
+            "a secret without a URL"
+        );
+        assert!(refused(&["--webhook", "https://hooks.example/"]));
+        assert!(refused(&["--webhook", "hooks.example"]));
+        assert!(refused(&[
+            "--webhook",
+            "http://h/",
+            "--webhook-capacity",
+            "0"
+        ]));
     }
 
     #[test]

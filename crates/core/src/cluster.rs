@@ -212,4 +212,47 @@ pub trait MembershipListener: Send + Sync + 'static {
     fn remote_left(&self, _room: &RoomId, _name: &PeerName, _node: NodeId) {}
     /// `room`'s media moved from `old` to another node: what `old` held is gone.
     fn media_moved(&self, _room: &RoomId, _old: Option<NodeId>) {}
+    /// A local peer is now `name` in `room` (right after [`MembershipListener::joined`]):
+    /// for observers that report members by name (webhooks).
+    fn member_joined(&self, _room: &RoomId, _name: &PeerName, _dialect: DialectKind) {}
+    /// A local peer that was `name` in `room` left it (or dropped).
+    fn member_left(&self, _room: &RoomId, _name: &PeerName, _dialect: DialectKind) {}
+    /// Another node was declared dead or drained.
+    fn node_down(&self, _node: NodeId) {}
+}
+
+/// Several listeners, told in the order they were added (the SFU, then webhooks).
+pub(crate) struct Listeners(pub(crate) Vec<Arc<dyn MembershipListener>>);
+
+impl MembershipListener for Listeners {
+    fn joined(&self, key: PeerKey, dialect: DialectKind, room: &RoomId, epoch: u32) {
+        self.0
+            .iter()
+            .for_each(|l| l.joined(key, dialect, room, epoch));
+    }
+    fn left(&self, key: PeerKey, dialect: DialectKind, epoch: u32) {
+        self.0.iter().for_each(|l| l.left(key, dialect, epoch));
+    }
+    fn remote_joined(&self, room: &RoomId, seat: &Seat) {
+        self.0.iter().for_each(|l| l.remote_joined(room, seat));
+    }
+    fn remote_left(&self, room: &RoomId, name: &PeerName, node: NodeId) {
+        self.0.iter().for_each(|l| l.remote_left(room, name, node));
+    }
+    fn media_moved(&self, room: &RoomId, old: Option<NodeId>) {
+        self.0.iter().for_each(|l| l.media_moved(room, old));
+    }
+    fn member_joined(&self, room: &RoomId, name: &PeerName, dialect: DialectKind) {
+        self.0
+            .iter()
+            .for_each(|l| l.member_joined(room, name, dialect));
+    }
+    fn member_left(&self, room: &RoomId, name: &PeerName, dialect: DialectKind) {
+        self.0
+            .iter()
+            .for_each(|l| l.member_left(room, name, dialect));
+    }
+    fn node_down(&self, node: NodeId) {
+        self.0.iter().for_each(|l| l.node_down(node));
+    }
 }

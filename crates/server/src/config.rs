@@ -107,6 +107,8 @@ pub struct Config {
     /// HTTPS and WSS on the listen port (`--tls-cert`/`--tls-key` or `--acme-domain`);
     /// `None`: plain HTTP and WS.
     pub tls: Option<TlsConfig>,
+    /// Webhook receivers (`--webhook`) and how events reach them; `None`: no webhooks.
+    pub webhooks: Option<crate::WebhookConfig>,
 }
 
 /// TLS on the one port: where certificates come from, and the bounds on handshakes.
@@ -281,6 +283,7 @@ impl Default for Config {
             auth: AuthMode::Off,
             auth_keys: Vec::new(),
             tls: None,
+            webhooks: None,
         }
     }
 }

@@ -18,6 +18,7 @@ mod shutdown;
 mod tls;
 mod turn;
 mod upgrade;
+mod webhook;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use switchboard_cluster::{rand_u64 as random_node_id, ClusterConfig, RedisUr
 pub use switchboard_core::{DialectKind, NodeId};
 pub use tls::TlsError;
 pub use turn::{TurnConfig, TurnCredential, TurnSecret};
+pub use webhook::{WebhookConfig, SIGNATURE_HEADER};
 
 use crate::http::StatsSnapshots;
 use crate::limits::{AddressRate, ConnectionLimits};
@@ -76,12 +78,15 @@ pub(crate) struct Inner {
 }
 
 impl AppState {
+    // One argument per part the server is built of, each started by `serve` in order.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         config: Config,
         verifier: Verifier,
         hub: SharedHub,
         sfu: Option<Sfu>,
         cluster: Option<Cluster>,
+        webhooks: Option<&webhook::Webhooks>,
         shutdown: CancellationToken,
         sockets: TaskTracker,
     ) -> Self {
@@ -93,6 +98,9 @@ impl AppState {
         }
         if let Some(cluster) = &cluster {
             metrics.register_cluster(cluster.metrics());
+        }
+        if let Some(webhooks) = &webhooks {
+            metrics.register_webhooks(webhooks.metrics());
         }
         hub.with(|hub| hub.set_max_room_members(config.max_room_members));
         let turn = config

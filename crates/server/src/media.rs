@@ -16,6 +16,7 @@ use switchboard_core::{
 use switchboard_sfu::{MediaConfig, Sfu, Signaling, StartError};
 use tracing::{info, warn};
 
+use crate::webhook::Webhooks;
 use crate::Config;
 
 /// Keys this node's SFU knows guests by start here, far above any local connection's.
@@ -94,6 +95,8 @@ struct HubSignaling {
     hub: SharedHub,
     guests: SharedGuests,
     cluster: Option<Cluster>,
+    /// Told of producers published and closed (`--webhook`).
+    webhooks: Option<Webhooks>,
 }
 
 impl HubSignaling {
@@ -123,6 +126,12 @@ impl Signaling for HubSignaling {
                 None => (cluster.node(), except),
             };
             cluster.media_to_room(room, except, &event);
+        }
+    }
+
+    fn producer(&self, room: &RoomId, name: &PeerName, id: &str, kind: &str, is_open: bool) {
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.producer(room, name, id, kind, is_open);
         }
     }
 
@@ -220,6 +229,7 @@ pub(crate) fn start(
     listening: SocketAddr,
     hub: &SharedHub,
     cluster: Option<&Cluster>,
+    webhooks: Option<Webhooks>,
 ) -> Result<Option<Sfu>, StartError> {
     if !config.media {
         info!("media (SFU) is off");
@@ -251,6 +261,7 @@ pub(crate) fn start(
         hub: hub.clone(),
         guests: guests.clone(),
         cluster: cluster.cloned(),
+        webhooks,
     });
     let media = |listen| MediaConfig {
         listen,
@@ -267,7 +278,7 @@ pub(crate) fn start(
         sfu: sfu.clone(),
         guests: guests.clone(),
     });
-    hub.with(|hub| hub.set_listener(follower));
+    hub.with(|hub| hub.add_listener(follower));
     if let Some(cluster) = cluster {
         cluster.set_media(Arc::new(Port {
             sfu: sfu.clone(),

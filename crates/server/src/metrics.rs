@@ -101,6 +101,11 @@ impl Metrics {
         cluster.register(&mut self.registry);
     }
 
+    /// Adds the webhook delivery counters (`switchboard_webhook_*`).
+    pub(crate) fn register_webhooks(&mut self, webhooks: &crate::webhook::WebhookMetrics) {
+        webhooks.register(&mut self.registry);
+    }
+
     pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("switchboard");
         let metrics = Metrics {

@@ -17,6 +17,7 @@ use switchboard_cluster::Cluster;
 use switchboard_core::SharedHub;
 
 use crate::tls::{Tls, TlsError};
+use crate::webhook::Webhooks;
 use crate::{accept, media, router, AppState, Config};
 
 /// Why the server could not run.
@@ -61,13 +62,36 @@ pub async fn serve(
         cluster.max_room_members = config.max_room_members;
         Cluster::start(cluster, hub.clone())
     });
-    let sfu = media::start(&config, listener.local_addr()?, &hub, cluster.as_ref())?;
+    let node = cluster.as_ref().map(Cluster::node);
+    // Webhook delivery outlives the sockets (the last rooms' ends are sent after they close):
+    // its own token, cancelled when serve returns, however it returns.
+    let webhooks_stop = CancellationToken::new();
+    let _webhooks_stop = webhooks_stop.clone().drop_guard();
+    let webhooks = config
+        .webhooks
+        .as_ref()
+        .map(|webhooks| Webhooks::start(webhooks, node, webhooks_stop.clone()));
+    let sfu = media::start(
+        &config,
+        listener.local_addr()?,
+        &hub,
+        cluster.as_ref(),
+        webhooks.clone(),
+    )?;
+    if let Some(webhooks) = &webhooks {
+        // After the SFU's listener: media closes before the room's end is reported.
+        hub.with(|hub| hub.add_listener(Arc::new(webhooks.clone())));
+        if let Some(node) = node {
+            webhooks.node_up(node);
+        }
+    }
     let state = AppState::new(
         config,
         verifier,
         hub,
         sfu,
         cluster.clone(),
+        webhooks.as_ref(),
         shutdown.clone(),
         sockets.clone(),
     );
@@ -102,6 +126,13 @@ pub async fn serve(
             open = sockets.len(),
             "grace period over, dropping remaining sockets"
         );
+    }
+    if let Some(webhooks) = &webhooks {
+        if let Some(node) = node {
+            webhooks.node_leaving(node);
+        }
+        // Up to the grace period again, so the rooms that just ended are heard.
+        webhooks.flush(grace).await;
     }
     info!("stopped");
     Ok(())

@@ -8,6 +8,7 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use common::cluster::{node_config, node_with, Redis};
+use common::receiver::Receiver;
 use common::{conference, metric, start, start_with, Client, TestServer, PATIENCE};
 use serde_json::{json, Value};
 use switchboard_server::Config;
@@ -565,4 +566,38 @@ async fn in_a_cluster_a_rooms_media_lives_on_one_node() {
     .await;
     assert!(stream(&mut again, &mut [&mut media], 100));
     assert_eq!(media_metric(&b, "producers").await, 1.0);
+}
+
+/// Webhooks hear producers published and closed (by the media worker, docs/webhooks.md).
+#[tokio::test]
+async fn webhooks_hear_producers_published_and_closed() {
+    let mut receiver = Receiver::start(0).await;
+    let mut config = Config::for_tests();
+    config.webhooks = Some(switchboard_server::WebhookConfig {
+        urls: vec![receiver.url()],
+        secret: None,
+        capacity: 100,
+        timeout: Duration::from_secs(5),
+    });
+    let server = start_with(config).await;
+    let publisher = publisher(&server, "studio", 1).await;
+    let published = loop {
+        let event = receiver.delivered().await.json();
+        if event["event"] == "producer_published" {
+            break event;
+        }
+    };
+    assert_eq!(published["room"], "studio");
+    assert_eq!(published["producer"]["id"], publisher.producer.as_str());
+    assert_eq!(published["producer"]["kind"], "video");
+    assert_eq!(published["producer"]["peer"], "publisher");
+    // Leaving closes the producer.
+    publisher.ws.close().await;
+    let closed = loop {
+        let event = receiver.delivered().await.json();
+        if event["event"] == "producer_closed" {
+            break event;
+        }
+    };
+    assert_eq!(closed["producer"]["id"], publisher.producer.as_str());
 }

@@ -33,6 +33,9 @@ pub trait Signaling: Send + Sync + 'static {
     fn tell_room(&self, room: &RoomId, except: PeerKey, event: Event);
     /// Whether `peer` is (still) a member of `room`.
     fn is_member(&self, peer: PeerKey, room: &RoomId) -> bool;
+    /// `name` published (`is_open`) or closed producer `id` (`p12`), of `kind` (`audio` or
+    /// `video`), in `room`: for observers (webhooks). Must only queue.
+    fn producer(&self, _room: &RoomId, _name: &PeerName, _id: &str, _kind: &str, _is_open: bool) {}
 }
 
 /// Caps on what one user or one room may hold (`limit_reached` past them).

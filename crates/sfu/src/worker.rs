@@ -498,6 +498,12 @@ impl Worker {
         self.media(peer)?.producers.push(producer_id);
         self.metrics.producers.inc();
         self.signaling.tell_room(&room, peer, announcement);
+        if let Some(producer) = self.producers.get(&producer_id) {
+            let id = format!("p{producer_id}");
+            let kind = request.kind.as_str();
+            self.signaling
+                .producer(&room, &producer.name, &id, kind, true);
+        }
         Ok((
             "produced",
             json!({"id": format!("p{producer_id}"), "kind": request.kind}),
@@ -620,6 +626,13 @@ impl Worker {
             return;
         };
         self.metrics.producers.dec();
+        self.signaling.producer(
+            &producer.room,
+            &producer.name,
+            &format!("p{id}"),
+            producer.kind.as_str(),
+            false,
+        );
         if let Some(list) = self.rooms.get_mut(&producer.room) {
             list.retain(|p| *p != id);
             if list.is_empty() {

@@ -192,9 +192,13 @@ impl Hub {
         self.cluster.is_some()
     }
 
-    /// Has `listener` follow every local peer's room memberships.
-    pub fn set_listener(&mut self, listener: Arc<dyn MembershipListener>) {
-        self.listener = Some(listener);
+    /// Has `listener` follow every local peer's room memberships, after any listener
+    /// already added.
+    pub fn add_listener(&mut self, listener: Arc<dyn MembershipListener>) {
+        self.listener = Some(match self.listener.take() {
+            None => listener,
+            Some(first) => Arc::new(crate::cluster::Listeners(vec![first, listener])),
+        });
     }
 
     /// Registers a connection that has no place yet (room dialects before joining).
@@ -341,7 +345,12 @@ impl Hub {
             Inbound::Relay { room, to, signal } => self.apply_relay(&room, to.as_ref(), &signal),
             Inbound::Frame { channel, frame } => self.apply_frame(&channel, &frame),
             Inbound::ChannelNode { channel, node, on } => self.channel_node(&channel, node, on),
-            Inbound::NodeDown { node } => self.node_down(node),
+            Inbound::NodeDown { node } => {
+                self.node_down(node);
+                if let Some(listener) = &self.listener {
+                    listener.node_down(node);
+                }
+            }
             Inbound::Pair { to, signal } => self.apply_pair(&to, signal),
             Inbound::PairVerdict {
                 key,

@@ -183,6 +183,7 @@ impl Hub {
         self.member_count(key, -1);
         if let Some(listener) = &self.listener {
             listener.left(key, dialect, epoch);
+            listener.member_left(&room_id, &name, dialect);
         }
         let Some(room) = self.rooms.get_mut(&room_id) else {
             return;
@@ -617,6 +618,7 @@ impl Hub {
         self.member_count(key, 1);
         if let Some(listener) = &self.listener {
             listener.joined(key, dialect, room_id, epoch);
+            listener.member_joined(room_id, &name, dialect);
         }
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;

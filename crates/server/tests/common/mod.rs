@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 pub mod cluster;
+pub mod receiver;
 
 use std::net::SocketAddr;
 use std::time::Duration;
