@@ -67,6 +67,8 @@ const ACK_AFTER_MS = 1000;
  * than a burst of ICE candidates; older ones are forgotten (the server got them long ago).
  */
 const MAX_UNCONFIRMED = 512;
+/** Close codes after which the server has ended the session: no resume is tried. */
+const ENDING_CLOSE_CODES = new Set([1000, 1001, 1007, 1008, 1009, 4001]);
 
 /**
  * A conference-dialect client with a WebRTC mesh.
@@ -584,10 +586,11 @@ export class SwitchboardClient extends EventTarget {
     clearTimeout(this.#ackTimer);
     this.#ackTimer = null;
     this.#resuming = false;
-    // A drop without a goodbye (1006), or the server going away idle, parks a resumable
-    // session on the server: keep the room, the links and the pending requests for the resume.
-    const parked = this.#resume && this.#token !== null && !this.#closedByUser && code !== 4001
-      && code !== 1000 && code !== 1008 && code !== 1009 && code !== 1007;
+    // A drop without a goodbye (1006) parks a resumable session on the server: keep the room,
+    // the links and the pending requests for the resume. A close the server sent (1001 going
+    // away, 1008 too slow, ...) ended the session there, and 4001 moved it to another socket.
+    const parked = this.#resume && this.#token !== null && !this.#closedByUser
+      && !ENDING_CLOSE_CODES.has(code);
     if (parked && !this.#droppedAt) {
       this.#droppedAt = Date.now();
       clearTimeout(this.#windowTimer);
