@@ -170,6 +170,9 @@ pub enum Dialect {
     QueryRooms,
     /// `/conference`: `join-room`, then `webrtc-offer` to a `target`.
     Conference,
+    /// `/conference?resume=1`: conference with session resume, so every frame is numbered
+    /// and kept for a replay (the bench never acks: the buffer stays at its bound).
+    ConferenceResume,
 }
 
 impl Dialect {
@@ -178,6 +181,7 @@ impl Dialect {
         match self {
             Dialect::QueryRooms => "query-rooms",
             Dialect::Conference => "conference",
+            Dialect::ConferenceResume => "conference-resume",
         }
     }
 
@@ -191,6 +195,7 @@ impl Dialect {
         match self {
             Dialect::QueryRooms => format!("/ws?peer_id={name}&room={room}"),
             Dialect::Conference => "/conference".to_owned(),
+            Dialect::ConferenceResume => "/conference?resume=1".to_owned(),
         }
     }
 
@@ -226,7 +231,7 @@ impl Dialect {
                 stamp.write(out, size);
                 out.push('}');
             }
-            Dialect::Conference => {
+            Dialect::Conference | Dialect::ConferenceResume => {
                 out.push_str(r#"{"type":"webrtc-offer","data":{"target":""#);
                 out.push_str(to);
                 out.push_str(r#"","payload":"#);

@@ -78,17 +78,19 @@ pub(crate) struct Connection<D: Dialect> {
     ip: IpAddr,
     /// What to write first, before anything from the outbox.
     opening: Opening,
-    /// The resume state of an opted-in socket; `None` for every other (their frames are
-    /// untouched, and cost one branch).
-    resume: Option<Box<Resumable>>,
     _membership: Membership,
+    /// The resume state of an opted-in socket; `None` for every other (their frames are
+    /// untouched, and cost one branch). Declared after the membership, so dropped after it:
+    /// a socket still waiting at the door is let in as a fresh session only once the room
+    /// has heard this one leave (and its name is free for the rejoin).
+    resume: Option<Box<Resumable>>,
     /// The socket's place among the server's connections; none while parked.
     slot: Option<Slot>,
 }
 
 /// A resumable session's numbers, replay buffer and door.
 pub(crate) struct Resumable {
-    sessions: Arc<resume::Sessions>,
+    state: AppState,
     /// The hash of the session's current token.
     hash: TokenHash,
     /// Sockets that resume this session arrive here (capacity 1: one attempt at a time).
@@ -115,7 +117,7 @@ impl Resumable {
         state.sessions.open(token.hash, door_in);
         let config = &state.config;
         let resumable = Box::new(Resumable {
-            sessions: state.sessions.clone(),
+            state: state.clone(),
             hash: token.hash,
             door,
             sent: 0,
@@ -131,7 +133,7 @@ impl Resumable {
     /// Replaces the token (each `resumed` and `session` hands out a new one) and returns it.
     fn rotate(&mut self) -> String {
         let token = Token::new();
-        self.sessions.rotate(&self.hash, token.hash);
+        self.state.sessions.rotate(&self.hash, token.hash);
         self.hash = token.hash;
         token.text
     }
@@ -139,7 +141,13 @@ impl Resumable {
 
 impl Drop for Resumable {
     fn drop(&mut self) {
-        self.sessions.close(&self.hash);
+        self.state.sessions.close(&self.hash);
+        // A socket that knocked just as the session ended: it hears `resume_failed` rather
+        // than a dropped connection.
+        self.door.close();
+        while let Ok(handoff) = self.door.try_recv() {
+            upgrade::restart(self.state.clone(), handoff, "the session has ended");
+        }
     }
 }
 
