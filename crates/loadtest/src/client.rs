@@ -171,7 +171,7 @@ pub enum Dialect {
     /// `/conference`: `join-room`, then `webrtc-offer` to a `target`.
     Conference,
     /// `/conference?resume=1`: conference with session resume, so every frame is numbered
-    /// and kept for a replay (the bench never acks: the buffer stays at its bound).
+    /// and kept for a replay; relay acks every 32 frames, as the JS client does.
     ConferenceResume,
 }
 
@@ -247,6 +247,32 @@ impl Dialect {
         out.push_str(r#"{"type":"offer","payload":"#);
         stamp.write(out, size);
         out.push('}');
+    }
+}
+
+/// Acknowledges a resumable socket's frames as the JS client does: every 32 frames.
+pub(crate) struct Acks {
+    every: Option<u32>,
+    unacked: u32,
+}
+
+impl Acks {
+    pub(crate) fn new(dialect: Dialect) -> Acks {
+        let every = (dialect == Dialect::ConferenceResume).then_some(32);
+        Acks { every, unacked: 0 }
+    }
+
+    /// Counts a received frame; returns the ack to send when one is due.
+    pub(crate) fn count(&mut self, text: &str) -> Option<String> {
+        let every = self.every?;
+        self.unacked += 1;
+        if self.unacked < every {
+            return None;
+        }
+        self.unacked = 0;
+        let (_, tail) = text.rsplit_once(r#","seq":"#)?;
+        let (seq, _) = leading_u64(tail)?;
+        Some(format!(r#"{{"type":"ack","data":{{"seq":{seq}}}}}"#))
     }
 }
 

@@ -492,3 +492,29 @@ async fn wait_for_metric(server: &TestServer, series: &str, value: f64) {
     .await
     .unwrap_or_else(|_| panic!("{series} never reached {value}"));
 }
+
+/// With `--redis`, a session lives on its node: it resumes there, with what members on other
+/// nodes sent meanwhile; another node does not know it yet (docs/protocol.md, "Resume").
+#[tokio::test]
+async fn in_a_cluster_a_session_resumes_on_its_own_node() {
+    let redis = common::cluster::Redis::new();
+    let lease = Duration::from_secs(10);
+    let a = common::cluster::node_with(common::cluster::node_config(&redis, 0xa, lease)).await;
+    let b = common::cluster::node_with(common::cluster::node_config(&redis, 0xb, lease)).await;
+    let mut alice = Session::join(&a, "r", "alice").await;
+    let mut bob = conference(&b, "r", "bob").await;
+    assert_eq!(alice.frame().await["type"], "user-joined");
+    let (token, last) = alice.cut();
+    bob.send_json(chat("while away")).await;
+    until_chat(&mut bob, "while away").await;
+    let (mut alice, _) = Session::resume(&a, &token, last).await;
+    assert_eq!(alice.frame().await["data"]["text"], "while away");
+    let (token, last) = alice.cut();
+    resume_fails(&b, &token, last).await;
+    bob.send_json(chat("marker")).await;
+    let frames = until_chat(&mut bob, "marker").await;
+    assert!(
+        frames.iter().all(|f| f["type"] == "chat-message"),
+        "bob heard no leave: {frames:?}"
+    );
+}
