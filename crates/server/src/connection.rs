@@ -833,7 +833,7 @@ async fn park<D: Dialect>(this: Box<Socket<D>>) -> Option<Box<Socket<D>>> {
     } = *this;
     drop(ws);
     let state = conn.state.clone();
-    let Some(parked) = state.sessions.park(&state.metrics) else {
+    let Some(parked) = state.sessions.park(&state.metrics, conn.key) else {
         debug!("too many parked sessions: ending");
         return None;
     };

@@ -9,7 +9,7 @@
 //! in [`Sessions`], and the task carries on with it. Nothing is moved between tasks but the
 //! socket, so the hub, the media worker and the dialect need no resume code at all.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::extract::ws::{Utf8Bytes, WebSocket};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use switchboard_core::PeerKey;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -106,6 +107,8 @@ pub(crate) struct Sessions {
     /// about a token; the entry found is still checked in constant time.
     doors: Mutex<HashMap<TokenHash, mpsc::Sender<Box<Handoff>>>>,
     parked: AtomicUsize,
+    /// The hub keys of the parked sessions, for `/api/stats` (`"state":"resuming"`).
+    parked_keys: Mutex<HashSet<PeerKey>>,
     max_parked: usize,
     failures: AddressRate,
 }
@@ -115,6 +118,7 @@ impl Sessions {
         Sessions {
             doors: Mutex::new(HashMap::new()),
             parked: AtomicUsize::new(0),
+            parked_keys: Mutex::new(HashSet::new()),
             max_parked,
             failures: AddressRate::per_minute(FAILURES_PER_MINUTE, FAILURES_PER_MINUTE),
         }
@@ -171,8 +175,16 @@ impl Sessions {
         let _ = self.failures.allow(ip, now);
     }
 
+    /// The parked sessions' hub keys.
+    pub(crate) fn parked_keys(&self) -> HashSet<PeerKey> {
+        self.parked_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// A place among the parked sessions, if the cap (`--max-parked`) leaves one.
-    pub(crate) fn park(self: &Arc<Self>, metrics: &Metrics) -> Option<Parked> {
+    pub(crate) fn park(self: &Arc<Self>, metrics: &Metrics, key: PeerKey) -> Option<Parked> {
         let taken = self
             .parked
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |parked| {
@@ -181,9 +193,14 @@ impl Sessions {
         taken.ok().map(|_| {
             let gauge = metrics.parked_gauge();
             gauge.inc();
+            self.parked_keys
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key);
             Parked {
                 sessions: self.clone(),
                 gauge,
+                key,
             }
         })
     }
@@ -197,11 +214,17 @@ impl Sessions {
 pub(crate) struct Parked {
     sessions: Arc<Sessions>,
     gauge: prometheus_client::metrics::gauge::Gauge,
+    key: PeerKey,
 }
 
 impl Drop for Parked {
     fn drop(&mut self) {
         self.sessions.parked.fetch_sub(1, Ordering::AcqRel);
+        self.sessions
+            .parked_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.key);
         self.gauge.dec();
     }
 }

@@ -464,6 +464,15 @@ async fn a_parked_session_counts_and_the_cap_holds() {
     assert_eq!(watcher.expect("user-joined").await["data"]["user"], "bob");
     alice.cut();
     wait_for_metric(&server, "switchboard_parked_sessions", 1.0).await;
+    let stats = server.get("/api/stats").await.json();
+    let states: Vec<(&str, &str)> = stats["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["id"].as_str().unwrap(), u["state"].as_str().unwrap()))
+        .collect();
+    assert!(states.contains(&("alice", "resuming")), "{stats}");
+    assert!(states.contains(&("bob", "connected")), "{stats}");
     bob.cut();
     // No place left: bob's session ends as without resume.
     assert_eq!(
