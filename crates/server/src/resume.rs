@@ -343,6 +343,7 @@ mod tests {
         replay.push(1, frame("123456"), 1).unwrap();
         replay.push(2, frame("123456"), 2).unwrap();
         assert_eq!(replay.after(0).count(), 1);
-        assert!(replay.push(3, frame("123456"), 2).is_err());
+        // Parked after frame 1: frame 2 is unseen, and it would have to go.
+        assert!(replay.push(3, frame("123456"), 1).is_err());
     }
 }
