@@ -18,6 +18,7 @@
 //
 // Stable hooks for tests (ids and data attributes; keep them when restyling):
 //   #connection-status[data-state]  idle | connecting | open | joined | reconnecting | closed
+//     data-resuming="true" while a dropped socket is being resumed (tiles and call stay)
 //   #join-form, #room-input, #name-input, #join-button, #leave-button, #join-error
 //   #mode-mesh, #mode-sfu (radios), body[data-mode]   mesh | sfu: the mode of the page
 //   #sfu-status[data-sfu]   idle | loading | ready | failed;  #sfu-error[data-code] (shown on errors)
@@ -102,10 +103,13 @@ globalThis.switchboardDemo = { client, sfu };
 
 client.addEventListener('state', ({ detail }) => {
   ui.status.dataset.state = detail.state;
+  if (detail.resuming) ui.status.dataset.resuming = 'true';
+  else delete ui.status.dataset.resuming;
   ui.status.textContent = describeState(detail);
   const inRoom = detail.state === 'joined';
   ui.leaveButton.disabled = !inRoom && !client.room;
-  for (const control of [ui.chatInput, ui.chatSend]) control.disabled = !inRoom;
+  // While a dropped socket is resumed the call goes on, and chat waits for the socket.
+  for (const control of [ui.chatInput, ui.chatSend]) control.disabled = !inRoom && !detail.resuming;
   // Data channels are peer to peer: there are none in SFU mode.
   for (const control of [ui.dcInput, ui.dcSend]) control.disabled = !inRoom || !client.mesh;
   // The mode is the room's way of calling: change it between rooms, not during one.
@@ -570,6 +574,7 @@ function describeState(detail) {
     case 'open': return 'Connected, not in a room';
     case 'joined': return `In room "${client.room}" as "${client.name}"${client.mesh ? '' : ' (SFU)'}`;
     case 'reconnecting':
+      if (detail.resuming) return `Reconnecting… the call continues (attempt ${detail.attempt})`;
       return detail.delayMs != null
         ? `Connection lost: retrying in ${Math.ceil(detail.delayMs / 1000)} s (attempt ${detail.attempt})`
         : `Reconnecting (attempt ${detail.attempt})…`;

@@ -5,6 +5,14 @@
 // negotiated with the "perfect negotiation" pattern. It leaves all UI to the page: everything
 // it learns is dispatched as a typed event. Documented in docs/client.md.
 //
+// Resume (on by default, `resume: false` turns it off): the socket opts in with `?resume=1`,
+// numbers its frames and acknowledges the server's. When the socket drops without a goodbye
+// the client keeps its room, its peer connections and its pending requests, reconnects and
+// sends `resume` first: the server replays what was missed and reports what it received, and
+// the client resends the rest. Only when the server answers `resume_failed` (or the window is
+// over) does it fall back to leaving and rejoining. A 4001 close (another socket resumed this
+// session) stops it for good.
+//
 // With `mesh: false` it builds no peer connections: the page sends its media through the
 // server's SFU instead (web/sfu.js), using `request()` for the SFU's requests and the
 // `notification` event for what the SFU announces.
@@ -14,7 +22,11 @@
 // (`<script type="module" src="/client.js">`, then `window.Switchboard` after DOMContentLoaded).
 //
 // Events (all CustomEvents; the payload is in `event.detail`):
-//   state         {state, attempt?, delayMs?, code?, reason?}  connection/room state changes
+//   state         {state, attempt?, delayMs?, code?, reason?, resuming?}  connection/room state
+//                                                              changes; `resuming`: the room, the
+//                                                              peer links and the SFU are kept
+//   resumed       {resent}                                     a dropped socket came back (resent:
+//                                                              own frames the server had not got)
 //   joined        {room, users, iceServers, routerRtpCapabilities}  the server accepted a join
 //   user-joined   {user}                                       a member joined the room
 //   user-left     {user}                                       a member left the room
@@ -46,6 +58,17 @@ const POLITE_RESTART_DELAY_MS = 2000;
 const REQUEST_TIMEOUT_MS = 15000;
 
 const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 15000, factor: 2 });
+
+/** Acknowledge the server's frames after this many, or after ACK_AFTER_MS, whichever first. */
+const ACK_EVERY = 32;
+const ACK_AFTER_MS = 1000;
+/**
+ * Own frames kept for a resend after a resume (the server reports the last one it got). More
+ * than a burst of ICE candidates; older ones are forgotten (the server got them long ago).
+ */
+const MAX_UNCONFIRMED = 512;
+/** Close codes after which the server has ended the session: no resume is tried. */
+const ENDING_CLOSE_CODES = new Set([1000, 1001, 1007, 1008, 1009, 4001]);
 
 /**
  * A conference-dialect client with a WebRTC mesh.
@@ -79,6 +102,18 @@ export class SwitchboardClient extends EventTarget {
   #localStream = null;
   #nextRid = 1;
   #pending = new Map(); // rid -> a join {resolve, reject, automatic, wanted} or a request {type, resolve, reject}
+  // Resume (docs/protocol.md "Resume"). The token is the session's secret: never logged.
+  #resume;
+  #token = null; // the session's current token, once the server has said `session`
+  #windowMs = 0; // how long the server keeps a dropped session
+  #droppedAt = 0; // when the socket of a resumable session dropped (0: it did not)
+  #resuming = false; // a `resume` is on its way: frames wait until the answer
+  #lastSeq = 0; // the last server frame processed
+  #ackedSeq = 0;
+  #ackTimer = null;
+  #windowTimer = null;
+  #outSeq = 0; // the last number given to one of our frames
+  #unconfirmed = []; // [{seq, text}]: our frames the server may not have got
 
   /**
    * @param {object} [options]
@@ -92,6 +127,7 @@ export class SwitchboardClient extends EventTarget {
    * @param {string | (() => string)} [options.token] an access token for `--auth` (sent as
    *   `?access_token=`, since browsers cannot set headers on a WebSocket); a function is asked
    *   again at every reconnect, so it can hand out a fresh token.
+   * @param {boolean} [options.resume] false: no session resume (a drop leaves the room).
    */
   constructor(options = {}) {
     super();
@@ -102,7 +138,11 @@ export class SwitchboardClient extends EventTarget {
     this.#iceTransportPolicy = options.iceTransportPolicy ?? 'all';
     this.#backoff = { ...DEFAULT_BACKOFF, ...(options.backoff ?? {}) };
     this.#WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this.#resume = options.resume ?? true;
   }
+
+  /** Whether the socket opts in to session resume. */
+  get resume() { return this.#resume; }
 
   /** One of {@link STATES}. */
   get state() { return this.#state; }
@@ -137,10 +177,10 @@ export class SwitchboardClient extends EventTarget {
     if (this.#socket && this.#socket.readyState <= 1) return;
     clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = null;
-    this.#setState(this.#attempt === 0 ? 'connecting' : 'reconnecting', { attempt: this.#attempt });
+    this.#setState(this.#attempt === 0 ? 'connecting' : 'reconnecting', { attempt: this.#attempt, ...this.#resumingDetail() });
     let socket;
     try {
-      socket = new this.#WebSocket(withToken(this.#url, typeof this.#token === 'function' ? this.#token() : this.#token));
+      socket = new this.#WebSocket(withToken(this.#resume ? withResume(this.#url) : this.#url, typeof this.#token === 'function' ? this.#token() : this.#token));
     } catch (err) {
       this.#emit('error', { code: 'connect_failed', message: String(err?.message ?? err) });
       this.#scheduleReconnect();
@@ -149,6 +189,13 @@ export class SwitchboardClient extends EventTarget {
     this.#socket = socket;
     socket.addEventListener('open', () => {
       if (socket !== this.#socket) return;
+      if (this.#canResume()) {
+        // The first frame must be the resume; everything else waits for its answer.
+        this.#resuming = true;
+        socket.send(JSON.stringify({ type: 'resume', data: { token: this.#token, seq: this.#lastSeq } }));
+        return;
+      }
+      this.#freshSession();
       this.#setState('open');
       if (this.#wanted) this.#sendJoin(this.#wanted, true).catch(() => {}); // outcome arrives as events
       else this.#attempt = 0; // with a room wanted, only a successful rejoin resets the backoff
@@ -210,6 +257,7 @@ export class SwitchboardClient extends EventTarget {
     this.leave();
     this.#closedByUser = true;
     clearTimeout(this.#reconnectTimer);
+    this.#endSession();
     const socket = this.#socket;
     this.#socket = null;
     if (socket && socket.readyState <= 1) socket.close(1000, 'bye');
@@ -242,7 +290,10 @@ export class SwitchboardClient extends EventTarget {
     });
   }
 
-  /** Sends a chat message to the room (the server echoes it back as a `chat` event). */
+  /**
+   * Sends a chat message to the room (the server echoes it back as a `chat` event). While a
+   * dropped socket is being resumed the message waits and goes out after the resume.
+   */
   sendChat(text) {
     if (!this.#room) throw codedError('not_in_room', 'join a room first');
     return this.#send({ type: 'chat-message', data: { text: String(text) } });
@@ -299,11 +350,107 @@ export class SwitchboardClient extends EventTarget {
 
   // --- signaling ----------------------------------------------------------------------------
 
-  /** Sends one frame; false when the socket is not open (signals are then simply lost). */
+  /**
+   * Sends one frame; false when the socket is not open (signals are then simply lost). On a
+   * resumable session the frame is numbered and kept until a resume says the server has it,
+   * and while the socket is away (or a resume is on its way) it waits for the resume.
+   */
   #send(frame) {
-    if (this.#socket?.readyState !== 1) return false;
-    this.#socket.send(JSON.stringify(frame));
+    const open = this.#socket?.readyState === 1;
+    if (!this.#resume || (!open && !this.#droppedAt)) {
+      if (!open) return false;
+      this.#socket.send(JSON.stringify(frame));
+      return true;
+    }
+    this.#outSeq += 1;
+    const text = JSON.stringify({ ...frame, seq: this.#outSeq });
+    this.#unconfirmed.push({ seq: this.#outSeq, text });
+    if (this.#unconfirmed.length > MAX_UNCONFIRMED) this.#unconfirmed.shift();
+    if (open && !this.#resuming) this.#socket.send(text);
     return true;
+  }
+
+  // --- resume -------------------------------------------------------------------------------
+
+  /** Whether a new socket should try to resume: a session whose drop is within its window. */
+  #canResume() {
+    return this.#resume && this.#token !== null && this.#droppedAt !== 0
+      && Date.now() - this.#droppedAt < this.#windowMs;
+  }
+
+  #resumingDetail() {
+    return this.#droppedAt ? { resuming: true } : {};
+  }
+
+  /** A socket that starts a session of its own: numbering starts again. */
+  #freshSession() {
+    this.#endSession();
+    this.#outSeq = 0;
+    this.#unconfirmed = [];
+  }
+
+  /** Forgets the resumable session (its token, its numbers). */
+  #endSession() {
+    this.#token = null;
+    this.#droppedAt = 0;
+    this.#resuming = false;
+    this.#lastSeq = 0;
+    this.#ackedSeq = 0;
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = null;
+    clearTimeout(this.#windowTimer);
+    this.#windowTimer = null;
+  }
+
+  /** Counts one numbered server frame; false if it was seen already (a replayed duplicate). */
+  #numbered(seq) {
+    if (seq <= this.#lastSeq) return false;
+    this.#lastSeq = seq;
+    if (this.#lastSeq - this.#ackedSeq >= ACK_EVERY) this.#ack();
+    else if (!this.#ackTimer) this.#ackTimer = setTimeout(() => this.#ack(), ACK_AFTER_MS);
+    return true;
+  }
+
+  #ack() {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = null;
+    if (this.#resuming || this.#socket?.readyState !== 1 || this.#lastSeq === this.#ackedSeq) return;
+    this.#socket.send(JSON.stringify({ type: 'ack', data: { seq: this.#lastSeq } }));
+    this.#ackedSeq = this.#lastSeq;
+  }
+
+  #onSession(data) {
+    if (this.#resuming) return; // this socket's own fresh session, unless the resume fails
+    this.#token = typeof data.token === 'string' ? data.token : null;
+    this.#windowMs = Number(data.window) || 0;
+  }
+
+  #onResumed(data) {
+    this.#resuming = false;
+    this.#droppedAt = 0;
+    clearTimeout(this.#windowTimer);
+    this.#token = typeof data.token === 'string' ? data.token : null;
+    const received = Number(data.received) || 0;
+    this.#unconfirmed = this.#unconfirmed.filter((frame) => frame.seq > received);
+    for (const frame of this.#unconfirmed) this.#socket?.send(frame.text);
+    this.#attempt = 0;
+    this.#setState(this.#room ? 'joined' : 'open', { resumed: true });
+    this.#emit('resumed', { resent: this.#unconfirmed.length });
+  }
+
+  /** The session could not come back: leave as a drop always did, and join afresh. */
+  #resumeFailed() {
+    this.#resuming = false;
+    this.#freshSession();
+    this.#abandonRoom();
+    this.#setState('open');
+    if (this.#wanted) this.#sendJoin(this.#wanted, true).catch(() => {});
+  }
+
+  #abandonRoom() {
+    for (const [, request] of this.#pending) request.reject(codedError('disconnected', 'the socket closed'));
+    this.#pending.clear();
+    this.#leftRoom('disconnected');
   }
 
   /** Sends a WebRTC signal to one peer (called by PeerLink). */
@@ -330,6 +477,17 @@ export class SwitchboardClient extends EventTarget {
       return; // the server only sends JSON; ignore anything else
     }
     const data = frame?.data ?? {};
+    if (typeof frame?.seq === 'number' && !this.#numbered(frame.seq)) return undefined;
+    switch (frame?.type) {
+      case 'session': return this.#onSession(data);
+      case 'resumed': return this.#onResumed(data);
+      case 'error':
+        if (this.#resuming && (data.code === 'resume_failed' || data.code === 'rate_limited')) {
+          return this.#resumeFailed();
+        }
+        break;
+      default:
+    }
     // A reply to request(): whatever its type, it echoes that request's rid. Errors and
     // `joined` keep their own handling below (join requests are pending under their rid too).
     const request = frame?.rid != null ? this.#pending.get(frame.rid) : undefined;
@@ -430,11 +588,38 @@ export class SwitchboardClient extends EventTarget {
   }
 
   #onSocketClosed(code, reason) {
-    for (const [, request] of this.#pending) request.reject(codedError('disconnected', 'the socket closed'));
-    this.#pending.clear();
-    // The server has told the room we left; our peer connections are dead for the others.
-    this.#leftRoom('disconnected');
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = null;
+    this.#resuming = false;
+    // A drop without a goodbye (1006) parks a resumable session on the server: keep the room,
+    // the links and the pending requests for the resume. A close the server sent (1001 going
+    // away, 1008 too slow, ...) ended the session there, and 4001 moved it to another socket.
+    const parked = this.#resume && this.#token !== null && !this.#closedByUser
+      && !ENDING_CLOSE_CODES.has(code);
+    if (parked && !this.#droppedAt) {
+      this.#droppedAt = Date.now();
+      clearTimeout(this.#windowTimer);
+      // Past the window the server has ended the session: stop pretending to be in the room.
+      this.#windowTimer = setTimeout(() => {
+        this.#windowTimer = null;
+        if (!this.#droppedAt || this.#resuming) return;
+        this.#freshSession();
+        this.#abandonRoom();
+        this.#setState(this.#state, { attempt: this.#attempt });
+      }, this.#windowMs);
+    }
+    if (!parked || !this.#canResume()) {
+      this.#freshSession();
+      // The server has told the room we left; our peer connections are dead for the others.
+      this.#abandonRoom();
+    }
     if (this.#closedByUser) {
+      this.#setState('closed', { code, reason });
+      return;
+    }
+    if (code === 4001) {
+      // Another socket resumed this session (this one was half-open): it carries on there.
+      this.#closedByUser = true;
       this.#setState('closed', { code, reason });
       return;
     }
@@ -444,7 +629,7 @@ export class SwitchboardClient extends EventTarget {
   #scheduleReconnect(code, reason) {
     const delayMs = this.#delay(this.#attempt);
     this.#attempt += 1;
-    this.#setState('reconnecting', { attempt: this.#attempt, delayMs, code, reason });
+    this.#setState('reconnecting', { attempt: this.#attempt, delayMs, code, reason, ...this.#resumingDetail() });
     clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = setTimeout(() => this.connect(), delayMs);
   }
@@ -750,6 +935,17 @@ export function summarizeStats(report) {
 function withToken(url, token) {
   if (!token) return url;
   return `${url}${url.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token)}`;
+}
+
+/** `url` with `resume=1` added to its query. */
+function withResume(url) {
+  try {
+    const parsed = new URL(url, globalThis.location?.href);
+    parsed.searchParams.set('resume', '1');
+    return parsed.href;
+  } catch {
+    return url;
+  }
 }
 
 /** `/conference` on the page's own origin (ws: for http:, wss: for https:). */

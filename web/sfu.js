@@ -50,7 +50,8 @@ export class SfuMedia extends EventTarget {
       if (this.#enabled) this.#start(detail);
     });
     client.addEventListener('state', ({ detail }) => {
-      if (detail.state !== 'joined') this.#stop('left the room');
+      // A resuming client is still in its room on the server: the transports stay up.
+      if (detail.state !== 'joined' && !detail.resuming) this.#stop('left the room');
     });
     client.addEventListener('notification', ({ detail }) => this.#onNotification(detail));
   }

@@ -218,7 +218,7 @@ _switchboard() {
 
     case "${cmd}" in
         switchboard)
-            opts="-h -V --config --listen --port --root-dialect --max-frame-bytes --outbox-capacity --max-message-rate --message-burst --rate-strikes --max-connections --max-connections-per-ip --header-read-timeout --handshake-rate --handshake-burst --http-rate --http-burst --join-timeout --stats-max-age --ping-interval --idle-timeout --write-timeout --drain-delay --shutdown-grace --cors-origin --ws-origin --ice-server --turn-secret --turn-secret-file --turn-url --turn-ttl --no-media --media-listen --media-announce --media-max-transports-per-user --media-max-producers-per-user --media-max-consumers-per-user --media-max-producers-per-room --redis --node-id --cluster-lease --redis-prefix --bus-capacity --max-room-members --auth --auth-secret --auth-secret-file --auth-public-key --tls-cert --tls-key --tls-reload-interval --max-tls-handshakes --tls-handshake-timeout --acme-domain --acme-cache --acme-email --acme-directory --acme-directory-ca --webhook --webhook-secret --webhook-secret-file --webhook-capacity --webhook-timeout --log-level --log-format --help --version bench token check-config example-config completions man healthcheck help"
+            opts="-h -V --config --listen --port --root-dialect --max-frame-bytes --outbox-capacity --max-message-rate --message-burst --rate-strikes --max-connections --max-connections-per-ip --header-read-timeout --handshake-rate --handshake-burst --http-rate --http-burst --join-timeout --stats-max-age --ping-interval --idle-timeout --write-timeout --drain-delay --shutdown-grace --resume-window --resume-buffer --resume-buffer-bytes --max-parked --cors-origin --ws-origin --ice-server --turn-secret --turn-secret-file --turn-url --turn-ttl --no-media --media-listen --media-announce --media-max-transports-per-user --media-max-producers-per-user --media-max-consumers-per-user --media-max-producers-per-room --redis --node-id --cluster-lease --redis-prefix --bus-capacity --max-room-members --auth --auth-secret --auth-secret-file --auth-public-key --tls-cert --tls-key --tls-reload-interval --max-tls-handshakes --tls-handshake-timeout --acme-domain --acme-cache --acme-email --acme-directory --acme-directory-ca --webhook --webhook-secret --webhook-secret-file --webhook-capacity --webhook-timeout --log-level --log-format --help --version bench token check-config example-config completions man healthcheck help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -313,6 +313,22 @@ _switchboard() {
                     return 0
                     ;;
                 --shutdown-grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resume-window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resume-buffer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resume-buffer-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-parked)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -539,7 +555,7 @@ _switchboard() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "query-rooms conference" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "query-rooms conference conference-resume" -- "${cur}"))
                     return 0
                     ;;
                 --sources)
@@ -725,7 +741,7 @@ _switchboard() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "query-rooms conference" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "query-rooms conference conference-resume" -- "${cur}"))
                     return 0
                     ;;
                 --sources)
@@ -811,7 +827,7 @@ _switchboard() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "query-rooms conference" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "query-rooms conference conference-resume" -- "${cur}"))
                     return 0
                     ;;
                 --rounds)
@@ -881,7 +897,7 @@ _switchboard() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "query-rooms conference" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "query-rooms conference conference-resume" -- "${cur}"))
                     return 0
                     ;;
                 --rounds)
@@ -915,7 +931,7 @@ _switchboard() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "query-rooms conference" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "query-rooms conference conference-resume" -- "${cur}"))
                     return 0
                     ;;
                 --sources)
@@ -985,7 +1001,7 @@ _switchboard() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "query-rooms conference" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "query-rooms conference conference-resume" -- "${cur}"))
                     return 0
                     ;;
                 --sources)
@@ -1039,7 +1055,7 @@ _switchboard() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "query-rooms conference" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "query-rooms conference conference-resume" -- "${cur}"))
                     return 0
                     ;;
                 --sources)
@@ -1319,7 +1335,7 @@ _switchboard() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "query-rooms conference" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "query-rooms conference conference-resume" -- "${cur}"))
                     return 0
                     ;;
                 --sources)
@@ -1401,7 +1417,7 @@ _switchboard() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "query-rooms conference" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "query-rooms conference conference-resume" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -1467,7 +1483,7 @@ _switchboard() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "query-rooms conference" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "query-rooms conference conference-resume" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -1497,7 +1513,7 @@ _switchboard() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "query-rooms conference" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "query-rooms conference conference-resume" -- "${cur}"))
                     return 0
                     ;;
                 --sources)
@@ -1563,7 +1579,7 @@ _switchboard() {
                     return 0
                     ;;
                 --dialect)
-                    COMPREPLY=($(compgen -W "query-rooms conference" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "query-rooms conference conference-resume" -- "${cur}"))
                     return 0
                     ;;
                 --sources)

@@ -128,6 +128,23 @@ pub(crate) struct Args {
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE", value_parser = duration, default_value = "10s")]
     shutdown_grace: Duration,
 
+    /// How long a resumable session (`/conference?resume=1`) whose socket dropped stays in
+    /// its room waiting for the client (at most 5 min)
+    #[arg(long, env = "SWITCHBOARD_RESUME_WINDOW", value_parser = duration, default_value = "30s")]
+    resume_window: Duration,
+
+    /// Frames a resumable session keeps for a replay; past it while parked, the session ends
+    #[arg(long, env = "SWITCHBOARD_RESUME_BUFFER", default_value_t = Config::default().resume_buffer_frames)]
+    resume_buffer: usize,
+
+    /// Bytes those frames may take, whichever bound comes first
+    #[arg(long, env = "SWITCHBOARD_RESUME_BUFFER_BYTES", default_value_t = Config::default().resume_buffer_bytes)]
+    resume_buffer_bytes: usize,
+
+    /// Sessions parked at once [default: 10 % of --max-connections]
+    #[arg(long, env = "SWITCHBOARD_MAX_PARKED")]
+    max_parked: Option<usize>,
+
     /// Allowed CORS origin for the HTTP API (repeatable); none means any
     #[arg(
         long = "cors-origin",
@@ -475,6 +492,12 @@ impl Args {
             bail!("--header-read-timeout must be more than 0");
         }
         let cluster = self.cluster(max_frame_envelope(self.max_frame_bytes))?;
+        if self.resume_window > Duration::from_secs(300) {
+            bail!("--resume-window must be at most 5 min");
+        }
+        if self.resume_buffer == 0 || self.resume_buffer_bytes == 0 {
+            bail!("--resume-buffer and --resume-buffer-bytes must be at least 1");
+        }
         if self.max_room_members == Some(0) {
             bail!("--max-room-members must be at least 1");
         }
@@ -486,6 +509,10 @@ impl Args {
             turn,
             cluster,
             max_room_members: self.max_room_members,
+            resume_window: self.resume_window,
+            resume_buffer_frames: self.resume_buffer,
+            resume_buffer_bytes: self.resume_buffer_bytes,
+            max_parked: self.max_parked.unwrap_or(self.max_connections / 10),
             auth: match self.auth {
                 Auth::Off => AuthMode::Off,
                 Auth::Optional => AuthMode::Optional,

@@ -125,11 +125,15 @@ pub enum ErrorCode {
     Forbidden,
     /// The room has reached `--max-room-members`.
     RoomFull,
+    /// conference: a session could not be resumed (unknown or expired token, a position
+    /// older than the replay buffer, a buffer that overflowed while parked); the socket
+    /// carries on as a fresh session.
+    ResumeFailed,
 }
 
 impl ErrorCode {
     /// Every code, for metrics that list each one.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::BadJson,
         ErrorCode::MissingType,
         ErrorCode::BadField,
@@ -155,6 +159,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::Forbidden,
         ErrorCode::RoomFull,
+        ErrorCode::ResumeFailed,
     ];
 
     /// The code as it appears on the wire.
@@ -185,6 +190,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::RoomFull => "room_full",
+            ErrorCode::ResumeFailed => "resume_failed",
         }
     }
 }

@@ -10,6 +10,7 @@ mod error;
 mod frame;
 mod pairing;
 mod query_rooms;
+pub mod resume;
 mod room_relay;
 
 use bytes::Bytes;

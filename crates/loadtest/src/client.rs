@@ -170,6 +170,9 @@ pub enum Dialect {
     QueryRooms,
     /// `/conference`: `join-room`, then `webrtc-offer` to a `target`.
     Conference,
+    /// `/conference?resume=1`: conference with session resume, so every frame is numbered
+    /// and kept for a replay; relay acks every 32 frames, as the JS client does.
+    ConferenceResume,
 }
 
 impl Dialect {
@@ -178,6 +181,7 @@ impl Dialect {
         match self {
             Dialect::QueryRooms => "query-rooms",
             Dialect::Conference => "conference",
+            Dialect::ConferenceResume => "conference-resume",
         }
     }
 
@@ -191,6 +195,7 @@ impl Dialect {
         match self {
             Dialect::QueryRooms => format!("/ws?peer_id={name}&room={room}"),
             Dialect::Conference => "/conference".to_owned(),
+            Dialect::ConferenceResume => "/conference?resume=1".to_owned(),
         }
     }
 
@@ -226,7 +231,7 @@ impl Dialect {
                 stamp.write(out, size);
                 out.push('}');
             }
-            Dialect::Conference => {
+            Dialect::Conference | Dialect::ConferenceResume => {
                 out.push_str(r#"{"type":"webrtc-offer","data":{"target":""#);
                 out.push_str(to);
                 out.push_str(r#"","payload":"#);
@@ -242,6 +247,32 @@ impl Dialect {
         out.push_str(r#"{"type":"offer","payload":"#);
         stamp.write(out, size);
         out.push('}');
+    }
+}
+
+/// Acknowledges a resumable socket's frames as the JS client does: every 32 frames.
+pub(crate) struct Acks {
+    every: Option<u32>,
+    unacked: u32,
+}
+
+impl Acks {
+    pub(crate) fn new(dialect: Dialect) -> Acks {
+        let every = (dialect == Dialect::ConferenceResume).then_some(32);
+        Acks { every, unacked: 0 }
+    }
+
+    /// Counts a received frame; returns the ack to send when one is due.
+    pub(crate) fn count(&mut self, text: &str) -> Option<String> {
+        let every = self.every?;
+        self.unacked += 1;
+        if self.unacked < every {
+            return None;
+        }
+        self.unacked = 0;
+        let (_, tail) = text.rsplit_once(r#","seq":"#)?;
+        let (seq, _) = leading_u64(tail)?;
+        Some(format!(r#"{{"type":"ack","data":{{"seq":{seq}}}}}"#))
     }
 }
 

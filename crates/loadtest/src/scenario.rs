@@ -245,6 +245,7 @@ async fn relay_client(mut ws: Ws, run: Arc<Run>, index: usize, peer: &'static st
     let counters = &run.counters;
     let is_initiator = window > 0;
     let mut out = String::with_capacity(run.size + 96);
+    let mut acks = client::Acks::new(run.dialect);
     for _ in 0..window {
         if !run.window.is_open(now_ns()) {
             break;
@@ -278,6 +279,12 @@ async fn relay_client(mut ws: Ws, run: Arc<Run>, index: usize, peer: &'static st
             run.latency.record(index, now.saturating_sub(stamp.sent_ns));
             if is_initiator {
                 counters.operations.fetch_add(1, Relaxed);
+            }
+        }
+        if let Some(ack) = acks.count(&text) {
+            if let Err(error) = send(&mut ws, &ack, &run).await {
+                counters.error(format_args!("send: {error}"));
+                break;
             }
         }
         if reply {

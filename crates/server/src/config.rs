@@ -109,6 +109,21 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Webhook receivers (`--webhook`) and how events reach them; `None`: no webhooks.
     pub webhooks: Option<crate::WebhookConfig>,
+    /// How long a resumable session (`/conference?resume=1`) whose socket dropped stays in
+    /// its room waiting for the client to come back; then the room hears it leave. 30 s
+    /// covers a network change or a proxy reconnect (spreed's window too), and is short
+    /// enough that a peer who is really gone does not linger as a frozen tile.
+    pub resume_window: Duration,
+    /// Frames a resumable session keeps for a replay: sent and not acknowledged, or queued
+    /// while parked. Past it while parked, the session ends. 512 is the outbox's default:
+    /// several seconds of a busy room.
+    pub resume_buffer_frames: usize,
+    /// Bytes those frames may take (the frame bound's twin, whichever comes first). 1 MiB
+    /// holds dozens of SDP offers; with `max_parked` it bounds parked memory.
+    pub resume_buffer_bytes: usize,
+    /// Sessions parked at once; a drop past it ends its session as without resume. 10 % of
+    /// `max_connections`: a mass disconnect (a proxy restart) parks many at once.
+    pub max_parked: usize,
 }
 
 /// TLS on the one port: where certificates come from, and the bounds on handshakes.
@@ -284,6 +299,10 @@ impl Default for Config {
             auth_keys: Vec::new(),
             tls: None,
             webhooks: None,
+            resume_window: Duration::from_secs(30),
+            resume_buffer_frames: 512,
+            resume_buffer_bytes: 1024 * 1024,
+            max_parked: 10_000,
         }
     }
 }

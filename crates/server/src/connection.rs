@@ -2,7 +2,12 @@
 //! decodes them with its dialect and hands the commands to the hub (never awaiting inside
 //! the hub's lock); it drains its outbox to the socket in batches; it pings, and closes
 //! with the right code when the peer is gone, too slow, too big, too fast or idle.
+//!
+//! A resumable socket (`/conference?resume=1`, `resume.rs`) numbers what it sends and keeps
+//! it for a replay; when it drops abnormally its task parks instead of ending, still holding
+//! the membership, and carries on with the socket that resumes it.
 
+use std::net::IpAddr;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 
@@ -15,6 +20,7 @@ use switchboard_core::{
     Command, DialectKind, ErrorCode, Event, MediaRequest, Outcome, PeerKey, PeerName, RawJson,
     RoomId, SharedHub,
 };
+use switchboard_dialects::resume::{self as wire, Control};
 use switchboard_dialects::{Dialect, Outbound, WireError};
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, sleep, timeout, Duration, Instant, MissedTickBehavior, Sleep};
@@ -23,7 +29,8 @@ use tracing::{debug, trace, Instrument, Span};
 
 use crate::limits::{RateLimit, Slot, Verdict};
 use crate::metrics::{DialectMetrics, Limit};
-use crate::upgrade::Admitted;
+use crate::resume::{self, Handoff, Refusal, Replay, Token, TokenHash};
+use crate::upgrade::{self, Admitted, Opening};
 use crate::AppState;
 
 /// Events written to the socket per flush at most, so one busy peer's batch cannot delay
@@ -67,15 +74,97 @@ pub(crate) struct Connection<D: Dialect> {
     joining: Option<Instant>,
     /// What the socket's token grants (`None`: no limits): the SFU requests are checked here.
     grants: Option<Arc<Grants>>,
+    /// The client's address.
+    ip: IpAddr,
+    /// What to write first, before anything from the outbox.
+    opening: Opening,
     _membership: Membership,
-    _slot: Slot,
+    /// The resume state of an opted-in socket; `None` for every other (their frames are
+    /// untouched, and cost one branch). Declared after the membership, so dropped after it:
+    /// a socket still waiting at the door is let in as a fresh session only once the room
+    /// has heard this one leave (and its name is free for the rejoin).
+    resume: Option<Box<Resumable>>,
+    /// The socket's place among the server's connections; none while parked.
+    slot: Option<Slot>,
+}
+
+/// A resumable session's numbers, replay buffer and door.
+pub(crate) struct Resumable {
+    state: AppState,
+    /// The hash of the session's current token.
+    hash: TokenHash,
+    /// Sockets that resume this session arrive here (capacity 1: one attempt at a time).
+    door: mpsc::Receiver<Box<Handoff>>,
+    /// The last `seq` stamped on a frame.
+    sent: u64,
+    /// The last numbered client frame processed.
+    received: u64,
+    replay: Replay,
+    /// While parked: the last frame sent before the drop. Frames after it are unseen, so the
+    /// buffer may not drop them.
+    parked_at: Option<u64>,
+    /// The buffer overflowed while parked: the session ends.
+    overflowed: bool,
+    /// Nothing has been read on this socket yet: only a first frame may be `resume`.
+    fresh: bool,
+}
+
+impl Resumable {
+    /// A session with a fresh token (opened under its hash) and the token's text.
+    fn open(state: &AppState) -> (Box<Resumable>, String) {
+        let token = Token::new();
+        let (door_in, door) = mpsc::channel(1);
+        state.sessions.open(token.hash, door_in);
+        let config = &state.config;
+        let resumable = Box::new(Resumable {
+            state: state.clone(),
+            hash: token.hash,
+            door,
+            sent: 0,
+            received: 0,
+            replay: Replay::new(config.resume_buffer_frames, config.resume_buffer_bytes),
+            parked_at: None,
+            overflowed: false,
+            fresh: true,
+        });
+        (resumable, token.text)
+    }
+
+    /// Replaces the token (each `resumed` and `session` hands out a new one) and returns it.
+    fn rotate(&mut self) -> String {
+        let token = Token::new();
+        self.state.sessions.rotate(&self.hash, token.hash);
+        self.hash = token.hash;
+        token.text
+    }
+}
+
+impl Drop for Resumable {
+    fn drop(&mut self) {
+        self.state.sessions.close(&self.hash);
+        // A socket that knocked just as the session ended: it hears `resume_failed` rather
+        // than a dropped connection.
+        self.door.close();
+        while let Ok(handoff) = self.door.try_recv() {
+            upgrade::restart(self.state.clone(), handoff, "the session has ended");
+        }
+    }
 }
 
 /// How the loop ended, and what (if anything) to tell the client.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 enum Close {
-    /// The client closed or the connection broke: nothing to send.
+    /// The connection broke (no close frame, a read or write error): nothing to send. A
+    /// resumable session parks.
     Gone,
+    /// The client closed the socket (a close frame with 1000, 1001 or no code): nothing to
+    /// send, and a resumable session ends too.
+    Left,
+    /// A fresh resumable socket asked to take over the session of this token hash, whose
+    /// frames its client processed up to `seq`.
+    Resume(TokenHash, u64),
+    /// Another socket took this session over (this one is half-open, or about to be).
+    Takeover(Box<Handoff>),
     /// Server shutdown.
     GoingAway,
     /// The hub evicted this peer for a full outbox.
@@ -95,9 +184,10 @@ enum Close {
 }
 
 impl Close {
-    fn frame(self) -> Option<(u16, &'static str)> {
+    fn frame(&self) -> Option<(u16, &'static str)> {
         match self {
-            Close::Gone | Close::Stalled => None,
+            Close::Gone | Close::Left | Close::Stalled | Close::Resume(..) => None,
+            Close::Takeover(_) => Some((4001, "session resumed")),
             Close::GoingAway => Some((1001, "server shutting down")),
             Close::Evicted => Some((1008, "too slow: outbox full")),
             Close::TooBig => Some((1009, "frame too large")),
@@ -106,6 +196,11 @@ impl Close {
             Close::BadUtf8 => Some((1007, "text frame is not valid UTF-8")),
             Close::NoJoin => Some((1008, "join timeout: no room joined")),
         }
+    }
+
+    /// Whether a resumable session waits for its client after this (the socket broke).
+    fn parks(&self) -> bool {
+        matches!(self, Close::Gone | Close::Stalled | Close::Idle)
     }
 }
 
@@ -117,6 +212,8 @@ impl<D: Dialect> Connection<D> {
             membership,
             slot,
             grants,
+            ip,
+            opening,
         } = admitted;
         let config = &state.config;
         let rate = RateLimit::new(
@@ -139,8 +236,11 @@ impl<D: Dialect> Connection<D> {
             out: String::new(),
             joining,
             grants,
+            ip,
+            opening,
+            resume: None,
             _membership: membership,
-            _slot: slot,
+            slot: Some(slot),
         }
     }
 
@@ -288,15 +388,7 @@ impl<D: Dialect> Connection<D> {
             let mut next = Some(first);
             let mut batch = 0;
             while let Some(event) = next.take() {
-                if matches!(event, Event::Error { .. } | Event::Settled) {
-                    self.joining = None;
-                }
-                if let Event::Joined(joined) = &event {
-                    self.joining = None;
-                    Span::current()
-                        .record("peer", joined.name.as_str())
-                        .record("room", joined.room.as_str());
-                }
+                self.note(&event);
                 if let Some(message) = self.encode(&event) {
                     socket.feed(message).await.map_err(|_| Close::Gone)?;
                 }
@@ -326,9 +418,23 @@ impl<D: Dialect> Connection<D> {
         }
     }
 
+    /// What an event tells this task about its own socket's state.
+    fn note(&mut self, event: &Event) {
+        if matches!(event, Event::Error { .. } | Event::Settled) {
+            self.joining = None;
+        }
+        if let Event::Joined(joined) = event {
+            self.joining = None;
+            Span::current()
+                .record("peer", joined.name.as_str())
+                .record("room", joined.room.as_str());
+        }
+    }
+
     fn encode(&mut self, event: &Event) -> Option<Message> {
         let message = match D::encode(&mut self.session, event, &mut self.out) {
             Outbound::Skip => return None,
+            Outbound::Text if self.resume.is_some() => Message::Text(self.number()),
             Outbound::Text => Message::Text(Utf8Bytes::from(self.out.as_str())),
             Outbound::SharedText(bytes) => Message::Text(Utf8Bytes::try_from(bytes).ok()?),
             Outbound::Binary(bytes) => Message::Binary(bytes),
@@ -362,6 +468,179 @@ impl<D: Dialect> Connection<D> {
                 Err(Close::TooFast)
             }
         }
+    }
+
+    /// Stamps the next `seq` on the frame in `out` and keeps it for a replay.
+    fn number(&mut self) -> Utf8Bytes {
+        let Some(resumable) = self.resume.as_mut() else {
+            return Utf8Bytes::from(self.out.as_str());
+        };
+        resumable.sent += 1;
+        let seq = resumable.sent;
+        wire::stamp(&mut self.out, seq);
+        let frame = Utf8Bytes::from(self.out.as_str());
+        let seen = resumable.parked_at.unwrap_or(seq);
+        if resumable.replay.push(seq, frame.clone(), seen).is_err() {
+            resumable.overflowed = true;
+        }
+        frame
+    }
+
+    /// Handles one frame of a resumable socket: its number (a frame already processed is a
+    /// resend, dropped), the resume layer's own frames, then the conference frame. A `resume`
+    /// ends the loop, to hand the socket to its session.
+    fn receive_numbered(&mut self, text: &str) -> Option<Close> {
+        let envelope = match wire::peek(text) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                self.refuse(error);
+                return None;
+            }
+        };
+        let resumable = self.resume.as_mut()?;
+        let fresh = std::mem::replace(&mut resumable.fresh, false);
+        if envelope.seq.is_some_and(|seq| seq <= resumable.received) {
+            trace!("resent frame dropped");
+            return None;
+        }
+        match envelope.control {
+            Some(Control::Ack(seq)) => {
+                resumable.replay.ack(seq);
+                return None;
+            }
+            Some(Control::Resume { token, seq }) if fresh => {
+                return Some(Close::Resume(resume::hash(&token), seq));
+            }
+            Some(Control::Resume { .. }) => {
+                let error = WireError::new(
+                    ErrorCode::InvalidState,
+                    "resume must be the first frame on a socket",
+                );
+                self.refuse(error);
+                return None;
+            }
+            None => {}
+        }
+        let decoded = D::decode(&mut self.session, text);
+        self.receive(decoded);
+        if let (Some(seq), Some(resumable)) = (envelope.seq, self.resume.as_mut()) {
+            resumable.received = seq;
+        }
+        None
+    }
+
+    /// Opens the resume layer on a fresh opted-in socket: a failed resume's error first if
+    /// this socket carries one on, then `session`.
+    async fn open(&mut self, socket: &mut WebSocket) -> Result<(), Close> {
+        let failed = match std::mem::replace(&mut self.opening, Opening::Plain) {
+            Opening::Plain => return Ok(()),
+            Opening::Session => None,
+            Opening::Failed(code, message) => Some((code, message)),
+        };
+        let (resumable, token) = Resumable::open(&self.state);
+        self.resume = Some(resumable);
+        if let Some((code, message)) = failed {
+            self.refuse_resume(socket, code, message).await?;
+        }
+        self.send_session(socket, &token).await
+    }
+
+    async fn send_session(&mut self, socket: &mut WebSocket, token: &str) -> Result<(), Close> {
+        let window = u64::try_from(self.state.config.resume_window.as_millis()).unwrap_or(u64::MAX);
+        wire::session(&mut self.out, token, window);
+        let frame = Utf8Bytes::from(self.out.as_str());
+        send_now(socket, frame, self.state.config.write_timeout).await
+    }
+
+    /// Writes a failed resume's error, unnumbered.
+    async fn refuse_resume(
+        &mut self,
+        socket: &mut WebSocket,
+        code: ErrorCode,
+        message: &'static str,
+    ) -> Result<(), Close> {
+        self.state.metrics.error(D::KIND, code);
+        let error = Event::Error {
+            code,
+            message: Arc::from(message),
+            rid: None,
+        };
+        if D::encode(&mut self.session, &error, &mut self.out) != Outbound::Text {
+            return Ok(());
+        }
+        let frame = Utf8Bytes::from(self.out.as_str());
+        send_now(socket, frame, self.state.config.write_timeout).await
+    }
+
+    /// Takes `handoff` on as this session's socket if its token and position fit: writes
+    /// `resumed` and replays what the client missed. `Err` gives the socket back: the
+    /// position is outside the buffer (or the token was rotated meanwhile).
+    async fn resume(
+        &mut self,
+        handoff: Box<Handoff>,
+    ) -> Result<(WebSocket, TaskTrackerToken), Box<Handoff>> {
+        let Some(resumable) = self.resume.as_mut() else {
+            return Err(handoff);
+        };
+        if !resume::same(&handoff.hash, &resumable.hash)
+            || !resumable.replay.covers(handoff.seq, resumable.sent)
+            || !same_subject(self.grants.as_deref(), handoff.grants.as_deref())
+        {
+            return Err(handoff);
+        }
+        let Handoff {
+            mut ws,
+            slot,
+            tracked,
+            seq,
+            grants,
+            ..
+        } = *handoff;
+        // The fresh token's rights from here on (a refreshed token may narrow them); the
+        // room the session is in was granted when it joined.
+        self.grants = grants;
+        resumable.replay.ack(seq);
+        resumable.parked_at = None;
+        resumable.fresh = false;
+        let (next, received) = (seq + 1, resumable.received);
+        let token = resumable.rotate();
+        let frames: Vec<Utf8Bytes> = resumable.replay.after(seq).cloned().collect();
+        self.slot = Some(slot);
+        let key = self.key;
+        let room = self.state.hub.with(|hub| hub.membership(key)).map(|m| m.0);
+        wire::resumed(
+            &mut self.out,
+            room.as_ref().map(|room| room.as_str()),
+            &token,
+            next,
+            received,
+        );
+        let resumed = Utf8Bytes::from(self.out.as_str());
+        self.state.metrics.resume("resumed");
+        self.state.metrics.replayed(frames.len() as u64);
+        debug!(replayed = frames.len(), "resumed");
+        let limit = self.state.config.write_timeout;
+        // A socket that fails during the replay is found broken by the loop, which parks
+        // the session again: the frames stay in the buffer until acknowledged.
+        if send_now(&mut ws, resumed, limit).await.is_ok() {
+            for frame in frames {
+                if send_now(&mut ws, frame, limit).await.is_err() {
+                    break;
+                }
+            }
+        }
+        Ok((ws, tracked))
+    }
+}
+
+/// Whether a socket with `new` grants may take over a session opened with `old`: with
+/// `--auth`, only a token for the same subject does (the session token alone proves the
+/// client held the session; the access token says who it is now).
+fn same_subject(old: Option<&Grants>, new: Option<&Grants>) -> bool {
+    match (old, new) {
+        (Some(old), Some(new)) => old.subject == new.subject,
+        (None, None) => true,
+        _ => false,
     }
 }
 
@@ -397,9 +676,224 @@ pub(crate) fn run<D: Dialect>(
 }
 
 async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
+    debug!("open");
+    let opened = {
+        let Socket { ws, conn, .. } = &mut *this;
+        conn.open(ws).await
+    };
+    let mut close = match opened {
+        Ok(()) => pump(&mut this).await,
+        Err(close) => close,
+    };
+    // A resumable session goes round here once per socket: a resume attempt, a takeover,
+    // a drop (parked until a socket comes back), then the loop again with the new socket.
+    loop {
+        this = match close {
+            Close::Resume(hash, seq) => match knock(this, hash, seq).await {
+                Some(this) => this,
+                None => return,
+            },
+            Close::Takeover(handoff) => {
+                let Socket { ws, conn, _tracked } = *this;
+                let limit = conn.state.config.write_timeout;
+                // The old socket (half-open, or about to be) hears why, without waiting.
+                conn.state.sockets.spawn(
+                    goodbye(ws, 4001, "session resumed", limit, Close::Gone).in_current_span(),
+                );
+                match take(conn, handoff).await {
+                    Some(this) => this,
+                    None => return,
+                }
+            }
+            close if close.parks() && this.conn.resume.is_some() => {
+                debug!(?close, "parked");
+                match park(this).await {
+                    Some(this) => this,
+                    None => return,
+                }
+            }
+            close => return end(this, close).await,
+        };
+        close = pump(&mut this).await;
+    }
+}
+
+/// Ends a socket with the right close code, leaving the hub first.
+async fn end<D: Dialect>(this: Box<Socket<D>>, close: Close) {
+    let metrics = &this.conn.state.metrics;
+    match close {
+        Close::Evicted | Close::Stalled => metrics.eviction(D::KIND),
+        Close::TooBig => metrics.limit_hit(Limit::FrameSize),
+        Close::Idle => metrics.limit_hit(Limit::IdleTimeout),
+        Close::NoJoin => metrics.limit_hit(Limit::JoinTimeout),
+        _ => {}
+    }
+    debug!(?close, "closed");
+    if let Some((code, reason)) = close.frame() {
+        let Socket {
+            ws: socket,
+            conn,
+            _tracked,
+        } = *this;
+        let write_timeout = conn.state.config.write_timeout;
+        drop(conn); // leave the hub now; the goodbye below may take a moment
+                    // Boxed, like every rare wait here: a future's size is its largest state, and each
+                    // idle socket would carry this one's timers for nothing.
+        Box::pin(goodbye(socket, code, reason, write_timeout, close)).await;
+    }
+}
+
+/// A fresh socket's `resume`: hands the socket to the session its token names and ends
+/// (this socket's own fresh session goes with it). If there is none, the client hears
+/// `resume_failed` (or `rate_limited`) and a new `session`, and this socket carries on.
+async fn knock<D: Dialect>(
+    this: Box<Socket<D>>,
+    hash: TokenHash,
+    seq: u64,
+) -> Option<Box<Socket<D>>> {
+    let Socket {
+        ws,
+        mut conn,
+        _tracked,
+    } = *this;
+    let slot = conn.slot.take()?;
+    let handoff = Box::new(Handoff {
+        ws,
+        slot,
+        tracked: _tracked,
+        hash,
+        seq,
+        ip: conn.ip,
+        grants: conn.grants.clone(),
+    });
+    let sessions = conn.state.sessions.clone();
+    let (refusal, handoff) = match sessions.knock(handoff, Instant::now()) {
+        Ok(()) => {
+            debug!("handed over to its session");
+            return None;
+        }
+        Err(refused) => refused,
+    };
+    let Handoff {
+        mut ws,
+        slot,
+        tracked,
+        ..
+    } = *handoff;
+    conn.slot = Some(slot);
+    let (result, code, message) = match refusal {
+        Refusal::RateLimited => (
+            "rate_limited",
+            ErrorCode::RateLimited,
+            "too many failed resumes: slow down",
+        ),
+        Refusal::Unknown => (
+            "unknown",
+            ErrorCode::ResumeFailed,
+            "unknown or expired session",
+        ),
+    };
+    conn.state.metrics.resume(result);
+    debug!(result, "resume refused");
+    conn.refuse_resume(&mut ws, code, message).await.ok()?;
+    let token = conn.resume.as_mut()?.rotate();
+    if let Some(resumable) = conn.resume.as_mut() {
+        resumable.fresh = true;
+    }
+    conn.send_session(&mut ws, &token).await.ok()?;
+    Some(Box::new(Socket {
+        ws,
+        conn,
+        _tracked: tracked,
+    }))
+}
+
+/// Takes a socket offered to this session on, or, if it does not fit (a position the
+/// buffer no longer covers, a rotated token), ends the session (the room hears the leave
+/// once) and carries the socket on as a fresh session that starts with `resume_failed`.
+async fn take<D: Dialect>(
+    mut conn: Connection<D>,
+    handoff: Box<Handoff>,
+) -> Option<Box<Socket<D>>> {
+    match conn.resume(handoff).await {
+        Ok((ws, tracked)) => Some(Box::new(Socket {
+            ws,
+            conn,
+            _tracked: tracked,
+        })),
+        Err(handoff) => {
+            let state = conn.state.clone();
+            state.metrics.resume("stale");
+            state.sessions.failed(handoff.ip, Instant::now());
+            debug!("resume refused: position outside the replay buffer");
+            drop(conn); // the session ends before its client can join again under its name
+            upgrade::restart(
+                state,
+                handoff,
+                "session cannot be resumed from that position",
+            );
+            None
+        }
+    }
+}
+
+/// Keeps a resumable session whose socket dropped: in its room, its frames numbered and
+/// buffered, until a socket takes it over (`Some`), or the window ends, the buffer
+/// overflows, the hub evicts it or the server shuts down (`None`: the session ends, and the
+/// room hears the leave once).
+async fn park<D: Dialect>(this: Box<Socket<D>>) -> Option<Box<Socket<D>>> {
+    let Socket {
+        ws,
+        mut conn,
+        _tracked,
+    } = *this;
+    drop(ws);
+    let state = conn.state.clone();
+    let Some(parked) = state.sessions.park(&state.metrics, conn.key) else {
+        debug!("too many parked sessions: ending");
+        return None;
+    };
+    conn.slot = None; // a parked session holds no connection, only its place under --max-parked
+    let resumable = conn.resume.as_mut()?;
+    resumable.parked_at = Some(resumable.sent);
+    let deadline = Box::pin(sleep(state.config.resume_window));
+    let mut deadline = deadline;
+    let shutdown = state.shutdown.clone();
+    let reason = loop {
+        let resumable = conn.resume.as_mut()?;
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break "shutdown",
+            () = &mut deadline => break "expired",
+            handoff = resumable.door.recv() => match handoff {
+                Some(handoff) => {
+                    drop(parked);
+                    return take(conn, handoff).await;
+                }
+                None => break "shutdown",
+            },
+            event = conn.inbox.recv() => match event {
+                Some(event) => {
+                    conn.note(&event);
+                    let _ = conn.encode(&event);
+                    if conn.resume.as_ref().is_some_and(|r| r.overflowed) {
+                        break "overflow";
+                    }
+                }
+                None => break "evicted",
+            },
+        }
+    };
+    state.metrics.parked_ended(reason);
+    debug!(reason, "parked session ended");
+    None
+}
+
+/// Serves the socket until it ends.
+async fn pump<D: Dialect>(this: &mut Socket<D>) -> Close {
     let Socket {
         ws: socket, conn, ..
-    } = &mut *this;
+    } = this;
     let shutdown = conn.state.shutdown.clone();
     let config = &conn.state.config;
     let (ping_every, idle_timeout) = (config.ping_interval, config.idle_timeout);
@@ -414,8 +908,7 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
     // would lock the token's waiter list twice per frame, shared by every socket.
     let cancelled = shutdown.cancelled();
     let mut cancelled = pin!(cancelled);
-    debug!("open");
-    let close = loop {
+    loop {
         tokio::select! {
             biased;
             () = &mut cancelled => break Close::GoingAway,
@@ -431,11 +924,17 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
                 }
                 None => break Close::Evicted,
             },
+            handoff = takeover(&mut conn.resume) => break Close::Takeover(handoff),
             () = claim_timer(conn.joining) => conn.claim_expired(),
             frame = socket.recv(), if conn.joining.is_none() => {
                 last_heard = Instant::now();
                 match frame {
                     Some(Ok(Message::Text(text))) => match conn.admit_frame(text.len()) {
+                        Ok(true) if conn.resume.is_some() => {
+                            if let Some(close) = conn.receive_numbered(text.as_str()) {
+                                break close;
+                            }
+                        }
                         Ok(true) => {
                             let decoded = D::decode(&mut conn.session, text.as_str());
                             conn.receive(decoded);
@@ -451,7 +950,8 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
                         Ok(false) => {}
                         Err(close) => break close,
                     },
-                    Some(Ok(Message::Close(_))) | None => break Close::Gone,
+                    Some(Ok(Message::Close(frame))) => break closed_by_client(frame.as_ref()),
+                    None => break Close::Gone,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {} // tungstenite answers pings
                     Some(Err(error)) => break read_error(error),
                 }
@@ -473,26 +973,35 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
                 }
             }
         }
-    };
-    match close {
-        Close::Evicted | Close::Stalled => conn.state.metrics.eviction(D::KIND),
-        Close::TooBig => conn.state.metrics.limit_hit(Limit::FrameSize),
-        Close::Idle => conn.state.metrics.limit_hit(Limit::IdleTimeout),
-        Close::NoJoin => conn.state.metrics.limit_hit(Limit::JoinTimeout),
-        _ => {}
     }
-    debug!(?close, "closed");
-    if let Some((code, reason)) = close.frame() {
-        let write_timeout = conn.state.config.write_timeout;
-        let Socket {
-            ws: socket,
-            conn,
-            _tracked,
-        } = *this;
-        drop(conn); // leave the hub now; the goodbye below may take a moment
-                    // Boxed, like every rare wait here: a future's size is its largest state, and each
-                    // idle socket would carry this one's timers for nothing.
-        Box::pin(goodbye(socket, code, reason, write_timeout, close)).await;
+}
+
+/// A close frame from the client: 1000 and 1001 (and none) end the session; any other code
+/// is a client saying "I will be back" (a resumable session parks).
+fn closed_by_client(frame: Option<&CloseFrame>) -> Close {
+    match frame.map(|frame| frame.code) {
+        None | Some(1000 | 1001) => Close::Left,
+        Some(_) => Close::Gone,
+    }
+}
+
+/// A socket that wants this session, if it is resumable; never otherwise.
+async fn takeover(resume: &mut Option<Box<Resumable>>) -> Box<Handoff> {
+    match resume {
+        Some(resumable) => match resumable.door.recv().await {
+            Some(handoff) => handoff,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes a frame outside the numbering (`session`, `resumed`, a failed resume's error, a
+/// replayed frame) straight to the socket, within the write timeout.
+async fn send_now(socket: &mut WebSocket, frame: Utf8Bytes, limit: Duration) -> Result<(), Close> {
+    match Box::pin(timeout(limit, socket.send(Message::Text(frame)))).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Close::Gone),
     }
 }
 

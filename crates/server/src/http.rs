@@ -181,10 +181,15 @@ async fn snapshot(state: &AppState) -> Snapshot {
     let (connected, rooms, users, cluster) = match &state.cluster {
         Some(cluster) => {
             let stats = cluster.stats(MAX_STATS_LIMIT).await;
+            let parked = state.sessions.parked_keys();
+            let here = cluster.node();
             let users = stats
                 .users
                 .into_iter()
-                .map(|(node, user)| user_body(user, Some(node.to_string())))
+                .map(|(node, user)| {
+                    let resuming = node == here && parked.contains(&user.key);
+                    user_body(user, Some(node.to_string()), resuming)
+                })
                 .collect::<Vec<_>>();
             let nodes = stats.nodes.iter().map(ToString::to_string).collect();
             (
@@ -196,10 +201,14 @@ async fn snapshot(state: &AppState) -> Snapshot {
         }
         None => {
             let stats = state.hub.with(|hub| hub.stats(MAX_STATS_LIMIT));
+            let parked = state.sessions.parked_keys();
             let users = stats
                 .users
                 .into_iter()
-                .map(|u| user_body(u, None))
+                .map(|u| {
+                    let resuming = parked.contains(&u.key);
+                    user_body(u, None, resuming)
+                })
                 .collect();
             (stats.connected, stats.rooms, users, None)
         }
@@ -217,7 +226,8 @@ async fn snapshot(state: &AppState) -> Snapshot {
     }
 }
 
-fn user_body(user: switchboard_core::UserStats, node: Option<String>) -> UserBody {
+/// One connection for `/api/stats`; `resuming`: a parked session waiting for its socket.
+fn user_body(user: switchboard_core::UserStats, node: Option<String>, resuming: bool) -> UserBody {
     let is_room_dialect = matches!(
         user.dialect,
         DialectKind::QueryRooms | DialectKind::RoomRelay | DialectKind::Conference
@@ -225,7 +235,11 @@ fn user_body(user: switchboard_core::UserStats, node: Option<String>) -> UserBod
     let room = user.room.map(|room| room.to_string());
     UserBody {
         id: user.id.map(|id| id.to_string()),
-        state: user.state.as_str(),
+        state: if resuming {
+            "resuming"
+        } else {
+            user.state.as_str()
+        },
         target_user: user.target.map(|t| t.to_string()),
         connected_at: humantime::format_rfc3339_millis(user.connected_at).to_string(),
         ip: user.ip.to_string(),

@@ -13,6 +13,7 @@ mod http;
 mod limits;
 mod media;
 mod metrics;
+mod resume;
 mod router;
 mod shutdown;
 mod tls;
@@ -75,6 +76,8 @@ pub(crate) struct Inner {
     pub(crate) sfu: Option<Sfu>,
     /// Mints TURN credentials (`--turn-secret`); the hub holds the same one for `joined`.
     pub(crate) turn: Option<Arc<TurnMinter>>,
+    /// Resumable sessions, by token hash (`?resume=1`).
+    pub(crate) sessions: Arc<resume::Sessions>,
 }
 
 impl AppState {
@@ -126,6 +129,7 @@ impl AppState {
             handshakes: AddressRate::new(config.handshake_rate, config.handshake_burst),
             requests: AddressRate::new(config.http_rate, config.http_burst),
             stats: StatsSnapshots::default(),
+            sessions: Arc::new(resume::Sessions::new(config.max_parked)),
             config,
             verifier,
             hub,

@@ -134,6 +134,24 @@ impl AddressRate {
         }
     }
 
+    /// A bucket that refills `per_minute` tokens a minute (budgets for rare events, such as
+    /// failed session resumes).
+    pub(crate) fn per_minute(per_minute: u32, burst: u32) -> Self {
+        AddressRate {
+            per_second: f64::from(per_minute) / 60.0,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `ip`'s bucket has a token left, without taking it.
+    pub(crate) fn has_token(&self, ip: IpAddr, now: Instant) -> bool {
+        let buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        buckets
+            .get(&address_key(ip))
+            .is_none_or(|bucket| self.refill(*bucket, now).tokens >= 1.0)
+    }
+
     /// Takes one token from `ip`'s bucket; false when it is empty.
     pub(crate) fn allow(&self, ip: IpAddr, now: Instant) -> bool {
         let key = address_key(ip);

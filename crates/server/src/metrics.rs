@@ -77,6 +77,14 @@ pub(crate) struct Metrics {
     certificate_loads: Family<Label, Counter>,
     handshake: Histogram,
     stats_snapshots: Counter,
+    /// Resumable sessions whose socket dropped, waiting for it to come back.
+    parked: Gauge,
+    /// Resume attempts, by result.
+    resumes: Family<Label, Counter>,
+    /// Frames sent again on a resume.
+    replayed: Counter,
+    /// Parked sessions that ended without a resume, by reason.
+    parked_ended: Family<Label, Counter>,
     /// Scrapes are rare; one at a time keeps gauge updates and encoding consistent.
     scrape: Mutex<()>,
 }
@@ -125,6 +133,10 @@ impl Metrics {
             // 100 µs to ~3.3 s.
             handshake: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             stats_snapshots: Counter::default(),
+            parked: Gauge::default(),
+            resumes: Family::default(),
+            replayed: Counter::default(),
+            parked_ended: Family::default(),
             registry: Registry::default(),
             scrape: Mutex::new(()),
         };
@@ -203,6 +215,32 @@ impl Metrics {
             "Snapshots built for /api/stats (one serves every caller while it is fresh)",
             metrics.stats_snapshots.clone(),
         );
+        registry.register(
+            "parked_sessions",
+            "Resumable sessions whose socket dropped, kept for --resume-window",
+            metrics.parked.clone(),
+        );
+        registry.register(
+            "resumes",
+            "Resume attempts, by result (resumed, unknown, stale, rate_limited)",
+            metrics.resumes.clone(),
+        );
+        registry.register(
+            "replayed_frames",
+            "Frames sent again on a resume",
+            metrics.replayed.clone(),
+        );
+        registry.register(
+            "parked_ended",
+            "Parked sessions that ended without a resume, by reason (expired, overflow, evicted, shutdown)",
+            metrics.parked_ended.clone(),
+        );
+        for result in ["resumed", "unknown", "stale", "rate_limited"] {
+            let _ = metrics.resumes.get_or_create(&[("result", result)]);
+        }
+        for reason in ["expired", "overflow", "evicted", "shutdown"] {
+            let _ = metrics.parked_ended.get_or_create(&[("reason", reason)]);
+        }
         for kind in DialectKind::ALL {
             let label = dialect(kind);
             for family in [&metrics.connections, &metrics.members] {
@@ -260,6 +298,23 @@ impl Metrics {
 
     pub(crate) fn stats_snapshot(&self) {
         self.stats_snapshots.inc();
+    }
+
+    /// The parked-sessions gauge, which each parked session moves itself.
+    pub(crate) fn parked_gauge(&self) -> Gauge {
+        self.parked.clone()
+    }
+
+    pub(crate) fn resume(&self, result: &'static str) {
+        self.resumes.get_or_create(&[("result", result)]).inc();
+    }
+
+    pub(crate) fn replayed(&self, frames: u64) {
+        self.replayed.inc_by(frames);
+    }
+
+    pub(crate) fn parked_ended(&self, reason: &'static str) {
+        self.parked_ended.get_or_create(&[("reason", reason)]).inc();
     }
 
     pub(crate) fn handshake(&self, took: Duration) {

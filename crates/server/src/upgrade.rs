@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,7 +20,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use switchboard_auth::{AuthError, Grants};
 use switchboard_core::{
-    Command, CoreError, Event, Outcome, PeerKey, PeerName, PeerProfile, RoomId,
+    Command, CoreError, ErrorCode, Event, Outcome, PeerKey, PeerName, PeerProfile, RoomId,
 };
 use switchboard_dialects::{Broadcast, Conference, Dialect, Pairing, QueryRooms, RoomRelay};
 use tokio::sync::mpsc;
@@ -30,6 +30,7 @@ use tracing::debug;
 use crate::connection::{self, Connection, Membership};
 use crate::limits::Slot;
 use crate::metrics::Limit;
+use crate::resume::Handoff;
 use crate::{assets, auth, AppState, DialectKind};
 
 /// Read-buffer size per socket. tungstenite zero-fills all of it up front, so every idle
@@ -73,6 +74,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Handshake {
 enum Target {
     /// conference or room-relay: connected, in no room until `join-room`.
     Lobby(DialectKind),
+    /// conference with `resume=1`: like a lobby, and the socket's session can resume.
+    Resumable,
     /// query-rooms: identity and room from the URL.
     QueryRooms(HashMap<String, String>),
     /// pairing: a fresh UUID.
@@ -97,14 +100,32 @@ pub(crate) async fn root(
         },
         DialectKind::Pairing => Target::Pairing,
         DialectKind::Broadcast => Target::Broadcast(default_channel()),
+        DialectKind::Conference if wants_resume(query.as_deref()) => Target::Resumable,
         lobby => Target::Lobby(lobby),
     };
     open(handshake, state, target).await
 }
 
-/// `/conference`
-pub(crate) async fn conference(handshake: Handshake, State(state): State<AppState>) -> Response {
-    open(handshake, state, Target::Lobby(DialectKind::Conference)).await
+/// `/conference`, and `/conference?resume=1` for a resumable session.
+pub(crate) async fn conference(
+    handshake: Handshake,
+    RawQuery(query): RawQuery,
+    State(state): State<AppState>,
+) -> Response {
+    let target = if wants_resume(query.as_deref()) {
+        Target::Resumable
+    } else {
+        Target::Lobby(DialectKind::Conference)
+    };
+    open(handshake, state, target).await
+}
+
+/// Whether the query opts in to resume (`resume=1`).
+fn wants_resume(query: Option<&str>) -> bool {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .any(|pair| pair == "resume=1")
 }
 
 /// `/room-relay`
@@ -176,6 +197,7 @@ async fn open(handshake: Handshake, state: AppState, target: Target) -> Response
     };
     let kind = match &target {
         Target::Lobby(kind) => *kind,
+        Target::Resumable => DialectKind::Conference,
         Target::QueryRooms(_) => DialectKind::QueryRooms,
         Target::Pairing => DialectKind::Pairing,
         Target::Broadcast(_) => DialectKind::Broadcast,
@@ -207,9 +229,11 @@ async fn open(handshake: Handshake, state: AppState, target: Target) -> Response
             }
         }
     }
+    let target_resumable = matches!(target, Target::Resumable);
     let (outbox, inbox) = mpsc::channel(state.config.outbox_capacity);
     let registered = state.hub.with(|hub| match target {
         Target::Lobby(kind) => Ok((hub.register(profile(kind), outbox), None)),
+        Target::Resumable => Ok((hub.register(profile(DialectKind::Conference), outbox), None)),
         Target::QueryRooms(_) => {
             let (room, name) = identity.expect("query-rooms identity was parsed above");
             if hub.is_taken(room.as_str(), name.as_str()) {
@@ -259,12 +283,19 @@ async fn open(handshake: Handshake, state: AppState, target: Target) -> Response
             return (refusal_status(&error), error.to_string()).into_response();
         }
     }
+    let opening = if target_resumable {
+        Opening::Session
+    } else {
+        Opening::Plain
+    };
     let admitted = Admitted {
         key,
         inbox,
         membership,
         slot,
         grants,
+        ip: addr.ip(),
+        opening,
     };
     match kind {
         DialectKind::Conference => start::<Conference>(ws, state, admitted),
@@ -301,6 +332,53 @@ pub(crate) struct Admitted {
     pub(crate) slot: Slot,
     /// What its token grants; `None`: no limits.
     pub(crate) grants: Option<Arc<Grants>>,
+    /// The client's address.
+    pub(crate) ip: IpAddr,
+    /// What the socket writes first.
+    pub(crate) opening: Opening,
+}
+
+/// What a socket writes before anything else.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Opening {
+    /// Nothing: not resumable.
+    Plain,
+    /// `session`: a fresh resumable session.
+    Session,
+    /// This error (a failed resume, unnumbered), then `session`.
+    Failed(ErrorCode, &'static str),
+}
+
+/// Carries a socket whose resume its session refused on as a fresh resumable session (the
+/// refused session has ended): it hears `resume_failed`, then a new `session`.
+pub(crate) fn restart(state: AppState, handoff: Box<Handoff>, why: &'static str) {
+    let Handoff {
+        ws,
+        slot,
+        tracked,
+        ip,
+        grants,
+        ..
+    } = *handoff;
+    let profile = PeerProfile {
+        dialect: DialectKind::Conference,
+        ip,
+        connected_at: SystemTime::now(),
+        grant: grants.as_ref().map(|grants| grants.join.clone()),
+    };
+    let (outbox, inbox) = mpsc::channel(state.config.outbox_capacity);
+    let key = state.hub.with(|hub| hub.register(profile, outbox));
+    let admitted = Admitted {
+        key,
+        inbox,
+        membership: Membership::new(state.hub.clone(), key),
+        slot,
+        grants,
+        ip,
+        opening: Opening::Failed(ErrorCode::ResumeFailed, why),
+    };
+    let conn = Connection::<Conference>::new(state, admitted);
+    tokio::spawn(connection::run(ws, conn, tracked));
 }
 
 /// The token's verdict on this upgrade: missing or bad (401), or good but not for this
@@ -331,7 +409,7 @@ fn authorize(
         }
         Target::Pairing => grants.check_pair()?,
         Target::Broadcast(channel) => grants.check_channel(channel)?,
-        Target::Lobby(_) => {}
+        Target::Lobby(_) | Target::Resumable => {}
     }
     Ok(Some(grants))
 }
