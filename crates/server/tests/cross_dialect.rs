@@ -139,7 +139,7 @@ async fn query_rooms_and_room_relay_share_a_room() {
     assert_eq!(q.json().await, peer_joined("rr", "x"));
     drop(q);
     assert_eq!(r.json().await, json!({"type":"user-left","userId":"qq"}));
-    let _q = query(&server, "x", "qq").await;
+    let _q = server.connect_once_free("/ws?peer_id=qq&room=x").await;
     assert_eq!(r.json().await, json!({"type":"user-joined","userId":"qq"}));
 }
 

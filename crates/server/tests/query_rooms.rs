@@ -78,7 +78,7 @@ async fn a_taken_peer_id_is_refused_with_409_and_disturbs_nobody() {
     // Once alice is gone (bob has seen her leave), her peer_id is free again.
     drop(alice);
     bob.expect("peer_left").await;
-    let _again = peer(&server, "r", "alice").await;
+    let _again = server.connect_once_free("/ws?peer_id=alice&room=r").await;
     assert_eq!(bob.expect("peer_joined").await["from"], "alice");
 }
 

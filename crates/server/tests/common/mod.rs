@@ -101,6 +101,26 @@ impl TestServer {
         Client { ws }
     }
 
+    /// `connect`, for a name its last holder just gave up (a query-rooms `peer_id`). On one
+    /// server the name is free once the room has heard the leave; across nodes the room may
+    /// hear it from the leaver's node a moment before the leave is decided in Redis, where
+    /// names are claimed: until then the upgrade is refused with 409, and only with 409.
+    pub async fn connect_once_free(&self, path: &str) -> Client {
+        timeout(PATIENCE, async {
+            loop {
+                match tokio_tungstenite::connect_async(self.url(path)).await {
+                    Ok((ws, _)) => return Client { ws },
+                    Err(tungstenite::Error::Http(response)) if response.status() == 409 => {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err(error) => panic!("upgrade to {path} failed: {error}"),
+                }
+            }
+        })
+        .await
+        .expect("the name is freed")
+    }
+
     /// Tries an upgrade that should be refused; returns the HTTP status and body.
     pub async fn refused(&self, path: &str) -> (u16, String) {
         self.refused_with(path, &[]).await
