@@ -284,10 +284,21 @@ impl Cluster {
             reply,
         };
         self.subscribe(self.key(b'b', channel.as_str()), Some(on));
-        match timeout(REDIS_TIMEOUT * 2, nodes).await {
-            Ok(Ok(result)) => result,
-            _ => Err(CoreError::Unavailable),
+        let nodes = match timeout(REDIS_TIMEOUT * 2, nodes).await {
+            Ok(Ok(result)) => result?,
+            _ => return Err(CoreError::Unavailable),
+        };
+        // The other nodes with subscribers learn of this one from the channel, and publish
+        // their frames only once they have: a question to each, asked after that news on the
+        // same channels, is answered after it. So once the upgrade is answered, every frame
+        // sent to the channel reaches it, from any node. A node that does not answer within
+        // the stats wait (dying, its lease not yet expired) does not hold the upgrade longer.
+        let me = self.node();
+        let others: HashSet<NodeId> = nodes.iter().copied().filter(|&n| n != me).collect();
+        if !others.is_empty() {
+            self.ask(others, 0, |_, _| {}).await;
         }
+        Ok(nodes)
     }
 
     /// Registers pairing user `name` (this node's peer `key`) cluster-wide, before its
@@ -395,11 +406,36 @@ impl Cluster {
         result.rooms = rooms;
         let others: HashSet<NodeId> = nodes.iter().copied().filter(|&n| n != me).collect();
         result.nodes = nodes;
+        let users = &mut result.users;
+        let mut connected = 0;
+        let answered = self
+            .ask(others, limit, |node, stats| {
+                connected += stats.connected;
+                users.extend(stats.users.into_iter().map(|u| (node, u)));
+            })
+            .await;
+        result.connected += connected;
+        result.partial = !answered;
+        result
+            .users
+            .sort_by_key(|(node, user)| (user.connected_at, *node, user.key));
+        result.users.truncate(limit);
+        result
+    }
+
+    /// Asks `others` for their oldest `limit` connections (on `P:ctl`) and hands each answer
+    /// that arrives within the stats wait to `answer`; whether every one of them answered.
+    async fn ask(
+        &self,
+        others: HashSet<NodeId>,
+        limit: usize,
+        mut answer: impl FnMut(NodeId, Stats),
+    ) -> bool {
         let id = self.0.next_question.fetch_add(1, Ordering::Relaxed);
         let (answers, mut replies) = mpsc::channel(others.len().max(1));
         lock(&self.0.asked).insert(id, answers);
         let mut question = Vec::new();
-        envelope::stats_request(&mut question, id, me, limit);
+        envelope::stats_request(&mut question, id, self.node(), limit);
         self.push(Op::Publish {
             channel: format!("{}:ctl", self.prefix()).into_bytes(),
             payload: question,
@@ -410,22 +446,14 @@ impl Cluster {
             match tokio::time::timeout_at(deadline, replies.recv()).await {
                 Ok(Some((node, stats))) => {
                     if waiting.remove(&node) {
-                        result.connected += stats.connected;
-                        result
-                            .users
-                            .extend(stats.users.into_iter().map(|u| (node, u)));
+                        answer(node, stats);
                     }
                 }
                 _ => break,
             }
         }
         lock(&self.0.asked).remove(&id);
-        result.partial = !waiting.is_empty();
-        result
-            .users
-            .sort_by_key(|(node, user)| (user.connected_at, *node, user.key));
-        result.users.truncate(limit);
-        result
+        waiting.is_empty()
     }
 
     /// Removes this node from the cluster at once (shutdown): every room hears its members
