@@ -30,7 +30,7 @@ use tracing::debug;
 use crate::connection::{self, Connection, Membership};
 use crate::limits::Slot;
 use crate::metrics::Limit;
-use crate::resume::Handoff;
+use crate::resume::{Handoff, Link};
 use crate::{assets, auth, AppState, DialectKind};
 
 /// Read-buffer size per socket. tungstenite zero-fills all of it up front, so every idle
@@ -469,7 +469,7 @@ fn start<D: Dialect>(ws: WebSocketUpgrade, state: AppState, admitted: Admitted) 
         .on_upgrade(move |socket| {
             state.metrics.handshake(requested.elapsed());
             let conn = Connection::<D>::new(state, admitted);
-            connection::run(socket, conn, tracked)
+            connection::run(Link::Local(socket), conn, tracked)
         })
 }
 
