@@ -12,11 +12,11 @@ use std::pin::{pin, Pin};
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use switchboard_cluster::envelope::TunnelFrame;
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt};
 use switchboard_auth::Grants;
 use switchboard_cluster::envelope::ForwardedRequest;
+use switchboard_cluster::envelope::TunnelFrame;
 use switchboard_core::{
     Command, DialectKind, ErrorCode, Event, MediaRequest, Outcome, PeerKey, PeerName, RawJson,
     RoomId, SharedHub,
@@ -1172,13 +1172,7 @@ async fn ping_sent(socket: &mut Link, limit: Duration) -> bool {
 }
 
 /// Sends our close frame, then lingers for the client's.
-async fn goodbye(
-    mut socket: Link,
-    code: u16,
-    reason: &'static str,
-    limit: Duration,
-    close: Close,
-) {
+async fn goodbye(mut socket: Link, code: u16, reason: &'static str, limit: Duration, close: Close) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
