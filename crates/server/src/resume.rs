@@ -78,6 +78,9 @@ pub(crate) fn same(a: &TokenHash, b: &TokenHash) -> bool {
 /// A session's socket: the client's own WebSocket on this node, or one that another node
 /// holds, carried here through a tunnel. Its methods are those of the WebSocket the
 /// socket task uses.
+// Nearly every link is local: boxing the WebSocket would cost each socket an allocation and
+// an indirection per frame to save a tunnelled one a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Link {
     Local(WebSocket),
     Tunnel(TunnelEnd),
