@@ -722,3 +722,65 @@ async fn with_tokens_only_the_same_subject_takes_a_session_over() {
     let left = bob.expect("user-left").await;
     assert_eq!(left["data"], json!({"user":"alice"}));
 }
+
+#[tokio::test]
+async fn in_a_cluster_with_tokens_only_the_same_subject_takes_a_session_over_from_another_node() {
+    use switchboard_auth::{mint, Scope, SigningKey};
+    use switchboard_server::{AuthKey, AuthMode};
+    const SECRET: &str = "resume secret";
+    let redis = common::cluster::Redis::new();
+    let node = |id| {
+        let mut config = common::cluster::node_config(&redis, id, Duration::from_secs(10));
+        config.resume_window = Duration::from_secs(20);
+        config.auth = AuthMode::Required;
+        config.auth_keys = vec![AuthKey::secret("k1", SECRET)];
+        common::cluster::node_with(config)
+    };
+    let (a, b) = (node(0xa).await, node(0xb).await);
+    let signer = SigningKey::secret("k1", SECRET.as_bytes()).unwrap();
+    let access = |subject: &str| {
+        let scope = Scope {
+            room: Some("r".into()),
+            ..Scope::default()
+        };
+        let token = mint(&signer, subject, scope, Duration::from_secs(600)).unwrap();
+        format!("&access_token={token}")
+    };
+    let mut bob = abortable_with(&b, &access("bob")).await;
+    bob.expect("session").await;
+    bob.send_json(json!({"type":"join-room","data":{"roomId":"r","username":"bob"}}))
+        .await;
+    bob.expect("joined").await;
+
+    let mut alice = abortable_with(&a, &access("alice")).await;
+    let session = alice.expect("session").await;
+    let mut token = session["data"]["token"].as_str().unwrap().to_owned();
+    alice
+        .send_json(json!({"type":"join-room","data":{"roomId":"r","username":"alice"}}))
+        .await;
+    alice.expect("joined").await;
+    bob.expect("user-joined").await;
+
+    // The same subject, on the other node: carried to the session.
+    drop(alice);
+    let mut again = abortable_with(&b, &access("alice")).await;
+    again.expect("session").await;
+    again
+        .send_json(json!({"type":"resume","data":{"token":token,"seq":1}}))
+        .await;
+    let resumed = again.expect("resumed").await;
+    token = resumed["data"]["token"].as_str().unwrap().to_owned();
+
+    // Someone else's access token does not, even with the session token and from either
+    // node: the session ends and the room hears alice leave, once.
+    drop(again);
+    let mut mallory = abortable_with(&b, &access("mallory")).await;
+    mallory.expect("session").await;
+    mallory
+        .send_json(json!({"type":"resume","data":{"token":token,"seq":1}}))
+        .await;
+    let error = mallory.expect("error").await;
+    assert_eq!(error["data"]["code"], "resume_failed", "{error}");
+    let left = bob.expect("user-left").await;
+    assert_eq!(left["data"], json!({"user":"alice"}));
+}
