@@ -873,9 +873,16 @@ async fn carried(
     let limit = state.config.write_timeout;
     let cancelled = state.shutdown.cancelled();
     let mut cancelled = pin!(cancelled);
+    // The session pings its client every ping interval, through the tunnel: a tunnel silent
+    // for the idle timeout is dead even if its end was never told (a `Gone` lost while
+    // Redis was away). The client resumes again.
+    let idle_timeout = state.config.idle_timeout;
+    let silent = sleep(idle_timeout);
+    let mut silent = pin!(silent);
     let mut next = Some(first);
     loop {
         if let Some(frame) = next.take() {
+            silent.as_mut().reset(Instant::now() + idle_timeout);
             let message = match frame {
                 TunnelFrame::Text(bytes) => match Utf8Bytes::try_from(bytes) {
                     Ok(text) => Message::Text(text),
@@ -919,6 +926,10 @@ async fn carried(
                 Some(frame) => next = Some(frame),
                 None => return,
             },
+            () = &mut silent => {
+                debug!("tunnel silent for the idle timeout: dropping the client's socket");
+                return;
+            }
             message = ws.recv() => {
                 let frame = match message {
                     Some(Ok(Message::Text(text))) => {

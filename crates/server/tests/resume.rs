@@ -784,3 +784,46 @@ async fn in_a_cluster_with_tokens_only_the_same_subject_takes_a_session_over_fro
     let left = bob.expect("user-left").await;
     assert_eq!(left["data"], json!({"user":"alice"}));
 }
+
+#[tokio::test]
+async fn in_a_cluster_a_carried_socket_is_dropped_when_redis_goes_and_the_session_waits_at_home() {
+    let mut redis = common::cluster::Redis::new();
+    let node = |id| {
+        let mut config = common::cluster::node_config(&redis, id, Duration::from_secs(10));
+        config.resume_window = Duration::from_secs(20);
+        config.ping_interval = Duration::from_millis(200);
+        config.idle_timeout = Duration::from_secs(1);
+        common::cluster::node_with(config)
+    };
+    let (a, b) = (node(0xa).await, node(0xb).await);
+    // Alice's session and bob on node A; alice's socket carried through node B.
+    let mut alice = Session::join(&a, "r", "alice").await;
+    let mut bob = conference(&a, "r", "bob").await;
+    assert_eq!(alice.frame().await["type"], "user-joined");
+    let (token, last) = alice.cut();
+    let (mut alice, _) = Session::resume(&b, &token, last).await;
+    bob.send_json(chat("one")).await;
+    assert_eq!(alice.frame().await["data"]["text"], "one");
+
+    // Redis goes away: the tunnel carries nothing more, and node B drops the client's socket
+    // (no close frame: the client resumes) once the session's pings stop coming.
+    redis.stop();
+    let (token, last) = (alice.token.clone(), alice.last);
+    assert!(alice.client.closed().await.is_none(), "dropped, not closed");
+    // Bob, on the session's node, goes on talking; the session keeps it for alice.
+    bob.send_json(chat("two")).await;
+    bob.send_json(chat("three")).await;
+    until_chat(&mut bob, "three").await;
+
+    // Resuming at home needs no Redis.
+    let (mut alice, _) = Session::resume(&a, &token, last).await;
+    assert_eq!(alice.frame().await["data"]["text"], "two");
+    assert_eq!(alice.frame().await["data"]["text"], "three");
+    bob.send_json(chat("marker")).await;
+    let frames = until_chat(&mut bob, "marker").await;
+    assert!(
+        frames.iter().all(|f| f["type"] == "chat-message"),
+        "bob heard no leave: {frames:?}"
+    );
+    assert_eq!(alice.frame().await["data"]["text"], "marker");
+}
