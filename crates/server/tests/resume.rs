@@ -788,14 +788,18 @@ async fn in_a_cluster_with_tokens_only_the_same_subject_takes_a_session_over_fro
 #[tokio::test]
 async fn in_a_cluster_a_carried_socket_is_dropped_when_redis_goes_and_the_session_waits_at_home() {
     let mut redis = common::cluster::Redis::new();
-    let node = |id| {
+    // Node A pings often (its pings are what keeps a tunnel alive); node B gives up on a
+    // silent tunnel after a second. Sockets on A keep a long idle timeout: this test does
+    // not read bob's socket all the time, so his client does not answer every ping.
+    let node = |id, idle| {
         let mut config = common::cluster::node_config(&redis, id, Duration::from_secs(10));
         config.resume_window = Duration::from_secs(20);
         config.ping_interval = Duration::from_millis(200);
-        config.idle_timeout = Duration::from_secs(1);
+        config.idle_timeout = idle;
         common::cluster::node_with(config)
     };
-    let (a, b) = (node(0xa).await, node(0xb).await);
+    let a = node(0xa, Duration::from_secs(60)).await;
+    let b = node(0xb, Duration::from_secs(1)).await;
     // Alice's session and bob on node A; alice's socket carried through node B.
     let mut alice = Session::join(&a, "r", "alice").await;
     let mut bob = conference(&a, "r", "bob").await;
