@@ -976,17 +976,11 @@ async fn take<D: Dialect>(
             state.sessions.failed(handoff.ip, Instant::now());
             debug!("resume refused: position outside the replay buffer");
             drop(conn); // the session ends before its client can join again under its name
-            if handoff.remote.is_some() {
-                // The client's node carries its socket on as a fresh session, with the
-                // rights its token has there.
-                resume::refuse_carried(*handoff);
-            } else {
-                upgrade::restart(
-                    state,
-                    handoff,
-                    "session cannot be resumed from that position",
-                );
-            }
+            upgrade::restart(
+                state,
+                handoff,
+                "session cannot be resumed from that position",
+            );
             None
         }
     }

@@ -350,8 +350,13 @@ pub(crate) enum Opening {
 }
 
 /// Carries a socket whose resume its session refused on as a fresh resumable session (the
-/// refused session has ended): it hears `resume_failed`, then a new `session`.
+/// refused session has ended): it hears `resume_failed`, then a new `session`. A socket
+/// carried from another node goes back there instead: that node starts the fresh session,
+/// with the rights the client's token has there.
 pub(crate) fn restart(state: AppState, handoff: Box<Handoff>, why: &'static str) {
+    if handoff.remote.is_some() {
+        return crate::resume::refuse_carried(*handoff);
+    }
     let Handoff {
         ws,
         slot,
