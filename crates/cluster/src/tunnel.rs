@@ -54,8 +54,10 @@ pub struct TunnelEnd {
     peer: Option<NodeId>,
     sent: u64,
     from_peer: mpsc::Receiver<TunnelFrame>,
-    /// The other end said it is gone, or the tunnel broke: nothing more to tell it.
+    /// The tunnel has ended: the other end said it is gone, or a frame was lost on the way.
     ended: bool,
+    /// The other end said it is gone: nothing more to tell it.
+    peer_gone: bool,
 }
 
 impl std::fmt::Debug for TunnelEnd {
@@ -88,7 +90,14 @@ impl TunnelEnd {
                 .and_then(|entry| entry.peer);
         }
         match frame {
-            Some(TunnelFrame::Gone) | None => {
+            Some(TunnelFrame::Gone) => {
+                self.ended = true;
+                self.peer_gone = true;
+                None
+            }
+            // Broken here (a lost frame, or this end too far behind): the other end is told
+            // when this one is dropped.
+            None => {
                 self.ended = true;
                 None
             }
@@ -125,7 +134,7 @@ impl Drop for TunnelEnd {
         if entry.is_some() {
             self.cluster.0.metrics.tunnels.dec();
         }
-        if self.ended {
+        if self.peer_gone {
             return;
         }
         let message = TunnelMessage {
@@ -206,6 +215,7 @@ impl Cluster {
             sent: 0,
             from_peer,
             ended: false,
+            peer_gone: false,
         }
     }
 
