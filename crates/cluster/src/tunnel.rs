@@ -277,3 +277,106 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use switchboard_core::SharedHub;
+
+    use super::*;
+    use crate::{ClusterConfig, RedisUrl};
+
+    const B: NodeId = NodeId(0xb);
+    const TUNNEL: TunnelId = TunnelId { node: B, id: 7 };
+
+    /// A node whose Redis never answers: enough for what arrives on a tunnel.
+    fn cluster() -> Cluster {
+        let config = ClusterConfig {
+            url: RedisUrl::parse("redis+unix:///nonexistent/switchboard-tunnel-test.sock").unwrap(),
+            node: NodeId(0xa),
+            lease: Duration::from_secs(10),
+            prefix: "sb".into(),
+            capacity: 16,
+            max_envelope: 1 << 16,
+            max_room_members: None,
+        };
+        Cluster::start(config, SharedHub::default())
+    }
+
+    fn arrives(cluster: &Cluster, from: NodeId, n: u64, frame: TunnelFrame) {
+        let mut payload = Vec::new();
+        let message = TunnelMessage {
+            tunnel: TUNNEL,
+            from,
+            n,
+            frame,
+        };
+        envelope::tunnel(&mut payload, &message);
+        cluster.on_resume(&Bytes::from(payload));
+    }
+
+    fn text(text: &'static str) -> TunnelFrame {
+        TunnelFrame::Text(Bytes::from_static(text.as_bytes()))
+    }
+
+    fn answer(cluster: &Cluster) -> TunnelEnd {
+        cluster.answer_knock(&Knock {
+            tunnel: TUNNEL,
+            hash: [0; 32],
+            seq: 0,
+            ip: "192.0.2.1".parse().unwrap(),
+            subject: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn frames_pass_in_order_and_a_lost_one_ends_the_tunnel() {
+        let cluster = cluster();
+        let mut end = answer(&cluster);
+        arrives(&cluster, B, 1, text("one"));
+        arrives(&cluster, NodeId(0xc), 2, text("a stranger's")); // not this tunnel's peer
+        arrives(&cluster, B, 2, text("two"));
+        arrives(&cluster, B, 4, text("four")); // three was lost on the way
+        arrives(&cluster, B, 5, text("five"));
+        assert_eq!(end.recv().await, Some(text("one")));
+        assert_eq!(end.recv().await, Some(text("two")));
+        assert_eq!(end.recv().await, None, "a gap ends the tunnel");
+        assert_eq!(end.recv().await, None);
+        assert_eq!(end.send(TunnelFrame::Ping), Err(TunnelBroken));
+        drop(end);
+        assert!(
+            lock(&cluster.0.tunnels).ends.is_empty(),
+            "the end is forgotten"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_other_end_leaving_or_its_node_dying_ends_the_tunnel() {
+        let cluster = cluster();
+        let mut end = answer(&cluster);
+        arrives(&cluster, B, 1, text("one"));
+        arrives(&cluster, B, 0, TunnelFrame::Gone);
+        assert_eq!(end.recv().await, Some(text("one")));
+        assert_eq!(end.recv().await, None);
+        drop(end);
+
+        let mut end = answer(&cluster);
+        cluster.tunnels_to_dead(B);
+        arrives(&cluster, B, 1, text("too late"));
+        assert_eq!(end.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn an_end_that_falls_too_far_behind_is_broken() {
+        let cluster = cluster();
+        let mut end = answer(&cluster);
+        for n in 1..=TUNNEL_CAPACITY as u64 + 1 {
+            arrives(&cluster, B, n, TunnelFrame::Ping);
+        }
+        for _ in 0..TUNNEL_CAPACITY {
+            assert_eq!(end.recv().await, Some(TunnelFrame::Ping));
+        }
+        assert_eq!(end.recv().await, None, "the frame past the bound broke it");
+    }
+}
