@@ -98,6 +98,7 @@ impl Link {
                 TunnelFrame::Text(bytes) => Message::Text(Utf8Bytes::try_from(bytes).ok()?),
                 TunnelFrame::Binary(bytes) => Message::Binary(bytes),
                 TunnelFrame::Pong => Message::Pong(Bytes::new()),
+                TunnelFrame::Close(NO_STATUS, _) => Message::Close(None),
                 TunnelFrame::Close(code, reason) => Message::Close(Some(CloseFrame {
                     code,
                     reason: Utf8Bytes::try_from(reason).unwrap_or_default(),

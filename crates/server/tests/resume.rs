@@ -831,3 +831,24 @@ async fn in_a_cluster_a_carried_socket_is_dropped_when_redis_goes_and_the_sessio
     );
     assert_eq!(alice.frame().await["data"]["text"], "marker");
 }
+
+#[tokio::test]
+async fn in_a_cluster_a_close_frame_through_another_node_ends_the_session_at_once() {
+    let redis = common::cluster::Redis::new();
+    let (a, b) = two_nodes(&redis, Duration::from_secs(20)).await;
+    let mut bob = conference(&a, "r", "bob").await;
+    for (code, name) in [(None, "alice"), (Some(1000), "carol")] {
+        let mut session = Session::join(&a, "r", name).await;
+        assert_eq!(bob.expect("user-joined").await["data"]["user"], name);
+        let (token, last) = session.cut();
+        let (session, _) = Session::resume(&b, &token, last).await;
+        let mut client = session.client;
+        let frame = code.map(|code: u16| CloseFrame {
+            code: CloseCode::from(code),
+            reason: "bye".into(),
+        });
+        client.ws.close(frame).await.unwrap();
+        let left = bob.expect("user-left").await;
+        assert_eq!(left["data"], json!({ "user": name }), "{code:?}");
+    }
+}
