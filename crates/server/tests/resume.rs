@@ -838,7 +838,7 @@ async fn in_a_cluster_a_close_frame_through_another_node_ends_the_session_at_onc
     let (a, b) = two_nodes(&redis, Duration::from_secs(20)).await;
     let mut bob = conference(&a, "r", "bob").await;
     for (code, name) in [(None, "alice"), (Some(1000), "carol")] {
-        let mut session = Session::join(&a, "r", name).await;
+        let session = Session::join(&a, "r", name).await;
         assert_eq!(bob.expect("user-joined").await["data"]["user"], name);
         let (token, last) = session.cut();
         let (session, _) = Session::resume(&b, &token, last).await;
