@@ -104,7 +104,7 @@ export class SwitchboardClient extends EventTarget {
   #pending = new Map(); // rid -> a join {resolve, reject, automatic, wanted} or a request {type, resolve, reject}
   // Resume (docs/protocol.md "Resume"). The token is the session's secret: never logged.
   #resume;
-  #token = null; // the session's current token, once the server has said `session`
+  #sessionToken = null; // the session's current token, once the server has said `session`
   #windowMs = 0; // how long the server keeps a dropped session
   #droppedAt = 0; // when the socket of a resumable session dropped (0: it did not)
   #resuming = false; // a `resume` is on its way: frames wait until the answer
@@ -192,7 +192,7 @@ export class SwitchboardClient extends EventTarget {
       if (this.#canResume()) {
         // The first frame must be the resume; everything else waits for its answer.
         this.#resuming = true;
-        socket.send(JSON.stringify({ type: 'resume', data: { token: this.#token, seq: this.#lastSeq } }));
+        socket.send(JSON.stringify({ type: 'resume', data: { token: this.#sessionToken, seq: this.#lastSeq } }));
         return;
       }
       this.#freshSession();
@@ -374,7 +374,7 @@ export class SwitchboardClient extends EventTarget {
 
   /** Whether a new socket should try to resume: a session whose drop is within its window. */
   #canResume() {
-    return this.#resume && this.#token !== null && this.#droppedAt !== 0
+    return this.#resume && this.#sessionToken !== null && this.#droppedAt !== 0
       && Date.now() - this.#droppedAt < this.#windowMs;
   }
 
@@ -391,7 +391,7 @@ export class SwitchboardClient extends EventTarget {
 
   /** Forgets the resumable session (its token, its numbers). */
   #endSession() {
-    this.#token = null;
+    this.#sessionToken = null;
     this.#droppedAt = 0;
     this.#resuming = false;
     this.#lastSeq = 0;
@@ -421,7 +421,7 @@ export class SwitchboardClient extends EventTarget {
 
   #onSession(data) {
     if (this.#resuming) return; // this socket's own fresh session, unless the resume fails
-    this.#token = typeof data.token === 'string' ? data.token : null;
+    this.#sessionToken = typeof data.token === 'string' ? data.token : null;
     this.#windowMs = Number(data.window) || 0;
   }
 
@@ -429,7 +429,7 @@ export class SwitchboardClient extends EventTarget {
     this.#resuming = false;
     this.#droppedAt = 0;
     clearTimeout(this.#windowTimer);
-    this.#token = typeof data.token === 'string' ? data.token : null;
+    this.#sessionToken = typeof data.token === 'string' ? data.token : null;
     const received = Number(data.received) || 0;
     this.#unconfirmed = this.#unconfirmed.filter((frame) => frame.seq > received);
     for (const frame of this.#unconfirmed) this.#socket?.send(frame.text);
@@ -594,7 +594,7 @@ export class SwitchboardClient extends EventTarget {
     // A drop without a goodbye (1006) parks a resumable session on the server: keep the room,
     // the links and the pending requests for the resume. A close the server sent (1001 going
     // away, 1008 too slow, ...) ended the session there, and 4001 moved it to another socket.
-    const parked = this.#resume && this.#token !== null && !this.#closedByUser
+    const parked = this.#resume && this.#sessionToken !== null && !this.#closedByUser
       && !ENDING_CLOSE_CODES.has(code);
     if (parked && !this.#droppedAt) {
       this.#droppedAt = Date.now();

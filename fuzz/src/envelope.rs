@@ -4,10 +4,11 @@
 //! - no decoder panics, whatever the bytes;
 //! - a relay or a frame that decodes encodes again to an envelope that decodes to the same
 //!   sender, addressing and payload bytes (what a node forwards is what it was given);
-//! - a media message that decodes encodes again to one that decodes.
+//! - a media message that decodes encodes again to one that decodes;
+//! - a resume message (a knock, a tunnel's frame) that decodes encodes again to the same.
 
 use bytes::Bytes;
-use switchboard_cluster::envelope::{self, MediaMessage};
+use switchboard_cluster::envelope::{self, MediaMessage, ResumeMessage};
 use switchboard_core::{Inbound, NodeId, RawFrame};
 
 /// The largest envelope a node accepts in these checks (a node's default is about 132 KiB).
@@ -18,6 +19,18 @@ pub fn check_envelope(data: &[u8]) {
     let bytes = Bytes::copy_from_slice(data);
     if envelope::is_stats(&bytes) {
         let _ = envelope::decode_stats(&bytes, MAX);
+        return;
+    }
+    if envelope::is_resume(&bytes) {
+        if let Ok(message) = envelope::decode_resume(&bytes, MAX) {
+            let mut again = Vec::new();
+            match &message {
+                ResumeMessage::Knock(knock) => envelope::knock(&mut again, knock),
+                ResumeMessage::Tunnel(frame) => envelope::tunnel(&mut again, frame),
+            }
+            let back = envelope::decode_resume(&Bytes::from(again), MAX);
+            assert_eq!(back, Ok(message), "a resume message encodes to the same");
+        }
         return;
     }
     if envelope::is_media(&bytes) {

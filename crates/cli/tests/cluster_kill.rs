@@ -207,3 +207,131 @@ fn a_killed_node_s_peers_leave_once_and_free_their_names() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A resumable conference socket on `port` and its `session` token.
+fn resumable(port: u16) -> (WebSocket<TcpStream>, String) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (mut ws, _) =
+        tungstenite::client(format!("ws://127.0.0.1:{port}/conference?resume=1"), stream).unwrap();
+    let session = json(&mut ws);
+    assert_eq!(session["type"], "session", "{session}");
+    let token = session["data"]["token"].as_str().unwrap().to_owned();
+    (ws, token)
+}
+
+fn json(ws: &mut WebSocket<TcpStream>) -> serde_json::Value {
+    serde_json::from_str(&next(ws).0).unwrap()
+}
+
+fn send(ws: &mut WebSocket<TcpStream>, value: &serde_json::Value) {
+    ws.send(Message::text(value.to_string())).unwrap();
+}
+
+fn chat(text: &str) -> serde_json::Value {
+    serde_json::json!({"type":"chat-message","data":{"text":text}})
+}
+
+/// Resumes `token` from `seq` on `port`: the socket, after `resumed`, and the new token.
+fn resume(port: u16, token: &str, seq: u64) -> (WebSocket<TcpStream>, serde_json::Value) {
+    let (mut ws, _) = resumable(port);
+    send(
+        &mut ws,
+        &serde_json::json!({"type":"resume","data":{"token":token,"seq":seq}}),
+    );
+    let answer = json(&mut ws);
+    (ws, answer)
+}
+
+/// The next numbered frame, which must be `seq`.
+fn numbered(ws: &mut WebSocket<TcpStream>, seq: u64) -> serde_json::Value {
+    let frame = json(ws);
+    assert_eq!(frame["seq"], seq, "in order, none twice: {frame}");
+    frame
+}
+
+#[test]
+fn resumable_sessions_and_killed_nodes() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("switchboard-kill-resume-{}", std::process::id()));
+    let _redis = redis(&dir);
+    let (port_a, port_b, port_c) = (free_port(), free_port(), free_port());
+    let mut a = node(&dir, port_a, "a1");
+    let mut b = node(&dir, port_b, "b2");
+
+    // Alice's session lives on A; bob is on A too.
+    let (mut alice, token) = resumable(port_a);
+    send(
+        &mut alice,
+        &serde_json::json!({"type":"join-room","data":{"roomId":"r","username":"alice"}}),
+    );
+    assert_eq!(numbered(&mut alice, 1)["type"], "joined");
+    let (mut bob, _) = join(port_a, "r", "bob");
+    assert_eq!(numbered(&mut alice, 2)["type"], "user-joined");
+
+    // Her socket drops; she comes back through B, which carries her to A.
+    drop(alice);
+    let (mut alice, resumed) = resume(port_b, &token, 2);
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+    let token = resumed["data"]["token"].as_str().unwrap().to_owned();
+    send(&mut bob, &chat("before the kill"));
+    assert!(next(&mut bob).0.contains("before the kill"));
+    assert_eq!(numbered(&mut alice, 3)["data"]["text"], "before the kill");
+
+    // The node that carries her socket is killed: her session lives on, on A, and what bob
+    // says meanwhile waits for her there.
+    b.0.kill().unwrap(); // SIGKILL: no drain, no goodbye
+    b.0.wait().unwrap();
+    for n in 1..=3 {
+        send(&mut bob, &chat(&format!("after {n}")));
+        assert!(next(&mut bob).0.contains(&format!("after {n}")));
+    }
+    drop(alice);
+    let (mut alice, resumed) = resume(port_a, &token, 3);
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+    assert_eq!(resumed["data"]["next"], 4);
+    for n in 1..=3 {
+        assert_eq!(
+            numbered(&mut alice, 3 + n)["data"]["text"],
+            format!("after {n}")
+        );
+    }
+    let token = resumed["data"]["token"].as_str().unwrap().to_owned();
+    send(&mut alice, &chat("back"));
+    assert!(next(&mut bob).0.contains("back"), "bob heard no leave");
+    assert_eq!(numbered(&mut alice, 7)["data"]["text"], "back");
+
+    // The session's own node is killed: its sessions die with it (resume across nodes
+    // carries sockets; it does not copy sessions). The room on the surviving node hears
+    // each of its peers leave once, the resume elsewhere fails, and the name is free.
+    let _c = node(&dir, port_c, "c3");
+    let (mut dave, _) = join(port_c, "r", "dave");
+    assert!(next(&mut alice).0.contains("user-joined"));
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
+    drop((alice, bob));
+    let mut left = [next(&mut dave), next(&mut dave)];
+    left.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        left,
+        [
+            frame(r#"{"type":"user-left","data":{"user":"alice"}}"#),
+            frame(r#"{"type":"user-left","data":{"user":"bob"}}"#),
+        ]
+    );
+    let (mut alice, failed) = resume(port_c, &token, 8);
+    assert_eq!(failed["data"]["code"], "resume_failed", "{failed}");
+    assert_eq!(json(&mut alice)["type"], "session");
+    send(
+        &mut alice,
+        &serde_json::json!({"type":"join-room","data":{"roomId":"r","username":"alice"}}),
+    );
+    assert_eq!(numbered(&mut alice, 1)["type"], "joined");
+    assert_eq!(
+        next(&mut dave),
+        frame(r#"{"type":"user-joined","data":{"user":"alice"}}"#)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

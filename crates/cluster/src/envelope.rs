@@ -873,6 +873,205 @@ impl Reader<'_> {
     }
 }
 
+/// A resumable session's socket carried between two nodes: the node that holds the client's
+/// socket (`node`) numbers its tunnels (`id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TunnelId {
+    /// The node that holds the client's socket.
+    pub node: NodeId,
+    /// That node's number for the tunnel.
+    pub id: u64,
+}
+
+/// A resume that found no session on the node the client reached: asked of every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Knock {
+    /// Where the client's socket is.
+    pub tunnel: TunnelId,
+    /// The SHA-256 of the token the client presented (never the token itself).
+    pub hash: [u8; 32],
+    /// The last frame the client processed.
+    pub seq: u64,
+    /// The client's address (for the session node's failure budget).
+    pub ip: IpAddr,
+    /// The subject of the client's access token, with `--auth`.
+    pub subject: Option<String>,
+}
+
+/// What one end of a tunnel says to the other: a WebSocket frame, or the tunnel's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelFrame {
+    /// A text frame (valid UTF-8, checked when decoded).
+    Text(Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+    /// A ping (session node to client) or a pong (client to session node).
+    Ping,
+    /// The client answered a ping.
+    Pong,
+    /// A close frame with its code and reason (valid UTF-8).
+    Close(u16, Bytes),
+    /// The session refused the resume (a position outside its buffer, another subject): the
+    /// client's node carries its socket on as a fresh session.
+    Refused,
+    /// The other end is gone, without a close frame.
+    Gone,
+}
+
+/// One frame of a tunnel. `n` numbers each direction's frames (1, 2, …), so a frame lost on
+/// the way (pub/sub is at most once) ends the tunnel instead of going unnoticed; `Gone` may
+/// come with 0, from anywhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelMessage {
+    /// The tunnel.
+    pub tunnel: TunnelId,
+    /// The node that sent this.
+    pub from: NodeId,
+    /// This direction's frame number.
+    pub n: u64,
+    /// The frame.
+    pub frame: TunnelFrame,
+}
+
+/// A resume across nodes: a knock, or a tunnel's frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeMessage {
+    /// Who has this session?
+    Knock(Knock),
+    /// A frame through a tunnel.
+    Tunnel(TunnelMessage),
+}
+
+/// The longest access-token subject a knock carries.
+const MAX_SUBJECT: usize = 1024;
+
+/// Whether `bytes` is a resume message (decoded by [`decode_resume`]).
+pub fn is_resume(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC) && matches!(bytes.get(MAGIC.len()), Some(b'W' | b'X'))
+}
+
+/// Encodes a knock.
+pub fn knock(out: &mut Vec<u8>, knock: &Knock) {
+    out.extend_from_slice(MAGIC);
+    out.push(b'W');
+    field(out, knock.tunnel.node.to_string().as_bytes());
+    field(out, knock.tunnel.id.to_string().as_bytes());
+    let mut hash = String::with_capacity(64);
+    for byte in knock.hash {
+        hash.push_str(&format!("{byte:02x}"));
+    }
+    field(out, hash.as_bytes());
+    field(out, knock.seq.to_string().as_bytes());
+    field(out, knock.ip.to_string().as_bytes());
+    match &knock.subject {
+        Some(subject) => {
+            field(out, b"1");
+            field(out, subject.as_bytes());
+        }
+        None => field(out, b"0"),
+    }
+}
+
+/// Encodes a tunnel's frame.
+pub fn tunnel(out: &mut Vec<u8>, message: &TunnelMessage) {
+    out.extend_from_slice(MAGIC);
+    out.push(b'X');
+    field(out, message.tunnel.node.to_string().as_bytes());
+    field(out, message.tunnel.id.to_string().as_bytes());
+    field(out, message.from.to_string().as_bytes());
+    field(out, message.n.to_string().as_bytes());
+    let (op, payload, code): (&[u8], &[u8], u16) = match &message.frame {
+        TunnelFrame::Text(bytes) => (b"t", bytes, 0),
+        TunnelFrame::Binary(bytes) => (b"b", bytes, 0),
+        TunnelFrame::Ping => (b"p", b"", 0),
+        TunnelFrame::Pong => (b"P", b"", 0),
+        TunnelFrame::Close(code, reason) => (b"c", reason, *code),
+        TunnelFrame::Refused => (b"f", b"", 0),
+        TunnelFrame::Gone => (b"g", b"", 0),
+    };
+    field(out, op);
+    field(out, payload);
+    field(out, code.to_string().as_bytes());
+}
+
+/// Decodes a resume message of at most `max` bytes, as untrusted as any other.
+pub fn decode_resume(bytes: &Bytes, max: usize) -> Result<ResumeMessage, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge);
+    }
+    if !is_resume(bytes) {
+        return Err(DecodeError::Kind);
+    }
+    let mut reader = Reader {
+        bytes,
+        at: MAGIC.len() + 1,
+    };
+    let tunnel = TunnelId {
+        node: reader.node()?,
+        id: reader.number()?,
+    };
+    let message = if bytes[MAGIC.len()] == b'W' {
+        let hex = reader.text()?;
+        let mut hash = [0u8; 32];
+        if hex.len() != 64 {
+            return Err(DecodeError::Field);
+        }
+        for (i, byte) in hash.iter_mut().enumerate() {
+            let digits = hex.get(i * 2..i * 2 + 2).ok_or(DecodeError::Field)?;
+            *byte = u8::from_str_radix(digits, 16).map_err(|_| DecodeError::Field)?;
+        }
+        let seq = reader.number()?;
+        let ip = reader.text()?.parse().map_err(|_| DecodeError::Field)?;
+        let subject = if reader.flag()? {
+            let subject = reader.text()?;
+            if subject.len() > MAX_SUBJECT {
+                return Err(DecodeError::Field);
+            }
+            Some(subject.to_owned())
+        } else {
+            None
+        };
+        ResumeMessage::Knock(Knock {
+            tunnel,
+            hash,
+            seq,
+            ip,
+            subject,
+        })
+    } else {
+        let from = reader.node()?;
+        let n = reader.number()?;
+        let op = reader.text()?.to_owned();
+        let payload = reader.bytes()?;
+        let code = u16::try_from(reader.number()?).map_err(|_| DecodeError::Field)?;
+        let utf8 = |bytes: Bytes| match std::str::from_utf8(&bytes) {
+            Ok(_) => Ok(bytes),
+            Err(_) => Err(DecodeError::Field),
+        };
+        let frame = match op.as_str() {
+            "t" => TunnelFrame::Text(utf8(payload)?),
+            "b" => TunnelFrame::Binary(payload),
+            "p" => TunnelFrame::Ping,
+            "P" => TunnelFrame::Pong,
+            // RFC 6455 5.5: a close frame's reason fits in 123 bytes.
+            "c" if payload.len() <= 123 => TunnelFrame::Close(code, utf8(payload)?),
+            "f" => TunnelFrame::Refused,
+            "g" => TunnelFrame::Gone,
+            _ => return Err(DecodeError::Field),
+        };
+        ResumeMessage::Tunnel(TunnelMessage {
+            tunnel,
+            from,
+            n,
+            frame,
+        })
+    };
+    if reader.at != bytes.len() {
+        return Err(DecodeError::Trailing);
+    }
+    Ok(message)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1007,6 +1206,69 @@ mod tests {
         assert_eq!(user.room.as_ref().map(RoomId::as_str), Some("r"));
         let bad = Bytes::from_static(b"SB1T1:92:zz1:01:0");
         assert_eq!(decode_stats(&bad, 1024).unwrap_err(), DecodeError::Id);
+    }
+
+    #[test]
+    fn resume_messages_survive_the_trip_and_bad_ones_are_typed_errors() {
+        let tunnel = TunnelId {
+            node: NodeId(0xb),
+            id: 7,
+        };
+        let knocked = Knock {
+            tunnel,
+            hash: [0xab; 32],
+            seq: 41,
+            ip: "192.0.2.1".parse().unwrap(),
+            subject: Some("alice".into()),
+        };
+        let mut out = Vec::new();
+        knock(&mut out, &knocked);
+        let decoded = decode_resume(&Bytes::from(out.clone()), 1 << 16).unwrap();
+        assert_eq!(decoded, ResumeMessage::Knock(knocked));
+        let frames = [
+            TunnelFrame::Text(Bytes::from_static(b"{\"seq\":1}")),
+            TunnelFrame::Binary(Bytes::from_static(&[0, 255, 1])),
+            TunnelFrame::Ping,
+            TunnelFrame::Pong,
+            TunnelFrame::Close(4001, Bytes::from_static(b"session resumed")),
+            TunnelFrame::Refused,
+            TunnelFrame::Gone,
+        ];
+        for (n, frame) in frames.into_iter().enumerate() {
+            let message = TunnelMessage {
+                tunnel,
+                from: NodeId(0xa),
+                n: n as u64,
+                frame,
+            };
+            let mut out = Vec::new();
+            super::tunnel(&mut out, &message);
+            let decoded = decode_resume(&Bytes::from(out), 1 << 16).unwrap();
+            assert_eq!(decoded, ResumeMessage::Tunnel(message));
+        }
+        // Text that is not UTF-8, a short hash, a truncation, trailing bytes, too large.
+        let bad_text = b"SB1X16:000000000000000b1:716:000000000000000a1:11:t2:\xff\xfe1:0";
+        assert_eq!(
+            decode_resume(&Bytes::from_static(bad_text), 1 << 16),
+            Err(DecodeError::Field)
+        );
+        let short = b"SB1W16:000000000000000b1:72:ab2:411:1.2.3.41:0";
+        assert_eq!(
+            decode_resume(&Bytes::from_static(short), 1 << 16),
+            Err(DecodeError::Field)
+        );
+        let truncated = Bytes::from(out[..out.len() - 3].to_vec());
+        assert!(decode_resume(&truncated, 1 << 16).is_err());
+        let mut trailing = out.clone();
+        trailing.push(b'x');
+        assert_eq!(
+            decode_resume(&Bytes::from(trailing), 1 << 16),
+            Err(DecodeError::Trailing)
+        );
+        assert_eq!(
+            decode_resume(&Bytes::from(out), 10),
+            Err(DecodeError::TooLarge)
+        );
     }
 
     #[test]

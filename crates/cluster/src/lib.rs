@@ -19,6 +19,7 @@ pub mod envelope;
 mod metrics;
 mod resp;
 mod scripts;
+mod tunnel;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,6 +37,7 @@ use tracing::{debug, info, warn};
 
 pub use metrics::ClusterMetrics;
 pub use resp::{RedisUrl, RespError};
+pub use tunnel::{ResumePort, TunnelBroken, TunnelEnd};
 
 use resp::{Conn, Value};
 use scripts::Script;
@@ -97,6 +99,10 @@ struct Inner {
     /// Producers announced in rooms whose media lives on another node, so their members can
     /// hear them close if that node dies.
     remote_producers: Mutex<HashMap<RoomId, Vec<String>>>,
+    /// Where knocks for this node's resumable sessions go.
+    resume: std::sync::OnceLock<Arc<dyn ResumePort>>,
+    /// Resumed sessions' sockets carried between this node and others.
+    tunnels: Mutex<tunnel::Tunnels>,
 }
 
 /// This node's SFU as the cluster reaches it: requests forwarded from members on other
@@ -213,6 +219,8 @@ impl Cluster {
             next_question: AtomicU64::new(1),
             media: std::sync::OnceLock::new(),
             remote_producers: Mutex::new(HashMap::new()),
+            resume: std::sync::OnceLock::new(),
+            tunnels: Mutex::new(tunnel::Tunnels::default()),
         }));
         let node = cluster.0.config.node;
         hub.with(|hub| hub.set_cluster(node, Arc::new(cluster.clone())));
@@ -1206,6 +1214,9 @@ impl Cluster {
         if envelope::is_media(payload) {
             return self.on_media(payload);
         }
+        if envelope::is_resume(payload) {
+            return self.on_resume(payload);
+        }
         match envelope::decode(payload, self.0.config.max_envelope) {
             Ok(decoded) => {
                 if decoded.origin == Some(self.node()) {
@@ -1214,6 +1225,9 @@ impl Cluster {
                 self.0.metrics.received.inc();
                 if let Inbound::MediaHome { room, .. } = &decoded.inbound {
                     self.media_moved(room);
+                }
+                if let Inbound::NodeDown { node } = &decoded.inbound {
+                    self.tunnels_to_dead(*node);
                 }
                 self.0.hub.with(|hub| hub.remote(decoded.inbound));
             }

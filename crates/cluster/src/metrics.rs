@@ -26,6 +26,7 @@ pub struct ClusterMetrics {
     pub(crate) resyncs: Counter,
     pub(crate) lease_failures: Counter,
     refused: Family<Reason, Counter>,
+    pub(crate) tunnels: Gauge,
 }
 
 impl Default for ClusterMetrics {
@@ -41,6 +42,7 @@ impl Default for ClusterMetrics {
             resyncs: Counter::default(),
             lease_failures: Counter::default(),
             refused: Family::default(),
+            tunnels: Gauge::default(),
         }
     }
 }
@@ -106,6 +108,11 @@ impl ClusterMetrics {
             "cluster_claims_refused",
             "Joins the cluster refused, by error code",
             self.refused.clone(),
+        );
+        registry.register(
+            "resume_tunnels",
+            "Resumed sessions whose socket is carried between this node and another",
+            self.tunnels.clone(),
         );
     }
 }

@@ -53,6 +53,8 @@ fn every_seed_decodes_and_passes_the_checks() {
         let bytes = Bytes::from(data);
         let decodes = if envelope::is_stats(&bytes) {
             envelope::decode_stats(&bytes, 1 << 20).is_ok()
+        } else if envelope::is_resume(&bytes) {
+            envelope::decode_resume(&bytes, 1 << 20).is_ok()
         } else if envelope::is_media(&bytes) {
             envelope::decode_media(&bytes, 1 << 20).is_ok()
         } else {

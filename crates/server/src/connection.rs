@@ -16,6 +16,7 @@ use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt};
 use switchboard_auth::Grants;
 use switchboard_cluster::envelope::ForwardedRequest;
+use switchboard_cluster::envelope::TunnelFrame;
 use switchboard_core::{
     Command, DialectKind, ErrorCode, Event, MediaRequest, Outcome, PeerKey, PeerName, RawJson,
     RoomId, SharedHub,
@@ -29,7 +30,7 @@ use tracing::{debug, trace, Instrument, Span};
 
 use crate::limits::{RateLimit, Slot, Verdict};
 use crate::metrics::{DialectMetrics, Limit};
-use crate::resume::{self, Handoff, Refusal, Replay, Token, TokenHash};
+use crate::resume::{self, Handoff, Link, Refusal, Replay, Token, TokenHash};
 use crate::upgrade::{self, Admitted, Opening};
 use crate::AppState;
 
@@ -382,7 +383,7 @@ impl<D: Dialect> Connection<D> {
     }
 
     /// Encodes `event` (and whatever else is already queued, up to a batch) and writes it.
-    async fn flush(&mut self, socket: &mut WebSocket, first: Event) -> Result<(), Close> {
+    async fn flush(&mut self, socket: &mut Link, first: Event) -> Result<(), Close> {
         let limit = self.state.config.write_timeout;
         let write = async {
             let mut next = Some(first);
@@ -531,7 +532,7 @@ impl<D: Dialect> Connection<D> {
 
     /// Opens the resume layer on a fresh opted-in socket: a failed resume's error first if
     /// this socket carries one on, then `session`.
-    async fn open(&mut self, socket: &mut WebSocket) -> Result<(), Close> {
+    async fn open(&mut self, socket: &mut Link) -> Result<(), Close> {
         let failed = match std::mem::replace(&mut self.opening, Opening::Plain) {
             Opening::Plain => return Ok(()),
             Opening::Session => None,
@@ -545,7 +546,7 @@ impl<D: Dialect> Connection<D> {
         self.send_session(socket, &token).await
     }
 
-    async fn send_session(&mut self, socket: &mut WebSocket, token: &str) -> Result<(), Close> {
+    async fn send_session(&mut self, socket: &mut Link, token: &str) -> Result<(), Close> {
         let window = u64::try_from(self.state.config.resume_window.as_millis()).unwrap_or(u64::MAX);
         wire::session(&mut self.out, token, window);
         let frame = Utf8Bytes::from(self.out.as_str());
@@ -555,7 +556,7 @@ impl<D: Dialect> Connection<D> {
     /// Writes a failed resume's error, unnumbered.
     async fn refuse_resume(
         &mut self,
-        socket: &mut WebSocket,
+        socket: &mut Link,
         code: ErrorCode,
         message: &'static str,
     ) -> Result<(), Close> {
@@ -578,13 +579,19 @@ impl<D: Dialect> Connection<D> {
     async fn resume(
         &mut self,
         handoff: Box<Handoff>,
-    ) -> Result<(WebSocket, TaskTrackerToken), Box<Handoff>> {
+    ) -> Result<(Link, TaskTrackerToken), Box<Handoff>> {
         let Some(resumable) = self.resume.as_mut() else {
             return Err(handoff);
         };
+        let same_client = match &handoff.remote {
+            None => same_subject(self.grants.as_deref(), handoff.grants.as_deref()),
+            Some(subject) => {
+                self.grants.as_ref().map(|grants| grants.subject.as_str()) == subject.as_deref()
+            }
+        };
         if !resume::same(&handoff.hash, &resumable.hash)
             || !resumable.replay.covers(handoff.seq, resumable.sent)
-            || !same_subject(self.grants.as_deref(), handoff.grants.as_deref())
+            || !same_client
         {
             return Err(handoff);
         }
@@ -594,11 +601,15 @@ impl<D: Dialect> Connection<D> {
             tracked,
             seq,
             grants,
+            remote,
             ..
         } = *handoff;
         // The fresh token's rights from here on (a refreshed token may narrow them); the
-        // room the session is in was granted when it joined.
-        self.grants = grants;
+        // room the session is in was granted when it joined. A socket carried from another
+        // node brings only its subject, checked above: the session keeps its rights.
+        if remote.is_none() {
+            self.grants = grants;
+        }
         resumable.replay.ack(seq);
         resumable.parked_at = None;
         resumable.fresh = false;
@@ -648,7 +659,7 @@ fn same_subject(old: Option<&Grants>, new: Option<&Grants>) -> bool {
 /// twice in its state (as arguments, then as locals), and a task holds its future for its
 /// whole life: passing one box keeps every idle socket's task small.
 struct Socket<D: Dialect> {
-    ws: WebSocket,
+    ws: Link,
     conn: Connection<D>,
     _tracked: TaskTrackerToken,
 }
@@ -656,7 +667,7 @@ struct Socket<D: Dialect> {
 /// Runs one socket until it ends, then says goodbye with the right close code. `tracked`
 /// keeps the server's shutdown waiting for it.
 pub(crate) fn run<D: Dialect>(
-    ws: WebSocket,
+    ws: Link,
     conn: Connection<D>,
     tracked: TaskTrackerToken,
 ) -> impl std::future::Future<Output = ()> + Send {
@@ -765,6 +776,7 @@ async fn knock<D: Dialect>(
         seq,
         ip: conn.ip,
         grants: conn.grants.clone(),
+        remote: None,
     });
     let sessions = conn.state.sessions.clone();
     let (refusal, handoff) = match sessions.knock(handoff, Instant::now()) {
@@ -775,11 +787,31 @@ async fn knock<D: Dialect>(
         Err(refused) => refused,
     };
     let Handoff {
-        mut ws,
+        ws: link,
         slot,
         tracked,
         ..
     } = *handoff;
+    // Not here: in a cluster, perhaps on another node.
+    let mut ws = match (link, &conn.state.cluster) {
+        (Link::Local(ws), Some(cluster)) if refusal == Refusal::Unknown => {
+            let subject = conn.grants.as_ref().map(|grants| grants.subject.clone());
+            match Box::pin(find(cluster, hash, seq, conn.ip, subject)).await {
+                Some((end, first)) => {
+                    let state = conn.state.clone();
+                    state.metrics.resume("carried");
+                    debug!("carried to its session's node");
+                    drop(conn); // this socket's own fresh session ends
+                    Box::pin(carried(state, ws, end, first)).await;
+                    drop((slot, tracked));
+                    return None;
+                }
+                None => Link::Local(ws),
+            }
+        }
+        (link, _) => link,
+    };
+    conn.state.sessions.failed(conn.ip, Instant::now());
     conn.slot = Some(slot);
     let (result, code, message) = match refusal {
         Refusal::RateLimited => (
@@ -806,6 +838,123 @@ async fn knock<D: Dialect>(
         conn,
         _tracked: tracked,
     }))
+}
+
+/// How long a resume waits for another node to answer for its session: Redis's round trip
+/// and the session node's, with room to spare; a token no node knows costs this much.
+const KNOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Asks the other nodes for the session of `hash`: the tunnel to it and the session's
+/// first answer (`resumed`), or `None` if no node has it or it refused.
+async fn find(
+    cluster: &switchboard_cluster::Cluster,
+    hash: TokenHash,
+    seq: u64,
+    ip: IpAddr,
+    subject: Option<String>,
+) -> Option<(switchboard_cluster::TunnelEnd, TunnelFrame)> {
+    let mut end = cluster.knock(hash, seq, ip, subject).ok()?;
+    match timeout(KNOCK_WAIT, end.recv()).await {
+        Ok(Some(TunnelFrame::Refused)) | Ok(None) | Err(_) => None,
+        Ok(Some(first)) => Some((end, first)),
+    }
+}
+
+/// Serves a client whose session lives on another node: its frames go through the tunnel
+/// to the session, the session's come back, until either end goes. A tunnel that breaks
+/// drops the socket without a close frame, so the client resumes again (its session parks
+/// and keeps every frame for the replay); a close frame from either side is passed on.
+async fn carried(
+    state: AppState,
+    mut ws: WebSocket,
+    mut end: switchboard_cluster::TunnelEnd,
+    first: TunnelFrame,
+) {
+    let limit = state.config.write_timeout;
+    let cancelled = state.shutdown.cancelled();
+    let mut cancelled = pin!(cancelled);
+    // The session pings its client every ping interval, through the tunnel: a tunnel silent
+    // for the idle timeout is dead even if its end was never told (a `Gone` lost while
+    // Redis was away). The client resumes again.
+    let idle_timeout = state.config.idle_timeout;
+    let silent = sleep(idle_timeout);
+    let mut silent = pin!(silent);
+    let mut next = Some(first);
+    loop {
+        if let Some(frame) = next.take() {
+            silent.as_mut().reset(Instant::now() + idle_timeout);
+            let message = match frame {
+                TunnelFrame::Text(bytes) => match Utf8Bytes::try_from(bytes) {
+                    Ok(text) => Message::Text(text),
+                    Err(_) => return,
+                },
+                TunnelFrame::Binary(bytes) => Message::Binary(bytes),
+                TunnelFrame::Ping => Message::Ping(Bytes::new()),
+                TunnelFrame::Close(code, reason) => {
+                    let frame = (code != resume::NO_STATUS).then(|| CloseFrame {
+                        code,
+                        reason: Utf8Bytes::try_from(reason).unwrap_or_default(),
+                    });
+                    let mut link = Link::Local(ws);
+                    if matches!(
+                        timeout(limit, link.send(Message::Close(frame))).await,
+                        Ok(Ok(()))
+                    ) {
+                        linger(&mut link, Close::Left).await;
+                    }
+                    return;
+                }
+                TunnelFrame::Pong | TunnelFrame::Refused | TunnelFrame::Gone => continue,
+            };
+            if !matches!(timeout(limit, ws.send(message)).await, Ok(Ok(()))) {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            biased;
+            () = &mut cancelled => {
+                // The session parks on its node; the client comes back elsewhere.
+                let frame = CloseFrame {
+                    code: 1001,
+                    reason: Utf8Bytes::from_static("server shutting down"),
+                };
+                let _ = timeout(limit, ws.send(Message::Close(Some(frame)))).await;
+                return;
+            }
+            frame = end.recv() => match frame {
+                Some(frame) => next = Some(frame),
+                None => return,
+            },
+            () = &mut silent => {
+                debug!("tunnel silent for the idle timeout: dropping the client's socket");
+                return;
+            }
+            message = ws.recv() => {
+                let frame = match message {
+                    Some(Ok(Message::Text(text))) => {
+                        TunnelFrame::Text(Bytes::copy_from_slice(text.as_str().as_bytes()))
+                    }
+                    Some(Ok(Message::Binary(bytes))) => TunnelFrame::Binary(bytes),
+                    Some(Ok(Message::Pong(_))) => TunnelFrame::Pong,
+                    Some(Ok(Message::Ping(_))) => continue, // tungstenite answers pings
+                    Some(Ok(Message::Close(frame))) => {
+                        let (code, reason) = frame.map_or((resume::NO_STATUS, Bytes::new()), |f| {
+                            (f.code, Bytes::copy_from_slice(f.reason.as_str().as_bytes()))
+                        });
+                        let _ = end.send(TunnelFrame::Close(code, reason));
+                        // tungstenite answers the close frame on the next write.
+                        let _ = timeout(limit, ws.flush()).await;
+                        return;
+                    }
+                    None | Some(Err(_)) => return,
+                };
+                if end.send(frame).is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Takes a socket offered to this session on, or, if it does not fit (a position the
@@ -998,7 +1147,7 @@ async fn takeover(resume: &mut Option<Box<Resumable>>) -> Box<Handoff> {
 
 /// Writes a frame outside the numbering (`session`, `resumed`, a failed resume's error, a
 /// replayed frame) straight to the socket, within the write timeout.
-async fn send_now(socket: &mut WebSocket, frame: Utf8Bytes, limit: Duration) -> Result<(), Close> {
+async fn send_now(socket: &mut Link, frame: Utf8Bytes, limit: Duration) -> Result<(), Close> {
     match Box::pin(timeout(limit, socket.send(Message::Text(frame)))).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(Close::Gone),
@@ -1022,19 +1171,13 @@ async fn expired(deadline: &mut Option<Pin<Box<Sleep>>>) {
 }
 
 /// Sends a ping within the write timeout; false if the socket is gone or stalled.
-async fn ping_sent(socket: &mut WebSocket, limit: Duration) -> bool {
+async fn ping_sent(socket: &mut Link, limit: Duration) -> bool {
     let sent = Box::pin(timeout(limit, socket.send(Message::Ping(Bytes::new())))).await;
     matches!(sent, Ok(Ok(())))
 }
 
 /// Sends our close frame, then lingers for the client's.
-async fn goodbye(
-    mut socket: WebSocket,
-    code: u16,
-    reason: &'static str,
-    limit: Duration,
-    close: Close,
-) {
+async fn goodbye(mut socket: Link, code: u16, reason: &'static str, limit: Duration, close: Close) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
@@ -1054,7 +1197,7 @@ const LINGER: Duration = Duration::from_secs(2);
 /// connection (`accept::Accepted`) sends its FIN right after the close frame and reads and
 /// drops the rest of the client's input, so no reset destroys the close frame and the client
 /// learns of the close at once.
-async fn linger(socket: &mut WebSocket, close: Close) {
+async fn linger(socket: &mut Link, close: Close) {
     if matches!(close, Close::TooBig) {
         return;
     }

@@ -125,7 +125,7 @@ impl AppState {
             let json = serde_json::to_string(&config.ice_servers).ok();
             hub.with(|hub| hub.set_ice_servers(json.as_deref().map(RawJson::new)));
         }
-        AppState(Arc::new(Inner {
+        let state = AppState(Arc::new(Inner {
             handshakes: AddressRate::new(config.handshake_rate, config.handshake_burst),
             requests: AddressRate::new(config.http_rate, config.http_burst),
             stats: StatsSnapshots::default(),
@@ -141,7 +141,11 @@ impl AppState {
             cluster,
             sfu,
             turn,
-        }))
+        }));
+        if let Some(cluster) = &state.cluster {
+            cluster.set_resume(Arc::new(resume::Port(Arc::downgrade(&state.0))));
+        }
+        state
     }
 }
 

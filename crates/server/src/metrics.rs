@@ -222,7 +222,7 @@ impl Metrics {
         );
         registry.register(
             "resumes",
-            "Resume attempts, by result (resumed, unknown, stale, rate_limited)",
+            "Resume attempts, by result (resumed, unknown, stale, rate_limited; carried: to its session on another node)",
             metrics.resumes.clone(),
         );
         registry.register(

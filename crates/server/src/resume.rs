@@ -8,15 +8,24 @@
 //! socket that resumes hands itself to that task ([`Handoff`]) through the session's entry
 //! in [`Sessions`], and the task carries on with it. Nothing is moved between tasks but the
 //! socket, so the hub, the media worker and the dialect need no resume code at all.
+//!
+//! In a cluster the same holds across nodes: a socket that reaches another node is carried
+//! to its session's node through Redis ([`Link::Tunnel`], `switchboard_cluster::TunnelEnd`),
+//! and the session's task takes it like any other. The session never moves, so its numbers,
+//! its replay buffer and its room seat stay exactly as they were.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::extract::ws::{Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use bytes::Bytes;
+use futures_util::SinkExt;
+use switchboard_cluster::envelope::{Knock, TunnelFrame};
+use switchboard_cluster::{ResumePort, TunnelEnd};
 use switchboard_core::PeerKey;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -66,10 +75,90 @@ pub(crate) fn same(a: &TokenHash, b: &TokenHash) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
+/// A session's socket: the client's own WebSocket on this node, or one that another node
+/// holds, carried here through a tunnel. Its methods are those of the WebSocket the
+/// socket task uses.
+// Nearly every link is local: boxing the WebSocket would cost each socket an allocation and
+// an indirection per frame to save a tunnelled one a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Link {
+    Local(WebSocket),
+    Tunnel(TunnelEnd),
+}
+
+impl Link {
+    /// The next frame from the client; `None` once it is gone.
+    pub(crate) async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
+        let end = match self {
+            Link::Local(ws) => return ws.recv().await,
+            Link::Tunnel(end) => end,
+        };
+        loop {
+            let message = match end.recv().await? {
+                TunnelFrame::Text(bytes) => Message::Text(Utf8Bytes::try_from(bytes).ok()?),
+                TunnelFrame::Binary(bytes) => Message::Binary(bytes),
+                TunnelFrame::Pong => Message::Pong(Bytes::new()),
+                TunnelFrame::Close(NO_STATUS, _) => Message::Close(None),
+                TunnelFrame::Close(code, reason) => Message::Close(Some(CloseFrame {
+                    code,
+                    reason: Utf8Bytes::try_from(reason).unwrap_or_default(),
+                })),
+                // Only the session's end sends these.
+                TunnelFrame::Ping | TunnelFrame::Refused | TunnelFrame::Gone => continue,
+            };
+            return Some(Ok(message));
+        }
+    }
+
+    pub(crate) async fn send(&mut self, message: Message) -> Result<(), axum::Error> {
+        match self {
+            Link::Local(ws) => ws.send(message).await,
+            Link::Tunnel(end) => carry(end, message),
+        }
+    }
+
+    pub(crate) async fn feed(&mut self, message: Message) -> Result<(), axum::Error> {
+        match self {
+            Link::Local(ws) => ws.feed(message).await,
+            Link::Tunnel(end) => carry(end, message),
+        }
+    }
+
+    pub(crate) async fn flush(&mut self) -> Result<(), axum::Error> {
+        match self {
+            Link::Local(ws) => ws.flush().await,
+            // Every frame is queued for Redis as it is fed.
+            Link::Tunnel(_) => Ok(()),
+        }
+    }
+}
+
+/// Queues a frame for the tunnel's other end; a full queue breaks the tunnel, which to the
+/// session is a dropped socket.
+fn carry(end: &mut TunnelEnd, message: Message) -> Result<(), axum::Error> {
+    let frame = match message {
+        Message::Text(text) => TunnelFrame::Text(Bytes::copy_from_slice(text.as_str().as_bytes())),
+        Message::Binary(bytes) => TunnelFrame::Binary(bytes),
+        Message::Ping(_) => TunnelFrame::Ping,
+        Message::Pong(_) => TunnelFrame::Pong,
+        Message::Close(frame) => match frame {
+            Some(frame) => TunnelFrame::Close(
+                frame.code,
+                Bytes::copy_from_slice(frame.reason.as_str().as_bytes()),
+            ),
+            None => TunnelFrame::Close(NO_STATUS, Bytes::new()),
+        },
+    };
+    end.send(frame).map_err(axum::Error::new)
+}
+
+/// A close frame without a code (RFC 6455 7.4.1: 1005 is never sent as such).
+pub(crate) const NO_STATUS: u16 = 1005;
+
 /// A socket that asks to take over a session: everything the session's task needs to carry
 /// on with it.
 pub(crate) struct Handoff {
-    pub(crate) ws: WebSocket,
+    pub(crate) ws: Link,
     /// The new socket's place among the server's connections.
     pub(crate) slot: Slot,
     /// Keeps shutdown waiting for the socket.
@@ -83,6 +172,9 @@ pub(crate) struct Handoff {
     pub(crate) ip: IpAddr,
     /// What the new socket's token grants.
     pub(crate) grants: Option<Arc<switchboard_auth::Grants>>,
+    /// A socket carried from another node: the subject of the token it presented there (the
+    /// session keeps the rights it has; `None` without tokens).
+    pub(crate) remote: Option<Option<String>>,
 }
 
 impl std::fmt::Debug for Handoff {
@@ -143,7 +235,9 @@ impl Sessions {
     }
 
     /// Hands `handoff` to the session its token names; gives it back if there is none, the
-    /// address has failed too often, or the session is busy with another resume.
+    /// address has failed too often, or the session is busy with another resume. A failure
+    /// is counted against the address by the caller ([`Sessions::failed`]), once it knows
+    /// no other node has the session either.
     pub(crate) fn knock(
         &self,
         handoff: Box<Handoff>,
@@ -158,16 +252,21 @@ impl Sessions {
             .filter(|(hash, _)| same(hash, &handoff.hash))
             .map(|(_, door)| door.clone());
         let Some(door) = door else {
-            self.failed(handoff.ip, now);
             return Err((Refusal::Unknown, handoff));
         };
         door.try_send(handoff).map_err(|error| {
             let handoff = match error {
                 mpsc::error::TrySendError::Full(h) | mpsc::error::TrySendError::Closed(h) => h,
             };
-            self.failed(handoff.ip, now);
             (Refusal::Unknown, handoff)
         })
+    }
+
+    /// Whether a session has this token hash (compared in constant time).
+    pub(crate) fn has(&self, hash: &TokenHash) -> bool {
+        self.doors()
+            .get_key_value(hash)
+            .is_some_and(|(key, _)| same(key, hash))
     }
 
     /// Counts a failed attempt against `ip`'s budget.
@@ -207,6 +306,51 @@ impl Sessions {
 
     fn doors(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, mpsc::Sender<Box<Handoff>>>> {
         self.doors.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The sessions of this node as other nodes reach them: a knock for a session that is here
+/// opens the tunnel's end and hands it to the session like a socket of this node.
+pub(crate) struct Port(pub(crate) std::sync::Weak<crate::Inner>);
+
+impl ResumePort for Port {
+    fn knock(&self, knock: Knock) {
+        let Some(state) = self.0.upgrade().map(crate::AppState) else {
+            return;
+        };
+        // Every node hears every knock: only the session's node answers.
+        if !state.sessions.has(&knock.hash) {
+            return;
+        }
+        let Some(cluster) = &state.cluster else {
+            return;
+        };
+        let mut end = cluster.answer_knock(&knock);
+        let Ok(slot) = state.limits.acquire() else {
+            let _ = end.send(TunnelFrame::Refused);
+            return;
+        };
+        let handoff = Box::new(Handoff {
+            ws: Link::Tunnel(end),
+            slot,
+            tracked: state.sockets.token(),
+            hash: knock.hash,
+            seq: knock.seq,
+            ip: knock.ip,
+            grants: None,
+            remote: Some(knock.subject),
+        });
+        if let Err((_, handoff)) = state.sessions.knock(handoff, Instant::now()) {
+            refuse_carried(*handoff);
+        }
+    }
+}
+
+/// Tells the node that holds a carried socket that its resume was refused here; that node
+/// carries the socket on as a fresh session.
+pub(crate) fn refuse_carried(handoff: Handoff) {
+    if let Link::Tunnel(mut end) = handoff.ws {
+        let _ = end.send(TunnelFrame::Refused);
     }
 }
 

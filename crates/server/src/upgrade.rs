@@ -30,7 +30,7 @@ use tracing::debug;
 use crate::connection::{self, Connection, Membership};
 use crate::limits::Slot;
 use crate::metrics::Limit;
-use crate::resume::Handoff;
+use crate::resume::{Handoff, Link};
 use crate::{assets, auth, AppState, DialectKind};
 
 /// Read-buffer size per socket. tungstenite zero-fills all of it up front, so every idle
@@ -350,8 +350,13 @@ pub(crate) enum Opening {
 }
 
 /// Carries a socket whose resume its session refused on as a fresh resumable session (the
-/// refused session has ended): it hears `resume_failed`, then a new `session`.
+/// refused session has ended): it hears `resume_failed`, then a new `session`. A socket
+/// carried from another node goes back there instead: that node starts the fresh session,
+/// with the rights the client's token has there.
 pub(crate) fn restart(state: AppState, handoff: Box<Handoff>, why: &'static str) {
+    if handoff.remote.is_some() {
+        return crate::resume::refuse_carried(*handoff);
+    }
     let Handoff {
         ws,
         slot,
@@ -469,7 +474,7 @@ fn start<D: Dialect>(ws: WebSocketUpgrade, state: AppState, admitted: Admitted) 
         .on_upgrade(move |socket| {
             state.metrics.handshake(requested.elapsed());
             let conn = Connection::<D>::new(state, admitted);
-            connection::run(socket, conn, tracked)
+            connection::run(Link::Local(socket), conn, tracked)
         })
 }
 

@@ -509,27 +509,158 @@ async fn wait_for_metric(server: &TestServer, series: &str, value: f64) {
 
 /// With `--redis`, a session lives on its node: it resumes there, with what members on other
 /// nodes sent meanwhile; another node does not know it yet (docs/protocol.md, "Resume").
-#[tokio::test]
-async fn in_a_cluster_a_session_resumes_on_its_own_node() {
-    let redis = common::cluster::Redis::new();
+/// Two nodes on a Redis of their own, with this resume window.
+async fn two_nodes(redis: &common::cluster::Redis, window: Duration) -> (TestServer, TestServer) {
     let lease = Duration::from_secs(10);
-    let a = common::cluster::node_with(common::cluster::node_config(&redis, 0xa, lease)).await;
-    let b = common::cluster::node_with(common::cluster::node_config(&redis, 0xb, lease)).await;
+    let node = |id| {
+        let mut config = common::cluster::node_config(redis, id, lease);
+        config.resume_window = window;
+        common::cluster::node_with(config)
+    };
+    (node(0xa).await, node(0xb).await)
+}
+
+/// The next numbered frame, exactly as sent, and parsed.
+async fn raw_frame(session: &mut Session) -> (String, Value) {
+    let text = session.client.text().await;
+    let frame: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        frame["seq"],
+        session.last + 1,
+        "in order, none twice: {text}"
+    );
+    session.last += 1;
+    (text, frame)
+}
+
+#[tokio::test]
+async fn in_a_cluster_a_session_resumes_on_another_node_and_misses_nothing() {
+    let redis = common::cluster::Redis::new();
+    let (a, b) = two_nodes(&redis, Duration::from_secs(20)).await;
+    let mut alice = Session::join(&a, "r", "alice").await;
+    let mut bob = conference(&b, "r", "bob").await;
+    assert_eq!(alice.frame().await["type"], "user-joined");
+    bob.send_json(chat("first")).await;
+    let (first, frame) = raw_frame(&mut alice).await;
+    assert_eq!(frame["data"]["text"], "first");
+
+    // Cut on node A; the client says it processed only up to the frame before "first", so
+    // that one comes again and must come byte for byte.
+    let (token, _) = alice.cut();
+    let last = 2;
+    for n in 1..=5 {
+        bob.send_json(chat(&format!("away {n}"))).await;
+    }
+    until_chat(&mut bob, "away 5").await;
+
+    // Back through node B, which does not have the session: it is carried to node A.
+    let (mut alice, resumed) = Session::resume(&b, &token, last).await;
+    assert_eq!(resumed["roomId"], "r");
+    assert_ne!(resumed["token"], token.as_str(), "the token rotates");
+    let (again, _) = raw_frame(&mut alice).await;
+    assert_eq!(again, first, "the replay is byte-identical");
+    for n in 1..=5 {
+        let (_, frame) = raw_frame(&mut alice).await;
+        assert_eq!(frame["data"]["text"], format!("away {n}"), "{frame}");
+    }
+    // Live traffic both ways through the tunnel, numbered on.
+    bob.send_json(chat("live")).await;
+    let (_, frame) = raw_frame(&mut alice).await;
+    assert_eq!(frame["data"]["text"], "live");
+    let mut numbered = chat("from alice");
+    numbered["seq"] = json!(1);
+    alice.client.send_json(numbered.clone()).await;
+    alice.client.send_json(numbered).await; // a resend: dropped by the session
+    alice.client.send_json(chat("from alice, unnumbered")).await;
+    let heard = until_chat(&mut bob, "from alice, unnumbered").await;
+    assert_eq!(
+        texts(&heard, "alice"),
+        ["from alice", "from alice, unnumbered"]
+    );
+    for text in ["from alice", "from alice, unnumbered"] {
+        let (_, frame) = raw_frame(&mut alice).await;
+        assert_eq!(frame["data"]["text"], text, "alice hears her own chats");
+    }
+
+    // Cut again (on node B this time) and come home to node A: still the same session.
+    let (token, last) = alice.cut();
+    bob.send_json(chat("while cut on B")).await;
+    until_chat(&mut bob, "while cut on B").await;
+    let (mut alice, _) = Session::resume(&a, &token, last).await;
+    assert_eq!(alice.frame().await["data"]["text"], "while cut on B");
+    // The token rotated: the old one opens nothing, on either node.
+    resume_fails(&b, &token, last).await;
+    resume_fails(&a, &token, last).await;
+
+    bob.send_json(chat("marker")).await;
+    let frames = until_chat(&mut bob, "marker").await;
+    assert_eq!(alice.frame().await["data"]["text"], "marker");
+    assert!(
+        frames.iter().all(|f| f["type"] == "chat-message"),
+        "bob heard no leave and no join: {frames:?}"
+    );
+    let metrics = b.get("/metrics").await;
+    assert_eq!(
+        common::metric(
+            &metrics.body,
+            r#"switchboard_resumes_total{result="carried"}"#
+        ),
+        Some(1.0),
+        "{}",
+        metrics.body
+    );
+}
+
+#[tokio::test]
+async fn in_a_cluster_a_token_no_node_knows_fails_and_a_takeover_crosses_nodes() {
+    let redis = common::cluster::Redis::new();
+    let (a, b) = two_nodes(&redis, Duration::from_secs(20)).await;
+    resume_fails(&b, "AAAAAAAAAAAAAAAAAAAAAA", 0).await;
+
+    // A half-open socket on node A is taken over from node B: it hears 4001.
+    let mut alice = Session::join(&a, "r", "alice").await;
+    let mut bob = conference(&b, "r", "bob").await;
+    assert_eq!(alice.frame().await["type"], "user-joined");
+    let token = alice.token.clone();
+    let last = alice.last;
+    let mut old = alice.client;
+    let (alice, _) = Session::resume(&b, &token, last).await;
+    let frame = old.closed().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 4001);
+
+    // A position the session's buffer does not cover: the session ends (bob hears alice
+    // leave once) and the socket on node B carries on as a fresh session there.
+    let (token, _) = alice.cut();
+    let mut fresh = resume_fails(&b, &token, 99).await;
+    let left = bob.expect("user-left").await;
+    assert_eq!(left["data"], json!({"user":"alice"}));
+    fresh
+        .client
+        .send_json(json!({"type":"join-room","data":{"roomId":"r","username":"alice"}}))
+        .await;
+    assert_eq!(fresh.frame().await["type"], "joined");
+    assert_eq!(bob.expect("user-joined").await["data"]["user"], "alice");
+}
+
+#[tokio::test]
+async fn in_a_cluster_a_carried_session_nobody_resumes_ends_with_one_leave() {
+    let redis = common::cluster::Redis::new();
+    let (a, b) = two_nodes(&redis, Duration::from_secs(3)).await;
     let mut alice = Session::join(&a, "r", "alice").await;
     let mut bob = conference(&b, "r", "bob").await;
     assert_eq!(alice.frame().await["type"], "user-joined");
     let (token, last) = alice.cut();
-    bob.send_json(chat("while away")).await;
-    until_chat(&mut bob, "while away").await;
-    let (mut alice, _) = Session::resume(&a, &token, last).await;
-    assert_eq!(alice.frame().await["data"]["text"], "while away");
+    let (alice, _) = Session::resume(&b, &token, last).await;
+    // Cut on node B: node A's session parks again, and its window runs out.
     let (token, last) = alice.cut();
+    let left = bob.expect("user-left").await;
+    assert_eq!(left["data"], json!({"user":"alice"}));
     resume_fails(&b, &token, last).await;
     bob.send_json(chat("marker")).await;
     let frames = until_chat(&mut bob, "marker").await;
     assert!(
         frames.iter().all(|f| f["type"] == "chat-message"),
-        "bob heard no leave: {frames:?}"
+        "one leave only: {frames:?}"
     );
 }
 
@@ -590,4 +721,134 @@ async fn with_tokens_only_the_same_subject_takes_a_session_over() {
     assert_eq!(error["data"]["code"], "resume_failed", "{error}");
     let left = bob.expect("user-left").await;
     assert_eq!(left["data"], json!({"user":"alice"}));
+}
+
+#[tokio::test]
+async fn in_a_cluster_with_tokens_only_the_same_subject_takes_a_session_over_from_another_node() {
+    use switchboard_auth::{mint, Scope, SigningKey};
+    use switchboard_server::{AuthKey, AuthMode};
+    const SECRET: &str = "resume secret";
+    let redis = common::cluster::Redis::new();
+    let node = |id| {
+        let mut config = common::cluster::node_config(&redis, id, Duration::from_secs(10));
+        config.resume_window = Duration::from_secs(20);
+        config.auth = AuthMode::Required;
+        config.auth_keys = vec![AuthKey::secret("k1", SECRET)];
+        common::cluster::node_with(config)
+    };
+    let (a, b) = (node(0xa).await, node(0xb).await);
+    let signer = SigningKey::secret("k1", SECRET.as_bytes()).unwrap();
+    let access = |subject: &str| {
+        let scope = Scope {
+            room: Some("r".into()),
+            ..Scope::default()
+        };
+        let token = mint(&signer, subject, scope, Duration::from_secs(600)).unwrap();
+        format!("&access_token={token}")
+    };
+    let mut bob = abortable_with(&b, &access("bob")).await;
+    bob.expect("session").await;
+    bob.send_json(json!({"type":"join-room","data":{"roomId":"r","username":"bob"}}))
+        .await;
+    bob.expect("joined").await;
+
+    let mut alice = abortable_with(&a, &access("alice")).await;
+    let session = alice.expect("session").await;
+    let mut token = session["data"]["token"].as_str().unwrap().to_owned();
+    alice
+        .send_json(json!({"type":"join-room","data":{"roomId":"r","username":"alice"}}))
+        .await;
+    alice.expect("joined").await;
+    bob.expect("user-joined").await;
+
+    // The same subject, on the other node: carried to the session.
+    drop(alice);
+    let mut again = abortable_with(&b, &access("alice")).await;
+    again.expect("session").await;
+    again
+        .send_json(json!({"type":"resume","data":{"token":token,"seq":1}}))
+        .await;
+    let resumed = again.expect("resumed").await;
+    token = resumed["data"]["token"].as_str().unwrap().to_owned();
+
+    // Someone else's access token does not, even with the session token and from either
+    // node: the session ends and the room hears alice leave, once.
+    drop(again);
+    let mut mallory = abortable_with(&b, &access("mallory")).await;
+    mallory.expect("session").await;
+    mallory
+        .send_json(json!({"type":"resume","data":{"token":token,"seq":1}}))
+        .await;
+    let error = mallory.expect("error").await;
+    assert_eq!(error["data"]["code"], "resume_failed", "{error}");
+    let left = bob.expect("user-left").await;
+    assert_eq!(left["data"], json!({"user":"alice"}));
+}
+
+#[tokio::test]
+async fn in_a_cluster_a_carried_socket_is_dropped_when_redis_goes_and_the_session_waits_at_home() {
+    let mut redis = common::cluster::Redis::new();
+    // Node A pings often (its pings are what keeps a tunnel alive); node B gives up on a
+    // silent tunnel after a second. Sockets on A keep a long idle timeout: this test does
+    // not read bob's socket all the time, so his client does not answer every ping.
+    let node = |id, idle| {
+        let mut config = common::cluster::node_config(&redis, id, Duration::from_secs(10));
+        config.resume_window = Duration::from_secs(20);
+        config.ping_interval = Duration::from_millis(200);
+        config.idle_timeout = idle;
+        common::cluster::node_with(config)
+    };
+    let a = node(0xa, Duration::from_secs(60)).await;
+    let b = node(0xb, Duration::from_secs(1)).await;
+    // Alice's session and bob on node A; alice's socket carried through node B.
+    let mut alice = Session::join(&a, "r", "alice").await;
+    let mut bob = conference(&a, "r", "bob").await;
+    assert_eq!(alice.frame().await["type"], "user-joined");
+    let (token, last) = alice.cut();
+    let (mut alice, _) = Session::resume(&b, &token, last).await;
+    bob.send_json(chat("one")).await;
+    assert_eq!(alice.frame().await["data"]["text"], "one");
+
+    // Redis goes away: the tunnel carries nothing more, and node B drops the client's socket
+    // (no close frame: the client resumes) once the session's pings stop coming.
+    redis.stop();
+    let (token, last) = (alice.token.clone(), alice.last);
+    assert!(alice.client.closed().await.is_none(), "dropped, not closed");
+    // Bob, on the session's node, goes on talking; the session keeps it for alice.
+    bob.send_json(chat("two")).await;
+    bob.send_json(chat("three")).await;
+    until_chat(&mut bob, "three").await;
+
+    // Resuming at home needs no Redis.
+    let (mut alice, _) = Session::resume(&a, &token, last).await;
+    assert_eq!(alice.frame().await["data"]["text"], "two");
+    assert_eq!(alice.frame().await["data"]["text"], "three");
+    bob.send_json(chat("marker")).await;
+    let frames = until_chat(&mut bob, "marker").await;
+    assert!(
+        frames.iter().all(|f| f["type"] == "chat-message"),
+        "bob heard no leave: {frames:?}"
+    );
+    assert_eq!(alice.frame().await["data"]["text"], "marker");
+}
+
+#[tokio::test]
+async fn in_a_cluster_a_close_frame_through_another_node_ends_the_session_at_once() {
+    let redis = common::cluster::Redis::new();
+    let (a, b) = two_nodes(&redis, Duration::from_secs(20)).await;
+    let mut bob = conference(&a, "r", "bob").await;
+    for (code, name) in [(None, "alice"), (Some(1000), "carol")] {
+        let session = Session::join(&a, "r", name).await;
+        assert_eq!(bob.expect("user-joined").await["data"]["user"], name);
+        let (token, last) = session.cut();
+        let (session, _) = Session::resume(&b, &token, last).await;
+        let mut client = session.client;
+        let frame = code.map(|code: u16| CloseFrame {
+            code: CloseCode::from(code),
+            reason: "bye".into(),
+        });
+        client.ws.close(frame).await.unwrap();
+        let left = bob.expect("user-left").await;
+        assert_eq!(left["data"], json!({ "user": name }), "{code:?}");
+    }
 }

@@ -1,0 +1,160 @@
+// Resume across nodes: two nodes on one Redis (docs/scaling.md, "Resume across nodes").
+// Alice's page signals through a small TCP proxy in this test to node A, bob's page straight
+// to node B. The proxy resets alice's socket (no close frame) and from then on sends new
+// connections to node B, which does not have her session: node B carries her socket to
+// node A through Redis. Her page keeps the call (the same RTCPeerConnection, no renegotiation, video decoding),
+// chat sent during the gap arrives once each way, and bob hears no leave.
+
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, test } from 'node:test';
+import {
+  joinDemo, launchBrowser, openPage, realProblems, startNode, startRedis, tileSelector,
+  uniqueRoom, waitFor, waitForFrames,
+} from './lib.mjs';
+
+let redis;
+let nodeA;
+let nodeB;
+let browser;
+let proxy;
+
+/**
+ * A TCP proxy to `state.port` on 127.0.0.1 (changeable). `cut()` resets every connection
+ * through it, and `down` makes it reset new ones at once.
+ */
+async function startProxy(port) {
+  const connections = new Set();
+  const state = { down: false, accepted: 0, port };
+  const listener = net.createServer((client) => {
+    if (state.down) {
+      client.resetAndDestroy();
+      return;
+    }
+    state.accepted += 1;
+    const upstream = net.connect(state.port, '127.0.0.1');
+    const pair = { client, upstream };
+    connections.add(pair);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const drop = () => {
+      connections.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', drop);
+    upstream.on('error', drop);
+    client.on('close', drop);
+    upstream.on('close', drop);
+  });
+  await new Promise((resolve) => { listener.listen(0, '127.0.0.1', resolve); });
+  return {
+    state,
+    origin: `http://127.0.0.1:${listener.address().port}`,
+    cut() {
+      for (const { client, upstream } of connections) {
+        client.resetAndDestroy();
+        upstream.resetAndDestroy();
+      }
+      connections.clear();
+    },
+    close: () => new Promise((resolve) => { listener.close(resolve); }),
+  };
+}
+
+before(async () => {
+  redis = await startRedis();
+  nodeA = await startNode(redis, { nodeId: 'a1', lease: '3s', extraArgs: ['--no-media', '--resume-window', '30s'] });
+  nodeB = await startNode(redis, { nodeId: 'b2', lease: '3s', extraArgs: ['--no-media', '--resume-window', '30s'] });
+  proxy = await startProxy(nodeA.port);
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  for (const stop of [() => browser?.close(), () => proxy?.close(), () => nodeB?.stop(),
+    () => nodeA?.stop(), () => redis?.stop()]) {
+    try {
+      await stop();
+    } catch {
+      // keep stopping the rest
+    }
+  }
+});
+
+const chatTexts = (page, from) => page.evaluate((who) => [...document.querySelectorAll(
+  `#chat-log li[data-chat-from="${who}"] .chat-text`,
+)].map((el) => el.textContent), from);
+
+test('a cut signaling socket resumes through another node: the call and the chat go on', async () => {
+  const room = uniqueRoom('resume-cluster');
+  const alice = await openPage(browser, nodeA.page('/', { server: proxy.origin }));
+  const bob = await openPage(browser, nodeB.page('/'));
+  await joinDemo(alice, { room, name: 'alice' });
+  await joinDemo(bob, { room, name: 'bob' });
+  await alice.waitForSelector(`${tileSelector('bob')}[data-dc-state="open"]`);
+  await bob.waitForSelector(`${tileSelector('alice')}[data-dc-state="open"]`);
+  assert.ok(await waitForFrames(alice, 'bob') > 0);
+
+  const before = await alice.evaluate((selector) => {
+    const { client } = globalThis.switchboardDemo;
+    const pc = client.peerConnection('bob');
+    pc.resumeMarker = 'same';
+    document.querySelector(selector).dataset.resumeMarker = 'same';
+    return pc.localDescription.sdp;
+  }, tileSelector('bob'));
+  await bob.evaluate(() => {
+    globalThis.leaves = [];
+    globalThis.switchboardDemo.client.addEventListener('user-left', (e) => globalThis.leaves.push(e.detail.user));
+    globalThis.switchboardDemo.client.addEventListener('user-joined', (e) => globalThis.leaves.push(`joined:${e.detail.user}`));
+  });
+
+  // The cut; from now on the "load balancer" sends alice to node B.
+  proxy.state.down = true;
+  proxy.cut();
+  proxy.state.port = nodeB.port;
+  await alice.waitForSelector('#connection-status[data-state="reconnecting"][data-resuming="true"]');
+  await bob.fill('#chat-input', 'said during the gap');
+  await bob.press('#chat-input', 'Enter');
+  await alice.fill('#chat-input', 'typed during the gap');
+  await alice.press('#chat-input', 'Enter');
+  proxy.state.down = false;
+
+  await alice.waitForSelector('#connection-status[data-state="joined"]', { timeout: 60000 });
+  await waitFor(async () => (await chatTexts(alice, 'bob')).includes('said during the gap'), { what: 'bob\'s chat at alice' });
+  await waitFor(async () => (await chatTexts(bob, 'alice')).includes('typed during the gap'), { what: 'alice\'s chat at bob' });
+  // Live, both ways, through the tunnel.
+  await bob.fill('#chat-input', 'after the resume');
+  await bob.press('#chat-input', 'Enter');
+  await alice.fill('#chat-input', 'back through B');
+  await alice.press('#chat-input', 'Enter');
+  await waitFor(async () => (await chatTexts(alice, 'bob')).includes('after the resume'), { what: 'live chat at alice' });
+  await waitFor(async () => (await chatTexts(bob, 'alice')).includes('back through B'), { what: 'live chat at bob' });
+  for (const [page, from, text] of [[alice, 'bob', 'said during the gap'], [bob, 'alice', 'typed during the gap'],
+    [alice, 'bob', 'after the resume'], [bob, 'alice', 'back through B']]) {
+    assert.deepEqual((await chatTexts(page, from)).filter((t) => t === text), [text], `${text}: once`);
+  }
+
+  const after = await alice.evaluate((selector) => {
+    const { client } = globalThis.switchboardDemo;
+    const pc = client.peerConnection('bob');
+    return {
+      pc: pc?.resumeMarker,
+      tile: document.querySelector(selector)?.dataset.resumeMarker,
+      sdp: pc?.localDescription.sdp,
+    };
+  }, tileSelector('bob'));
+  assert.equal(after.pc, 'same', 'the RTCPeerConnection survived');
+  assert.equal(after.tile, 'same', 'the tile was never rebuilt');
+  assert.equal(after.sdp, before, 'no renegotiation');
+  const frames = Number(await alice.getAttribute(tileSelector('bob'), 'data-frames-decoded'));
+  await waitFor(async () => Number(await alice.getAttribute(tileSelector('bob'), 'data-frames-decoded')) > frames,
+    { what: 'more video frames from bob' });
+  assert.deepEqual(await bob.evaluate(() => globalThis.leaves), [], 'bob heard no leave and no join');
+
+  const metricsB = await (await fetch(`${nodeB.origin}/metrics`)).text();
+  assert.match(metricsB, /switchboard_resumes_total\{result="carried"\} 1/);
+  const metricsA = await (await fetch(`${nodeA.origin}/metrics`)).text();
+  assert.match(metricsA, /switchboard_resumes_total\{result="resumed"\} 1/);
+  assert.deepEqual(realProblems(alice), []);
+  assert.deepEqual(realProblems(bob), []);
+});
