@@ -18,7 +18,7 @@ use switchboard_auth::Grants;
 use switchboard_cluster::envelope::ForwardedRequest;
 use switchboard_core::{
     Command, DialectKind, ErrorCode, Event, MediaRequest, Outcome, PeerKey, PeerName, RawJson,
-    RoomId, SharedHub,
+    RoomId, SharedFrames, SharedHub,
 };
 use switchboard_dialects::resume::{self as wire, Control};
 use switchboard_dialects::{Dialect, Outbound, WireError};
@@ -432,12 +432,22 @@ impl<D: Dialect> Connection<D> {
     }
 
     fn encode(&mut self, event: &Event) -> Option<Message> {
-        let message = match D::encode(&mut self.session, event, &mut self.out) {
-            Outbound::Skip => return None,
-            Outbound::Text if self.resume.is_some() => Message::Text(self.number()),
-            Outbound::Text => Message::Text(Utf8Bytes::from(self.out.as_str())),
-            Outbound::SharedText(bytes) => Message::Text(Utf8Bytes::try_from(bytes).ok()?),
-            Outbound::Binary(bytes) => Message::Binary(bytes),
+        // A room-wide signal is encoded by its first receiver in this dialect; the others
+        // write the same frame: no encoding, no copy and no UTF-8 check per receiver.
+        let shared = match event {
+            Event::Signal(signal) => Some(&signal.frames),
+            _ => None,
+        };
+        let message = match shared.and_then(|frames| frames.get::<Utf8Bytes>(D::KIND)) {
+            // A resumable socket stamps its own `seq`, on its own copy of the shared frame
+            // (its replay buffer keeps it).
+            Some(frame) if self.resume.is_some() => {
+                self.out.clear();
+                self.out.push_str(frame.as_str());
+                Message::Text(self.number())
+            }
+            Some(frame) => Message::Text(frame.clone()),
+            None => self.encode_new(event, shared)?,
         };
         let bytes = match &message {
             Message::Text(text) => text.len(),
@@ -447,6 +457,30 @@ impl<D: Dialect> Connection<D> {
         self.metrics.frames_out.inc();
         self.metrics.bytes_out.inc_by(bytes as u64);
         Some(message)
+    }
+
+    /// Encodes `event` in this dialect; a frame that is the same for every receiver is kept
+    /// in `shared` for the others.
+    fn encode_new(&mut self, event: &Event, shared: Option<&SharedFrames>) -> Option<Message> {
+        let outbound = D::encode(&mut self.session, event, &mut self.out);
+        if let (Outbound::TextForAll, Some(frames)) = (&outbound, shared) {
+            let frame = Utf8Bytes::from(self.out.as_str());
+            frames.set(D::KIND, frame.clone());
+            if self.resume.is_none() {
+                return Some(Message::Text(frame));
+            }
+        }
+        Some(match outbound {
+            Outbound::Skip => return None,
+            Outbound::Text | Outbound::TextForAll if self.resume.is_some() => {
+                Message::Text(self.number())
+            }
+            Outbound::Text | Outbound::TextForAll => {
+                Message::Text(Utf8Bytes::from(self.out.as_str()))
+            }
+            Outbound::SharedText(bytes) => Message::Text(Utf8Bytes::try_from(bytes).ok()?),
+            Outbound::Binary(bytes) => Message::Binary(bytes),
+        })
     }
 
     /// Counts a frame against the rate limit; `Err` means close the socket.
