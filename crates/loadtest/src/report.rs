@@ -111,6 +111,9 @@ pub struct Params {
     /// Messages (relay) or rounds (fanout) in flight per sender.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<u64>,
+    /// Fanout with a fixed count: rounds each peer sent (the whole run is measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
     /// Payload bytes (media: RTP payload bytes of the window's packets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
@@ -392,6 +395,7 @@ impl Params {
         add("consumers", self.consumers.map(|v| v.to_string()));
         add("rate", self.packet_rate.map(|v| format!("{v}/s")));
         add("window", self.window.map(|v| v.to_string()));
+        add("messages", self.messages.map(|v| v.to_string()));
         add("size", self.size.map(|v| v.to_string()));
         add("warmup", self.warmup_s.map(|v| format!("{v}s")));
         add("duration", self.duration_s.map(|v| format!("{v}s")));
