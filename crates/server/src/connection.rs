@@ -387,9 +387,14 @@ impl<D: Dialect> Connection<D> {
         let write = async {
             let mut next = Some(first);
             let mut batch = 0;
+            // Counted once per batch: the counters are shared by every socket, and one
+            // atomic add per frame on each made a room-wide fanout's cores fight over them.
+            let (mut frames, mut bytes) = (0, 0);
             while let Some(event) = next.take() {
                 self.note(&event);
                 if let Some(message) = self.encode(&event) {
+                    frames += 1;
+                    bytes += length(&message);
                     socket.feed(message).await.map_err(|_| Close::Gone)?;
                 }
                 batch += 1;
@@ -397,6 +402,8 @@ impl<D: Dialect> Connection<D> {
                     next = self.inbox.try_recv().ok();
                 }
             }
+            self.metrics.frames_out.inc_by(frames);
+            self.metrics.bytes_out.inc_by(bytes);
             socket.flush().await.map_err(|_| Close::Gone)
         };
         // Most writes finish at once (the kernel's send buffer has room): try without a timer
@@ -438,25 +445,17 @@ impl<D: Dialect> Connection<D> {
             Event::Signal(signal) => Some(&signal.frames),
             _ => None,
         };
-        let message = match shared.and_then(|frames| frames.get::<Utf8Bytes>(D::KIND)) {
+        match shared.and_then(|frames| frames.get::<Utf8Bytes>(D::KIND)) {
             // A resumable socket stamps its own `seq`, on its own copy of the shared frame
             // (its replay buffer keeps it).
             Some(frame) if self.resume.is_some() => {
                 self.out.clear();
                 self.out.push_str(frame.as_str());
-                Message::Text(self.number())
+                Some(Message::Text(self.number()))
             }
-            Some(frame) => Message::Text(frame.clone()),
-            None => self.encode_new(event, shared)?,
-        };
-        let bytes = match &message {
-            Message::Text(text) => text.len(),
-            Message::Binary(bytes) => bytes.len(),
-            _ => 0,
-        };
-        self.metrics.frames_out.inc();
-        self.metrics.bytes_out.inc_by(bytes as u64);
-        Some(message)
+            Some(frame) => Some(Message::Text(frame.clone())),
+            None => self.encode_new(event, shared),
+        }
     }
 
     /// Encodes `event` in this dialect; a frame that is the same for every receiver is kept
@@ -483,11 +482,11 @@ impl<D: Dialect> Connection<D> {
         })
     }
 
-    /// Counts a frame against the rate limit; `Err` means close the socket.
-    fn admit_frame(&mut self, len: usize) -> Result<bool, Close> {
+    /// Counts a frame, read at `now`, against the rate limit; `Err` means close the socket.
+    fn admit_frame(&mut self, len: usize, now: Instant) -> Result<bool, Close> {
         self.metrics.frames_in.inc();
         self.metrics.bytes_in.inc_by(len as u64);
-        match self.rate.check(Instant::now()) {
+        match self.rate.check(now) {
             Verdict::Allow => Ok(true),
             Verdict::Refuse => {
                 self.state.metrics.limit_hit(Limit::Rate);
@@ -909,7 +908,10 @@ async fn park<D: Dialect>(this: Box<Socket<D>>) -> Option<Box<Socket<D>>> {
             event = conn.inbox.recv() => match event {
                 Some(event) => {
                     conn.note(&event);
-                    let _ = conn.encode(&event);
+                    if let Some(message) = conn.encode(&event) {
+                        conn.metrics.frames_out.inc();
+                        conn.metrics.bytes_out.inc_by(length(&message));
+                    }
                     if conn.resume.as_ref().is_some_and(|r| r.overflowed) {
                         break "overflow";
                     }
@@ -963,7 +965,7 @@ async fn pump<D: Dialect>(this: &mut Socket<D>) -> Close {
             frame = socket.recv(), if conn.joining.is_none() => {
                 last_heard = Instant::now();
                 match frame {
-                    Some(Ok(Message::Text(text))) => match conn.admit_frame(text.len()) {
+                    Some(Ok(Message::Text(text))) => match conn.admit_frame(text.len(), last_heard) {
                         Ok(true) if conn.resume.is_some() => {
                             if let Some(close) = conn.receive_numbered(text.as_str()) {
                                 break close;
@@ -976,7 +978,7 @@ async fn pump<D: Dialect>(this: &mut Socket<D>) -> Close {
                         Ok(false) => {}
                         Err(close) => break close,
                     },
-                    Some(Ok(Message::Binary(bytes))) => match conn.admit_frame(bytes.len()) {
+                    Some(Ok(Message::Binary(bytes))) => match conn.admit_frame(bytes.len(), last_heard) {
                         Ok(true) => {
                             let decoded = D::decode_binary(&mut conn.session, bytes);
                             conn.receive(decoded);
@@ -1100,6 +1102,16 @@ async fn linger(socket: &mut WebSocket, close: Close) {
         }
     })
     .await;
+}
+
+/// A data frame's length in bytes, for the metrics.
+fn length(message: &Message) -> u64 {
+    let bytes = match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+        _ => 0,
+    };
+    bytes as u64
 }
 
 fn read_error(error: axum::Error) -> Close {
