@@ -284,6 +284,7 @@ fn signal(origin: DialectKind, addressed: bool, message: Message) -> Event {
         origin,
         addressed,
         message,
+        frames: Default::default(),
     }))
 }
 
@@ -318,7 +319,7 @@ fn encode_everywhere(event: &Event) -> Vec<(DialectKind, Option<String>)> {
 fn encode<D: Dialect>(event: &Event, kind: DialectKind) -> Option<String> {
     let mut out = String::new();
     match D::encode(&mut D::Session::default(), event, &mut out) {
-        Outbound::Text => {
+        Outbound::Text | Outbound::TextForAll => {
             // Validated without building a tree: this runs for every event of every input.
             if let Err(error) = serde_json::from_str::<&serde_json::value::RawValue>(&out) {
                 panic!("{kind:?} wrote a frame that is not JSON ({error}): {out}");

@@ -439,6 +439,7 @@ impl Reader<'_> {
         let fields = self.text()?;
         let fields = (mask[3] == b'1').then(|| RawJson::new(fields));
         Ok(Signal {
+            frames: Default::default(),
             from,
             origin: dialect,
             addressed,
@@ -1083,6 +1084,7 @@ mod tests {
     #[test]
     fn relays_and_frames_survive_the_trip_byte_for_byte() {
         let signal = Signal {
+            frames: Default::default(),
             from: PeerName::parse("alice").unwrap(),
             origin: DialectKind::RoomRelay,
             addressed: false,

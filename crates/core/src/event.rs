@@ -1,7 +1,8 @@
 //! What the core tells a peer. Events sit in a peer's outbox until its connection task
 //! encodes them in the peer's dialect; cloning one is cheap (shared, reference-counted parts).
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -49,6 +50,46 @@ pub struct Signal {
     pub addressed: bool,
     /// What the sender said.
     pub message: Message,
+    /// The frame this signal encodes to in each dialect, when that frame is the same for
+    /// every receiver (a room-wide message): made once, by the first receiver of that dialect,
+    /// and shared by the rest. Empty when the signal is made.
+    pub frames: SharedFrames,
+}
+
+/// One encoded frame per dialect, filled at most once each and then only read: a room-wide
+/// signal is encoded once per dialect, not once per receiver, and every receiver writes the
+/// same reference-counted bytes. The core never fills it (it sees no frames); the socket
+/// tasks do, with what their dialect said any receiver would get. A frame is kept as the
+/// transport's own type (for the server, a WebSocket text frame whose bytes are known to be
+/// UTF-8, so no receiver checks them again), which the core does not know: hence `Any`.
+#[derive(Default)]
+pub struct SharedFrames([OnceLock<Box<dyn Any + Send + Sync>>; DialectKind::ALL.len()]);
+
+impl SharedFrames {
+    /// The frame already made for `dialect`, if a receiver of that dialect has made one of
+    /// type `F`.
+    pub fn get<F: Any>(&self, dialect: DialectKind) -> Option<&F> {
+        self.0.get(dialect.index())?.get()?.downcast_ref()
+    }
+
+    /// Keeps `frame` as this signal's frame in `dialect` for the receivers to come (a frame
+    /// made meanwhile by another receiver stays: they are the same bytes).
+    pub fn set<F: Any + Send + Sync>(&self, dialect: DialectKind, frame: F) {
+        if let Some(slot) = self.0.get(dialect.index()) {
+            let _ = slot.set(Box::new(frame));
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedFrames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let made = DialectKind::ALL.iter().filter(|d| {
+            self.0
+                .get(d.index())
+                .is_some_and(|slot| slot.get().is_some())
+        });
+        f.debug_set().entries(made.map(|d| d.as_str())).finish()
+    }
 }
 
 /// One thing for one peer to hear.

@@ -82,7 +82,8 @@ impl Dialect for Conference {
                         out.push_str(r#","timestamp":"#);
                         push_str(out, message.timestamp.as_deref().unwrap_or_default());
                         out.push_str("}}");
-                        return Outbound::Text;
+                        // A chat names no receiver: the same frame for everyone.
+                        return Outbound::TextForAll;
                     }
                     SignalKind::Offer => "webrtc-offer",
                     SignalKind::Answer => "webrtc-answer",
@@ -229,7 +230,8 @@ mod tests {
 
     fn encode(session: &mut Session, event: &Event) -> String {
         let mut out = String::new();
-        assert_eq!(Conference::encode(session, event, &mut out), Outbound::Text);
+        let outbound = Conference::encode(session, event, &mut out);
+        assert!(matches!(outbound, Outbound::Text | Outbound::TextForAll));
         out
     }
 
@@ -329,6 +331,7 @@ mod tests {
         assert_eq!(to.as_deref(), Some("bob"));
         assert_eq!(message.payload.as_ref().map(RawJson::as_str), Some(payload));
         let signal = Signal {
+            frames: Default::default(),
             from: name("alice"),
             origin: DialectKind::Conference,
             addressed: true,
@@ -357,6 +360,7 @@ mod tests {
             panic!()
         };
         let signal = Signal {
+            frames: Default::default(),
             from: name("alice"),
             origin: DialectKind::Conference,
             addressed: false,
@@ -442,6 +446,7 @@ mod tests {
     fn what_conference_cannot_express_is_skipped() {
         let message = Message::new(SignalKind::Other(Arc::from("custom")), None);
         let signal = Signal {
+            frames: Default::default(),
             from: name("a"),
             origin: DialectKind::QueryRooms,
             addressed: false,

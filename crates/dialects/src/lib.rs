@@ -44,7 +44,9 @@ pub trait Dialect: Send + Sync + 'static {
     }
 
     /// Encodes `event` for this connection. Text is written to `out` (cleared first), and
-    /// the return value says what to send.
+    /// the return value says what to send. A signal's frame is [`Outbound::TextForAll`]
+    /// exactly when no receiver's session shapes it: callers share such frames among the
+    /// signal's receivers without encoding it again.
     fn encode(session: &mut Self::Session, event: &Event, out: &mut String) -> Outbound;
 }
 
@@ -55,6 +57,11 @@ pub enum Outbound {
     Skip,
     /// A text frame, written into the caller's buffer.
     Text,
+    /// A text frame, written into the caller's buffer, that depends on the event alone and
+    /// not on this connection's session (a room-wide message): every receiver in this
+    /// dialect gets the same bytes, so the caller may make it once and share it
+    /// ([`switchboard_core::Signal::frames`]).
+    TextForAll,
     /// A shared text frame (broadcast): the same buffer goes to every receiver.
     SharedText(Bytes),
     /// A shared binary frame (broadcast).

@@ -165,6 +165,7 @@ mod tests {
             assert_eq!(to, "b");
             let data = message.payload.clone().unwrap();
             let signal = Signal {
+                frames: Default::default(),
                 from: PeerName::parse("a").unwrap(),
                 origin: DialectKind::Pairing,
                 addressed: true,

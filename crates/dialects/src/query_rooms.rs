@@ -141,7 +141,16 @@ fn encode_signal(session: &Session, signal: &Signal, out: &mut String) -> Outbou
         (None, None) => out.push_str("null"),
     }
     out.push('}');
-    Outbound::Text
+    for_all_unless(signal.addressed)
+}
+
+/// A signal's frame names its receiver (`to`) only when it was addressed to it.
+fn for_all_unless(addressed: bool) -> Outbound {
+    if addressed {
+        Outbound::Text
+    } else {
+        Outbound::TextForAll
+    }
 }
 
 fn presence(out: &mut String, kind: &str, room: &RoomId, name: &PeerName) {
@@ -160,7 +169,7 @@ fn presence(out: &mut String, kind: &str, room: &RoomId, name: &PeerName) {
 mod tests {
     use std::sync::Arc;
 
-    use switchboard_core::ErrorCode;
+    use switchboard_core::{ErrorCode, RawJson};
 
     use super::*;
 
@@ -176,7 +185,8 @@ mod tests {
 
     fn encode(session: &mut Session, event: &Event) -> String {
         let mut out = String::new();
-        assert_eq!(QueryRooms::encode(session, event, &mut out), Outbound::Text);
+        let outbound = QueryRooms::encode(session, event, &mut out);
+        assert!(matches!(outbound, Outbound::Text | Outbound::TextForAll));
         out
     }
 
@@ -189,6 +199,7 @@ mod tests {
         };
         assert_eq!(to.as_deref(), Some("peer2"));
         let signal = Signal {
+            frames: Default::default(),
             from: name("peer1"),
             origin: DialectKind::QueryRooms,
             addressed: true,
@@ -210,6 +221,7 @@ mod tests {
             panic!()
         };
         let signal = Signal {
+            frames: Default::default(),
             from: name("a"),
             origin: DialectKind::QueryRooms,
             addressed: false,
@@ -219,6 +231,31 @@ mod tests {
             encode(&mut session("b"), &Event::Signal(Arc::new(signal))),
             r#"{"type":"hello","from":"a","payload":null}"#
         );
+    }
+
+    /// A room-wide frame may be shared among receivers only because no session shapes it;
+    /// an addressed one names its receiver.
+    #[test]
+    fn only_room_wide_frames_are_the_same_for_all() {
+        let signal = |addressed| {
+            let message = Message::new(SignalKind::Offer, Some(RawJson::new("{}")));
+            let signal = Signal {
+                frames: Default::default(),
+                from: name("a"),
+                origin: DialectKind::QueryRooms,
+                addressed,
+                message,
+            };
+            Event::Signal(Arc::new(signal))
+        };
+        let (mut b, mut c) = (String::new(), String::new());
+        let room_wide = signal(false);
+        let outbound = QueryRooms::encode(&mut session("b"), &room_wide, &mut b);
+        assert_eq!(outbound, Outbound::TextForAll);
+        QueryRooms::encode(&mut session("c"), &room_wide, &mut c);
+        assert_eq!(b, c);
+        let addressed = QueryRooms::encode(&mut session("b"), &signal(true), &mut b);
+        assert_eq!(addressed, Outbound::Text);
     }
 
     #[test]
@@ -274,6 +311,7 @@ mod tests {
         from_conference.text = Some(Arc::from("yo"));
         from_conference.timestamp = Some(Arc::from("2025-01-01T00:00:00Z"));
         let signal = Signal {
+            frames: Default::default(),
             from: name("c"),
             origin: DialectKind::Conference,
             addressed: false,

@@ -213,7 +213,12 @@ fn encode_signal(session: &Session, signal: &Signal, out: &mut String) -> Outbou
         }
     }
     out.push('}');
-    Outbound::Text
+    // Only an addressed message names its receiver (`target`).
+    if signal.addressed {
+        Outbound::Text
+    } else {
+        Outbound::TextForAll
+    }
 }
 
 fn presence(out: &mut String, kind: &str, name: &PeerName) {
@@ -242,7 +247,8 @@ mod tests {
 
     fn encode(session: &mut Session, event: &Event) -> String {
         let mut out = String::new();
-        assert_eq!(RoomRelay::encode(session, event, &mut out), Outbound::Text);
+        let outbound = RoomRelay::encode(session, event, &mut out);
+        assert!(matches!(outbound, Outbound::Text | Outbound::TextForAll));
         out
     }
 
@@ -257,6 +263,7 @@ mod tests {
             panic!()
         };
         let signal = Signal {
+            frames: Default::default(),
             from: name(from),
             origin: DialectKind::RoomRelay,
             addressed: target.is_some(),
@@ -354,6 +361,7 @@ mod tests {
             Some(RawJson::new(r#"{"candidate":"c"}"#)),
         );
         let signal = Signal {
+            frames: Default::default(),
             from: name("q"),
             origin: DialectKind::QueryRooms,
             addressed: true,
@@ -366,6 +374,7 @@ mod tests {
         let mut message = Message::new(SignalKind::Chat, None);
         message.text = Some(Arc::from("hi"));
         let signal = Signal {
+            frames: Default::default(),
             from: name("c"),
             origin: DialectKind::Conference,
             addressed: false,

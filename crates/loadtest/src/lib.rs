@@ -37,6 +37,9 @@ pub const MAX_CLIENTS: u64 = 20_000;
 pub const MAX_FANOUT_PEERS: u64 = 500;
 /// Messages (relay) or rounds (fanout) in flight per sender.
 pub const MAX_WINDOW: u64 = 64;
+/// Rounds per peer of a fanout with a fixed count (`--messages`): 100,000 rounds of a room
+/// of 50 is 245 M deliveries, minutes at the rates seen here.
+pub const MAX_FANOUT_MESSAGES: u64 = 100_000;
 /// Payload bytes; switchboard refuses frames over 64 KiB.
 pub const MAX_SIZE: usize = 60 * 1024;
 /// Longest warm-up, measured window or idle hold.
@@ -208,6 +211,10 @@ pub struct FanoutArgs {
     /// Room-wide frames, addressed frames (one per other peer), or one run of each
     #[arg(long, value_enum, default_value_t = FanoutMode::Both)]
     pub mode: FanoutMode,
+    /// Rounds each peer sends, then stops: the whole run is measured, from the first send to
+    /// the last delivery, and --warmup and --duration are ignored (default: timed)
+    #[arg(long)]
+    pub messages: Option<u64>,
 }
 
 /// How fanout peers address their frames.
@@ -350,6 +357,12 @@ impl Scenario {
                     (2..=MAX_FANOUT_PEERS).contains(&args.peers),
                     "--peers must be 2 to {MAX_FANOUT_PEERS}"
                 );
+                if let Some(messages) = args.messages {
+                    ensure!(
+                        (1..=MAX_FANOUT_MESSAGES).contains(&messages),
+                        "--messages must be 1 to {MAX_FANOUT_MESSAGES}"
+                    );
+                }
                 if args.mode != FanoutMode::Addressed && !common.dialect.has_room_wide() {
                     bail!(
                         "{} has no room-wide relayed payload: use --mode addressed",

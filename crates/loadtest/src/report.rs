@@ -111,6 +111,9 @@ pub struct Params {
     /// Messages (relay) or rounds (fanout) in flight per sender.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<u64>,
+    /// Fanout with a fixed count: rounds each peer sent (the whole run is measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
     /// Payload bytes (media: RTP payload bytes of the window's packets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
@@ -326,9 +329,14 @@ impl Report {
             self.errors
         );
         if let Some(server) = &self.server {
+            // CPU per operation (a round trip, a delivery, a join) is the server's own cost,
+            // which a throughput figure partly hides when the client shares the cores.
+            let per_op = cpu_per_op(self)
+                .map(|us| format!("  ({us:.2} µs per {})", self.operation()))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  server  rss {:.1} MiB -> {:.1} MiB  {:.0} B/connection  cpu {:.2} cores",
+                "  server  rss {:.1} MiB -> {:.1} MiB  {:.0} B/connection  cpu {:.2} cores{per_op}",
                 server.rss_before as f64 / 1048576.0,
                 server.rss_loaded as f64 / 1048576.0,
                 server.bytes_per_connection,
@@ -392,6 +400,7 @@ impl Params {
         add("consumers", self.consumers.map(|v| v.to_string()));
         add("rate", self.packet_rate.map(|v| format!("{v}/s")));
         add("window", self.window.map(|v| v.to_string()));
+        add("messages", self.messages.map(|v| v.to_string()));
         add("size", self.size.map(|v| v.to_string()));
         add("warmup", self.warmup_s.map(|v| format!("{v}s")));
         add("duration", self.duration_s.map(|v| format!("{v}s")));
@@ -643,6 +652,19 @@ fn percentile_label(nines: f64) -> String {
 }
 
 /// Server CPU microseconds per operation in one run, when both are known.
+impl Report {
+    /// What one operation of `rate` is, from its unit (`deliveries/s`: a delivery).
+    fn operation(&self) -> &'static str {
+        match self.rate_unit {
+            "round_trips/s" => "round trip",
+            "deliveries/s" => "delivery",
+            "joins/s" => "join",
+            "packets/s" => "packet",
+            _ => "operation",
+        }
+    }
+}
+
 fn cpu_per_op(report: &Report) -> Option<f64> {
     let server = report.server?;
     (report.rate > 0.0).then(|| server.cpu_cores * 1e6 / report.rate)

@@ -140,6 +140,8 @@ struct Run {
     stop: CancellationToken,
     dialect: Dialect,
     size: usize,
+    /// Fanout with a fixed count: the rounds each peer sends (`None`: until the window ends).
+    rounds: Option<u64>,
 }
 
 /// Everything a scenario needs to know about where it runs.
@@ -309,7 +311,13 @@ async fn fanout(bench: &Bench<'_>, args: &FanoutArgs, addressed: bool) -> anyhow
         .collect();
     let before = bench.probe.and_then(|p| p.sample());
     let sockets = bench.open_all(joins, None).await?;
-    let run = bench.run(&args.load);
+    let (run, from) = match args.messages {
+        Some(rounds) => {
+            let from = bench.probe.and_then(|p| p.sample());
+            (bench.run_counted(&args.load, rounds), from)
+        }
+        None => (bench.run(&args.load), None),
+    };
     let mut clients = JoinSet::new();
     for (index, ws) in sockets.into_iter().enumerate() {
         let peer = FanoutPeer {
@@ -320,13 +328,31 @@ async fn fanout(bench: &Bench<'_>, args: &FanoutArgs, addressed: bool) -> anyhow
         };
         clients.spawn(fanout_client(ws, run.clone(), peer));
     }
-    let usage = bench.measure(&run, &mut clients, before).await;
     let name = if addressed {
         "fanout-addressed"
     } else {
         "fanout-room"
     };
-    let mut report = bench.report(name, Some((&run, &args.load)), usage);
+    let mut report = match args.messages {
+        Some(rounds) => {
+            // Every peer's every round reaches every other peer once.
+            let total = rounds * args.peers * (args.peers - 1);
+            let (usage, measured) = bench
+                .measure_count(&run, &mut clients, before, from, total)
+                .await;
+            let mut report = bench.report(name, Some((&run, &args.load)), usage);
+            report.measured_s = measured.as_secs_f64();
+            report.rate = report.operations as f64 / report.measured_s.max(1e-9);
+            report.params.messages = Some(rounds);
+            report.params.warmup_s = None;
+            report.params.duration_s = None;
+            report
+        }
+        None => {
+            let usage = bench.measure(&run, &mut clients, before).await;
+            bench.report(name, Some((&run, &args.load)), usage)
+        }
+    };
     report.rate_unit = "deliveries/s";
     report.params.peers = Some(args.peers);
     report.params.window = Some(args.load.window);
@@ -360,7 +386,8 @@ async fn fanout_client(ws: Ws, run: Arc<Run>, peer: FanoutPeer) {
     let mut complete: u64 = 0;
     let mut arrived: VecDeque<usize> = VecDeque::new();
     let mut allowed = if run.window.is_open(now_ns()) {
-        peer.window
+        run.rounds
+            .map_or(peer.window, |rounds| peer.window.min(rounds))
     } else {
         0
     };
@@ -393,11 +420,13 @@ async fn fanout_client(ws: Ws, run: Arc<Run>, peer: FanoutPeer) {
             arrived.pop_front();
             complete += 1;
         }
-        if run.window.is_open(now) && complete + peer.window > allowed {
+        let next = complete + peer.window;
+        let next = run.rounds.map_or(next, |rounds| next.min(rounds));
+        if run.window.is_open(now) && next > allowed {
             counters
                 .expected
-                .fetch_add((complete + peer.window - allowed) * per_round, Relaxed);
-            allowed = complete + peer.window;
+                .fetch_add((next - allowed) * per_round, Relaxed);
+            allowed = next;
             allow.send_replace(allowed);
         }
         counters.received.fetch_add(1, Relaxed);
@@ -656,7 +685,66 @@ impl Bench<'_> {
             stop: CancellationToken::new(),
             dialect: self.common.dialect,
             size: load.size,
+            rounds: None,
         })
+    }
+
+    /// A run of a fixed count of rounds per sender: open from now until every round is
+    /// sent, all of it measured (no warm-up; `measure_count` ends it).
+    fn run_counted(&self, load: &Load, rounds: u64) -> Arc<Run> {
+        self.counters.set_phase("measuring");
+        let start = now_ns();
+        Arc::new(Run {
+            counters: self.counters.clone(),
+            window: Window {
+                start,
+                end: u64::MAX,
+            },
+            latency: Recorder::new(),
+            stop: CancellationToken::new(),
+            dialect: self.common.dialect,
+            size: load.size,
+            rounds: Some(rounds),
+        })
+    }
+
+    /// Waits until every delivery of a counted run has arrived (or none has for the drain
+    /// timeout: the rest count as lost), sampling the server at the start (`from`, taken
+    /// before the first send) and once the last delivery is in; then stops and closes every
+    /// client. Returns the usage and the time measured.
+    async fn measure_count(
+        &self,
+        run: &Run,
+        clients: &mut JoinSet<()>,
+        before: Option<Sample>,
+        from: Option<Sample>,
+        total: u64,
+    ) -> (Option<Usage>, Duration) {
+        let started = Instant::now();
+        let mut progress = (0, started);
+        loop {
+            let received = self.counters.received.load(Relaxed);
+            if received >= total {
+                break;
+            }
+            if received > progress.0 {
+                progress = (received, Instant::now());
+            } else if progress.1.elapsed() >= DRAIN_TIMEOUT {
+                let lost = total - received;
+                self.counters
+                    .error(format_args!("{lost} deliveries never arrived"));
+                self.counters.errors.fetch_add(lost - 1, Relaxed);
+                break;
+            }
+            sleep(DRAIN_POLL).await;
+        }
+        let measured = started.elapsed();
+        let to = self.probe.and_then(|p| p.sample());
+        self.counters.set_phase("closing");
+        run.stop.cancel();
+        join_all(clients).await;
+        let usage = usage(before, from, to, self.counters.opened.load(Relaxed));
+        (usage, measured)
     }
 
     /// Waits out warm-up and window (sampling the server at both ends), drains what is in

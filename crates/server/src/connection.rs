@@ -19,7 +19,7 @@ use switchboard_cluster::envelope::ForwardedRequest;
 use switchboard_cluster::envelope::TunnelFrame;
 use switchboard_core::{
     Command, DialectKind, ErrorCode, Event, MediaRequest, Outcome, PeerKey, PeerName, RawJson,
-    RoomId, SharedHub,
+    RoomId, SharedFrames, SharedHub,
 };
 use switchboard_dialects::resume::{self as wire, Control};
 use switchboard_dialects::{Dialect, Outbound, WireError};
@@ -388,9 +388,14 @@ impl<D: Dialect> Connection<D> {
         let write = async {
             let mut next = Some(first);
             let mut batch = 0;
+            // Counted once per batch: the counters are shared by every socket, and one
+            // atomic add per frame on each made a room-wide fanout's cores fight over them.
+            let (mut frames, mut bytes) = (0, 0);
             while let Some(event) = next.take() {
                 self.note(&event);
                 if let Some(message) = self.encode(&event) {
+                    frames += 1;
+                    bytes += length(&message);
                     socket.feed(message).await.map_err(|_| Close::Gone)?;
                 }
                 batch += 1;
@@ -398,6 +403,8 @@ impl<D: Dialect> Connection<D> {
                     next = self.inbox.try_recv().ok();
                 }
             }
+            self.metrics.frames_out.inc_by(frames);
+            self.metrics.bytes_out.inc_by(bytes);
             socket.flush().await.map_err(|_| Close::Gone)
         };
         // Most writes finish at once (the kernel's send buffer has room): try without a timer
@@ -433,28 +440,54 @@ impl<D: Dialect> Connection<D> {
     }
 
     fn encode(&mut self, event: &Event) -> Option<Message> {
-        let message = match D::encode(&mut self.session, event, &mut self.out) {
-            Outbound::Skip => return None,
-            Outbound::Text if self.resume.is_some() => Message::Text(self.number()),
-            Outbound::Text => Message::Text(Utf8Bytes::from(self.out.as_str())),
-            Outbound::SharedText(bytes) => Message::Text(Utf8Bytes::try_from(bytes).ok()?),
-            Outbound::Binary(bytes) => Message::Binary(bytes),
+        // A room-wide signal is encoded by its first receiver in this dialect; the others
+        // write the same frame: no encoding, no copy and no UTF-8 check per receiver.
+        let shared = match event {
+            Event::Signal(signal) => Some(&signal.frames),
+            _ => None,
         };
-        let bytes = match &message {
-            Message::Text(text) => text.len(),
-            Message::Binary(bytes) => bytes.len(),
-            _ => 0,
-        };
-        self.metrics.frames_out.inc();
-        self.metrics.bytes_out.inc_by(bytes as u64);
-        Some(message)
+        match shared.and_then(|frames| frames.get::<Utf8Bytes>(D::KIND)) {
+            // A resumable socket stamps its own `seq`, on its own copy of the shared frame
+            // (its replay buffer keeps it).
+            Some(frame) if self.resume.is_some() => {
+                self.out.clear();
+                self.out.push_str(frame.as_str());
+                Some(Message::Text(self.number()))
+            }
+            Some(frame) => Some(Message::Text(frame.clone())),
+            None => self.encode_new(event, shared),
+        }
     }
 
-    /// Counts a frame against the rate limit; `Err` means close the socket.
-    fn admit_frame(&mut self, len: usize) -> Result<bool, Close> {
+    /// Encodes `event` in this dialect; a frame that is the same for every receiver is kept
+    /// in `shared` for the others.
+    fn encode_new(&mut self, event: &Event, shared: Option<&SharedFrames>) -> Option<Message> {
+        let outbound = D::encode(&mut self.session, event, &mut self.out);
+        if let (Outbound::TextForAll, Some(frames)) = (&outbound, shared) {
+            let frame = Utf8Bytes::from(self.out.as_str());
+            frames.set(D::KIND, frame.clone());
+            if self.resume.is_none() {
+                return Some(Message::Text(frame));
+            }
+        }
+        Some(match outbound {
+            Outbound::Skip => return None,
+            Outbound::Text | Outbound::TextForAll if self.resume.is_some() => {
+                Message::Text(self.number())
+            }
+            Outbound::Text | Outbound::TextForAll => {
+                Message::Text(Utf8Bytes::from(self.out.as_str()))
+            }
+            Outbound::SharedText(bytes) => Message::Text(Utf8Bytes::try_from(bytes).ok()?),
+            Outbound::Binary(bytes) => Message::Binary(bytes),
+        })
+    }
+
+    /// Counts a frame, read at `now`, against the rate limit; `Err` means close the socket.
+    fn admit_frame(&mut self, len: usize, now: Instant) -> Result<bool, Close> {
         self.metrics.frames_in.inc();
         self.metrics.bytes_in.inc_by(len as u64);
-        match self.rate.check(Instant::now()) {
+        match self.rate.check(now) {
             Verdict::Allow => Ok(true),
             Verdict::Refuse => {
                 self.state.metrics.limit_hit(Limit::Rate);
@@ -1024,7 +1057,10 @@ async fn park<D: Dialect>(this: Box<Socket<D>>) -> Option<Box<Socket<D>>> {
             event = conn.inbox.recv() => match event {
                 Some(event) => {
                     conn.note(&event);
-                    let _ = conn.encode(&event);
+                    if let Some(message) = conn.encode(&event) {
+                        conn.metrics.frames_out.inc();
+                        conn.metrics.bytes_out.inc_by(length(&message));
+                    }
                     if conn.resume.as_ref().is_some_and(|r| r.overflowed) {
                         break "overflow";
                     }
@@ -1078,7 +1114,7 @@ async fn pump<D: Dialect>(this: &mut Socket<D>) -> Close {
             frame = socket.recv(), if conn.joining.is_none() => {
                 last_heard = Instant::now();
                 match frame {
-                    Some(Ok(Message::Text(text))) => match conn.admit_frame(text.len()) {
+                    Some(Ok(Message::Text(text))) => match conn.admit_frame(text.len(), last_heard) {
                         Ok(true) if conn.resume.is_some() => {
                             if let Some(close) = conn.receive_numbered(text.as_str()) {
                                 break close;
@@ -1091,7 +1127,7 @@ async fn pump<D: Dialect>(this: &mut Socket<D>) -> Close {
                         Ok(false) => {}
                         Err(close) => break close,
                     },
-                    Some(Ok(Message::Binary(bytes))) => match conn.admit_frame(bytes.len()) {
+                    Some(Ok(Message::Binary(bytes))) => match conn.admit_frame(bytes.len(), last_heard) {
                         Ok(true) => {
                             let decoded = D::decode_binary(&mut conn.session, bytes);
                             conn.receive(decoded);
@@ -1209,6 +1245,16 @@ async fn linger(socket: &mut Link, close: Close) {
         }
     })
     .await;
+}
+
+/// A data frame's length in bytes, for the metrics.
+fn length(message: &Message) -> u64 {
+    let bytes = match message {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+        _ => 0,
+    };
+    bytes as u64
 }
 
 fn read_error(error: axum::Error) -> Close {

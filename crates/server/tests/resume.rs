@@ -265,6 +265,36 @@ async fn sockets_that_do_not_opt_in_get_todays_bytes() {
     assert_eq!(bob.expect("error").await["data"]["code"], "unknown_type");
 }
 
+/// A room-wide frame is encoded once and shared by the room's plain sockets; each
+/// resumable socket numbers its own copy.
+#[tokio::test]
+async fn a_shared_room_wide_frame_is_numbered_per_resumable_socket() {
+    let server = start_with(config()).await;
+    let mut alice = Session::join(&server, "r", "alice").await;
+    let mut carol = Session::join(&server, "r", "carol").await;
+    let mut bob = conference(&server, "r", "bob").await;
+    let mut dave = conference(&server, "r", "dave").await;
+    dave.send_json(chat("to all")).await;
+    let mut seen = Vec::new();
+    for session in [&mut alice, &mut carol] {
+        let mut frames = until_chat(&mut session.client, "to all").await;
+        let read = frames.len() as u64;
+        let mut chat = frames.pop().unwrap();
+        let seq = chat.as_object_mut().unwrap().remove("seq").unwrap();
+        assert_eq!(seq.as_u64(), Some(session.last + read), "numbered in order");
+        seen.push(chat);
+    }
+    for client in [&mut bob, &mut dave] {
+        let chat = until_chat(client, "to all").await.pop().unwrap();
+        assert!(
+            chat.get("seq").is_none(),
+            "plain sockets are unnumbered: {chat}"
+        );
+        seen.push(chat);
+    }
+    assert!(seen.windows(2).all(|pair| pair[0] == pair[1]), "{seen:?}");
+}
+
 #[tokio::test]
 async fn the_window_ends_a_parked_session_with_one_leave() {
     let server = start_with(Config {

@@ -76,6 +76,7 @@ impl Hub {
         let (from, state, target) = (name.clone(), *state, *target);
         if self.cluster.is_some() {
             let signal = Signal {
+                frames: Default::default(),
                 from,
                 origin: DialectKind::Pairing,
                 addressed: true,
@@ -152,6 +153,7 @@ impl Hub {
         };
         if deliver {
             let signal = Signal {
+                frames: Default::default(),
                 from,
                 origin: DialectKind::Pairing,
                 addressed: true,

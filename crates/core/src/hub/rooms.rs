@@ -244,6 +244,7 @@ impl Hub {
         }
         let room = self.rooms.get(room_id).ok_or(CoreError::NotInRoom)?;
         let signal = Arc::new(Signal {
+            frames: Default::default(),
             from: name.clone(),
             origin: peer.profile.dialect,
             addressed: to.is_some(),

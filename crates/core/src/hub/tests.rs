@@ -465,6 +465,7 @@ mod cluster {
         alice.events();
         let signal = |from: &str| {
             Arc::new(Signal {
+                frames: Default::default(),
                 from: name(from),
                 origin: DialectKind::Conference,
                 addressed: false,
