@@ -218,7 +218,7 @@ _switchboard() {
 
     case "${cmd}" in
         switchboard)
-            opts="-h -V --config --listen --port --root-dialect --max-frame-bytes --outbox-capacity --max-message-rate --message-burst --rate-strikes --max-connections --max-connections-per-ip --header-read-timeout --handshake-rate --handshake-burst --http-rate --http-burst --join-timeout --stats-max-age --ping-interval --idle-timeout --write-timeout --drain-delay --shutdown-grace --resume-window --resume-buffer --resume-buffer-bytes --max-parked --cors-origin --ws-origin --ice-server --turn-secret --turn-secret-file --turn-url --turn-ttl --no-media --media-listen --media-announce --media-max-transports-per-user --media-max-producers-per-user --media-max-consumers-per-user --media-max-producers-per-room --redis --node-id --cluster-lease --redis-prefix --bus-capacity --max-room-members --auth --auth-secret --auth-secret-file --auth-public-key --tls-cert --tls-key --tls-reload-interval --max-tls-handshakes --tls-handshake-timeout --acme-domain --acme-cache --acme-email --acme-directory --acme-directory-ca --webhook --webhook-secret --webhook-secret-file --webhook-capacity --webhook-timeout --log-level --log-format --help --version bench token check-config example-config completions man healthcheck help"
+            opts="-h -V --config --listen --port --root-dialect --max-frame-bytes --outbox-capacity --max-message-rate --message-burst --rate-strikes --max-connections --max-connections-per-ip --header-read-timeout --handshake-rate --handshake-burst --http-rate --http-burst --join-timeout --stats-max-age --ping-interval --idle-timeout --write-timeout --drain-delay --shutdown-grace --resume-window --resume-buffer --resume-buffer-bytes --max-parked --cors-origin --ws-origin --ice-server --turn-secret --turn-secret-file --turn-url --turn-ttl --no-media --media-listen --media-announce --media-max-transports-per-user --media-max-producers-per-user --media-max-consumers-per-user --media-max-producers-per-room --media-socket-buffer --redis --node-id --cluster-lease --redis-prefix --bus-capacity --max-room-members --auth --auth-secret --auth-secret-file --auth-public-key --tls-cert --tls-key --tls-reload-interval --max-tls-handshakes --tls-handshake-timeout --acme-domain --acme-cache --acme-email --acme-directory --acme-directory-ca --webhook --webhook-secret --webhook-secret-file --webhook-capacity --webhook-timeout --log-level --log-format --help --version bench token check-config example-config completions man healthcheck help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -384,6 +384,10 @@ _switchboard() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --media-socket-buffer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --redis)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -540,7 +544,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__fanout)
-            opts="-h --url --peer-url --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --peers --mode --rounds --config --help"
+            opts="-h --url --peer-url --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --peers --mode --messages --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -596,6 +600,10 @@ _switchboard() {
                     ;;
                 --mode)
                     COMPREPLY=($(compgen -W "room-wide addressed both" -- "${cur}"))
+                    return 0
+                    ;;
+                --messages)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --rounds)
@@ -1040,7 +1048,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__fanout)
-            opts="-h --url --peer-url --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --peers --mode --config --help"
+            opts="-h --url --peer-url --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --peers --mode --messages --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1096,6 +1104,10 @@ _switchboard() {
                     ;;
                 --mode)
                     COMPREPLY=($(compgen -W "room-wide addressed both" -- "${cur}"))
+                    return 0
+                    ;;
+                --messages)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)

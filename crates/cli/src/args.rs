@@ -211,6 +211,11 @@ pub(crate) struct Args {
     #[arg(long, env = "SWITCHBOARD_MEDIA_MAX_PRODUCERS_PER_ROOM", default_value_t = MediaLimits::default().producers_per_room)]
     media_max_producers_per_room: usize,
 
+    /// Bytes of kernel buffer asked for the media UDP socket, receive and send each (the
+    /// kernel caps it at net.core.rmem_max/wmem_max; a warning and /metrics say so)
+    #[arg(long, env = "SWITCHBOARD_MEDIA_SOCKET_BUFFER", default_value_t = Config::default().media_socket_buffer)]
+    media_socket_buffer: usize,
+
     /// Join a cluster on this Redis: redis://[:PASSWORD@]HOST:PORT[/DB] or
     /// redis+unix:///PATH (docs/scaling.md); without it, one node and no Redis
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
@@ -553,6 +558,7 @@ impl Args {
                 consumers_per_user: self.media_max_consumers_per_user,
                 producers_per_room: self.media_max_producers_per_room,
             },
+            media_socket_buffer: self.media_socket_buffer,
         })
     }
 }

@@ -94,6 +94,9 @@ pub struct Config {
     pub media_announce: Option<IpAddr>,
     /// Per-user and per-room caps on transports, producers and consumers.
     pub media_limits: MediaLimits,
+    /// Kernel buffer asked for the media UDP socket, receive and send each
+    /// (`--media-socket-buffer`).
+    pub media_socket_buffer: usize,
     /// Several nodes on one Redis (`--redis`); `None`: a single node, no Redis.
     pub cluster: Option<switchboard_cluster::ClusterConfig>,
     /// The most members one room may have, across the cluster; a join past it gets
@@ -293,6 +296,7 @@ impl Default for Config {
             media_listen: None,
             media_announce: None,
             media_limits: MediaLimits::default(),
+            media_socket_buffer: switchboard_sfu::DEFAULT_SOCKET_BUFFER,
             cluster: None,
             max_room_members: None,
             auth: AuthMode::Off,

@@ -267,6 +267,7 @@ pub(crate) fn start(
         listen,
         announce,
         limits: config.media_limits,
+        socket_buffer: config.media_socket_buffer,
     };
     let sfu = match (Sfu::start(media(listen), signaling.clone()), fallback) {
         (Ok(sfu), _) => sfu,

@@ -601,3 +601,46 @@ async fn webhooks_hear_producers_published_and_closed() {
     };
     assert_eq!(closed["producer"]["id"], publisher.producer.as_str());
 }
+
+/// A sysctl's value, e.g. `net/core/rmem_max`.
+fn sysctl(name: &str) -> usize {
+    std::fs::read_to_string(format!("/proc/sys/{name}"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_media_socket_gets_the_buffer_it_asks_for_or_says_the_kernel_capped_it() {
+    let small = 64 * 1024;
+    let server = start_with(Config {
+        media_socket_buffer: small,
+        ..Config::for_tests()
+    })
+    .await;
+    for buffer in ["receive_buffer_bytes", "send_buffer_bytes"] {
+        let granted = media_metric(&server, buffer).await;
+        assert!(granted >= small as f64, "{buffer}: {granted}");
+    }
+    assert_eq!(media_metric(&server, "buffer_capped").await, 0.0);
+
+    // Past the sysctls the kernel grants less, and the server says so.
+    let most = sysctl("net/core/rmem_max").max(sysctl("net/core/wmem_max"));
+    let big = most.saturating_mul(4).min(i32::MAX as usize);
+    assert!(
+        big > 2 * most,
+        "rmem_max/wmem_max ({most}) too large to ask past"
+    );
+    let server = start_with(Config {
+        media_socket_buffer: big,
+        ..Config::for_tests()
+    })
+    .await;
+    assert_eq!(media_metric(&server, "buffer_capped").await, 1.0);
+    let granted = media_metric(&server, "receive_buffer_bytes").await;
+    assert!(
+        granted < big as f64 && granted >= small as f64,
+        "receive buffer {granted} of {big} asked"
+    );
+}

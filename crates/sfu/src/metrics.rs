@@ -35,6 +35,12 @@ pub struct MediaMetrics {
     pub transport_failures: Counter,
     /// Requests refused because the worker's queue was full.
     pub queue_full: Counter,
+    /// The UDP socket's receive buffer, as the kernel reports it.
+    pub receive_buffer: Gauge,
+    /// The UDP socket's send buffer, as the kernel reports it.
+    pub send_buffer: Gauge,
+    /// 1 when the kernel granted less buffer than `--media-socket-buffer` asked for.
+    pub buffer_capped: Gauge,
 }
 
 impl MediaMetrics {
@@ -90,6 +96,21 @@ impl MediaMetrics {
             "queue_full",
             "Media requests refused because the worker queue was full",
             self.queue_full.clone(),
+        );
+        media.register(
+            "receive_buffer_bytes",
+            "The media UDP socket's receive buffer, as the kernel reports it",
+            self.receive_buffer.clone(),
+        );
+        media.register(
+            "send_buffer_bytes",
+            "The media UDP socket's send buffer, as the kernel reports it",
+            self.send_buffer.clone(),
+        );
+        media.register(
+            "buffer_capped",
+            "1 when the kernel granted less socket buffer than --media-socket-buffer",
+            self.buffer_capped.clone(),
         );
     }
 }
