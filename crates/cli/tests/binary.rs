@@ -3,49 +3,13 @@
 
 #![allow(clippy::unwrap_used)] // tests: an unwrap failing is the test failing
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `/healthz` until the server answers (bounded).
-fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            stream
-                .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                .unwrap();
-            let mut response = String::new();
-            let _ = stream.read_to_string(&mut response);
-            if response.starts_with("HTTP/1.1 200") {
-                return;
-            }
-        }
-        sleep(Duration::from_millis(50));
-    }
-    panic!("switchboard did not become ready on port {port}");
-}
+use common::{free_port, wait_ready, Process, BINARY};
 
 #[test]
 fn help_lists_every_limit() {
@@ -91,7 +55,7 @@ fn port_from_env_then_sigterm_closes_sockets_and_exits_zero() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut server = Server(child);
+    let mut server = Process(child);
     wait_ready(port);
 
     let (mut socket, _) =

@@ -4,34 +4,18 @@
 
 #![allow(clippy::unwrap_used)] // tests: an unwrap failing is the test failing
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use tungstenite::{Message, WebSocket};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
-
-/// A child process stopped by its pid when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{free_port, Process, BINARY};
 
 fn redis(dir: &Path) -> Process {
     std::fs::create_dir_all(dir).unwrap();

@@ -4,14 +4,14 @@
 
 #![allow(clippy::unwrap_used)] // tests: an unwrap failing is the test failing
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
+use common::{becomes_healthy, BINARY};
+
 const EXAMPLE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../packaging/switchboard.toml"
@@ -356,25 +356,8 @@ fn a_server_runs_from_its_file() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let healthy = wait_healthy(port);
+    let healthy = becomes_healthy(port);
     let _ = child.kill();
     let _ = child.wait();
     assert!(healthy, "no /healthz on the file's port {port}");
-}
-
-fn wait_healthy(port: u16) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ =
-                stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-            let mut response = String::new();
-            let _ = stream.read_to_string(&mut response);
-            if response.starts_with("HTTP/1.1 200") {
-                return true;
-            }
-        }
-        sleep(Duration::from_millis(50));
-    }
-    false
 }

@@ -4,13 +4,14 @@
 
 #![allow(clippy::unwrap_used)] // tests: an unwrap failing is the test failing
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::process::{Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
+use common::{free_port, healthy, Process, BINARY};
+
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 fn run(args: &[&str]) -> Output {
@@ -98,33 +99,6 @@ fn version_names_the_git_revision() {
     );
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn healthy(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200")
-}
-
 #[test]
 fn healthcheck_asks_readyz() {
     let port = free_port();
@@ -133,7 +107,7 @@ fn healthcheck_asks_readyz() {
         !run(&["healthcheck", &url]).status.success(),
         "nothing listens yet"
     );
-    let _server = Server(
+    let _server = Process(
         Command::new(BINARY)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--no-media"])
             .env_clear()
@@ -208,7 +182,7 @@ fn the_dockerfile_runs_what_the_binary_accepts() {
     assert_eq!(health[1], "healthcheck");
     assert_eq!(health[2], "http://127.0.0.1:8080/readyz");
     let port = free_port();
-    let _server = Server(
+    let _server = Process(
         Command::new(BINARY)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--no-media"])
             .env_clear()

@@ -4,15 +4,16 @@
 
 #![allow(clippy::unwrap_used)] // tests: an unwrap failing is the test failing
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
+use common::{free_port, healthy, Process, BINARY};
+
 const UNIT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../packaging/switchboard.service"
@@ -20,39 +21,12 @@ const UNIT: &str = concat!(
 /// Generous: a debug build under a loaded machine.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn scratch(name: &str) -> PathBuf {
     let dir =
         std::env::temp_dir().join(format!("switchboard-systemd-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn healthy(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200")
 }
 
 fn signal(child: &Child, name: &str) {
@@ -103,7 +77,7 @@ fn ready_reload_and_stop_are_notified_and_sighup_reloads_the_log_level() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Server(child);
+    let server = Process(child);
     assert!(notice(&socket).starts_with("READY=1"));
     wait_for("/healthz", || healthy(port));
 
@@ -151,7 +125,7 @@ fn sighup_without_tls_or_config_does_not_stop_the_server() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut server = Server(child);
+    let mut server = Process(child);
     wait_for("/healthz", || healthy(port));
     for _ in 0..3 {
         signal(&server.0, "HUP");

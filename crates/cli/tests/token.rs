@@ -4,23 +4,16 @@
 
 #![allow(clippy::unwrap_used)] // tests: an unwrap failing is the test failing
 
+mod common;
+
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_switchboard");
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{free_port, Process, BINARY};
 
 /// A directory removed when the test ends.
 struct Scratch(PathBuf);
@@ -44,14 +37,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn mint(args: &[&str]) -> String {
@@ -87,7 +72,7 @@ fn get(port: u16, path: &str, headers: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn serve(port: u16, log: &Path, format: &str, auth: &[&str]) -> Server {
+fn serve(port: u16, log: &Path, format: &str, auth: &[&str]) -> Process {
     let log = std::fs::File::create(log).unwrap();
     let child = Command::new(BINARY)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--no-media"])
@@ -99,7 +84,7 @@ fn serve(port: u16, log: &Path, format: &str, auth: &[&str]) -> Server {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Server(child);
+    let server = Process(child);
     let deadline = Instant::now() + Duration::from_secs(20);
     while get_ready(port) != 200 {
         assert!(Instant::now() < deadline, "switchboard did not start");

@@ -114,10 +114,13 @@ async fn disconnect_while_connecting_returns_both_to_idle() {
     b.expect("ping").await;
     a.send(&frame("disconnect", &b_id, DISCONNECT)).await;
     assert_eq!(until_sentinel(&mut a).await, Vec::<String>::new());
+    // b's sentinel is its own node's answer, a's disconnect may come from another node:
+    // the disconnect first, then nothing else.
     assert_eq!(
-        until_sentinel(&mut b).await,
-        [delivered("disconnect", &a_id, &b_id, DISCONNECT)]
+        b.text().await,
+        delivered("disconnect", &a_id, &b_id, DISCONNECT)
     );
+    assert_eq!(until_sentinel(&mut b).await, Vec::<String>::new());
     assert_state(&server, &a_id, "idle", None).await;
     assert_state(&server, &b_id, "idle", None).await;
     // The ping was withdrawn: b's pong has nothing to answer.
@@ -251,10 +254,8 @@ async fn a_pinger_that_drops_is_reported_to_its_target_as_peer_gone() {
     drop(a);
     let gone = r#"{"reason":"peer_gone"}"#;
     assert_eq!(c.text().await, delivered("disconnect", &a_id, &c_id, gone));
-    assert_eq!(
-        until_sentinel(&mut b).await,
-        [delivered("disconnect", &a_id, &b_id, gone)]
-    );
+    assert_eq!(b.text().await, delivered("disconnect", &a_id, &b_id, gone));
+    assert_eq!(until_sentinel(&mut b).await, Vec::<String>::new());
     assert_state(&server, &b_id, "idle", None).await;
 }
 
@@ -329,7 +330,7 @@ async fn a_pong_racing_the_pingers_drop_never_leaves_anyone_connected_to_nobody(
             let gone = delivered("disconnect", &a_id, &c_id, r#"{"reason":"peer_gone"}"#);
             assert_eq!(c.text().await, gone, "round {round}");
 
-            let heard = until_sentinel(&mut b).await;
+            let mut heard = until_sentinel(&mut b).await;
             let gone = delivered("disconnect", &a_id, &b_id, r#"{"reason":"peer_gone"}"#);
             let refused = |frames: &[String]| {
                 frames.last().is_some_and(|last| {
@@ -337,6 +338,11 @@ async fn a_pong_racing_the_pingers_drop_never_leaves_anyone_connected_to_nobody(
                     error["type"] == "error" && error["data"]["code"] == "user_not_found"
                 })
             };
+            // An accepted pong is answered by nothing; a's drop may be decided on another
+            // node and reach b after its sentinel's answer: then it is the next frame.
+            if heard.is_empty() {
+                heard.push(b.text().await);
+            }
             // Either the pong came first (b was connected, then told a is gone), or the drop
             // did (the pong is refused; b may also be told a is gone, as a's target).
             let consistent = heard == [gone.clone()]
