@@ -308,6 +308,51 @@ async function startWebDir(dir, switchboardOrigin) {
   return { origin: `http://127.0.0.1:${server.address().port}` };
 }
 
+/**
+ * A TCP proxy to `port` on 127.0.0.1 (`state.port` changes it for new connections), as a
+ * network between a page and the server: `cut()` resets every connection through it (no
+ * close frame, as when a phone changes networks), and `down` makes it reset new ones at once.
+ * (The resume tests.)
+ */
+export async function startProxy(port) {
+  const connections = new Set();
+  const state = { down: false, accepted: 0, port };
+  const listener = createNetServer((client) => {
+    if (state.down) {
+      client.resetAndDestroy();
+      return;
+    }
+    state.accepted += 1;
+    const upstream = connectNet(state.port, '127.0.0.1');
+    const pair = { client, upstream };
+    connections.add(pair);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const drop = () => {
+      connections.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', drop);
+    upstream.on('error', drop);
+    client.on('close', drop);
+    upstream.on('close', drop);
+  });
+  await new Promise((resolve) => { listener.listen(0, '127.0.0.1', resolve); });
+  return {
+    state,
+    origin: `http://127.0.0.1:${listener.address().port}`,
+    cut() {
+      for (const { client, upstream } of connections) {
+        client.resetAndDestroy();
+        upstream.resetAndDestroy();
+      }
+      connections.clear();
+    },
+    close: () => new Promise((resolve) => { listener.close(resolve); }),
+  };
+}
+
 /** Debian's Chromium, headless, with the WebRTC flags. Playwright gives it a fresh profile dir. */
 export async function launchBrowser() {
   return chromium.launch({

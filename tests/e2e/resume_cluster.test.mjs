@@ -6,11 +6,10 @@
 // chat sent during the gap arrives once each way, and bob hears no leave.
 
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, test } from 'node:test';
 import {
-  joinDemo, launchBrowser, openPage, realProblems, startNode, startRedis, tileSelector,
-  uniqueRoom, waitFor, waitForFrames,
+  joinDemo, launchBrowser, openPage, realProblems, startNode, startProxy, startRedis,
+  tileSelector, uniqueRoom, waitFor, waitForFrames,
 } from './lib.mjs';
 
 let redis;
@@ -18,49 +17,6 @@ let nodeA;
 let nodeB;
 let browser;
 let proxy;
-
-/**
- * A TCP proxy to `state.port` on 127.0.0.1 (changeable). `cut()` resets every connection
- * through it, and `down` makes it reset new ones at once.
- */
-async function startProxy(port) {
-  const connections = new Set();
-  const state = { down: false, accepted: 0, port };
-  const listener = net.createServer((client) => {
-    if (state.down) {
-      client.resetAndDestroy();
-      return;
-    }
-    state.accepted += 1;
-    const upstream = net.connect(state.port, '127.0.0.1');
-    const pair = { client, upstream };
-    connections.add(pair);
-    client.pipe(upstream);
-    upstream.pipe(client);
-    const drop = () => {
-      connections.delete(pair);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', drop);
-    upstream.on('error', drop);
-    client.on('close', drop);
-    upstream.on('close', drop);
-  });
-  await new Promise((resolve) => { listener.listen(0, '127.0.0.1', resolve); });
-  return {
-    state,
-    origin: `http://127.0.0.1:${listener.address().port}`,
-    cut() {
-      for (const { client, upstream } of connections) {
-        client.resetAndDestroy();
-        upstream.resetAndDestroy();
-      }
-      connections.clear();
-    },
-    close: () => new Promise((resolve) => { listener.close(resolve); }),
-  };
-}
 
 before(async () => {
   redis = await startRedis();

@@ -694,33 +694,32 @@ async fn in_a_cluster_a_carried_session_nobody_resumes_ends_with_one_leave() {
     );
 }
 
-#[tokio::test]
-async fn with_tokens_only_the_same_subject_takes_a_session_over() {
+/// The key `--auth` checks tokens with in the subject tests.
+const AUTH_SECRET: &str = "resume secret";
+
+/// `&access_token=…` for `subject`, granting room `r`.
+fn access(subject: &str) -> String {
     use switchboard_auth::{mint, Scope, SigningKey};
-    use switchboard_server::{AuthKey, AuthMode};
-    const SECRET: &str = "resume secret";
-    let server = start_with(Config {
-        auth: AuthMode::Required,
-        auth_keys: vec![AuthKey::secret("k1", SECRET)],
-        ..config()
-    })
-    .await;
-    let signer = SigningKey::secret("k1", SECRET.as_bytes()).unwrap();
-    let access = |subject: &str| {
-        let scope = Scope {
-            room: Some("r".into()),
-            ..Scope::default()
-        };
-        let token = mint(&signer, subject, scope, Duration::from_secs(600)).unwrap();
-        format!("&access_token={token}")
+    let signer = SigningKey::secret("k1", AUTH_SECRET.as_bytes()).unwrap();
+    let scope = Scope {
+        room: Some("r".into()),
+        ..Scope::default()
     };
-    let mut bob = abortable_with(&server, &access("bob")).await;
+    let token = mint(&signer, subject, scope, Duration::from_secs(600)).unwrap();
+    format!("&access_token={token}")
+}
+
+/// With tokens required: alice's session on `home` is resumed on `elsewhere` under a fresh
+/// token for the same subject; under mallory's token it is not, even with the session
+/// token, and the room (bob, on `elsewhere`) hears alice leave once. One server may be both.
+async fn only_the_same_subject_takes_a_session_over(home: &TestServer, elsewhere: &TestServer) {
+    let mut bob = abortable_with(elsewhere, &access("bob")).await;
     bob.expect("session").await;
     bob.send_json(json!({"type":"join-room","data":{"roomId":"r","username":"bob"}}))
         .await;
     bob.expect("joined").await;
 
-    let mut alice = abortable_with(&server, &access("alice")).await;
+    let mut alice = abortable_with(home, &access("alice")).await;
     let session = alice.expect("session").await;
     let mut token = session["data"]["token"].as_str().unwrap().to_owned();
     alice
@@ -731,7 +730,7 @@ async fn with_tokens_only_the_same_subject_takes_a_session_over() {
 
     // A fresh access token for the same subject resumes: the client refreshed it.
     drop(alice);
-    let mut again = abortable_with(&server, &access("alice")).await;
+    let mut again = abortable_with(elsewhere, &access("alice")).await;
     again.expect("session").await;
     again
         .send_json(json!({"type":"resume","data":{"token":token,"seq":1}}))
@@ -739,10 +738,9 @@ async fn with_tokens_only_the_same_subject_takes_a_session_over() {
     let resumed = again.expect("resumed").await;
     token = resumed["data"]["token"].as_str().unwrap().to_owned();
 
-    // Someone else's access token does not, even with the session token: the session ends
-    // and the room hears alice leave, once.
+    // Someone else's access token does not: the session ends, the room hears alice leave.
     drop(again);
-    let mut mallory = abortable_with(&server, &access("mallory")).await;
+    let mut mallory = abortable_with(elsewhere, &access("mallory")).await;
     mallory.expect("session").await;
     mallory
         .send_json(json!({"type":"resume","data":{"token":token,"seq":1}}))
@@ -754,65 +752,30 @@ async fn with_tokens_only_the_same_subject_takes_a_session_over() {
 }
 
 #[tokio::test]
-async fn in_a_cluster_with_tokens_only_the_same_subject_takes_a_session_over_from_another_node() {
-    use switchboard_auth::{mint, Scope, SigningKey};
+async fn with_tokens_only_the_same_subject_takes_a_session_over() {
     use switchboard_server::{AuthKey, AuthMode};
-    const SECRET: &str = "resume secret";
+    let server = start_with(Config {
+        auth: AuthMode::Required,
+        auth_keys: vec![AuthKey::secret("k1", AUTH_SECRET)],
+        ..config()
+    })
+    .await;
+    only_the_same_subject_takes_a_session_over(&server, &server).await;
+}
+
+#[tokio::test]
+async fn in_a_cluster_with_tokens_only_the_same_subject_takes_a_session_over_from_another_node() {
+    use switchboard_server::{AuthKey, AuthMode};
     let redis = common::cluster::Redis::new();
     let node = |id| {
         let mut config = common::cluster::node_config(&redis, id, Duration::from_secs(10));
         config.resume_window = Duration::from_secs(20);
         config.auth = AuthMode::Required;
-        config.auth_keys = vec![AuthKey::secret("k1", SECRET)];
+        config.auth_keys = vec![AuthKey::secret("k1", AUTH_SECRET)];
         common::cluster::node_with(config)
     };
     let (a, b) = (node(0xa).await, node(0xb).await);
-    let signer = SigningKey::secret("k1", SECRET.as_bytes()).unwrap();
-    let access = |subject: &str| {
-        let scope = Scope {
-            room: Some("r".into()),
-            ..Scope::default()
-        };
-        let token = mint(&signer, subject, scope, Duration::from_secs(600)).unwrap();
-        format!("&access_token={token}")
-    };
-    let mut bob = abortable_with(&b, &access("bob")).await;
-    bob.expect("session").await;
-    bob.send_json(json!({"type":"join-room","data":{"roomId":"r","username":"bob"}}))
-        .await;
-    bob.expect("joined").await;
-
-    let mut alice = abortable_with(&a, &access("alice")).await;
-    let session = alice.expect("session").await;
-    let mut token = session["data"]["token"].as_str().unwrap().to_owned();
-    alice
-        .send_json(json!({"type":"join-room","data":{"roomId":"r","username":"alice"}}))
-        .await;
-    alice.expect("joined").await;
-    bob.expect("user-joined").await;
-
-    // The same subject, on the other node: carried to the session.
-    drop(alice);
-    let mut again = abortable_with(&b, &access("alice")).await;
-    again.expect("session").await;
-    again
-        .send_json(json!({"type":"resume","data":{"token":token,"seq":1}}))
-        .await;
-    let resumed = again.expect("resumed").await;
-    token = resumed["data"]["token"].as_str().unwrap().to_owned();
-
-    // Someone else's access token does not, even with the session token and from either
-    // node: the session ends and the room hears alice leave, once.
-    drop(again);
-    let mut mallory = abortable_with(&b, &access("mallory")).await;
-    mallory.expect("session").await;
-    mallory
-        .send_json(json!({"type":"resume","data":{"token":token,"seq":1}}))
-        .await;
-    let error = mallory.expect("error").await;
-    assert_eq!(error["data"]["code"], "resume_failed", "{error}");
-    let left = bob.expect("user-left").await;
-    assert_eq!(left["data"], json!({"user":"alice"}));
+    only_the_same_subject_takes_a_session_over(&a, &b).await;
 }
 
 #[tokio::test]
