@@ -904,8 +904,7 @@ async fn carried(
     first: TunnelFrame,
 ) {
     let limit = state.config.write_timeout;
-    let cancelled = state.shutdown.cancelled();
-    let mut cancelled = pin!(cancelled);
+    let mut cancelled = pin!(state.going_away.wait());
     // The session pings its client every ping interval, through the tunnel: a tunnel silent
     // for the idle timeout is dead even if its end was never told (a `Gone` lost while
     // Redis was away). The client resumes again.
@@ -1040,12 +1039,13 @@ async fn park<D: Dialect>(this: Box<Socket<D>>) -> Option<Box<Socket<D>>> {
     resumable.parked_at = Some(resumable.sent);
     let deadline = Box::pin(sleep(state.config.resume_window));
     let mut deadline = deadline;
-    let shutdown = state.shutdown.clone();
+    let going_away = state.going_away.clone();
+    let mut cancelled = pin!(going_away.wait());
     let reason = loop {
         let resumable = conn.resume.as_mut()?;
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => break "shutdown",
+            () = &mut cancelled => break "shutdown",
             () = &mut deadline => break "expired",
             handoff = resumable.door.recv() => match handoff {
                 Some(handoff) => {
@@ -1079,7 +1079,7 @@ async fn pump<D: Dialect>(this: &mut Socket<D>) -> Close {
     let Socket {
         ws: socket, conn, ..
     } = this;
-    let shutdown = conn.state.shutdown.clone();
+    let going_away = conn.state.going_away.clone();
     let config = &conn.state.config;
     let (ping_every, idle_timeout) = (config.ping_interval, config.idle_timeout);
     let mut ping = interval_at(Instant::now() + ping_every, ping_every);
@@ -1089,10 +1089,9 @@ async fn pump<D: Dialect>(this: &mut Socket<D>) -> Close {
     // a socket in a room carries no timer for it.
     let mut join_deadline = matches!(D::KIND, DialectKind::Conference | DialectKind::RoomRelay)
         .then(|| Box::pin(sleep(config.join_timeout)));
-    // One waiter for the whole life of the socket: a fresh `cancelled()` per turn of the loop
-    // would lock the token's waiter list twice per frame, shared by every socket.
-    let cancelled = shutdown.cancelled();
-    let mut cancelled = pin!(cancelled);
+    // One wait for the whole life of the socket, polled on every wake-up at the cost of an
+    // atomic load (`shutdown.rs`).
+    let mut cancelled = pin!(going_away.wait());
     loop {
         tokio::select! {
             biased;
