@@ -731,9 +731,12 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
     };
     // A resumable session goes round here once per socket: a resume attempt, a takeover,
     // a drop (parked until a socket comes back), then the loop again with the new socket.
+    // Each of these waits is boxed: a future is as big as its largest state, and every
+    // socket's task holds this one for its whole life, while only a resumable session ever
+    // reaches them (unboxed, `park` and `knock` made it twice the size of `pump`).
     loop {
         this = match close {
-            Close::Resume(hash, seq) => match knock(this, hash, seq).await {
+            Close::Resume(hash, seq) => match Box::pin(knock(this, hash, seq)).await {
                 Some(this) => this,
                 None => return,
             },
@@ -744,14 +747,14 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
                 conn.state.sockets.spawn(
                     goodbye(ws, 4001, "session resumed", limit, Close::Gone).in_current_span(),
                 );
-                match take(conn, handoff).await {
+                match Box::pin(take(conn, handoff)).await {
                     Some(this) => this,
                     None => return,
                 }
             }
             close if close.parks() && this.conn.resume.is_some() => {
                 debug!(?close, "parked");
-                match park(this).await {
+                match Box::pin(park(this)).await {
                     Some(this) => this,
                     None => return,
                 }
@@ -1262,5 +1265,98 @@ fn read_error(error: axum::Error) -> Close {
         Some(tungstenite::Error::Capacity(_)) => Close::TooBig,
         Some(tungstenite::Error::Utf8(_)) => Close::BadUtf8,
         _ => Close::Gone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::mem::size_of;
+
+    use switchboard_dialects::{Conference, QueryRooms};
+
+    use super::*;
+
+    /// The size of the future an async fn returns, without calling it.
+    fn future_size<A, F: Future>(_: impl FnOnce(A) -> F) -> usize {
+        size_of::<F>()
+    }
+
+    /// What every idle socket holds in its task and its box, for docs/performance.md:
+    /// `cargo test -p switchboard-server --lib idle_sizes -- --nocapture`.
+    #[test]
+    fn idle_sizes() {
+        let sizes = [
+            ("Event (one outbox slot)", size_of::<Event>()),
+            ("Link", size_of::<Link>()),
+            ("WebSocket", size_of::<WebSocket>()),
+            (
+                "Connection<QueryRooms>",
+                size_of::<Connection<QueryRooms>>(),
+            ),
+            (
+                "Connection<Conference>",
+                size_of::<Connection<Conference>>(),
+            ),
+            (
+                "Socket<QueryRooms> (boxed)",
+                size_of::<Socket<QueryRooms>>(),
+            ),
+            ("Resumable (boxed)", size_of::<Resumable>()),
+            ("RateLimit", size_of::<RateLimit>()),
+            ("DialectMetrics", size_of::<DialectMetrics>()),
+            ("Opening", size_of::<Opening>()),
+            (
+                "serve::<QueryRooms> future (the task's)",
+                future_size(serve::<QueryRooms>),
+            ),
+            (
+                "serve::<Conference> future (the task's)",
+                future_size(serve::<Conference>),
+            ),
+            (
+                "pump::<QueryRooms> future",
+                future_size(|s: &'static mut Socket<QueryRooms>| pump(s)),
+            ),
+            (
+                "pump::<Conference> future",
+                future_size(|s: &'static mut Socket<Conference>| pump(s)),
+            ),
+            (
+                "open (a fresh socket's first frames)",
+                future_size(
+                    |(c, l): (&'static mut Connection<QueryRooms>, &'static mut Link)| c.open(l),
+                ),
+            ),
+            (
+                "flush",
+                future_size(
+                    |(c, l, e): (
+                        &'static mut Connection<QueryRooms>,
+                        &'static mut Link,
+                        Event,
+                    )| { c.flush(l, e) },
+                ),
+            ),
+            ("Link::recv", future_size(|l: &'static mut Link| l.recv())),
+            ("park", future_size(park::<QueryRooms>)),
+            (
+                "end",
+                future_size(|(s, c): (Box<Socket<QueryRooms>>, Close)| end(s, c)),
+            ),
+            (
+                "knock",
+                future_size(|(s, h, q): (Box<Socket<QueryRooms>>, TokenHash, u64)| knock(s, h, q)),
+            ),
+            (
+                "take",
+                future_size(|(c, h): (Connection<QueryRooms>, Box<Handoff>)| take(c, h)),
+            ),
+        ];
+        for (what, bytes) in sizes {
+            println!("{what:45} {bytes:5} B");
+        }
+        // A slot of every outbox's first block (32 slots) per byte of `Event`.
+        assert!(size_of::<Event>() <= 48);
     }
 }
