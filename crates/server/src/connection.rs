@@ -1356,7 +1356,8 @@ mod tests {
         for (what, bytes) in sizes {
             println!("{what:45} {bytes:5} B");
         }
-        // A slot of every outbox's first block (32 slots) per byte of `Event`.
-        assert!(size_of::<Event>() <= 48);
+        // Every outbox's first block holds 32 events (`events_stay_small` in core keeps
+        // them at 40 bytes); the task's future is the other size an idle socket pays in full.
+        assert!(size_of::<Event>() <= 40);
     }
 }
