@@ -25,16 +25,20 @@ impl Dialect for Broadcast {
     }
 
     fn encode(_session: &mut (), event: &Event, _out: &mut String) -> Outbound {
-        match event {
-            Event::Frame(RawFrame::Text(bytes)) => Outbound::SharedText(bytes.clone()),
-            Event::Frame(RawFrame::Binary(bytes)) => Outbound::Binary(bytes.clone()),
-            _ => Outbound::Skip, // the server sends nothing of its own
+        let Event::Frame(frame) = event else {
+            return Outbound::Skip; // the server sends nothing of its own
+        };
+        match &**frame {
+            RawFrame::Text(bytes) => Outbound::SharedText(bytes.clone()),
+            RawFrame::Binary(bytes) => Outbound::Binary(bytes.clone()),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[test]
@@ -43,14 +47,16 @@ mod tests {
         let Command::Broadcast(frame) = Broadcast::decode(&mut (), text).unwrap() else {
             panic!()
         };
-        let outbound = Broadcast::encode(&mut (), &Event::Frame(frame), &mut String::new());
+        let outbound =
+            Broadcast::encode(&mut (), &Event::Frame(Arc::new(frame)), &mut String::new());
         assert_eq!(outbound, Outbound::SharedText(Bytes::from(text)));
         let bytes = Bytes::from_static(&[0, 159, 146, 150]);
         let Command::Broadcast(frame) = Broadcast::decode_binary(&mut (), bytes.clone()).unwrap()
         else {
             panic!()
         };
-        let outbound = Broadcast::encode(&mut (), &Event::Frame(frame), &mut String::new());
+        let outbound =
+            Broadcast::encode(&mut (), &Event::Frame(Arc::new(frame)), &mut String::new());
         assert_eq!(outbound, Outbound::Binary(bytes));
     }
 }

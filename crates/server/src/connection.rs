@@ -731,9 +731,12 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
     };
     // A resumable session goes round here once per socket: a resume attempt, a takeover,
     // a drop (parked until a socket comes back), then the loop again with the new socket.
+    // Each of these waits is boxed: a future is as big as its largest state, and every
+    // socket's task holds this one for its whole life, while only a resumable session ever
+    // reaches them (unboxed, `park` and `knock` made it twice the size of `pump`).
     loop {
         this = match close {
-            Close::Resume(hash, seq) => match knock(this, hash, seq).await {
+            Close::Resume(hash, seq) => match Box::pin(knock(this, hash, seq)).await {
                 Some(this) => this,
                 None => return,
             },
@@ -744,14 +747,14 @@ async fn serve<D: Dialect>(mut this: Box<Socket<D>>) {
                 conn.state.sockets.spawn(
                     goodbye(ws, 4001, "session resumed", limit, Close::Gone).in_current_span(),
                 );
-                match take(conn, handoff).await {
+                match Box::pin(take(conn, handoff)).await {
                     Some(this) => this,
                     None => return,
                 }
             }
             close if close.parks() && this.conn.resume.is_some() => {
                 debug!(?close, "parked");
-                match park(this).await {
+                match Box::pin(park(this)).await {
                     Some(this) => this,
                     None => return,
                 }
@@ -904,8 +907,7 @@ async fn carried(
     first: TunnelFrame,
 ) {
     let limit = state.config.write_timeout;
-    let cancelled = state.shutdown.cancelled();
-    let mut cancelled = pin!(cancelled);
+    let mut cancelled = pin!(state.going_away.wait());
     // The session pings its client every ping interval, through the tunnel: a tunnel silent
     // for the idle timeout is dead even if its end was never told (a `Gone` lost while
     // Redis was away). The client resumes again.
@@ -1040,12 +1042,13 @@ async fn park<D: Dialect>(this: Box<Socket<D>>) -> Option<Box<Socket<D>>> {
     resumable.parked_at = Some(resumable.sent);
     let deadline = Box::pin(sleep(state.config.resume_window));
     let mut deadline = deadline;
-    let shutdown = state.shutdown.clone();
+    let going_away = state.going_away.clone();
+    let mut cancelled = pin!(going_away.wait());
     let reason = loop {
         let resumable = conn.resume.as_mut()?;
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => break "shutdown",
+            () = &mut cancelled => break "shutdown",
             () = &mut deadline => break "expired",
             handoff = resumable.door.recv() => match handoff {
                 Some(handoff) => {
@@ -1079,7 +1082,7 @@ async fn pump<D: Dialect>(this: &mut Socket<D>) -> Close {
     let Socket {
         ws: socket, conn, ..
     } = this;
-    let shutdown = conn.state.shutdown.clone();
+    let going_away = conn.state.going_away.clone();
     let config = &conn.state.config;
     let (ping_every, idle_timeout) = (config.ping_interval, config.idle_timeout);
     let mut ping = interval_at(Instant::now() + ping_every, ping_every);
@@ -1089,10 +1092,9 @@ async fn pump<D: Dialect>(this: &mut Socket<D>) -> Close {
     // a socket in a room carries no timer for it.
     let mut join_deadline = matches!(D::KIND, DialectKind::Conference | DialectKind::RoomRelay)
         .then(|| Box::pin(sleep(config.join_timeout)));
-    // One waiter for the whole life of the socket: a fresh `cancelled()` per turn of the loop
-    // would lock the token's waiter list twice per frame, shared by every socket.
-    let cancelled = shutdown.cancelled();
-    let mut cancelled = pin!(cancelled);
+    // One wait for the whole life of the socket, polled on every wake-up at the cost of an
+    // atomic load (`shutdown.rs`).
+    let mut cancelled = pin!(going_away.wait());
     loop {
         tokio::select! {
             biased;
@@ -1263,5 +1265,99 @@ fn read_error(error: axum::Error) -> Close {
         Some(tungstenite::Error::Capacity(_)) => Close::TooBig,
         Some(tungstenite::Error::Utf8(_)) => Close::BadUtf8,
         _ => Close::Gone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::mem::size_of;
+
+    use switchboard_dialects::{Conference, QueryRooms};
+
+    use super::*;
+
+    /// The size of the future an async fn returns, without calling it.
+    fn future_size<A, F: Future>(_: impl FnOnce(A) -> F) -> usize {
+        size_of::<F>()
+    }
+
+    /// What every idle socket holds in its task and its box, for docs/performance.md:
+    /// `cargo test -p switchboard-server --lib idle_sizes -- --nocapture`.
+    #[test]
+    fn idle_sizes() {
+        let sizes = [
+            ("Event (one outbox slot)", size_of::<Event>()),
+            ("Link", size_of::<Link>()),
+            ("WebSocket", size_of::<WebSocket>()),
+            (
+                "Connection<QueryRooms>",
+                size_of::<Connection<QueryRooms>>(),
+            ),
+            (
+                "Connection<Conference>",
+                size_of::<Connection<Conference>>(),
+            ),
+            (
+                "Socket<QueryRooms> (boxed)",
+                size_of::<Socket<QueryRooms>>(),
+            ),
+            ("Resumable (boxed)", size_of::<Resumable>()),
+            ("RateLimit", size_of::<RateLimit>()),
+            ("DialectMetrics", size_of::<DialectMetrics>()),
+            ("Opening", size_of::<Opening>()),
+            (
+                "serve::<QueryRooms> future (the task's)",
+                future_size(serve::<QueryRooms>),
+            ),
+            (
+                "serve::<Conference> future (the task's)",
+                future_size(serve::<Conference>),
+            ),
+            (
+                "pump::<QueryRooms> future",
+                future_size(|s: &'static mut Socket<QueryRooms>| pump(s)),
+            ),
+            (
+                "pump::<Conference> future",
+                future_size(|s: &'static mut Socket<Conference>| pump(s)),
+            ),
+            (
+                "open (a fresh socket's first frames)",
+                future_size(
+                    |(c, l): (&'static mut Connection<QueryRooms>, &'static mut Link)| c.open(l),
+                ),
+            ),
+            (
+                "flush",
+                future_size(
+                    |(c, l, e): (
+                        &'static mut Connection<QueryRooms>,
+                        &'static mut Link,
+                        Event,
+                    )| { c.flush(l, e) },
+                ),
+            ),
+            ("Link::recv", future_size(|l: &'static mut Link| l.recv())),
+            ("park", future_size(park::<QueryRooms>)),
+            (
+                "end",
+                future_size(|(s, c): (Box<Socket<QueryRooms>>, Close)| end(s, c)),
+            ),
+            (
+                "knock",
+                future_size(|(s, h, q): (Box<Socket<QueryRooms>>, TokenHash, u64)| knock(s, h, q)),
+            ),
+            (
+                "take",
+                future_size(|(c, h): (Connection<QueryRooms>, Box<Handoff>)| take(c, h)),
+            ),
+        ];
+        for (what, bytes) in sizes {
+            println!("{what:45} {bytes:5} B");
+        }
+        // Every outbox's first block holds 32 events (`events_stay_small` in core keeps
+        // them at 40 bytes); the task's future is the other size an idle socket pays in full.
+        assert!(size_of::<Event>() <= 40);
     }
 }

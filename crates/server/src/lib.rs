@@ -45,6 +45,7 @@ pub use webhook::{WebhookConfig, SIGNATURE_HEADER};
 use crate::http::StatsSnapshots;
 use crate::limits::{AddressRate, ConnectionLimits};
 use crate::metrics::Metrics;
+use crate::shutdown::GoingAway;
 use crate::turn::TurnMinter;
 
 /// Everything a request handler or socket task needs, cheap to clone.
@@ -64,8 +65,10 @@ pub(crate) struct Inner {
     pub(crate) requests: AddressRate,
     /// `/api/stats`, built at most once per `stats_max_age` for every caller.
     pub(crate) stats: StatsSnapshots,
-    /// Cancelled on shutdown: every socket task says "going away" and ends.
+    /// Cancelled on shutdown: the server's own tasks (certificate renewal, ...) end.
     pub(crate) shutdown: CancellationToken,
+    /// Told on shutdown, with the token: every socket task says "going away" and ends.
+    pub(crate) going_away: GoingAway,
     /// Upgraded sockets, which axum does not track (axum#3003), so shutdown can wait.
     pub(crate) sockets: TaskTracker,
     /// Set on shutdown: `/readyz` answers 503 and new sockets are refused.
@@ -136,6 +139,7 @@ impl AppState {
             metrics,
             limits,
             shutdown,
+            going_away: GoingAway::default(),
             sockets,
             draining: AtomicBool::new(false),
             cluster,

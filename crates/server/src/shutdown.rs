@@ -2,11 +2,14 @@
 //! exit. Shutdown is an argument (a future), so `main` passes SIGINT/SIGTERM and tests
 //! pass a token.
 
-use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -116,6 +119,7 @@ pub async fn serve(
         if let Some(cluster) = &draining.cluster {
             cluster.drain().await;
         }
+        draining.going_away.tell();
         draining.shutdown.cancel();
         sleep(drain_delay).await;
     })
@@ -136,4 +140,87 @@ pub async fn serve(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Tells every socket task that the server is shutting down.
+///
+/// A socket task polls its wait for this on every wake-up (every frame in, every event out),
+/// so the wait must cost nothing there. `CancellationToken::cancelled()` takes two locks
+/// shared by all sockets on each poll (the token's node, to ask whether it is cancelled,
+/// and its waiter list, to refresh the waker); a [`GoingAway::wait`] reads one atomic and
+/// compares one waker, and takes the shared lock only when it registers, once per socket.
+#[derive(Clone, Default)]
+pub(crate) struct GoingAway(Arc<Notice>);
+
+#[derive(Default)]
+struct Notice {
+    is_told: AtomicBool,
+    notify: Notify,
+}
+
+impl GoingAway {
+    /// Wakes every waiting socket task; later waits complete at once.
+    pub(crate) fn tell(&self) {
+        self.0.is_told.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
+
+    /// Completes once [`GoingAway::tell`] has been called. Pin it once and poll it for the
+    /// socket's whole life: a fresh wait per turn of a loop would register again each time.
+    pub(crate) async fn wait(&self) {
+        let notice = &self.0;
+        // Made before the first check of the flag: a `tell` after this point completes it
+        // even if the flag was read just before the store.
+        let mut notified = pin!(notice.notify.notified());
+        let mut registered: Option<Waker> = None;
+        poll_fn(|cx| {
+            if notice.is_told.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            // The same task as last time: its waker is already in the list.
+            if registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                return Poll::Pending;
+            }
+            match notified.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(()),
+                Poll::Pending => {
+                    registered = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::Context;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wait_completes_when_told_and_after() {
+        let going_away = GoingAway::default();
+        let mut early = Box::pin(going_away.wait());
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(early.as_mut().poll(&mut cx).is_pending());
+        assert!(early.as_mut().poll(&mut cx).is_pending());
+        going_away.tell();
+        assert!(early.as_mut().poll(&mut cx).is_ready());
+        going_away.wait().await; // a wait begun after the news completes at once
+    }
+
+    #[tokio::test]
+    async fn a_waiting_task_is_woken() {
+        let going_away = GoingAway::default();
+        let waiting = tokio::spawn({
+            let going_away = going_away.clone();
+            async move { going_away.wait().await }
+        });
+        tokio::task::yield_now().await;
+        going_away.tell();
+        waiting.await.expect("the waiting task ends");
+    }
 }

@@ -2,6 +2,7 @@
 //! In a cluster a frame goes to other nodes only when one of them has subscribers.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::{offer, Hub, Outcome};
 use crate::cluster::NodeId;
@@ -56,6 +57,7 @@ impl Hub {
         let Some(subscribers) = self.channels.get(channel) else {
             return Ok(Outcome::Done);
         };
+        let frame = Arc::new(frame);
         for &subscriber in &subscribers.local {
             if subscriber != key {
                 offer(
@@ -80,6 +82,7 @@ impl Hub {
         let Some(subscribers) = self.channels.get(channel) else {
             return;
         };
+        let frame = Arc::new(frame.clone());
         for &subscriber in &subscribers.local {
             offer(
                 &self.peers,
