@@ -70,7 +70,7 @@ complete -c switchboard -n "__fish_switchboard_needs_command" -l media-max-consu
 complete -c switchboard -n "__fish_switchboard_needs_command" -l media-max-producers-per-room -d 'Producers one room may hold' -r
 complete -c switchboard -n "__fish_switchboard_needs_command" -l media-socket-buffer -d 'Bytes of kernel buffer asked for the media UDP socket, receive and send each (the kernel caps it at net.core.rmem_max/wmem_max; a warning and /metrics say so)' -r
 complete -c switchboard -n "__fish_switchboard_needs_command" -l redis -d 'Join a cluster on this Redis: redis://[:PASSWORD@]HOST:PORT[/DB] or redis+unix:///PATH (docs/scaling.md); without it, one node and no Redis' -r
-complete -c switchboard -n "__fish_switchboard_needs_command" -l node-id -d 'This node\'s id in the cluster, 16 hex digits [default: random at start]' -r
+complete -c switchboard -n "__fish_switchboard_needs_command" -l node-id -d 'This node\'s id in the cluster, 1 to 16 hex digits [default: random at start]' -r
 complete -c switchboard -n "__fish_switchboard_needs_command" -l cluster-lease -d 'How long a silent node is trusted before its peers are declared gone (at least 3s)' -r
 complete -c switchboard -n "__fish_switchboard_needs_command" -l redis-prefix -d 'Prefix of every Redis key and channel, so clusters can share a Redis' -r
 complete -c switchboard -n "__fish_switchboard_needs_command" -l bus-capacity -d 'Relays and frames that may wait for Redis; past it senders get `overloaded`' -r

@@ -221,7 +221,7 @@ pub(crate) struct Args {
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
     redis: Option<String>,
 
-    /// This node's id in the cluster, 16 hex digits [default: random at start]
+    /// This node's id in the cluster, 1 to 16 hex digits [default: random at start]
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
     node_id: Option<String>,
 
