@@ -29,7 +29,7 @@ use switchboard_core::{
     Signal, SignalKind,
 };
 use switchboard_dialects::{
-    Broadcast, Conference, Dialect, Outbound, Pairing, QueryRooms, RoomRelay, WireError,
+    resume, Broadcast, Conference, Dialect, Outbound, Pairing, QueryRooms, RoomRelay, WireError,
 };
 
 /// One fuzz target.
@@ -82,7 +82,10 @@ pub struct Outcome {
 pub fn check(target: Target, data: &[u8]) -> Outcome {
     let mut outcome = Outcome::default();
     match target {
-        Target::Conference => frames::<Conference>(data, &mut outcome),
+        Target::Conference => {
+            frames::<Conference>(data, &mut outcome);
+            resume_layer(data, &mut outcome);
+        }
         Target::QueryRooms => frames::<QueryRooms>(data, &mut outcome),
         Target::Pairing => frames::<Pairing>(data, &mut outcome),
         Target::RoomRelay => frames::<RoomRelay>(data, &mut outcome),
@@ -102,6 +105,47 @@ fn frames<D: Dialect>(data: &[u8], outcome: &mut Outcome) {
     }
     let decoded = D::decode_binary(&mut session, Bytes::copy_from_slice(data));
     after_decode::<D>("", decoded, outcome);
+}
+
+/// The conference dialect's resume layer (`?resume=1`), on every line: `peek` reads a number,
+/// an `ack` or a `resume`, or refuses with `bad_field`; a `resume`'s token is a substring's
+/// worth of the frame, never more. `session` and `resumed` carry any token as a JSON string,
+/// and `stamp` keeps a frame JSON with its number last.
+fn resume_layer(data: &[u8], outcome: &mut Outcome) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut out = String::new();
+    for line in text.split('\n') {
+        match resume::peek(line) {
+            Ok(envelope) => {
+                if let Some(resume::Control::Resume { token, .. }) = &envelope.control {
+                    assert!(
+                        token.len() <= line.len(),
+                        "a resume token longer than its frame: {line:?}"
+                    );
+                }
+                if envelope.seq.is_some() || envelope.control.is_some() {
+                    outcome.decoded += 1;
+                }
+            }
+            Err(error) => {
+                assert_eq!(error.code, ErrorCode::BadField, "{line:?}: {error:?}");
+                outcome.refused += 1;
+            }
+        }
+        resume::session(&mut out, line, 30_000);
+        let session = json(DialectKind::Conference, &out);
+        assert_eq!(session["data"]["token"], line, "session lost its token");
+        resume::resumed(&mut out, Some(line), line, 1, 0);
+        let resumed = json(DialectKind::Conference, &out);
+        assert_eq!(resumed["data"]["roomId"], line, "resumed lost its room");
+        assert_eq!(resumed["data"]["token"], line, "resumed lost its token");
+        resume::stamp(&mut out, 7);
+        let stamped = json(DialectKind::Conference, &out);
+        assert_eq!(stamped["seq"], 7, "stamp lost the number: {out}");
+        outcome.encoded += 3;
+    }
 }
 
 fn frame(data: &[u8], outcome: &mut Outcome) {
