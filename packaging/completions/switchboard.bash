@@ -544,7 +544,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__fanout)
-            opts="-h --url --peer-url --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --peers --mode --messages --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --peers --mode --messages --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -555,6 +555,10 @@ _switchboard() {
                     return 0
                     ;;
                 --peer-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -734,7 +738,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__idle)
-            opts="-h --url --peer-url --dialect --sources --server-pid --concurrency --json --plot --connections --hold --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --connections --hold --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -745,6 +749,10 @@ _switchboard() {
                     return 0
                     ;;
                 --peer-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -792,7 +800,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__kill)
-            opts="-h --url --peer-url --sources --server-pid --concurrency --json --plot --victim-pid --peers --wait --dialect --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --sources --server-pid --concurrency --json --plot --victim-pid --peers --wait --dialect --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -803,6 +811,10 @@ _switchboard() {
                     return 0
                     ;;
                 --peer-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -854,7 +866,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__media)
-            opts="-h --url --peer-url --sources --server-pid --concurrency --json --plot --consumers --rate --size --duration --warmup --dialect --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --sources --server-pid --concurrency --json --plot --consumers --rate --size --duration --warmup --dialect --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -865,6 +877,10 @@ _switchboard() {
                     return 0
                     ;;
                 --peer-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -924,7 +940,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__relay)
-            opts="-h --url --peer-url --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --pairs --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --pairs --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -935,6 +951,10 @@ _switchboard() {
                     return 0
                     ;;
                 --peer-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -994,7 +1014,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__storm)
-            opts="-h --url --peer-url --dialect --sources --server-pid --concurrency --json --plot --clients --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --clients --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1005,6 +1025,10 @@ _switchboard() {
                     return 0
                     ;;
                 --peer-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1048,7 +1072,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__fanout)
-            opts="-h --url --peer-url --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --peers --mode --messages --config --help"
+            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --peers --mode --messages --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1059,6 +1083,10 @@ _switchboard() {
                     return 0
                     ;;
                 --peer-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1332,7 +1360,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__idle)
-            opts="-h --url --peer-url --dialect --sources --server-pid --concurrency --json --plot --connections --hold --config --help"
+            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --connections --hold --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1343,6 +1371,10 @@ _switchboard() {
                     return 0
                     ;;
                 --peer-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1386,7 +1418,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__kill)
-            opts="-h --url --peer-url --sources --server-pid --concurrency --json --plot --victim-pid --peers --wait --dialect --config --help"
+            opts="-h --url --peer-url --tls-ca --sources --server-pid --concurrency --json --plot --victim-pid --peers --wait --dialect --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1397,6 +1429,10 @@ _switchboard() {
                     return 0
                     ;;
                 --peer-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1444,7 +1480,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__media)
-            opts="-h --url --peer-url --sources --server-pid --concurrency --json --plot --consumers --rate --size --duration --warmup --dialect --config --help"
+            opts="-h --url --peer-url --tls-ca --sources --server-pid --concurrency --json --plot --consumers --rate --size --duration --warmup --dialect --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1455,6 +1491,10 @@ _switchboard() {
                     return 0
                     ;;
                 --peer-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1510,7 +1550,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__relay)
-            opts="-h --url --peer-url --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --pairs --config --help"
+            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --pairs --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1521,6 +1561,10 @@ _switchboard() {
                     return 0
                     ;;
                 --peer-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1576,7 +1620,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__storm)
-            opts="-h --url --peer-url --dialect --sources --server-pid --concurrency --json --plot --clients --config --help"
+            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --clients --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1587,6 +1631,10 @@ _switchboard() {
                     return 0
                     ;;
                 --peer-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -3,64 +3,167 @@
 //! It writes frames by hand, as a browser's JavaScript would, and parses only the timestamp
 //! it put in the payload; the scenarios decide what to send and when.
 
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::OnceLock;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::http::Uri;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 /// An open client socket.
-pub(crate) type Ws = WebSocketStream<TcpStream>;
+pub(crate) type Ws = WebSocketStream<Stream>;
+
+/// A client's byte stream: plain TCP for `ws://`, TLS over TCP for `wss://`. One match per
+/// read or write is all a plain run pays for TLS being possible.
+pub(crate) enum Stream {
+    Plain(TcpStream),
+    // Boxed: a client TLS session is ~1 KiB of state next to a TcpStream's few words.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What a `wss://` client trusts: the certificates in one PEM file (`--tls-ca`), and
+/// nothing else (no system roots: the server is on this machine, its certificate too).
+#[derive(Clone)]
+pub struct TlsTrust(TlsConnector);
+
+impl std::fmt::Debug for TlsTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsTrust")
+    }
+}
+
+impl TlsTrust {
+    /// Trusts every certificate in the PEM file at `path` as a root (a CA, or the server's
+    /// own self-signed certificate).
+    pub fn from_pem_file(path: &Path) -> anyhow::Result<TlsTrust> {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("reading {}", path.display()))?
+        {
+            let cert = cert.with_context(|| format!("reading {}", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("{}: unusable certificate", path.display()))?;
+        }
+        if roots.is_empty() {
+            bail!("{}: no certificate in the file", path.display());
+        }
+        // The provider named, not the process default: the workspace builds aws-lc-rs only.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsTrust(TlsConnector::from(Arc::new(config))))
+    }
+}
 
 /// How long one connect, upgrade and join may take before the client counts as failed.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The server under load: a `ws://` URL whose host is on this machine's loopback, or two
-/// such URLs, `A,B`: two nodes of one cluster that the run's clients take turns at.
+/// The server under load: a `ws://` or `wss://` URL whose host is on this machine's
+/// loopback, or two such URLs, `A,B`: two nodes of one cluster that the run's clients take
+/// turns at.
 #[derive(Debug, Clone)]
 pub struct Target {
     url: String,
     addr: SocketAddr,
     authority: String,
     base_path: String,
+    /// For `wss://`: the trust and the name the certificate must carry.
+    tls: Option<(TlsTrust, ServerName<'static>)>,
     /// The second node of a split run: odd-numbered clients connect to it.
     peer: Option<Box<Target>>,
 }
 
 impl Target {
-    /// Parses `url` and refuses anything but plain `ws://` to 127.0.0.0/8, `localhost` or
-    /// `[::1]`: the bench is a load generator, and load goes nowhere but this machine.
-    /// `A,B` is a run split over two nodes: client `i` connects to A when `i` is even and
-    /// to B when it is odd, so the two members of a relay pair (and of a storm's room of
-    /// two) are on different nodes.
-    pub fn parse(url: &str) -> anyhow::Result<Target> {
+    /// Parses `url` and refuses anything but `ws://` or `wss://` to 127.0.0.0/8,
+    /// `localhost` or `[::1]`: the bench is a load generator, and load goes nowhere but this
+    /// machine. `wss://` needs `trust` (`--tls-ca`); the certificate must name the host as
+    /// written (`localhost`, or the IP). `A,B` is a run split over two nodes: client `i`
+    /// connects to A when `i` is even and to B when it is odd, so the two members of a
+    /// relay pair (and of a storm's room of two) are on different nodes.
+    pub fn parse(url: &str, trust: Option<&TlsTrust>) -> anyhow::Result<Target> {
         let nodes: Vec<&str> = url.split(',').collect();
         match nodes[..] {
-            [one] => Target::parse_node(one),
+            [one] => Target::parse_node(one, trust),
             [first, second] => Ok(Target {
                 url: url.to_owned(),
-                peer: Some(Box::new(Target::parse_node(second)?)),
-                ..Target::parse_node(first)?
+                peer: Some(Box::new(Target::parse_node(second, trust)?)),
+                ..Target::parse_node(first, trust)?
             }),
             _ => bail!("bad url {url:?}: one URL, or two nodes as A,B"),
         }
     }
 
-    fn parse_node(url: &str) -> anyhow::Result<Target> {
+    fn parse_node(url: &str, trust: Option<&TlsTrust>) -> anyhow::Result<Target> {
         let uri: Uri = url.parse().with_context(|| format!("bad url {url:?}"))?;
-        if uri.scheme_str() != Some("ws") {
-            bail!("bad url {url:?}: want ws://HOST:PORT (no TLS on loopback)");
-        }
+        let (secure, default_port) = match uri.scheme_str() {
+            Some("ws") => (false, 80),
+            Some("wss") => (true, 443),
+            _ => bail!("bad url {url:?}: want ws://HOST:PORT or wss://HOST:PORT"),
+        };
         let host = uri
             .host()
             .with_context(|| format!("bad url {url:?}: no host"))?;
-        let ip = match host.trim_start_matches('[').trim_end_matches(']') {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = match host {
             "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
             other => other.parse::<IpAddr>().map_err(|_| {
                 anyhow::anyhow!("refusing {url:?}: the bench only loads loopback addresses (127.0.0.0/8, localhost, ::1), by IP")
@@ -71,12 +174,25 @@ impl Target {
                 "refusing {url:?}: the bench only loads loopback addresses (127.0.0.0/8, localhost, ::1)"
             );
         }
-        let addr = SocketAddr::new(ip, uri.port_u16().unwrap_or(80));
+        let tls = if secure {
+            let trust = trust.with_context(|| {
+                format!("{url:?} is wss://: give the CA or certificate to trust with --tls-ca")
+            })?;
+            let name = match host {
+                "localhost" => ServerName::try_from("localhost")?,
+                _ => ServerName::IpAddress(ip.into()),
+            };
+            Some((trust.clone(), name))
+        } else {
+            None
+        };
+        let addr = SocketAddr::new(ip, uri.port_u16().unwrap_or(default_port));
         Ok(Target {
             url: url.to_owned(),
             addr,
             authority: addr.to_string(),
             base_path: uri.path().trim_end_matches('/').to_owned(),
+            tls,
             peer: None,
         })
     }
@@ -148,8 +264,19 @@ impl Target {
             .await
             .with_context(|| format!("connecting to {}", self.addr))?;
         stream.set_nodelay(true)?;
+        let (stream, scheme) = match &self.tls {
+            None => (Stream::Plain(stream), "ws"),
+            Some((trust, name)) => {
+                let tls = trust
+                    .0
+                    .connect(name.clone(), stream)
+                    .await
+                    .context("TLS handshake")?;
+                (Stream::Tls(Box::new(tls)), "wss")
+            }
+        };
         let url = format!(
-            "ws://{}{}{}",
+            "{scheme}://{}{}{}",
             self.authority,
             self.base_path,
             dialect.path(room, name)
@@ -363,7 +490,7 @@ mod tests {
             "ws://localhost:9000",
             "ws://[::1]:9000",
         ] {
-            assert!(Target::parse(ok).is_ok(), "{ok}");
+            assert!(Target::parse(ok, None).is_ok(), "{ok}");
         }
         for refused in [
             "ws://10.0.0.1:8080",
@@ -371,23 +498,62 @@ mod tests {
             "ws://8.8.8.8:80",
             "ws://example.com:80",
             "ws://[2001:db8::1]:80",
-            "wss://127.0.0.1:443",
             "http://127.0.0.1:80",
         ] {
-            assert!(Target::parse(refused).is_err(), "{refused}");
+            assert!(Target::parse(refused, None).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn wss_targets_are_loopback_only_and_need_trust() {
+        let dir = std::env::temp_dir().join(format!("sb-bench-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = dir.join("ca.pem");
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        std::fs::write(&pem, cert.cert.pem()).unwrap();
+        let trust = TlsTrust::from_pem_file(&pem).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        for ok in [
+            "wss://127.0.0.1:8443",
+            "wss://localhost:9000/",
+            "wss://[::1]:1",
+        ] {
+            let target = Target::parse(ok, Some(&trust)).unwrap();
+            assert!(target.tls.is_some(), "{ok}");
+        }
+        assert_eq!(
+            Target::parse("wss://127.0.0.1", Some(&trust))
+                .unwrap()
+                .addr
+                .port(),
+            443
+        );
+        assert!(Target::parse("ws://127.0.0.1:1", Some(&trust))
+            .unwrap()
+            .tls
+            .is_none());
+        // Without --tls-ca a wss URL is refused before any connection.
+        assert!(Target::parse("wss://127.0.0.1:443", None).is_err());
+        for refused in [
+            "wss://10.0.0.1:443",
+            "wss://example.com:443",
+            "wss://[2001:db8::1]:443",
+            "https://127.0.0.1:443",
+        ] {
+            assert!(Target::parse(refused, Some(&trust)).is_err(), "{refused}");
         }
     }
 
     #[test]
     fn a_split_target_alternates_between_its_nodes() {
-        let split = Target::parse("ws://127.0.0.1:8081,ws://127.0.0.1:8082/x").unwrap();
+        let split = Target::parse("ws://127.0.0.1:8081,ws://127.0.0.1:8082/x", None).unwrap();
         assert!(split.is_split());
         assert_eq!(split.url(), "ws://127.0.0.1:8081,ws://127.0.0.1:8082/x");
         assert_eq!(split.node(0).addr.port(), 8081);
         assert_eq!(split.node(1).addr.port(), 8082);
         assert_eq!(split.node(1).base_path, "/x");
         assert_eq!(split.node(2).addr.port(), 8081);
-        let one = Target::parse("ws://127.0.0.1:8081").unwrap();
+        let one = Target::parse("ws://127.0.0.1:8081", None).unwrap();
         assert!(!one.is_split());
         assert_eq!(one.node(1).addr.port(), 8081);
         for refused in [
@@ -395,17 +561,17 @@ mod tests {
             "ws://127.0.0.1:1,ws://127.0.0.1:2,ws://127.0.0.1:3",
             "ws://127.0.0.1:1,",
         ] {
-            assert!(Target::parse(refused).is_err(), "{refused}");
+            assert!(Target::parse(refused, None).is_err(), "{refused}");
         }
     }
 
     #[test]
     fn sources_spread_over_loopback() {
-        let target = Target::parse("ws://127.0.0.1:8080").unwrap();
+        let target = Target::parse("ws://127.0.0.1:8080", None).unwrap();
         assert_eq!(target.source(0, 3), Some(Ipv4Addr::new(127, 0, 0, 1)));
         assert_eq!(target.source(4, 3), Some(Ipv4Addr::new(127, 0, 0, 2)));
         assert_eq!(target.source(5, 1), None);
-        let v6 = Target::parse("ws://[::1]:8080").unwrap();
+        let v6 = Target::parse("ws://[::1]:8080", None).unwrap();
         assert_eq!(v6.source(5, 4), None);
     }
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 
-pub use client::{Dialect, Target};
+pub use client::{Dialect, Target, TlsTrust};
 pub use report::{
     plot, Compared, Comparison, Params, Percentiles, ProcessUsage, Report, ServerUsage,
 };
@@ -132,8 +132,8 @@ pub struct CompareArgs {
 /// Flags every scenario takes.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Common {
-    /// Server to load: ws://HOST:PORT on loopback (127.0.0.0/8, localhost, [::1]);
-    /// repeat under `compare`. Two nodes of one cluster as `A,B` split the run: client i
+    /// Server to load: ws://HOST:PORT or wss://HOST:PORT on loopback (127.0.0.0/8,
+    /// localhost, [::1]); repeat under `compare`, plain and TLS side by side if you like. Two nodes of one cluster as `A,B` split the run: client i
     /// connects to A when i is even, to B when odd (a relay pair's first member on A, its
     /// second on B)
     #[arg(long = "url", required = true)]
@@ -141,6 +141,10 @@ pub struct Common {
     /// A second node for a single run: `--url A --peer-url B` is `--url A,B`
     #[arg(long = "peer-url", value_name = "URL")]
     pub peer_url: Option<String>,
+    /// PEM file of the CA (or the self-signed certificate) that wss:// URLs are checked
+    /// against; the certificate must name the URL's host (localhost or the IP)
+    #[arg(long = "tls-ca", value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
     /// The dialect the clients speak (the floor speaks only query-rooms)
     #[arg(long, value_enum, default_value_t = Dialect::QueryRooms)]
     pub dialect: Dialect,
@@ -516,10 +520,15 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let scenario = args.scenario();
     scenario.check()?;
     let common = scenario.common();
+    let trust = common
+        .tls_ca
+        .as_deref()
+        .map(TlsTrust::from_pem_file)
+        .transpose()?;
     let mut targets = common
         .urls
         .iter()
-        .map(|url| Target::parse(url))
+        .map(|url| Target::parse(url, trust.as_ref()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(peer) = &common.peer_url {
         let ([first], BenchCommand::Run(_)) = (&targets[..], &args.command) else {
@@ -529,7 +538,10 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Outcome> {
             !first.is_split(),
             "--url is already split as A,B: drop --peer-url"
         );
-        targets = vec![Target::parse(&format!("{},{peer}", first.url()))?];
+        targets = vec![Target::parse(
+            &format!("{},{peer}", first.url()),
+            trust.as_ref(),
+        )?];
     }
     match scenario {
         Scenario::Media(_) => ensure!(

@@ -36,6 +36,26 @@ impl Server {
     fn url(&self) -> String {
         format!("ws://{}", self.addr)
     }
+
+    /// A server with TLS on its port, presenting a self-signed certificate for 127.0.0.1
+    /// from files in `dir`; returns it and the certificate's PEM file (the `--tls-ca`).
+    async fn start_tls(dir: &std::path::Path) -> (Server, std::path::PathBuf) {
+        std::fs::create_dir_all(dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let signed = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        std::fs::write(&cert, signed.cert.pem()).unwrap();
+        std::fs::write(&key, signed.signing_key.serialize_pem()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let signal = stop.clone().cancelled_owned();
+        let config = switchboard_server::Config {
+            tls: Some(switchboard_server::TlsConfig::files(&cert, &key)),
+            ..switchboard_server::Config::for_tests()
+        };
+        tokio::spawn(switchboard_server::serve(listener, config, signal));
+        (Server { addr, stop }, cert)
+    }
 }
 
 impl Drop for Server {
@@ -152,6 +172,33 @@ async fn idle_reads_the_server_from_proc() {
     assert!(usage.rss_before > 0 && usage.rss_loaded > 0);
     assert!(usage.cpu_cores >= 0.0);
     assert_eq!(report.rate_unit, "none");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_and_storm_over_wss() {
+    let dir = std::env::temp_dir().join(format!("sb-bench-wss-{}", std::process::id()));
+    let (server, ca) = Server::start_tls(&dir).await;
+    let wss = format!("wss://{}", server.addr);
+    let line = format!(
+        "relay --url {wss} --tls-ca {} --pairs 2 --window 2 --duration 500ms --warmup 100ms",
+        ca.display()
+    );
+    let outcome = bench(&line).await;
+    assert_eq!(outcome.reports[0].url, wss);
+    assert_drained(&outcome.reports[0]);
+    let line = format!(
+        "storm --url {wss} --tls-ca {} --clients 20 --concurrency 4",
+        ca.display()
+    );
+    let outcome = bench(&line).await;
+    let report = &outcome.reports[0];
+    assert_eq!(report.errors, 0, "{:?}", report.first_error);
+    assert_eq!(report.operations, 20);
+    // Without the CA, the bench refuses the URL before connecting.
+    assert!(execute(&args(&format!("storm --url {wss} --clients 1")))
+        .await
+        .is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
