@@ -446,6 +446,60 @@ export function tileSelector(peer) {
   return `#tiles li.tile[data-peer=${JSON.stringify(peer)}]`;
 }
 
+/** The chat texts `page` shows from `from`, in order. */
+export function chatTexts(page, from) {
+  return page.evaluate((who) => [...document.querySelectorAll(
+    `#chat-log li[data-chat-from="${who}"] .chat-text`,
+  )].map((el) => el.textContent), from);
+}
+
+/** Types `text` into the demo's chat and sends it. */
+export async function sendChat(page, text) {
+  await page.fill('#chat-input', text);
+  await page.press('#chat-input', 'Enter');
+}
+
+/**
+ * Marks what a resume must keep (the resume tests): `page`'s RTCPeerConnection to `peer` and
+ * its tile for `peer`; and makes `witness` record every `user-left` and `user-joined` it
+ * hears in `globalThis.leaves`. Returns the connection's local SDP.
+ */
+export async function markCall(page, peer, witness) {
+  const sdp = await page.evaluate(([who, selector]) => {
+    const { client } = globalThis.switchboardDemo;
+    const pc = client.peerConnection(who);
+    pc.resumeMarker = 'same';
+    document.querySelector(selector).dataset.resumeMarker = 'same';
+    return pc.localDescription.sdp;
+  }, [peer, tileSelector(peer)]);
+  await witness.evaluate(() => {
+    globalThis.leaves = [];
+    globalThis.switchboardDemo.client.addEventListener('user-left', (e) => globalThis.leaves.push(e.detail.user));
+    globalThis.switchboardDemo.client.addEventListener('user-joined', (e) => globalThis.leaves.push(`joined:${e.detail.user}`));
+  });
+  return sdp;
+}
+
+/** What `markCall` marked, as it is now: the markers, the local SDP and the state. */
+export function markedCall(page, peer) {
+  return page.evaluate(([who, selector]) => {
+    const pc = globalThis.switchboardDemo.client.peerConnection(who);
+    return {
+      pc: pc?.resumeMarker,
+      tile: document.querySelector(selector)?.dataset.resumeMarker,
+      sdp: pc?.localDescription.sdp,
+      state: pc?.connectionState,
+    };
+  }, [peer, tileSelector(peer)]);
+}
+
+/** Waits until `peer`'s tile on `page` has decoded more video frames than now. */
+export async function moreFrames(page, peer) {
+  const frames = Number(await page.getAttribute(tileSelector(peer), 'data-frames-decoded'));
+  await waitFor(async () => Number(await page.getAttribute(tileSelector(peer), 'data-frames-decoded')) > frames,
+    { what: `more video frames from ${peer}` });
+}
+
 export function artifact(name) {
   mkdirSync(ARTIFACTS, { recursive: true });
   return path.join(ARTIFACTS, name);

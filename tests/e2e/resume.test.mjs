@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
-  joinDemo, launchBrowser, openPage, realProblems, startProxy, startServer, tileSelector,
-  uniqueRoom, waitFor, waitForFrames,
+  chatTexts, joinDemo, launchBrowser, markCall, markedCall, moreFrames, openPage, realProblems,
+  sendChat, startProxy, startServer, tileSelector, uniqueRoom, waitFor, waitForFrames,
 } from './lib.mjs';
 
 let server;
@@ -28,10 +28,6 @@ after(async () => {
   await server?.stop();
 });
 
-const chatTexts = (page, from) => page.evaluate((who) => [...document.querySelectorAll(
-  `#chat-log li[data-chat-from="${who}"] .chat-text`,
-)].map((el) => el.textContent), from);
-
 test('a cut signaling socket resumes: the call, its video and the chat go on', async () => {
   const room = uniqueRoom('resume');
   const alice = await openPage(browser, server.page('/', { server: proxy.origin }));
@@ -44,28 +40,15 @@ test('a cut signaling socket resumes: the call, its video and the chat go on', a
   assert.equal(await alice.evaluate(() => globalThis.switchboardDemo.client.resume), true);
 
   // Mark what must survive: alice's link to bob and her tile for him; count bob's leaves.
-  const before = await alice.evaluate((selector) => {
-    const { client } = globalThis.switchboardDemo;
-    const pc = client.peerConnection('bob');
-    pc.resumeMarker = 'same';
-    document.querySelector(selector).dataset.resumeMarker = 'same';
-    return pc.localDescription.sdp;
-  }, tileSelector('bob'));
-  await bob.evaluate(() => {
-    globalThis.leaves = [];
-    globalThis.switchboardDemo.client.addEventListener('user-left', (e) => globalThis.leaves.push(e.detail.user));
-    globalThis.switchboardDemo.client.addEventListener('user-joined', (e) => globalThis.leaves.push(`joined:${e.detail.user}`));
-  });
+  const before = await markCall(alice, 'bob', bob);
   const acceptedBefore = proxy.state.accepted;
 
   // The cut: a TCP reset, and nothing gets through for a few seconds.
   proxy.state.down = true;
   proxy.cut();
   await alice.waitForSelector('#connection-status[data-state="reconnecting"][data-resuming="true"]');
-  await bob.fill('#chat-input', 'said during the gap');
-  await bob.press('#chat-input', 'Enter');
-  await alice.fill('#chat-input', 'typed during the gap');
-  await alice.press('#chat-input', 'Enter');
+  await sendChat(bob, 'said during the gap');
+  await sendChat(alice, 'typed during the gap');
   await new Promise((resolve) => { setTimeout(resolve, 3000); });
   assert.equal(await alice.locator(tileSelector('bob')).count(), 1, 'the tile stays while reconnecting');
   proxy.state.down = false;
@@ -78,23 +61,12 @@ test('a cut signaling socket resumes: the call, its video and the chat go on', a
   assert.deepEqual((await chatTexts(bob, 'alice')).filter((t) => t === 'typed during the gap'), ['typed during the gap']);
 
   // Same peer connection, same tile, no new offer; video still decoding.
-  const after = await alice.evaluate((selector) => {
-    const { client } = globalThis.switchboardDemo;
-    const pc = client.peerConnection('bob');
-    return {
-      pc: pc?.resumeMarker,
-      tile: document.querySelector(selector)?.dataset.resumeMarker,
-      sdp: pc?.localDescription.sdp,
-      state: pc?.connectionState,
-    };
-  }, tileSelector('bob'));
+  const after = await markedCall(alice, 'bob');
   assert.equal(after.pc, 'same', 'the RTCPeerConnection survived');
   assert.equal(after.tile, 'same', 'the tile was never rebuilt');
   assert.equal(after.sdp, before, 'no renegotiation');
   assert.equal(after.state, 'connected');
-  const frames = Number(await alice.getAttribute(tileSelector('bob'), 'data-frames-decoded'));
-  await waitFor(async () => Number(await alice.getAttribute(tileSelector('bob'), 'data-frames-decoded')) > frames,
-    { what: 'more video frames from bob' });
+  await moreFrames(alice, 'bob');
   assert.deepEqual(await bob.evaluate(() => globalThis.leaves), [], 'bob heard no leave and no join');
 
   // The data channel, peer to peer, never depended on the socket.

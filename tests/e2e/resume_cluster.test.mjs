@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import {
-  joinDemo, launchBrowser, openPage, realProblems, startNode, startProxy, startRedis,
-  tileSelector, uniqueRoom, waitFor, waitForFrames,
+  chatTexts, joinDemo, launchBrowser, markCall, markedCall, moreFrames, openPage, realProblems,
+  sendChat, startNode, startProxy, startRedis, tileSelector, uniqueRoom, waitFor, waitForFrames,
 } from './lib.mjs';
 
 let redis;
@@ -37,10 +37,6 @@ after(async () => {
   }
 });
 
-const chatTexts = (page, from) => page.evaluate((who) => [...document.querySelectorAll(
-  `#chat-log li[data-chat-from="${who}"] .chat-text`,
-)].map((el) => el.textContent), from);
-
 test('a cut signaling socket resumes through another node: the call and the chat go on', async () => {
   const room = uniqueRoom('resume-cluster');
   const alice = await openPage(browser, nodeA.page('/', { server: proxy.origin }));
@@ -51,38 +47,24 @@ test('a cut signaling socket resumes through another node: the call and the chat
   await bob.waitForSelector(`${tileSelector('alice')}[data-dc-state="open"]`);
   assert.ok(await waitForFrames(alice, 'bob') > 0);
 
-  const before = await alice.evaluate((selector) => {
-    const { client } = globalThis.switchboardDemo;
-    const pc = client.peerConnection('bob');
-    pc.resumeMarker = 'same';
-    document.querySelector(selector).dataset.resumeMarker = 'same';
-    return pc.localDescription.sdp;
-  }, tileSelector('bob'));
-  await bob.evaluate(() => {
-    globalThis.leaves = [];
-    globalThis.switchboardDemo.client.addEventListener('user-left', (e) => globalThis.leaves.push(e.detail.user));
-    globalThis.switchboardDemo.client.addEventListener('user-joined', (e) => globalThis.leaves.push(`joined:${e.detail.user}`));
-  });
+  // Mark what must survive: alice's link to bob and her tile for him; count bob's leaves.
+  const before = await markCall(alice, 'bob', bob);
 
   // The cut; from now on the "load balancer" sends alice to node B.
   proxy.state.down = true;
   proxy.cut();
   proxy.state.port = nodeB.port;
   await alice.waitForSelector('#connection-status[data-state="reconnecting"][data-resuming="true"]');
-  await bob.fill('#chat-input', 'said during the gap');
-  await bob.press('#chat-input', 'Enter');
-  await alice.fill('#chat-input', 'typed during the gap');
-  await alice.press('#chat-input', 'Enter');
+  await sendChat(bob, 'said during the gap');
+  await sendChat(alice, 'typed during the gap');
   proxy.state.down = false;
 
   await alice.waitForSelector('#connection-status[data-state="joined"]', { timeout: 60000 });
   await waitFor(async () => (await chatTexts(alice, 'bob')).includes('said during the gap'), { what: 'bob\'s chat at alice' });
   await waitFor(async () => (await chatTexts(bob, 'alice')).includes('typed during the gap'), { what: 'alice\'s chat at bob' });
   // Live, both ways, through the tunnel.
-  await bob.fill('#chat-input', 'after the resume');
-  await bob.press('#chat-input', 'Enter');
-  await alice.fill('#chat-input', 'back through B');
-  await alice.press('#chat-input', 'Enter');
+  await sendChat(bob, 'after the resume');
+  await sendChat(alice, 'back through B');
   await waitFor(async () => (await chatTexts(alice, 'bob')).includes('after the resume'), { what: 'live chat at alice' });
   await waitFor(async () => (await chatTexts(bob, 'alice')).includes('back through B'), { what: 'live chat at bob' });
   for (const [page, from, text] of [[alice, 'bob', 'said during the gap'], [bob, 'alice', 'typed during the gap'],
@@ -90,21 +72,11 @@ test('a cut signaling socket resumes through another node: the call and the chat
     assert.deepEqual((await chatTexts(page, from)).filter((t) => t === text), [text], `${text}: once`);
   }
 
-  const after = await alice.evaluate((selector) => {
-    const { client } = globalThis.switchboardDemo;
-    const pc = client.peerConnection('bob');
-    return {
-      pc: pc?.resumeMarker,
-      tile: document.querySelector(selector)?.dataset.resumeMarker,
-      sdp: pc?.localDescription.sdp,
-    };
-  }, tileSelector('bob'));
+  const after = await markedCall(alice, 'bob');
   assert.equal(after.pc, 'same', 'the RTCPeerConnection survived');
   assert.equal(after.tile, 'same', 'the tile was never rebuilt');
   assert.equal(after.sdp, before, 'no renegotiation');
-  const frames = Number(await alice.getAttribute(tileSelector('bob'), 'data-frames-decoded'));
-  await waitFor(async () => Number(await alice.getAttribute(tileSelector('bob'), 'data-frames-decoded')) > frames,
-    { what: 'more video frames from bob' });
+  await moreFrames(alice, 'bob');
   assert.deepEqual(await bob.evaluate(() => globalThis.leaves), [], 'bob heard no leave and no join');
 
   const metricsB = await (await fetch(`${nodeB.origin}/metrics`)).text();
