@@ -544,7 +544,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__fanout)
-            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --peers --mode --messages --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --peers --mode --messages --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -559,6 +559,10 @@ _switchboard() {
                     return 0
                     ;;
                 --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -738,7 +742,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__idle)
-            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --connections --hold --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --dialect --sources --server-pid --concurrency --json --plot --connections --hold --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -753,6 +757,10 @@ _switchboard() {
                     return 0
                     ;;
                 --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -800,7 +808,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__kill)
-            opts="-h --url --peer-url --tls-ca --sources --server-pid --concurrency --json --plot --victim-pid --peers --wait --dialect --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --sources --server-pid --concurrency --json --plot --victim-pid --peers --wait --dialect --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -815,6 +823,10 @@ _switchboard() {
                     return 0
                     ;;
                 --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -866,7 +878,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__media)
-            opts="-h --url --peer-url --tls-ca --sources --server-pid --concurrency --json --plot --consumers --rate --size --duration --warmup --dialect --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --sources --server-pid --concurrency --json --plot --consumers --rate --size --duration --warmup --dialect --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -881,6 +893,10 @@ _switchboard() {
                     return 0
                     ;;
                 --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -940,7 +956,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__relay)
-            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --pairs --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --pairs --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -955,6 +971,10 @@ _switchboard() {
                     return 0
                     ;;
                 --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1014,7 +1034,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__storm)
-            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --clients --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --dialect --sources --server-pid --concurrency --json --plot --clients --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1029,6 +1049,10 @@ _switchboard() {
                     return 0
                     ;;
                 --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1072,7 +1096,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__fanout)
-            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --peers --mode --messages --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --peers --mode --messages --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1087,6 +1111,10 @@ _switchboard() {
                     return 0
                     ;;
                 --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1360,7 +1388,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__idle)
-            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --connections --hold --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --dialect --sources --server-pid --concurrency --json --plot --connections --hold --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1375,6 +1403,10 @@ _switchboard() {
                     return 0
                     ;;
                 --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1418,7 +1450,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__kill)
-            opts="-h --url --peer-url --tls-ca --sources --server-pid --concurrency --json --plot --victim-pid --peers --wait --dialect --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --sources --server-pid --concurrency --json --plot --victim-pid --peers --wait --dialect --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1433,6 +1465,10 @@ _switchboard() {
                     return 0
                     ;;
                 --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1480,7 +1516,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__media)
-            opts="-h --url --peer-url --tls-ca --sources --server-pid --concurrency --json --plot --consumers --rate --size --duration --warmup --dialect --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --sources --server-pid --concurrency --json --plot --consumers --rate --size --duration --warmup --dialect --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1495,6 +1531,10 @@ _switchboard() {
                     return 0
                     ;;
                 --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1550,7 +1590,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__relay)
-            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --pairs --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --dialect --sources --server-pid --concurrency --json --plot --size --window --duration --warmup --pairs --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1565,6 +1605,10 @@ _switchboard() {
                     return 0
                     ;;
                 --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1620,7 +1664,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__storm)
-            opts="-h --url --peer-url --tls-ca --dialect --sources --server-pid --concurrency --json --plot --clients --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --dialect --sources --server-pid --concurrency --json --plot --clients --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1635,6 +1679,10 @@ _switchboard() {
                     return 0
                     ;;
                 --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-secret)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -16,6 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
+use switchboard_auth::{Scope, SigningKey};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
@@ -114,6 +115,45 @@ impl TlsTrust {
     }
 }
 
+/// Tokens for `--auth-secret KID=SECRET`: each client gets its own, minted as it connects
+/// and granting exactly its room and name (and SFU publish and subscribe), as an
+/// application server would hand out per user. It rides in `?access_token=`, as a browser's
+/// does.
+#[derive(Clone)]
+pub struct Tokens(Arc<SigningKey>);
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens")
+    }
+}
+
+/// How long a bench token lives: longer than any run.
+const TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+impl Tokens {
+    /// Parses `KID=SECRET`, the server's `--auth-secret` form.
+    pub fn from_arg(arg: &str) -> anyhow::Result<Tokens> {
+        let (kid, secret) = arg
+            .split_once('=')
+            .filter(|(kid, secret)| !kid.is_empty() && !secret.is_empty())
+            .context("--auth-secret wants KID=SECRET")?;
+        let key = SigningKey::secret(kid, secret.as_bytes())?;
+        Ok(Tokens(Arc::new(key)))
+    }
+
+    /// A token for `name` in `room`.
+    fn mint(&self, room: &str, name: &str) -> anyhow::Result<String> {
+        let scope = Scope {
+            room: Some(room.to_owned()),
+            publish: true,
+            subscribe: true,
+            ..Scope::default()
+        };
+        switchboard_auth::mint(&self.0, name, scope, TOKEN_TTL).context("minting a token")
+    }
+}
+
 /// How long one connect, upgrade and join may take before the client counts as failed.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -130,6 +170,8 @@ pub struct Target {
     tls: Option<(TlsTrust, ServerName<'static>)>,
     /// The second node of a split run: odd-numbered clients connect to it.
     peer: Option<Box<Target>>,
+    /// Each client's token, when the run sends them.
+    tokens: Option<Tokens>,
 }
 
 impl Target {
@@ -194,7 +236,17 @@ impl Target {
             base_path: uri.path().trim_end_matches('/').to_owned(),
             tls,
             peer: None,
+            tokens: None,
         })
+    }
+
+    /// The same target, with every client (on either node) sending its own token.
+    pub fn with_tokens(mut self, tokens: Option<Tokens>) -> Target {
+        self.peer = self
+            .peer
+            .map(|peer| Box::new(peer.with_tokens(tokens.clone())));
+        self.tokens = tokens;
+        self
     }
 
     /// Whether the run is split over two nodes.
@@ -275,12 +327,17 @@ impl Target {
                 (Stream::Tls(Box::new(tls)), "wss")
             }
         };
-        let url = format!(
+        let mut url = format!(
             "{scheme}://{}{}{}",
             self.authority,
             self.base_path,
             dialect.path(room, name)
         );
+        if let Some(tokens) = &self.tokens {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("access_token=");
+            url.push_str(&tokens.mint(room, name)?);
+        }
         let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
             .await
             .context("websocket upgrade")?;

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 
-pub use client::{Dialect, Target, TlsTrust};
+pub use client::{Dialect, Target, TlsTrust, Tokens};
 pub use report::{
     plot, Compared, Comparison, Params, Percentiles, ProcessUsage, Report, ServerUsage,
 };
@@ -145,6 +145,12 @@ pub struct Common {
     /// against; the certificate must name the URL's host (localhost or the IP)
     #[arg(long = "tls-ca", value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
+    /// An HS256 key as KID=SECRET, the server's `--auth-secret`: every client then sends its
+    /// own token (`?access_token=`), granting its room and name, minted as it connects. A
+    /// server without auth ignores it, so `compare` can set an `--auth required` server
+    /// beside an open one with the same clients
+    #[arg(long = "auth-secret", value_name = "KID=SECRET")]
+    pub auth_secret: Option<String>,
     /// The dialect the clients speak (the floor speaks only query-rooms)
     #[arg(long, value_enum, default_value_t = Dialect::QueryRooms)]
     pub dialect: Dialect,
@@ -525,10 +531,15 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Outcome> {
         .as_deref()
         .map(TlsTrust::from_pem_file)
         .transpose()?;
+    let tokens = common
+        .auth_secret
+        .as_deref()
+        .map(Tokens::from_arg)
+        .transpose()?;
     let mut targets = common
         .urls
         .iter()
-        .map(|url| Target::parse(url, trust.as_ref()))
+        .map(|url| Ok(Target::parse(url, trust.as_ref())?.with_tokens(tokens.clone())))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(peer) = &common.peer_url {
         let ([first], BenchCommand::Run(_)) = (&targets[..], &args.command) else {
@@ -538,10 +549,9 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Outcome> {
             !first.is_split(),
             "--url is already split as A,B: drop --peer-url"
         );
-        targets = vec![Target::parse(
-            &format!("{},{peer}", first.url()),
-            trust.as_ref(),
-        )?];
+        targets = vec![
+            Target::parse(&format!("{},{peer}", first.url()), trust.as_ref())?.with_tokens(tokens),
+        ];
     }
     match scenario {
         Scenario::Media(_) => ensure!(

@@ -40,6 +40,14 @@ impl Server {
     /// A server with TLS on its port, presenting a self-signed certificate for 127.0.0.1
     /// from files in `dir`; returns it and the certificate's PEM file (the `--tls-ca`).
     async fn start_tls(dir: &std::path::Path) -> (Server, std::path::PathBuf) {
+        Server::start_tls_with(dir, switchboard_server::Config::for_tests()).await
+    }
+
+    /// [`Server::start_tls`] with `config`'s other settings.
+    async fn start_tls_with(
+        dir: &std::path::Path,
+        config: switchboard_server::Config,
+    ) -> (Server, std::path::PathBuf) {
         std::fs::create_dir_all(dir).unwrap();
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         let signed = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
@@ -51,7 +59,7 @@ impl Server {
         let signal = stop.clone().cancelled_owned();
         let config = switchboard_server::Config {
             tls: Some(switchboard_server::TlsConfig::files(&cert, &key)),
-            ..switchboard_server::Config::for_tests()
+            ..config
         };
         tokio::spawn(switchboard_server::serve(listener, config, signal));
         (Server { addr, stop }, cert)
@@ -198,6 +206,46 @@ async fn relay_and_storm_over_wss() {
     assert!(execute(&args(&format!("storm --url {wss} --clients 1")))
         .await
         .is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_sends_its_own_token_to_a_server_that_requires_one() {
+    use switchboard_server::{AuthKey, AuthMode};
+    let dir = std::env::temp_dir().join(format!("sb-bench-auth-{}", std::process::id()));
+    let config = switchboard_server::Config {
+        auth: AuthMode::Required,
+        auth_keys: vec![AuthKey::secret("k1", "bench-secret")],
+        ..switchboard_server::Config::for_tests()
+    };
+    let (server, ca) = Server::start_tls_with(&dir, config).await;
+    let wss = format!("wss://{} --tls-ca {}", server.addr, ca.display());
+    for dialect in ["query-rooms", "conference"] {
+        let line = format!(
+            "relay --url {wss} --auth-secret k1=bench-secret --dialect {dialect} --pairs 2 --window 2 --duration 300ms --warmup 100ms"
+        );
+        assert_drained(&bench(&line).await.reports[0]);
+        let line = format!(
+            "storm --url {wss} --auth-secret k1=bench-secret --dialect {dialect} --clients 20 --concurrency 4"
+        );
+        let report = &bench(&line).await.reports[0];
+        assert_eq!(report.errors, 0, "{:?}", report.first_error);
+        assert_eq!(report.operations, 20);
+    }
+    // Without a token, or with one signed by another secret, the upgrade is refused (401).
+    for auth in ["", "--auth-secret k1=another-secret"] {
+        let line = format!("storm --url {wss} {auth} --clients 4 --concurrency 4");
+        let report = &bench(&line).await.reports[0];
+        assert_eq!(report.operations, 0, "{auth:?}");
+        assert_eq!(report.errors, 4, "{auth:?}");
+        let error = report.first_error.as_deref().unwrap();
+        assert!(error.contains("401"), "{auth:?}: {error}");
+    }
+    // A malformed flag is refused before any connection.
+    for bad in ["k1", "=s", "k1="] {
+        let line = format!("storm --url {wss} --auth-secret {bad} --clients 1");
+        assert!(execute(&args(&line)).await.is_err(), "{bad}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
