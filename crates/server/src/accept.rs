@@ -34,6 +34,7 @@ use tracing::{debug, trace, warn};
 
 use crate::limits::AddressSlot;
 use crate::metrics::Limit;
+use crate::read_ahead::ReadAhead;
 use crate::tls::{Handshake, Tls};
 use crate::AppState;
 
@@ -180,7 +181,7 @@ async fn connection<Io>(
     http.timer(TokioTimer::new())
         .header_read_timeout(state.config.header_read_timeout);
     let mut conn = pin!(http
-        .serve_connection(TokioIo::new(io), service)
+        .serve_connection(TokioIo::new(ReadAhead::new(io)), service)
         .with_upgrades());
     let served = tokio::select! {
         served = conn.as_mut() => served,

@@ -13,6 +13,7 @@ mod http;
 mod limits;
 mod media;
 mod metrics;
+mod read_ahead;
 mod resume;
 mod router;
 mod shutdown;

@@ -33,10 +33,12 @@ use crate::metrics::Limit;
 use crate::resume::{Handoff, Link};
 use crate::{assets, auth, AppState, DialectKind};
 
-/// Read-buffer size per socket. tungstenite zero-fills all of it up front, so every idle
-/// socket pays it in full: 2 KiB holds a chat, an ICE candidate or a 1 KiB relayed payload
-/// in one read, and a larger frame (an SDP offer) grows the buffer as it arrives.
-const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// tungstenite's read-buffer size per socket, held for the socket's life, and the most it
+/// asks for per read. Small, because the socket under it reads ahead into a per-thread
+/// buffer ([`crate::read_ahead`]): a read of 256 bytes is a copy, not a system call, and an
+/// idle socket holds 256 bytes instead of kilobytes. A larger frame (an SDP offer) grows the
+/// buffer as it arrives.
+const READ_BUFFER_BYTES: usize = 256;
 /// Bytes of outgoing frames collected before a write; a batch is flushed at its end anyway.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
