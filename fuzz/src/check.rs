@@ -25,8 +25,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 use switchboard_core::{
-    Command, DialectKind, ErrorCode, Event, Joined, Message, PeerName, RawFrame, RawJson, RoomId,
-    Signal, SignalKind,
+    Command, DialectKind, ErrorCode, ErrorEvent, Event, Joined, Message, PeerName, Presence,
+    RawFrame, RawJson, RoomId, Signal, SignalKind,
 };
 use switchboard_dialects::{
     resume, Broadcast, Conference, Dialect, Outbound, Pairing, QueryRooms, RoomRelay, WireError,
@@ -161,11 +161,11 @@ fn frame(data: &[u8], outcome: &mut Outcome) {
     let decoded = RoomRelay::decode(&mut Default::default(), text);
     after_decode::<RoomRelay>(text, decoded, outcome);
 
-    let error = Event::Error {
+    let error = Event::Error(Box::new(ErrorEvent {
         code: ErrorCode::BadField,
         message: Arc::from(text),
         rid: None,
-    };
+    }));
     for (dialect, out) in encode_everywhere(&error) {
         if let Some(out) = out {
             outcome.encoded += 1;
@@ -189,7 +189,7 @@ fn frame(data: &[u8], outcome: &mut Outcome) {
         }
     }
     if let (Ok(room), Ok(name)) = (RoomId::parse(text), PeerName::parse(text)) {
-        let joined = Event::PeerJoined { room, name };
+        let joined = Event::PeerJoined(Arc::new(Presence { room, name }));
         for (dialect, out) in encode_everywhere(&joined) {
             if let Some(out) = out {
                 outcome.encoded += 1;
@@ -218,11 +218,11 @@ fn after_decode<D: Dialect>(
             if let Some(rid) = &error.rid {
                 assert_json(rid, "an error's rid");
             }
-            let event = Event::Error {
+            let event = Event::Error(Box::new(ErrorEvent {
                 code: error.code,
                 message: Arc::from(&*error.message),
                 rid: error.rid,
-            };
+            }));
             outcome.encoded += encode_everywhere(&event)
                 .iter()
                 .filter(|(_, out)| out.is_some())
@@ -273,6 +273,10 @@ fn events(origin: DialectKind, command: Command<'_>) -> Vec<Event> {
         Command::Join { room, name, rid } => {
             assert_eq!(RoomId::parse(room.as_str()).as_ref(), Ok(&room));
             assert_eq!(PeerName::parse(name.as_str()).as_ref(), Ok(&name));
+            let presence = Arc::new(Presence {
+                room: room.clone(),
+                name: name.clone(),
+            });
             vec![
                 Event::Joined(Box::new(Joined {
                     room: room.clone(),
@@ -282,11 +286,8 @@ fn events(origin: DialectKind, command: Command<'_>) -> Vec<Event> {
                     ice_servers: None,
                     media: None,
                 })),
-                Event::PeerJoined {
-                    room: room.clone(),
-                    name: name.clone(),
-                },
-                Event::PeerLeft { room, name },
+                Event::PeerJoined(presence.clone()),
+                Event::PeerLeft(presence),
             ]
         }
         Command::Leave { .. } => Vec::new(),
@@ -304,11 +305,11 @@ fn events(origin: DialectKind, command: Command<'_>) -> Vec<Event> {
         Command::Broadcast(frame) => vec![Event::Frame(Arc::new(frame))],
         Command::Media { data, rid, .. } => {
             assert_json(&data, "media data");
-            vec![Event::Error {
+            vec![Event::Error(Box::new(ErrorEvent {
                 code: ErrorCode::MediaDisabled,
                 message: Arc::from("media is off on this server"),
                 rid,
-            }]
+            }))]
         }
     }
 }

@@ -11,9 +11,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use switchboard_core::{
-    CoreError, DialectKind, ErrorCode, Event, Inbound, MediaEvent, MediaRequest, Message, NodeId,
-    PeerKey, PeerName, RawFrame, RawJson, RoomId, Seat, Signal, SignalKind, State, Stats,
-    UserStats,
+    CoreError, DialectKind, ErrorCode, ErrorEvent, Event, Inbound, MediaEvent, MediaRequest,
+    Message, NodeId, PeerKey, PeerName, RawFrame, RawJson, RoomId, Seat, Signal, SignalKind, State,
+    Stats, UserStats,
 };
 
 /// The version and magic every envelope starts with.
@@ -764,11 +764,11 @@ pub fn media_event(
             field(out, media.data.as_str().as_bytes());
             optional_json(out, media.rid.as_ref());
         }
-        Event::Error { code, message, rid } => {
+        Event::Error(error) => {
             field(out, b"e");
-            field(out, code.as_str().as_bytes());
-            field(out, message.as_bytes());
-            optional_json(out, rid.as_ref());
+            field(out, error.code.as_str().as_bytes());
+            field(out, error.message.as_bytes());
+            optional_json(out, error.rid.as_ref());
         }
         // Nothing else comes from the SFU.
         _ => field(out, b"-"),
@@ -852,7 +852,7 @@ pub fn decode_media(
                     .ok_or(DecodeError::Field)?;
                 let message = Arc::from(reader.text()?);
                 let rid = reader.optional_json()?;
-                Event::Error { code, message, rid }
+                Event::Error(Box::new(ErrorEvent { code, message, rid }))
             }
             _ => return Err(DecodeError::Field),
         };

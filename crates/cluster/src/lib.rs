@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_core::{
-    CoreError, Event, Inbound, NodeId, Overloaded, PeerKey, PeerName, RawFrame, RawJson, RoomId,
-    SharedHub, Signal, SignalKind, Stats, Uplink, UserStats,
+    CoreError, ErrorEvent, Event, Inbound, NodeId, Overloaded, PeerKey, PeerName, RawFrame,
+    RawJson, RoomId, SharedHub, Signal, SignalKind, Stats, Uplink, UserStats,
 };
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::{sleep, timeout, Instant};
@@ -1256,11 +1256,11 @@ impl Cluster {
             envelope::MediaMessage::Request(request) => match self.0.media.get() {
                 Some(port) => port.request(*request),
                 None => {
-                    let error = Event::Error {
+                    let error = Event::Error(Box::new(ErrorEvent {
                         code: switchboard_core::ErrorCode::MediaDisabled,
                         message: Arc::from("media is off on this room's media node"),
                         rid: request.rid.clone(),
-                    };
+                    }));
                     self.media_to_peer(request.node, request.key, &request.room, &error);
                 }
             },

@@ -17,7 +17,9 @@ mod peer;
 pub use cluster::{Inbound, Member, MembershipListener, NodeId, Overloaded, Seat, Uplink};
 pub use command::{Command, MediaRequest, Message, SignalKind};
 pub use error::{CoreError, ErrorCode};
-pub use event::{Event, Joined, MediaEvent, RawFrame, RawJson, SharedFrames, Signal};
+pub use event::{
+    ErrorEvent, Event, Joined, MediaEvent, Presence, RawFrame, RawJson, SharedFrames, Signal,
+};
 pub use grant::{Grant, RoomGrant};
 pub use hub::{Census, Hub, Outcome, SharedHub, Stats, UserStats};
 pub use ice::IceMinter;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use switchboard_core::{
-    Command, DialectKind, Event, Joined, MediaEvent, MediaRequest, Message, PeerName, RawJson,
-    SignalKind,
+    Command, DialectKind, ErrorEvent, Event, Joined, MediaEvent, MediaRequest, Message, PeerName,
+    RawJson, SignalKind,
 };
 
 use crate::frame::{self, push_key, push_rid, push_str, Fields};
@@ -66,8 +66,8 @@ impl Dialect for Conference {
                 push_rid(out, rid.as_ref());
                 out.push('}');
             }
-            Event::PeerJoined { name, .. } => presence(out, "user-joined", name),
-            Event::PeerLeft { name, .. } => presence(out, "user-left", name),
+            Event::PeerJoined(joined) => presence(out, "user-joined", &joined.name),
+            Event::PeerLeft(left) => presence(out, "user-left", &left.name),
             Event::Signal(signal) => {
                 let message = &signal.message;
                 let kind = match &message.kind {
@@ -104,7 +104,8 @@ impl Dialect for Conference {
                 out.push_str(message.payload.as_ref().map_or("null", |p| p.as_str()));
                 out.push_str("}}");
             }
-            Event::Error { code, message, rid } => {
+            Event::Error(error) => {
+                let ErrorEvent { code, message, rid } = &**error;
                 out.push_str(r#"{"type":"error","data":{"message":"#);
                 push_str(out, message);
                 out.push_str(r#","code":""#);
@@ -212,7 +213,7 @@ fn presence(out: &mut String, kind: &str, name: &PeerName) {
 mod tests {
     use std::sync::Arc;
 
-    use switchboard_core::{RoomId, Signal};
+    use switchboard_core::{Presence, RoomId, Signal};
 
     use switchboard_core::ErrorCode;
 
@@ -295,18 +296,18 @@ mod tests {
     #[test]
     fn presence_events() {
         let mut session = joined_session("bob");
-        let event = Event::PeerJoined {
+        let event = Event::PeerJoined(Arc::new(Presence {
             room: RoomId::parse("r").unwrap(),
             name: name("carol"),
-        };
+        }));
         assert_eq!(
             encode(&mut session, &event),
             r#"{"type":"user-joined","data":{"user":"carol"}}"#
         );
-        let event = Event::PeerLeft {
+        let event = Event::PeerLeft(Arc::new(Presence {
             room: RoomId::parse("r").unwrap(),
             name: name("carol"),
-        };
+        }));
         assert_eq!(
             encode(&mut session, &event),
             r#"{"type":"user-left","data":{"user":"carol"}}"#
@@ -375,11 +376,11 @@ mod tests {
 
     #[test]
     fn errors_carry_code_message_and_rid() {
-        let event = Event::Error {
+        let event = Event::Error(Box::new(ErrorEvent {
             code: ErrorCode::NameTaken,
             message: Arc::from("name alice is already taken in this room"),
             rid: Some(RawJson::new("3")),
-        };
+        }));
         assert_eq!(
             encode(&mut Session::default(), &event),
             r#"{"type":"error","data":{"message":"name alice is already taken in this room","code":"name_taken"},"rid":3}"#

@@ -73,16 +73,16 @@ impl Dialect for Pairing {
                     r#"{"reason":"peer_gone"}"#,
                 );
             }
-            Event::Error { code, message, .. } => {
+            Event::Error(error) => {
                 out.push_str(r#"{"type":"error","data":{"code":""#);
-                out.push_str(code.as_str());
+                out.push_str(error.code.as_str());
                 out.push_str(r#"","message":"#);
-                push_str(out, message);
+                push_str(out, &error.message);
                 out.push_str("}}");
             }
             Event::Joined(_)
-            | Event::PeerJoined { .. }
-            | Event::PeerLeft { .. }
+            | Event::PeerJoined(_)
+            | Event::PeerLeft(_)
             | Event::Frame(_)
             | Event::Media(_)
             | Event::Settled => return Outbound::Skip,
@@ -108,7 +108,7 @@ fn addressed(out: &mut String, session: &Session, kind: &str, from: &PeerName, d
 mod tests {
     use std::sync::Arc;
 
-    use switchboard_core::{ErrorCode, Signal};
+    use switchboard_core::{ErrorCode, ErrorEvent, Signal};
 
     use super::*;
 
@@ -195,11 +195,11 @@ mod tests {
             out,
             r#"{"type":"disconnect","from":"a","to":"b","data":{"reason":"peer_gone"}}"#
         );
-        let event = Event::Error {
+        let event = Event::Error(Box::new(ErrorEvent {
             code: ErrorCode::UserBusy,
             message: Arc::from("user a is busy"),
             rid: None,
-        };
+        }));
         Pairing::encode(&mut session, &event, &mut out);
         assert_eq!(
             out,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use switchboard_core::{
-    Command, CoreError, DialectKind, Event, Message, PeerName, RoomId, Signal, SignalKind,
+    Command, CoreError, DialectKind, Event, Message, PeerName, Presence, RoomId, Signal, SignalKind,
 };
 
 use crate::frame::{self, push_key, push_str, Fields};
@@ -74,14 +74,14 @@ impl Dialect for QueryRooms {
                 session.name = Some(joined.name.clone());
                 return Outbound::Skip; // query-rooms has no join reply: the upgrade is it
             }
-            Event::PeerJoined { room, name } => presence(out, "peer_joined", room, name),
-            Event::PeerLeft { room, name } => presence(out, "peer_left", room, name),
+            Event::PeerJoined(joined) => presence(out, "peer_joined", joined),
+            Event::PeerLeft(left) => presence(out, "peer_left", left),
             Event::Signal(signal) => return encode_signal(session, signal, out),
-            Event::Error { code, message, .. } => {
+            Event::Error(error) => {
                 out.push_str(r#"{"type":"error","payload":{"code":""#);
-                out.push_str(code.as_str());
+                out.push_str(error.code.as_str());
                 out.push_str(r#"","message":"#);
-                push_str(out, message);
+                push_str(out, &error.message);
                 out.push_str("}}");
             }
             Event::Greeting { .. }
@@ -153,15 +153,15 @@ fn for_all_unless(addressed: bool) -> Outbound {
     }
 }
 
-fn presence(out: &mut String, kind: &str, room: &RoomId, name: &PeerName) {
+fn presence(out: &mut String, kind: &str, news: &Presence) {
     out.push_str(r#"{"type":""#);
     out.push_str(kind);
     out.push_str(r#"","from":"#);
-    push_str(out, name.as_str());
+    push_str(out, news.name.as_str());
     out.push_str(r#","payload":{"peer_id":"#);
-    push_str(out, name.as_str());
+    push_str(out, news.name.as_str());
     out.push_str(r#","room":"#);
-    push_str(out, room.as_str());
+    push_str(out, news.room.as_str());
     out.push_str("}}");
 }
 
@@ -169,7 +169,7 @@ fn presence(out: &mut String, kind: &str, room: &RoomId, name: &PeerName) {
 mod tests {
     use std::sync::Arc;
 
-    use switchboard_core::{ErrorCode, RawJson};
+    use switchboard_core::{ErrorCode, ErrorEvent, RawJson};
 
     use super::*;
 
@@ -261,18 +261,18 @@ mod tests {
     #[test]
     fn presence_carries_peer_id_and_room() {
         let room = RoomId::parse("test-room").unwrap();
-        let event = Event::PeerJoined {
+        let event = Event::PeerJoined(Arc::new(Presence {
             room: room.clone(),
             name: name("peer1"),
-        };
+        }));
         assert_eq!(
             encode(&mut session("peer2"), &event),
             r#"{"type":"peer_joined","from":"peer1","payload":{"peer_id":"peer1","room":"test-room"}}"#
         );
-        let event = Event::PeerLeft {
+        let event = Event::PeerLeft(Arc::new(Presence {
             room,
             name: name("peer1"),
-        };
+        }));
         assert_eq!(
             encode(&mut session("peer2"), &event),
             r#"{"type":"peer_left","from":"peer1","payload":{"peer_id":"peer1","room":"test-room"}}"#
@@ -287,11 +287,11 @@ mod tests {
         let error =
             QueryRooms::decode(&mut Session::default(), r#"{"type":"offer","to":3}"#).unwrap_err();
         assert_eq!(error.code, ErrorCode::BadField);
-        let event = Event::Error {
+        let event = Event::Error(Box::new(ErrorEvent {
             code: ErrorCode::PeerNotFound,
             message: Arc::from("no peer named x in this room"),
             rid: None,
-        };
+        }));
         assert_eq!(
             encode(&mut session("a"), &event),
             r#"{"type":"error","payload":{"code":"peer_not_found","message":"no peer named x in this room"}}"#

@@ -112,14 +112,14 @@ impl Dialect for RoomRelay {
                 }
                 out.push_str("]}");
             }
-            Event::PeerJoined { name, .. } => presence(out, "user-joined", name),
-            Event::PeerLeft { name, .. } => presence(out, "user-left", name),
+            Event::PeerJoined(joined) => presence(out, "user-joined", &joined.name),
+            Event::PeerLeft(left) => presence(out, "user-left", &left.name),
             Event::Signal(signal) => return encode_signal(session, signal, out),
-            Event::Error { code, message, .. } => {
+            Event::Error(error) => {
                 out.push_str(r#"{"type":"error","code":""#);
-                out.push_str(code.as_str());
+                out.push_str(error.code.as_str());
                 out.push_str(r#"","message":"#);
-                push_str(out, message);
+                push_str(out, &error.message);
                 out.push('}');
             }
             Event::Greeting { .. }
@@ -231,7 +231,7 @@ fn presence(out: &mut String, kind: &str, name: &PeerName) {
 
 #[cfg(test)]
 mod tests {
-    use switchboard_core::{ErrorCode, RoomId};
+    use switchboard_core::{ErrorCode, ErrorEvent, Presence, RoomId};
 
     use super::*;
 
@@ -299,18 +299,18 @@ mod tests {
             encode(&mut Session::default(), &event),
             r#"{"type":"join-success","roomId":"r1","userId":"u2","users":["u1"]}"#
         );
-        let event = Event::PeerJoined {
+        let event = Event::PeerJoined(Arc::new(Presence {
             room: RoomId::parse("r1").unwrap(),
             name: name("u3"),
-        };
+        }));
         assert_eq!(
             encode(&mut session("u2"), &event),
             r#"{"type":"user-joined","userId":"u3"}"#
         );
-        let event = Event::PeerLeft {
+        let event = Event::PeerLeft(Arc::new(Presence {
             room: RoomId::parse("r1").unwrap(),
             name: name("u3"),
-        };
+        }));
         assert_eq!(
             encode(&mut session("u2"), &event),
             r#"{"type":"user-left","userId":"u3"}"#
@@ -402,11 +402,11 @@ mod tests {
             code(r#"{"type":"join-room","roomId":"r","sender":""}"#),
             ErrorCode::BadId
         );
-        let event = Event::Error {
+        let event = Event::Error(Box::new(ErrorEvent {
             code: ErrorCode::NotInRoom,
             message: Arc::from("join a room first"),
             rid: None,
-        };
+        }));
         assert_eq!(
             encode(&mut session("u"), &event),
             r#"{"type":"error","code":"not_in_room","message":"join a room first"}"#

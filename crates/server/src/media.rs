@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use switchboard_cluster::envelope::ForwardedRequest;
 use switchboard_cluster::{Cluster, MediaPort};
 use switchboard_core::{
-    DialectKind, Event, MembershipListener, NodeId, PeerKey, PeerName, RoomId, Seat, SharedHub,
+    DialectKind, ErrorEvent, Event, MembershipListener, NodeId, PeerKey, PeerName, RoomId, Seat,
+    SharedHub,
 };
 use switchboard_sfu::{MediaConfig, Sfu, Signaling, StartError};
 use tracing::{info, warn};
@@ -210,11 +211,11 @@ impl MediaPort for Port {
             rid: request.rid,
         };
         if let Err((code, message)) = self.sfu.request(forwarded) {
-            let error = Event::Error {
+            let error = Event::Error(Box::new(ErrorEvent {
                 code,
                 message: Arc::from(message),
                 rid,
-            };
+            }));
             self.cluster
                 .media_to_peer(request.node, request.key, &request.room, &error);
         }

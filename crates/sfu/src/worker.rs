@@ -13,7 +13,9 @@ use str0m::config::DtlsCert;
 use str0m::media::{KeyframeRequestKind, Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Rtc};
-use switchboard_core::{Event, MediaEvent, MediaRequest, PeerKey, PeerName, RawJson, RoomId};
+use switchboard_core::{
+    ErrorEvent, Event, MediaEvent, MediaRequest, PeerKey, PeerName, RawJson, RoomId,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -329,11 +331,11 @@ impl Worker {
         };
         let event = match reply {
             Ok((kind, data)) => media_event(kind, &data, rid),
-            Err(error) => Event::Error {
+            Err(error) => Event::Error(Box::new(ErrorEvent {
                 code: error.code(),
                 message: Arc::from(error.to_string()),
                 rid,
-            },
+            })),
         };
         self.signaling.tell(peer, event);
     }

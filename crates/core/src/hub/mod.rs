@@ -29,8 +29,8 @@ use crate::cluster::{Inbound, Member, MembershipListener, NodeId, Uplink};
 use crate::ice::{IceMinter, IceServers};
 use crate::peer::Peer;
 use crate::{
-    Command, CoreError, Event, Outbox, PeerKey, PeerName, PeerProfile, Place, RawJson, RoomId,
-    State,
+    Command, CoreError, ErrorEvent, Event, Outbox, PeerKey, PeerName, PeerProfile, Place, RawJson,
+    RoomId, State,
 };
 
 use channels::Channel;
@@ -280,11 +280,11 @@ impl Hub {
         let message = Arc::from(error.to_string());
         self.reply(
             key,
-            Event::Error {
+            Event::Error(Box::new(ErrorEvent {
                 code: error.code(),
                 message,
                 rid,
-            },
+            })),
         );
     }
 

@@ -11,7 +11,10 @@ use std::sync::Arc;
 
 use super::{offer, Hub, Outcome};
 use crate::cluster::{Member, NodeId, Seat};
-use crate::{CoreError, Event, Joined, Message, PeerKey, PeerName, Place, RawJson, RoomId, Signal};
+use crate::{
+    CoreError, ErrorEvent, Event, Joined, Message, PeerKey, PeerName, Place, Presence, RawJson,
+    RoomId, Signal,
+};
 
 /// One room as this node knows it.
 #[derive(Default)]
@@ -407,11 +410,11 @@ impl Hub {
             let message = format!("name {} was taken while this server was cut off", seat.name);
             self.deliver(
                 lost,
-                Event::Error {
+                Event::Error(Box::new(ErrorEvent {
                     code: crate::ErrorCode::NameTaken,
                     message: Arc::from(message),
                     rid: None,
-                },
+                })),
             );
             self.slow.push((lost, false));
         }
@@ -639,10 +642,11 @@ impl Hub {
         let Some(room) = self.rooms.get(room_id) else {
             return;
         };
-        let joined = Event::PeerJoined {
+        // One `Presence` for the whole room: each member's event shares it.
+        let joined = Event::PeerJoined(Arc::new(Presence {
             room: room_id.clone(),
             name: name.clone(),
-        };
+        }));
         for key in room.local_keys() {
             if Some(key) != except {
                 offer(&self.peers, key, joined.clone(), &mut self.slow);
@@ -661,10 +665,10 @@ impl Hub {
             }
             return;
         }
-        let left = Event::PeerLeft {
+        let left = Event::PeerLeft(Arc::new(Presence {
             room: room_id.clone(),
             name,
-        };
+        }));
         for key in room.local_keys() {
             offer(&self.peers, key, left.clone(), &mut self.slow);
         }

@@ -80,7 +80,7 @@ fn join_announces_once_and_replies_with_the_roster() {
     let mut bob = connect(&mut hub, DialectKind::Conference, 16);
     hub.join(bob.key, room("x"), name("bob"), None).unwrap();
     let events = alice.events();
-    assert!(matches!(&events[..], [Event::PeerJoined { name, .. }] if name.as_str() == "bob"));
+    assert!(matches!(&events[..], [Event::PeerJoined(joined)] if joined.name.as_str() == "bob"));
     let events = bob.events();
     let [Event::Joined(joined)] = &events[..] else {
         panic!("{events:?}")
@@ -90,6 +90,26 @@ fn join_announces_once_and_replies_with_the_roster() {
         members.iter().map(PeerName::as_str).collect::<Vec<_>>(),
         ["alice", "bob"]
     );
+}
+
+#[test]
+fn presence_news_is_made_once_per_room_not_once_per_member() {
+    let mut hub = Hub::default();
+    let mut alice = joined(&mut hub, "alice", "x");
+    let mut bob = joined(&mut hub, "bob", "x");
+    alice.events();
+    let carol = joined(&mut hub, "carol", "x");
+    let (told_alice, told_bob) = (alice.events(), bob.events());
+    let ([Event::PeerJoined(a)], [Event::PeerJoined(b)]) = (&told_alice[..], &told_bob[..]) else {
+        panic!("{told_alice:?} {told_bob:?}")
+    };
+    assert!(Arc::ptr_eq(a, b));
+    hub.disconnect(carol.key);
+    let (told_alice, told_bob) = (alice.events(), bob.events());
+    let ([Event::PeerLeft(a)], [Event::PeerLeft(b)]) = (&told_alice[..], &told_bob[..]) else {
+        panic!("{told_alice:?} {told_bob:?}")
+    };
+    assert!(Arc::ptr_eq(a, b));
 }
 
 #[test]
@@ -114,7 +134,7 @@ fn leaving_tells_each_member_once_and_empty_rooms_vanish() {
     hub.disconnect(bob.key);
     hub.disconnect(bob.key);
     let events = alice.events();
-    assert!(matches!(&events[..], [Event::PeerLeft { name, .. }] if name.as_str() == "bob"));
+    assert!(matches!(&events[..], [Event::PeerLeft(left)] if left.name.as_str() == "bob"));
     hub.disconnect(alice.key);
     assert_eq!(hub.census().rooms, 0);
 }
@@ -371,7 +391,7 @@ mod cluster {
             name: name("bob"),
         });
         let events = alice.events();
-        assert!(matches!(&events[..], [Event::PeerLeft { name, .. }] if name.as_str() == "bob"));
+        assert!(matches!(&events[..], [Event::PeerLeft(left)] if left.name.as_str() == "bob"));
     }
 
     #[test]
@@ -491,7 +511,7 @@ mod cluster {
         let events = alice.events();
         assert!(matches!(
             &events[..],
-            [Event::PeerJoined { .. }, Event::Signal(_)]
+            [Event::PeerJoined(_), Event::Signal(_)]
         ));
     }
 
@@ -524,8 +544,8 @@ mod cluster {
             .events()
             .iter()
             .map(|event| match event {
-                Event::PeerJoined { name, .. } => format!("+{name}"),
-                Event::PeerLeft { name, .. } => format!("-{name}"),
+                Event::PeerJoined(joined) => format!("+{}", joined.name),
+                Event::PeerLeft(left) => format!("-{}", left.name),
                 other => format!("{other:?}"),
             })
             .collect();
