@@ -12,6 +12,12 @@
 //                                     event sends connect-transport {transportId, dtlsParameters}
 //   new-producer {producerId, user}   consume → recvTransport.consume() → resume-consumer
 //   producer-closed {consumerId}      that consumer closes and its track goes
+//   setProducerPaused(kind, paused)   producer.pause()/resume(), then pause-producer /
+//                                     resume-producer: the server stops/starts forwarding it
+//   setConsumerPaused(id, paused)     consumer.pause()/resume(), then pause-consumer /
+//                                     resume-consumer
+//   consumer-paused / consumer-resumed {consumerId}   the publisher paused/resumed: the
+//                                     consumer is paused/resumed here too
 //   leaving, a dropped socket         the session ends; the server closes what we owned
 // Requests are made one at a time, in the order the events that cause them arrived, so a
 // producer-closed never overtakes the consume it undoes.
@@ -22,6 +28,8 @@
 //   producing    {kinds}                    what we send now: [], ['video', 'audio'], ...
 //   track        {user, kind, track, consumerId, producerId}   a remote track to show
 //   track-ended  {user, kind, track, consumerId, producerId, reason}   it went away
+//   paused       {user, kind, consumerId, producerId, paused, by}   a consumer was paused or
+//                                           resumed, `by` 'us' or 'publisher'
 //   error        {code, message, request?}  the server's error code, or one of ours
 //                                           (library_failed, media_disabled, bad_reply,
 //                                           cannot_produce, transport_failed, ...)
@@ -91,6 +99,36 @@ export class SfuMedia extends EventTarget {
   }
 
   /**
+   * Pauses (or resumes) what we send of `kind` ('audio', 'video'): mediasoup-client stops
+   * sending it, and the server stops forwarding it (pause-producer); every consumer of it is
+   * told (consumer-paused). Resuming asks the publisher's browser for a keyframe, so the
+   * pictures start again at once. Resolves to whether there was such a producer.
+   */
+  async setProducerPaused(kind, paused) {
+    const producer = this.#session?.producers.get(kind);
+    if (!producer) return false;
+    if (paused) producer.pause(); else producer.resume();
+    const [request, reply] = paused ? ['pause-producer', 'producerPaused'] : ['resume-producer', 'producerResumed'];
+    expectReply(await this.#client.request(request, { producerId: producer.id }), reply);
+    return true;
+  }
+
+  /**
+   * Pauses (or resumes) one consumer: mediasoup-client stops rendering it, and the server
+   * stops forwarding to it (pause-consumer), which saves the bandwidth of a hidden tile.
+   * Resolves to whether there was such a consumer.
+   */
+  async setConsumerPaused(consumerId, paused) {
+    const entry = this.#session?.consumers.get(consumerId);
+    if (!entry) return false;
+    if (paused) entry.consumer.pause(); else entry.consumer.resume();
+    const [request, reply] = paused ? ['pause-consumer', 'consumerPaused'] : ['resume-consumer', 'consumerResumed'];
+    expectReply(await this.#client.request(request, { consumerId }), reply);
+    this.#emitPaused(entry, paused, 'us');
+    return true;
+  }
+
+  /**
    * Totals over the receive transport (inbound video frames decoded, audio samples received,
    * the widest frame) and the send transport (video frames encoded and their width, bytes
    * sent, the bandwidth estimate), with both connection states.
@@ -112,6 +150,7 @@ export class SfuMedia extends EventTarget {
       consumers: session?.consumers.size ?? 0,
       producers: Object.fromEntries([...(session?.producers ?? [])].map(([kind, p]) => [kind, p.id])),
       producerClosed: this.producerClosedSeen,
+      pausedConsumers: [...(session?.consumers.values() ?? [])].filter((e) => e.consumer.paused).map((e) => e.consumer.id),
     };
     const [received, sent] = await Promise.all([
       session?.recvTransport?.getStats(),
@@ -309,6 +348,14 @@ export class SfuMedia extends EventTarget {
       const ours = [...session.producers.values()].some((p) => p.id === data.producerId);
       if (ours || data.user === this.#client.name) return; // the server sends it to the others
       this.#enqueue(session, 'consume', () => this.#consume(session, data));
+    } else if (type === 'consumer-paused' || type === 'consumer-resumed') {
+      const paused = type === 'consumer-paused';
+      this.#enqueue(session, type, async () => {
+        const entry = session.consumers.get(data.consumerId);
+        if (!entry) return;
+        if (paused) entry.consumer.pause(); else entry.consumer.resume();
+        this.#emitPaused(entry, paused, 'publisher');
+      });
     } else if (type === 'producer-closed') {
       this.#producerClosedSeen.push({ producerId: data.producerId, consumerId: data.consumerId });
       if (this.#producerClosedSeen.length > MAX_CLOSED_SEEN) this.#producerClosedSeen.shift();
@@ -345,8 +392,14 @@ export class SfuMedia extends EventTarget {
     }
     const entry = { consumer, user: owner, producerId };
     session.consumers.set(consumer.id, entry);
+    // A producer paused before we consumed it: nothing comes until its consumer-resumed.
+    if (reply.data.producerPaused === true) consumer.pause();
     this.#emit('track', { user: owner, kind: consumer.kind, track: consumer.track, consumerId: consumer.id, producerId });
     expectReply(await this.#client.request('resume-consumer', { consumerId: consumer.id }), 'consumerResumed');
+  }
+
+  #emitPaused({ consumer, user, producerId }, paused, by) {
+    this.#emit('paused', { user, kind: consumer.kind, consumerId: consumer.id, producerId, paused, by });
   }
 
   #dropConsumer({ consumer, user, producerId }, reason) {

@@ -2,7 +2,9 @@
 // (`/?mode=sfu`). Two Chromium pages with fake camera and microphone publish and consume each
 // other through the server; a third page that joins later, without a camera, decodes them too;
 // when the first publisher leaves, the others get producer-closed for its producers and its
-// tile goes, while the rest of the call goes on. Also, over a raw WebSocket: consume of an
+// tile goes, while the rest of the call goes on; then the remaining publisher pauses and
+// resumes its video (pause-producer), and the viewer its consumer (pause-consumer), each seen
+// in the decoded frame count holding still, then growing. Also, over a raw WebSocket: consume of an
 // unknown producer is answered by error producer_not_found, with the request's rid.
 //
 // Decoding is read from getStats() on the pages' mediasoup transports (sfu.js `stats()`),
@@ -131,6 +133,45 @@ describe('media through the SFU', () => {
     await bob.screenshot({ path: artifact('sfu-bob-after-leave.png'), fullPage: true });
     await carol.screenshot({ path: artifact('sfu-carol-after-leave.png'), fullPage: true });
     for (const page of [alice, bob, carol]) assert.deepEqual(realProblems(page), []);
+  });
+
+  test('pausing and resuming, the publisher\'s producer and the viewer\'s consumer', async (t) => {
+    const videoAtCarol = async () => (await pollUser(carol, 'bob', () => true, 'bob at carol')).framesDecoded;
+    // Frames in flight when a pause is answered are decoded within a second; after that the
+    // count holds still for as long as the pause lasts.
+    const assertHolds = async (what) => {
+      await sleep(1000);
+      const held = await videoAtCarol();
+      await sleep(2000);
+      assert.equal(await videoAtCarol(), held, `no video decoded while ${what}`);
+      return held;
+    };
+    const assertFlows = async (from, what) => {
+      const stats = await pollUser(carol, 'bob', (s) => s.framesDecoded > from + MIN_FRAMES, what);
+      t.diagnostic(`${what}: ${stats.framesDecoded - from} frames`);
+    };
+    await assertFlows(await videoAtCarol(), 'bob\'s video flowing at carol');
+
+    // The publisher pauses: the server stops forwarding, and carol's consumer is told.
+    assert.equal(await bob.evaluate(() => globalThis.switchboardDemo.sfu.setProducerPaused('video', true)), true);
+    const told = await pollSfu(carol, (s) => s.pausedConsumers.length === 1, 'carol\'s consumer of bob\'s video paused');
+    const videoConsumer = told.pausedConsumers[0];
+    let held = await assertHolds('bob\'s video producer is paused');
+    assert.equal(await bob.evaluate(() => globalThis.switchboardDemo.sfu.setProducerPaused('video', false)), true);
+    await pollSfu(carol, (s) => s.pausedConsumers.length === 0, 'carol\'s consumer resumed');
+    await assertFlows(held, 'bob\'s video decoded again after resume-producer');
+
+    // The viewer pauses its own consumer (a hidden tile), then resumes it.
+    const paused = await carol.evaluate((id) => globalThis.switchboardDemo.sfu.setConsumerPaused(id, true), videoConsumer);
+    assert.equal(paused, true);
+    held = await assertHolds('carol\'s consumer is paused');
+    await carol.evaluate((id) => globalThis.switchboardDemo.sfu.setConsumerPaused(id, false), videoConsumer);
+    await assertFlows(held, 'bob\'s video decoded again after resume-consumer');
+
+    for (const page of [bob, carol]) {
+      assert.equal(await page.isHidden('#sfu-error'), true, await page.textContent('#sfu-error'));
+      assert.deepEqual(realProblems(page), []);
+    }
   });
 
   test('consume of an unknown producer is answered by producer_not_found, with the rid', async () => {

@@ -72,6 +72,12 @@ pub enum MediaRequest {
     Produce,
     /// `consume`
     Consume,
+    /// `pause-producer`
+    PauseProducer,
+    /// `resume-producer`
+    ResumeProducer,
+    /// `pause-consumer`
+    PauseConsumer,
     /// `resume-consumer`
     ResumeConsumer,
     /// `close-producer`
@@ -80,7 +86,7 @@ pub enum MediaRequest {
 
 impl MediaRequest {
     /// Every request, with its wire name.
-    pub const ALL: [(MediaRequest, &'static str); 7] = [
+    pub const ALL: [(MediaRequest, &'static str); 10] = [
         (
             MediaRequest::RouterCapabilities,
             "get-router-rtp-capabilities",
@@ -89,6 +95,9 @@ impl MediaRequest {
         (MediaRequest::ConnectTransport, "connect-transport"),
         (MediaRequest::Produce, "produce"),
         (MediaRequest::Consume, "consume"),
+        (MediaRequest::PauseProducer, "pause-producer"),
+        (MediaRequest::ResumeProducer, "resume-producer"),
+        (MediaRequest::PauseConsumer, "pause-consumer"),
         (MediaRequest::ResumeConsumer, "resume-consumer"),
         (MediaRequest::CloseProducer, "close-producer"),
     ];

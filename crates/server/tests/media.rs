@@ -15,11 +15,13 @@ use switchboard_server::Config;
 use switchboard_sfu::client::MediaClient;
 
 /// Frames a peer may hear while it waits for a reply: other members' comings and goings.
-const NOTICES: [&str; 4] = [
+const NOTICES: [&str; 6] = [
     "user-joined",
     "user-left",
     "new-producer",
     "producer-closed",
+    "consumer-paused",
+    "consumer-resumed",
 ];
 
 /// Sends a request with a rid and returns the reply's `data` (skipping notices). Panics on
@@ -139,6 +141,7 @@ async fn subscriber(server: &TestServer, room: &str, name: &str) -> Subscriber {
     )
     .await;
     assert_eq!(consumed["producerId"], announced["producerId"]);
+    assert_eq!(consumed["producerPaused"], false);
     assert_eq!(consumed["rtpParameters"]["codecs"][0]["payloadType"], 96);
     media.expect(&consumed).unwrap();
     let consumer = consumed["id"].as_str().unwrap().to_owned();
@@ -434,6 +437,172 @@ async fn close_producer_tells_its_consumers() {
     let heard = notice(&mut watcher.ws, "producer-closed").await;
     assert_eq!(heard["consumerId"], watcher.consumer.as_str());
     gauge_reaches(&server, "consumers", 0.0).await;
+}
+
+/// Sends `count` packets from the publisher, one per millisecond, polling it and `clients`.
+fn send(publisher: &mut Publisher, clients: &mut [&mut MediaClient], count: u64) {
+    let payload = [0x10, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];
+    tokio::task::block_in_place(|| {
+        for _ in 0..count {
+            let seq = publisher.seq;
+            publisher.seq += 1;
+            let timestamp = (seq as u32).wrapping_mul(3000);
+            publisher.media.write(SSRC, seq, timestamp, &payload, true);
+            publisher.media.poll();
+            for client in clients.iter_mut() {
+                client.poll();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
+
+/// Polls `clients` for a while, so that packets already on their way have arrived.
+fn settle(clients: &mut [&mut MediaClient]) {
+    tokio::task::block_in_place(|| {
+        let end = Instant::now() + Duration::from_millis(100);
+        while Instant::now() < end {
+            for client in clients.iter_mut() {
+                client.poll();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+}
+
+/// The largest step between consecutive sequence numbers a client received: 1 when the
+/// stream has no gap.
+fn largest_step(client: &MediaClient) -> u16 {
+    client
+        .sequence_numbers
+        .windows(2)
+        .map(|pair| pair[1].wrapping_sub(pair[0]))
+        .max()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_stops_forwarding_and_resuming_continues_without_a_gap() {
+    let server = start().await;
+    let mut publisher = publisher(&server, "pause", 1).await;
+    let mut steady = subscriber(&server, "pause", "steady").await;
+    let mut pausing = subscriber(&server, "pause", "pausing").await;
+    assert!(stream(
+        &mut publisher,
+        &mut [&mut steady.media, &mut pausing.media],
+        20
+    ));
+
+    // A consumer paused by its owner gets nothing more; the other consumer is untouched.
+    let paused = call(
+        &mut pausing.ws,
+        "pause-consumer",
+        json!({"consumerId": pausing.consumer}),
+        "consumerPaused",
+    )
+    .await;
+    assert_eq!(paused["consumerId"], pausing.consumer.as_str());
+    settle(&mut [&mut steady.media, &mut pausing.media]);
+    let held = pausing.media.packets;
+    assert!(stream(&mut publisher, &mut [&mut steady.media], 30));
+    send(
+        &mut publisher,
+        &mut [&mut steady.media, &mut pausing.media],
+        30,
+    );
+    settle(&mut [&mut steady.media, &mut pausing.media]);
+    assert_eq!(pausing.media.packets, held, "a paused consumer got packets");
+
+    // Resumed, its sequence numbers go on where they stopped: no gap to repair.
+    call(
+        &mut pausing.ws,
+        "resume-consumer",
+        json!({"consumerId": pausing.consumer}),
+        "consumerResumed",
+    )
+    .await;
+    assert!(stream(
+        &mut publisher,
+        &mut [&mut steady.media, &mut pausing.media],
+        20
+    ));
+    assert_eq!(
+        largest_step(&pausing.media),
+        1,
+        "{:?}",
+        pausing.media.sequence_numbers
+    );
+
+    // Only the producer's owner may pause it.
+    let refused = ask(
+        &mut steady.ws,
+        "pause-producer",
+        json!({"producerId": publisher.producer}),
+    )
+    .await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["data"]["code"], "producer_not_found", "{refused}");
+
+    // A paused producer reaches no one, and each consumer's owner is told, both ways.
+    let paused = call(
+        &mut publisher.ws,
+        "pause-producer",
+        json!({"producerId": publisher.producer}),
+        "producerPaused",
+    )
+    .await;
+    assert_eq!(paused["producerId"], publisher.producer.as_str());
+    for subscriber in [&mut steady, &mut pausing] {
+        let heard = notice(&mut subscriber.ws, "consumer-paused").await;
+        assert_eq!(heard["consumerId"], subscriber.consumer.as_str());
+        assert_eq!(heard["producerId"], publisher.producer.as_str());
+    }
+    settle(&mut [&mut steady.media, &mut pausing.media]);
+    let held = (steady.media.packets, pausing.media.packets);
+    send(
+        &mut publisher,
+        &mut [&mut steady.media, &mut pausing.media],
+        50,
+    );
+    settle(&mut [&mut steady.media, &mut pausing.media]);
+    assert_eq!((steady.media.packets, pausing.media.packets), held);
+
+    let keyframes = publisher.media.keyframe_requests;
+    call(
+        &mut publisher.ws,
+        "resume-producer",
+        json!({"producerId": publisher.producer}),
+        "producerResumed",
+    )
+    .await;
+    for subscriber in [&mut steady, &mut pausing] {
+        let heard = notice(&mut subscriber.ws, "consumer-resumed").await;
+        assert_eq!(heard["consumerId"], subscriber.consumer.as_str());
+    }
+    assert!(stream(
+        &mut publisher,
+        &mut [&mut steady.media, &mut pausing.media],
+        20
+    ));
+    assert_eq!(
+        largest_step(&steady.media),
+        1,
+        "{:?}",
+        steady.media.sequence_numbers
+    );
+    assert_eq!(
+        largest_step(&pausing.media),
+        1,
+        "{:?}",
+        pausing.media.sequence_numbers
+    );
+    // The publisher is asked for a keyframe (at once, or when the 500 ms throttle since the
+    // last request ends), so the pictures start again.
+    let end = Instant::now() + PATIENCE;
+    while publisher.media.keyframe_requests == keyframes && Instant::now() < end {
+        send(&mut publisher, &mut [], 10);
+    }
+    assert!(publisher.media.keyframe_requests > keyframes);
 }
 
 #[tokio::test]

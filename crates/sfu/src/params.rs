@@ -173,15 +173,18 @@ pub(crate) struct CapabilityCodec {
     pub(crate) channels: Option<u8>,
 }
 
+/// The data of a request about one consumer: `pause-consumer`, `resume-consumer`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct ResumeConsumer {
+pub(crate) struct OfConsumer {
     pub(crate) consumer_id: String,
 }
 
+/// The data of a request about one producer: `pause-producer`, `resume-producer`,
+/// `close-producer`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct CloseProducer {
+pub(crate) struct OfProducer {
     pub(crate) producer_id: String,
 }
 

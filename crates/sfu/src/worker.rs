@@ -46,6 +46,8 @@ struct Producer {
     consumers: Vec<u64>,
     last_keyframe_request: Option<Instant>,
     keyframe_wanted: bool,
+    /// Its owner paused it (`pause-producer`): nothing of it is forwarded.
+    paused: bool,
 }
 
 struct Consumer {
@@ -55,6 +57,13 @@ struct Consumer {
     mid: Mid,
     ssrc: Ssrc,
     rebase: Option<Rebase>,
+    /// The sequence number its next packet gets (one past the highest sent so far).
+    next_seq: u64,
+    /// Paused by its owner (`pause-consumer`): nothing is forwarded to it.
+    paused: bool,
+    /// Forwarding resumes after a pause: the next packet continues the consumer's sequence
+    /// numbers where they stopped, so the receiver sees no gap to ask to be repaired.
+    resync: bool,
     nacks: u64,
     keyframe_requests: u64,
 }
@@ -77,6 +86,17 @@ impl Rebase {
             seq_out: u64::from(random & 0x7fff),
             ts_in,
             ts_out: random.rotate_left(16),
+        }
+    }
+
+    /// The same timestamps, with the producer's sequence number `seq_in` becoming the
+    /// consumer's `seq_out`: forwarding after a pause, the packets not forwarded leave no gap.
+    /// Timestamps keep their mapping, as the producer's clock ran on.
+    pub(crate) fn resumed(&self, seq_in: u64, seq_out: u64) -> Rebase {
+        Rebase {
+            seq_in,
+            seq_out,
+            ..*self
         }
     }
 
@@ -324,7 +344,10 @@ impl Worker {
                     MediaRequest::ConnectTransport => self.connect_transport(socket, peer, data),
                     MediaRequest::Produce => self.produce(socket, peer, data),
                     MediaRequest::Consume => self.consume(socket, peer, data),
-                    MediaRequest::ResumeConsumer => self.resume_consumer(socket, peer, data),
+                    MediaRequest::PauseProducer => self.pause_producer(socket, peer, data, true),
+                    MediaRequest::ResumeProducer => self.pause_producer(socket, peer, data, false),
+                    MediaRequest::PauseConsumer => self.pause_consumer(socket, peer, data, true),
+                    MediaRequest::ResumeConsumer => self.pause_consumer(socket, peer, data, false),
                     MediaRequest::CloseProducer => self.close_producer_request(socket, peer, data),
                 }
             }
@@ -490,6 +513,7 @@ impl Worker {
             consumers: Vec::new(),
             last_keyframe_request: None,
             keyframe_wanted: false,
+            paused: false,
         };
         let announcement = notice("new-producer", new_producer(producer_id, &producer));
         self.producers.insert(producer_id, producer);
@@ -522,6 +546,7 @@ impl Worker {
             .filter(|n| self.producers.get(n).is_some_and(|p| p.room == room))
             .ok_or_else(|| MediaError::ProducerNotFound(request.producer_id.clone()))?;
         let kind = self.producers[&producer_id].kind;
+        let producer_paused = self.producers[&producer_id].paused;
         if !caps::can_consume(kind, &request.rtp_capabilities.codecs) {
             return Err(MediaError::CannotConsume(match kind {
                 Kind::Audio => "the capabilities lack audio/opus 48000/2",
@@ -563,6 +588,9 @@ impl Worker {
                 mid,
                 ssrc,
                 rebase: None,
+                next_seq: 0,
+                paused: false,
+                resync: false,
                 nacks: 0,
                 keyframe_requests: 0,
             },
@@ -581,29 +609,94 @@ impl Worker {
             json!({
                 "id": format!("c{consumer_id}"),
                 "producerId": request.producer_id,
+                "producerPaused": producer_paused,
                 "kind": kind,
                 "rtpParameters": parameters,
             }),
         ))
     }
 
-    fn resume_consumer(&mut self, socket: &UdpSocket, peer: PeerKey, data: &str) -> Reply {
-        let request: params::ResumeConsumer = params::parse(data)?;
-        let producer = parse_id(&request.consumer_id, 'c')
-            .and_then(|n| self.consumers.get(&n))
+    /// `pause-consumer` (`paused`) or `resume-consumer`. Consumers start active; resuming
+    /// one asks for a keyframe, so its picture starts now.
+    fn pause_consumer(
+        &mut self,
+        socket: &UdpSocket,
+        peer: PeerKey,
+        data: &str,
+        paused: bool,
+    ) -> Reply {
+        let request: params::OfConsumer = params::parse(data)?;
+        let consumer = parse_id(&request.consumer_id, 'c')
+            .and_then(|n| self.consumers.get_mut(&n))
             .filter(|c| c.owner == peer)
-            .map(|c| c.producer)
             .ok_or_else(|| MediaError::ConsumerNotFound(request.consumer_id.clone()))?;
-        // Consumers start active; resuming asks for a keyframe so the picture starts now.
-        self.request_keyframe(socket, producer, Instant::now());
-        Ok((
-            "consumerResumed",
-            json!({"consumerId": request.consumer_id}),
-        ))
+        consumer.resync |= consumer.paused && !paused;
+        consumer.paused = paused;
+        let producer = consumer.producer;
+        if !paused {
+            self.request_keyframe(socket, producer, Instant::now());
+        }
+        let reply = if paused {
+            "consumerPaused"
+        } else {
+            "consumerResumed"
+        };
+        Ok((reply, json!({"consumerId": request.consumer_id})))
+    }
+
+    /// `pause-producer` (`paused`) or `resume-producer`, by the producer's owner: its
+    /// consumers are told (`consumer-paused`, `consumer-resumed`), and a resumed video
+    /// producer is asked for a keyframe.
+    fn pause_producer(
+        &mut self,
+        socket: &UdpSocket,
+        peer: PeerKey,
+        data: &str,
+        paused: bool,
+    ) -> Reply {
+        let request: params::OfProducer = params::parse(data)?;
+        let (id, producer) = parse_id(&request.producer_id, 'p')
+            .and_then(|n| Some((n, self.producers.get_mut(&n)?)))
+            .filter(|(_, p)| p.owner == peer)
+            .ok_or_else(|| MediaError::ProducerNotFound(request.producer_id.clone()))?;
+        let changed = producer.paused != paused;
+        producer.paused = paused;
+        let consumers = if changed {
+            producer.consumers.clone()
+        } else {
+            Vec::new()
+        };
+        let notice_kind = if paused {
+            "consumer-paused"
+        } else {
+            "consumer-resumed"
+        };
+        for consumer_id in consumers {
+            let Some(consumer) = self.consumers.get_mut(&consumer_id) else {
+                continue;
+            };
+            consumer.resync |= !paused;
+            self.signaling.tell(
+                consumer.owner,
+                notice(
+                    notice_kind,
+                    json!({"consumerId": format!("c{consumer_id}"), "producerId": request.producer_id}),
+                ),
+            );
+        }
+        if changed && !paused {
+            self.request_keyframe(socket, id, Instant::now());
+        }
+        let reply = if paused {
+            "producerPaused"
+        } else {
+            "producerResumed"
+        };
+        Ok((reply, json!({"producerId": request.producer_id})))
     }
 
     fn close_producer_request(&mut self, socket: &UdpSocket, peer: PeerKey, data: &str) -> Reply {
-        let request: params::CloseProducer = params::parse(data)?;
+        let request: params::OfProducer = params::parse(data)?;
         let id = parse_id(&request.producer_id, 'p')
             .filter(|n| self.producers.get(n).is_some_and(|p| p.owner == peer))
             .ok_or_else(|| MediaError::ProducerNotFound(request.producer_id.clone()))?;
@@ -848,6 +941,9 @@ impl Worker {
         let Some(producer) = self.producers.get(&producer_id) else {
             return;
         };
+        if producer.paused {
+            return;
+        }
         let kind = producer.kind;
         let pt = Pt::from(caps::router_codec(kind).payload_type());
         let header = &packet.header;
@@ -863,19 +959,29 @@ impl Worker {
             let Some(consumer) = self.consumers.get_mut(&consumer_id) else {
                 continue;
             };
+            if consumer.paused {
+                continue;
+            }
             let Some(transport) = self.transports.get_mut(&consumer.transport) else {
                 continue;
             };
             if !transport.connected {
                 continue;
             }
-            let rebase = *consumer.rebase.get_or_insert_with(|| {
-                starting = true;
-                Rebase::new(seq, header.timestamp, *Ssrc::new())
-            });
+            let rebase = match consumer.rebase {
+                Some(rebase) if consumer.resync => rebase.resumed(seq, consumer.next_seq),
+                Some(rebase) => rebase,
+                None => {
+                    starting = true;
+                    Rebase::new(seq, header.timestamp, *Ssrc::new())
+                }
+            };
+            consumer.rebase = Some(rebase);
+            consumer.resync = false;
             let Some((out_seq, out_ts)) = rebase.map(seq, header.timestamp) else {
                 continue;
             };
+            consumer.next_seq = consumer.next_seq.max(out_seq + 1);
             let write = RtpWrite::new(
                 pt,
                 SeqNo::from(out_seq),
