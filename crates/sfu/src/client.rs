@@ -31,6 +31,11 @@ pub struct MediaClient {
     pub keyframe_requests: u64,
     /// ICE failed or the DTLS session closed.
     pub failed: bool,
+    /// Drop every n-th RTP datagram that arrives (a lossy link), to see loss repaired.
+    pub drop_every: Option<u64>,
+    /// RTP datagrams dropped by `drop_every`.
+    pub dropped: u64,
+    rtp_datagrams: u64,
 }
 
 /// How many sequence numbers a client remembers.
@@ -99,6 +104,9 @@ impl MediaClient {
             sequence_numbers: Vec::new(),
             keyframe_requests: 0,
             failed: false,
+            drop_every: None,
+            dropped: 0,
+            rtp_datagrams: 0,
         })
     }
 
@@ -206,6 +214,9 @@ impl MediaClient {
     pub fn poll(&mut self) {
         let now = Instant::now();
         while let Ok((len, source)) = self.socket.recv_from(&mut self.buffer) {
+            if is_rtp(&self.buffer[..len]) && self.loses_rtp() {
+                continue;
+            }
             let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &self.buffer[..len])
             else {
                 continue;
@@ -220,6 +231,17 @@ impl MediaClient {
             self.failed = true;
         }
         self.drive(now);
+    }
+
+    /// Whether `drop_every` drops the RTP datagram that just arrived.
+    fn loses_rtp(&mut self) -> bool {
+        let Some(every) = self.drop_every else {
+            return false;
+        };
+        self.rtp_datagrams += 1;
+        let lost = self.rtp_datagrams.is_multiple_of(every);
+        self.dropped += u64::from(lost);
+        lost
     }
 
     fn drive(&mut self, now: Instant) {
@@ -255,6 +277,12 @@ impl MediaClient {
             }
         }
     }
+}
+
+/// Whether a datagram is RTP: RFC 7983's range for RTP and RTCP, and not one of RTCP's
+/// packet types (RFC 5761).
+fn is_rtp(datagram: &[u8]) -> bool {
+    matches!(datagram, [128..=191, second, ..] if !(64..=95).contains(&(second & 0x7f)))
 }
 
 /// Polls every client until `done` says so or `limit` passes; returns whether `done` did.
