@@ -216,6 +216,12 @@ pub(crate) struct Args {
     #[arg(long, env = "SWITCHBOARD_MEDIA_SOCKET_BUFFER", default_value_t = Config::default().media_socket_buffer)]
     media_socket_buffer: usize,
 
+    /// Media worker threads, each forwarding on its own UDP socket: the first on the media
+    /// port, the others on ephemeral ports beside it. A room's media lives on one worker
+    /// (default: the number of cores)
+    #[arg(long, env = "SWITCHBOARD_MEDIA_WORKERS", value_name = "N", value_parser = media_workers)]
+    media_workers: Option<usize>,
+
     /// Join a cluster on this Redis: redis://[:PASSWORD@]HOST:PORT[/DB] or
     /// redis+unix:///PATH (docs/scaling.md); without it, one node and no Redis
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
@@ -559,6 +565,9 @@ impl Args {
                 producers_per_room: self.media_max_producers_per_room,
             },
             media_socket_buffer: self.media_socket_buffer,
+            media_workers: self
+                .media_workers
+                .unwrap_or(Config::default().media_workers),
         })
     }
 }
@@ -768,6 +777,14 @@ fn log_filter(text: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::try_new(text)
         .map(|_| text.to_owned())
         .map_err(|error| error.to_string())
+}
+
+/// `--media-workers`: 1 to 256 threads.
+fn media_workers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count @ 1..=256) => Ok(count),
+        _ => Err("want a number of worker threads from 1 to 256".to_owned()),
+    }
 }
 
 fn duration(text: &str) -> Result<Duration, humantime::DurationError> {

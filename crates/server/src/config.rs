@@ -97,6 +97,9 @@ pub struct Config {
     /// Kernel buffer asked for the media UDP socket, receive and send each
     /// (`--media-socket-buffer`).
     pub media_socket_buffer: usize,
+    /// Media worker threads, each with its own UDP socket (`--media-workers`); a room's
+    /// media lives on one of them.
+    pub media_workers: usize,
     /// Several nodes on one Redis (`--redis`); `None`: a single node, no Redis.
     pub cluster: Option<switchboard_cluster::ClusterConfig>,
     /// The most members one room may have, across the cluster; a join past it gets
@@ -297,6 +300,7 @@ impl Default for Config {
             media_announce: None,
             media_limits: MediaLimits::default(),
             media_socket_buffer: switchboard_sfu::DEFAULT_SOCKET_BUFFER,
+            media_workers: std::thread::available_parallelism().map_or(1, usize::from),
             cluster: None,
             max_room_members: None,
             auth: AuthMode::Off,

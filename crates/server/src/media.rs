@@ -269,13 +269,15 @@ pub(crate) fn start(
         announce,
         limits: config.media_limits,
         socket_buffer: config.media_socket_buffer,
+        workers: config.media_workers,
     };
     let sfu = match (Sfu::start(media(listen), signaling.clone()), fallback) {
         (Ok(sfu), _) => sfu,
         (Err(StartError::Bind(..)), Some(fallback)) => Sfu::start(media(fallback), signaling)?,
         (Err(error), _) => return Err(error),
     };
-    info!(udp = %sfu.local_addr(), %announce, "media (SFU) listening");
+    let udp: Vec<String> = sfu.local_addrs().iter().map(ToString::to_string).collect();
+    info!(udp = %udp.join(","), %announce, "media (SFU) listening");
     let follower = Arc::new(Follower {
         sfu: sfu.clone(),
         guests: guests.clone(),

@@ -668,6 +668,69 @@ async fn a_consumer_losing_one_packet_in_twenty_gets_every_one_repaired() {
     assert!(nacks >= 1.0, "repaired without a NACK? {nacks}");
 }
 
+/// The UDP port a transport's candidate names: its media worker's socket.
+async fn candidate_port(client: &mut Client) -> u64 {
+    let created = call(
+        client,
+        "create-transport",
+        json!({"direction": "recv"}),
+        "webRtcTransportCreated",
+    )
+    .await;
+    created["iceCandidates"][0]["port"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_spread_over_the_media_workers_and_each_forwards() {
+    let server = start_with(Config {
+        media_workers: 3,
+        ..Config::for_tests()
+    })
+    .await;
+    assert_eq!(media_metric(&server, "workers").await, 3.0);
+    // Sixteen rooms: each room's transports all on one worker's port, the rooms on all three.
+    let mut rooms: Vec<(String, u64)> = Vec::new();
+    for n in 0..16 {
+        let room = format!("spread-{n}");
+        let mut first = conference(&server, &room, "a").await;
+        let mut second = conference(&server, &room, "b").await;
+        let port = candidate_port(&mut first).await;
+        assert_eq!(candidate_port(&mut second).await, port, "{room}");
+        rooms.push((room, port));
+    }
+    let mut ports: Vec<u64> = rooms.iter().map(|(_, port)| *port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 3, "{rooms:?}");
+
+    // A publisher and a watcher in a room of each worker, all streaming at once.
+    let mut calls = Vec::new();
+    for port in &ports {
+        let (room, _) = rooms.iter().find(|(_, p)| p == port).unwrap();
+        let publisher = publisher(&server, room, 1).await;
+        let watcher = subscriber(&server, room, "watcher").await;
+        assert_eq!(
+            watcher.media.server_addr().port(),
+            u16::try_from(*port).unwrap()
+        );
+        calls.push((publisher, watcher));
+    }
+    for (publisher, watcher) in &mut calls {
+        assert!(stream(publisher, &mut [&mut watcher.media], 30));
+    }
+
+    // A publisher that joins a room on another worker leaves its old room's media behind:
+    // the old room's worker closes it, and its watcher is told.
+    let (mut publisher, mut watcher) = calls.remove(0);
+    let (elsewhere, _) = rooms.iter().find(|(_, p)| *p != ports[0]).unwrap();
+    publisher
+        .ws
+        .send_json(json!({"type": "join-room", "data": {"roomId": elsewhere, "username": "mover"}}))
+        .await;
+    let closed = notice(&mut watcher.ws, "producer-closed").await;
+    assert_eq!(closed["producerId"], publisher.producer.as_str());
+}
+
 #[tokio::test]
 async fn joined_carries_the_router_capabilities_and_requests_need_a_room() {
     let server = start().await;

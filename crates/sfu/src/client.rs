@@ -18,6 +18,7 @@ pub struct MediaClient {
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
+    server: SocketAddr,
     buffer: Vec<u8>,
     deadline: Instant,
     connected: bool,
@@ -96,6 +97,7 @@ impl MediaClient {
             rtc,
             socket,
             local,
+            server,
             buffer: vec![0; 2048],
             deadline: now,
             connected: false,
@@ -203,6 +205,11 @@ impl MediaClient {
     /// Whether DTLS is up.
     pub fn is_connected(&self) -> bool {
         self.connected
+    }
+
+    /// The server's UDP address, from its candidate.
+    pub fn server_addr(&self) -> SocketAddr {
+        self.server
     }
 
     /// The local UDP address.

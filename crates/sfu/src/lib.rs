@@ -75,6 +75,9 @@ pub struct MediaConfig {
     /// grants at most `net.core.rmem_max` / `wmem_max`; what it granted is logged and in
     /// `/metrics`, with a warning when it is less.
     pub socket_buffer: usize,
+    /// Media worker threads, each with its own UDP socket (at least 1). The first binds
+    /// `listen`; the others take ephemeral ports on the same address.
+    pub workers: usize,
 }
 
 /// The socket buffer asked for by default: 4 MiB holds ~3,000 full-size datagrams, about
@@ -234,101 +237,26 @@ const QUEUE: usize = 4096;
 /// The handle signaling holds: cheap to clone; the worker stops when the last one drops.
 #[derive(Clone)]
 pub struct Sfu {
-    queue: mpsc::Sender<Input>,
-    overflow: Arc<Overflow>,
+    workers: Arc<[WorkerHandle]>,
     capabilities: RawJson,
-    local: SocketAddr,
     metrics: MediaMetrics,
 }
 
-impl Sfu {
-    /// Binds the UDP socket and starts the media worker thread.
-    pub fn start(config: MediaConfig, signaling: Arc<dyn Signaling>) -> Result<Sfu, StartError> {
-        let socket =
-            UdpSocket::bind(config.listen).map_err(|e| StartError::Bind(config.listen, e))?;
-        let local = socket
-            .local_addr()
-            .map_err(|e| StartError::Bind(config.listen, e))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| StartError::Bind(config.listen, e))?;
-        let metrics = MediaMetrics::default();
-        size_buffers(&socket, config.socket_buffer, &metrics);
-        let certificate = str0m::crypto::from_feature_flags()
-            .dtls_provider
-            .generate_certificate()
-            .ok_or(StartError::Certificate)?;
-        let (queue, inbox) = mpsc::channel(QUEUE);
-        let overflow = Arc::new(Overflow::default());
-        let announce = SocketAddr::new(config.announce, local.port());
-        let worker = worker::Worker::new(
-            socket,
-            announce,
-            certificate,
-            config.limits,
-            inbox,
-            overflow.clone(),
-            signaling,
-            metrics.clone(),
-        )
-        .ok_or(StartError::Certificate)?;
-        thread::Builder::new()
-            .name("switchboard-media".into())
-            .spawn(move || worker.run())
-            .map_err(StartError::Thread)?;
-        let capabilities = RawJson::new(&caps::router_capabilities().to_string());
-        Ok(Sfu {
-            queue,
-            overflow,
-            capabilities,
-            local,
-            metrics,
-        })
-    }
+/// How the signaling side reaches one media worker.
+struct WorkerHandle {
+    queue: mpsc::Sender<Input>,
+    overflow: Arc<Overflow>,
+    local: SocketAddr,
+}
 
-    /// The router's RTP capabilities (JSON), as `joined` and `routerRtpCapabilities` carry.
-    pub fn capabilities(&self) -> &RawJson {
-        &self.capabilities
-    }
-
-    /// The bound UDP address.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// The media counters, for `/metrics`.
-    pub fn metrics(&self) -> &MediaMetrics {
-        &self.metrics
-    }
-
-    /// Queues a request; the worker answers on the peer's outbox. A full queue refuses it
-    /// at once with `limit_reached` rather than making the socket task wait.
-    pub fn request(&self, request: Request) -> Result<(), (ErrorCode, &'static str)> {
-        self.queue.try_send(Input::Request(request)).map_err(|_| {
-            self.metrics.queue_full.inc();
-            (
-                ErrorCode::LimitReached,
-                "the media server is busy: try again",
-            )
-        })
-    }
-
-    /// Tells the worker that a conference peer joined `room`, so it hears of the room's
-    /// producers. Best effort: with the queue full the peer misses the announcements.
-    pub fn joined(&self, peer: PeerKey, room: RoomId, epoch: u32) {
-        if self
-            .queue
-            .try_send(Input::Joined { peer, room, epoch })
-            .is_err()
-        {
-            self.metrics.queue_full.inc();
+impl WorkerHandle {
+    fn send(&self, input: Input, metrics: &MediaMetrics) {
+        if self.queue.try_send(input).is_err() {
+            metrics.queue_full.inc();
         }
     }
 
-    /// Tells the worker that `peer`'s membership up to `epoch` ended (it left, joined another
-    /// room, or dropped with [`GONE`]). Never lost: a full queue falls back to a map the
-    /// worker drains first.
-    pub fn left(&self, peer: PeerKey, epoch: u32) {
+    fn left(&self, peer: PeerKey, epoch: u32) {
         if self.queue.try_send(Input::Left { peer, epoch }).is_err() {
             let mut left = self
                 .overflow
@@ -339,6 +267,133 @@ impl Sfu {
             *entry = (*entry).max(epoch);
             drop(left);
             self.overflow.wake.notify_one();
+        }
+    }
+}
+
+impl Sfu {
+    /// Binds the UDP socket and starts the media worker thread.
+    pub fn start(config: MediaConfig, signaling: Arc<dyn Signaling>) -> Result<Sfu, StartError> {
+        let metrics = MediaMetrics::default();
+        let certificate = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .ok_or(StartError::Certificate)?;
+        let count = config.workers.max(1);
+        let mut workers = Vec::with_capacity(count);
+        for index in 0..count {
+            // The first worker takes the configured address (the contract's port); the
+            // others an ephemeral port beside it, announced in their own candidates.
+            let listen = match index {
+                0 => config.listen,
+                _ => SocketAddr::new(config.listen.ip(), 0),
+            };
+            let socket = UdpSocket::bind(listen).map_err(|e| StartError::Bind(listen, e))?;
+            let local = socket
+                .local_addr()
+                .map_err(|e| StartError::Bind(listen, e))?;
+            socket
+                .set_nonblocking(true)
+                .map_err(|e| StartError::Bind(listen, e))?;
+            size_buffers(&socket, config.socket_buffer, &metrics);
+            let (queue, inbox) = mpsc::channel(QUEUE);
+            let overflow = Arc::new(Overflow::default());
+            let announce = SocketAddr::new(config.announce, local.port());
+            let ids = (index as u64 + 1, count as u64);
+            let worker = worker::Worker::new(
+                socket,
+                announce,
+                certificate.clone(),
+                config.limits,
+                inbox,
+                overflow.clone(),
+                signaling.clone(),
+                metrics.clone(),
+                ids,
+            )
+            .ok_or(StartError::Certificate)?;
+            thread::Builder::new()
+                .name(format!("switchboard-media-{index}"))
+                .spawn(move || worker.run())
+                .map_err(StartError::Thread)?;
+            workers.push(WorkerHandle {
+                queue,
+                overflow,
+                local,
+            });
+        }
+        metrics.workers.set(count as i64);
+        let capabilities = RawJson::new(&caps::router_capabilities().to_string());
+        Ok(Sfu {
+            workers: workers.into(),
+            capabilities,
+            metrics,
+        })
+    }
+
+    /// The worker that holds `room`'s media: a stable hash of the room id, so every
+    /// request of the room, from any member, reaches the same one.
+    fn worker_for(&self, room: &RoomId) -> &WorkerHandle {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(room.as_str(), &mut hasher);
+        let hash = std::hash::Hasher::finish(&hasher);
+        // The remainder is below the worker count, a usize.
+        let index = usize::try_from(hash % self.workers.len() as u64).unwrap_or(0);
+        &self.workers[index]
+    }
+
+    /// The UDP address of each worker, the first being the configured one.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.workers.iter().map(|worker| worker.local).collect()
+    }
+
+    /// The router's RTP capabilities (JSON), as `joined` and `routerRtpCapabilities` carry.
+    pub fn capabilities(&self) -> &RawJson {
+        &self.capabilities
+    }
+
+    /// The first worker's UDP address: the configured one (`--media-listen`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.workers[0].local
+    }
+
+    /// The media counters, for `/metrics`.
+    pub fn metrics(&self) -> &MediaMetrics {
+        &self.metrics
+    }
+
+    /// Queues a request; the worker answers on the peer's outbox. A full queue refuses it
+    /// at once with `limit_reached` rather than making the socket task wait.
+    pub fn request(&self, request: Request) -> Result<(), (ErrorCode, &'static str)> {
+        self.worker_for(&request.room)
+            .queue
+            .try_send(Input::Request(request))
+            .map_err(|_| {
+                self.metrics.queue_full.inc();
+                (
+                    ErrorCode::LimitReached,
+                    "the media server is busy: try again",
+                )
+            })
+    }
+
+    /// Every worker hears of a join: the room's own worker announces its producers, and a
+    /// worker holding the peer's media from an older membership (another room) closes it.
+    pub fn joined(&self, peer: PeerKey, room: RoomId, epoch: u32) {
+        for worker in self.workers.iter() {
+            let input = Input::Joined {
+                peer,
+                room: room.clone(),
+                epoch,
+            };
+            worker.send(input, &self.metrics);
+        }
+    }
+
+    /// Every worker hears of a leave; the one holding the peer's media closes it.
+    pub fn left(&self, peer: PeerKey, epoch: u32) {
+        for worker in self.workers.iter() {
+            worker.left(peer, epoch);
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct MediaMetrics {
     pub send_buffer: Gauge,
     /// 1 when the kernel granted less buffer than `--media-socket-buffer` asked for.
     pub buffer_capped: Gauge,
+    /// Media worker threads (`--media-workers`).
+    pub workers: Gauge,
 }
 
 impl MediaMetrics {
@@ -111,6 +113,11 @@ impl MediaMetrics {
             "buffer_capped",
             "1 when the kernel granted less socket buffer than --media-socket-buffer",
             self.buffer_capped.clone(),
+        );
+        media.register(
+            "workers",
+            "Media worker threads, each with its own UDP socket",
+            self.workers.clone(),
         );
     }
 }

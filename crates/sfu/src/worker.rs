@@ -143,6 +143,9 @@ pub(crate) struct Worker {
     timers: BTreeSet<(Instant, u64)>,
     happenings: VecDeque<Happening>,
     next_id: u64,
+    /// Ids go up by the number of workers, each worker starting at its own index, so an id
+    /// names one object whichever worker made it.
+    id_step: u64,
 }
 
 type Reply = Result<(&'static str, Value), MediaError>;
@@ -158,6 +161,7 @@ impl Worker {
         overflow: Arc<Overflow>,
         signaling: Arc<dyn Signaling>,
         metrics: MediaMetrics,
+        (first_id, id_step): (u64, u64),
     ) -> Option<Worker> {
         // Every transport shares one certificate (as a mediasoup worker does), so its
         // fingerprint is computed once.
@@ -187,7 +191,8 @@ impl Worker {
             peers: HashMap::new(),
             timers: BTreeSet::new(),
             happenings: VecDeque::new(),
-            next_id: 1,
+            next_id: first_id,
+            id_step,
         })
     }
 
@@ -369,7 +374,7 @@ impl Worker {
 
     fn next_id(&mut self) -> u64 {
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id += self.id_step;
         id
     }
 
