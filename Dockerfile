@@ -20,8 +20,11 @@ RUN packaging/build-release.sh /out
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/switchboard /usr/local/bin/switchboard
 COPY packaging/switchboard.toml /etc/switchboard/switchboard.toml
+# One media worker: further workers take ephemeral UDP ports, which `-p 8080:8080/udp` does
+# not publish. With `--network host`, raise it (docs/media.md, "Workers").
 ENV SWITCHBOARD_CONFIG=/etc/switchboard/switchboard.toml \
-    SWITCHBOARD_LOG_FORMAT=json
+    SWITCHBOARD_LOG_FORMAT=json \
+    SWITCHBOARD_MEDIA_WORKERS=1
 # distroless's nonroot user (65532).
 USER nonroot:nonroot
 # Signaling (HTTP/WebSocket) on TCP, media (the SFU) on UDP, on the same port number.

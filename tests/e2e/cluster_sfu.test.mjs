@@ -3,7 +3,8 @@
 // opens the demo's SFU mode (`/?mode=sfu`, an unmodified mediasoup-client) on node A and joins
 // the room first, so the room's media is pinned to A; bob opens it on node B and joins the same
 // room. B forwards bob's media requests to A, and bob's transports' candidates are A's UDP port
-// (each node's SFU binds UDP on its own listen port number, no --media-listen here). Both
+// (each node's SFU binds UDP on its own listen port number, and a port per further media
+// worker; no --media-listen here). Both
 // publish a fake camera and microphone; each decodes the other's video and receives its audio;
 // chat from bob reaches alice. Then each node's /metrics shows where the media went: A's SFU
 // holds both users' transports, producers and consumers, B's holds none.
@@ -28,6 +29,9 @@ const MIN_FRAMES = 30;
 const MIN_SAMPLES = 48000;
 /** How long the nodes' media gauges may take to settle: a bound, not a measurement. */
 const METRICS_WAIT_MS = 30000;
+// The nodes log where their media workers listen (`media (SFU) listening udp=…`, at info),
+// which the test reads; everything else at warn, as in the other files.
+process.env.RUST_LOG ??= 'warn,switchboard_server::media=info';
 
 describe('SFU media across two nodes on one Redis', () => {
   let redis;
@@ -86,12 +90,15 @@ describe('SFU media across two nodes on one Redis', () => {
       assert.ok(await waitForFrames(page, from) > 0, 'the tile shows decoded frames');
     }
 
-    // Both pages' receive transports reach node A's UDP port (A's listen port number), not
-    // B's: bob's page talks media to A directly, signaling to B.
+    // Both pages' receive transports reach one of node A's UDP ports (a port per media worker,
+    // the first A's listen port number, as each node logs at startup), none of B's: bob's
+    // page talks media to A directly, signaling to B.
+    const [portsA, portsB] = [mediaAddresses(nodeA), mediaAddresses(nodeB)];
+    assert.ok(portsA.includes(`127.0.0.1:${nodeA.port}`), `A's first media port is its listen port: ${portsA}`);
     for (const [page, from] of [[bob, 'alice'], [alice, 'bob']]) {
       const user = await pollUser(page, from, (s) => s.remoteAddress !== null, `${from}'s selected candidate pair`);
-      assert.equal(user.remoteAddress, `127.0.0.1:${nodeA.port}`,
-        `the media of ${from} comes from node A's SFU (A ${nodeA.port}, B ${nodeB.port})`);
+      assert.ok(portsA.includes(user.remoteAddress) && !portsB.includes(user.remoteAddress),
+        `the media of ${from} comes from node A's SFU: ${user.remoteAddress} (A ${portsA}, B ${portsB})`);
     }
 
     // Chat goes through the conference dialect, from node B to node A through Redis.
@@ -205,4 +212,11 @@ async function waitForLogText(page, selector, text) {
     { sel: selector, want: text },
     { timeout: 20000 },
   );
+}
+
+/** The UDP addresses of a node's media workers, from its startup log line. */
+function mediaAddresses(node) {
+  const found = node.log().match(/media \(SFU\) listening udp=(\S+)/);
+  assert.ok(found, `no media listening line in the node's log: ${node.log().slice(0, 2000)}`);
+  return found[1].split(',');
 }
