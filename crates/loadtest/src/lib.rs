@@ -273,7 +273,12 @@ pub struct MediaArgs {
     /// and UDP socket
     #[arg(long, default_value_t = 50)]
     pub consumers: u64,
-    /// Packets per second the publisher writes (250 × 1,100 bytes is a ~2.2 Mbps 720p camera)
+    /// Rooms, each with a publisher of its own; consumer `i` watches room `i mod R`. The
+    /// server places rooms on its media workers (`--media-workers`), so several rooms load
+    /// several workers
+    #[arg(long, default_value_t = 1)]
+    pub rooms: u64,
+    /// Packets per second each publisher writes (250 × 1,100 bytes is a ~2.2 Mbps 720p camera)
     #[arg(long, default_value_t = 250)]
     pub rate: u32,
     /// RTP payload bytes per packet
@@ -451,6 +456,10 @@ impl MediaArgs {
         ensure!(
             (1..=MAX_MEDIA_CONSUMERS).contains(&self.consumers),
             "--consumers must be 1 to {MAX_MEDIA_CONSUMERS}"
+        );
+        ensure!(
+            (1..=self.consumers).contains(&self.rooms),
+            "--rooms must be 1 to --consumers (every room needs a consumer)"
         );
         ensure!(
             (1..=MAX_MEDIA_RATE).contains(&self.rate),

@@ -102,9 +102,12 @@ pub struct Params {
     /// Idle connections, or storm clients.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clients: Option<u64>,
-    /// Media consumers of the one stream.
+    /// Media consumers, of all rooms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consumers: Option<u64>,
+    /// Media rooms, each with one publisher.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<u64>,
     /// Packets per second of the media stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packet_rate: Option<u64>,

@@ -412,6 +412,29 @@ async fn media_counts_add_up_and_give_the_cost_per_packet() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_over_several_rooms_deals_the_consumers_to_them() {
+    let server = Server::start().await;
+    let line = format!(
+        "media --url {} --rooms 2 --consumers 4 --rate 200 --duration 1s --warmup 300ms",
+        server.url()
+    );
+    let outcome = bench(&line).await;
+    let report = &outcome.reports[0];
+    assert_eq!(report.errors, 0, "{:?}", report.first_error);
+    // Two publishers and four consumers; each publisher's window is 200 packets, and each
+    // consumer expects its own room's.
+    assert_eq!(report.connections, 6);
+    assert_eq!(report.sent, 400);
+    assert_eq!(report.expected, 800);
+    assert!(report.received > 0, "{}", report.summary());
+    assert!(report.received <= report.expected, "{}", report.summary());
+    assert_eq!(report.params.rooms, Some(2));
+    // A room with no consumer is refused before anything connects.
+    let line = format!("media --url {} --rooms 5 --consumers 4", server.url());
+    assert!(execute(&args(&line)).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_compares_like_any_scenario() {
     let (a, b) = (Server::start().await, Server::start().await);
     let line = format!(

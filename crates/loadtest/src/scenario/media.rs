@@ -1,13 +1,15 @@
-//! The media scenario: one publisher streams one VP8 video stream through the SFU to N
-//! consumers, each its own conference user with its own receive transport, and the report
-//! says how many packets the server forwarded per second and what each cost it in CPU.
+//! The media scenario: a publisher per room (`--rooms`, one by default) streams one VP8 video
+//! stream through the SFU to the room's consumers (N in all, dealt to the rooms in turn), each
+//! its own conference user with its own receive transport, and the report says how many
+//! packets the server forwarded per second and what each cost it in CPU. Several rooms load
+//! several of the server's media workers.
 //!
 //! Signaling is async: one WebSocket per user, the requests mediasoup-client sends
 //! (`create-transport`, `connect-transport`, `produce`, `consume`, `resume-consumer`), each
 //! answered under its `rid`. Media is not: every client transport is a
 //! [`MediaClient`] (str0m on a plain std UDP socket), and one blocking thread owns them all,
 //! from the moment each is set up (so ICE and DTLS run while the others sign up) to the end
-//! of the drain. That thread writes the publisher's packets on schedule and polls everyone.
+//! of the drain. That thread writes the publishers' packets on schedule and polls everyone.
 //!
 //! Accounting without timestamps: the consumers only count packets and payload bytes, so
 //! warm-up packets carry `size - 1` payload bytes and the window's `size`. The SFU forwards
@@ -62,37 +64,36 @@ const SSRC: u32 = 0x5b00_0001;
 /// The publisher's first sequence number.
 const FIRST_SEQ: u64 = 1;
 
-/// Media: one publisher, N consumers of its one video stream.
+/// Media: a publisher per room (`--rooms`), N consumers over the rooms, each of one stream.
 pub(super) async fn media(bench: &Bench<'_>, args: &MediaArgs) -> anyhow::Result<Report> {
-    let room = format!("media-{}", bench.nonce);
     let counters = bench.counters.clone();
     let before = bench.probe.and_then(|p| p.sample());
     let stop = CancellationToken::new();
     let mut holders = JoinSet::new();
     counters.set_phase("connecting");
-    let (ws, publisher, producer) = timeout(SETUP_TIMEOUT, publish(bench.target, &room))
-        .await
-        .with_context(|| format!("the publisher took over {SETUP_TIMEOUT:?} to set up"))?
-        .context("publisher")?;
-    counters.opened.fetch_add(1, Relaxed);
-    holders.spawn(hold(ws, counters.clone(), stop.clone()));
+    // Each room and its producer's id, in room order; the publishers' clients likewise.
+    let mut rooms = Vec::new();
+    let mut publishers = Vec::new();
+    for index in 0..args.rooms {
+        let room = format!("media-{}-{index}", bench.nonce);
+        let (ws, publisher, producer) = timeout(SETUP_TIMEOUT, publish(bench.target, &room))
+            .await
+            .with_context(|| format!("a publisher took over {SETUP_TIMEOUT:?} to set up"))?
+            .with_context(|| format!("the publisher of {room}"))?;
+        counters.opened.fetch_add(1, Relaxed);
+        holders.spawn(hold(ws, counters.clone(), stop.clone()));
+        rooms.push((room, producer));
+        publishers.push(publisher);
+    }
 
     // Every consumer's client goes to the media thread as soon as it is set up; the channel
     // holds at most all of them, so sending never waits.
     let consumers = usize::try_from(args.consumers).context("--consumers")?;
     let (to_media, inbox) = mpsc::sync_channel(consumers + 1);
     let thread_counters = counters.clone();
-    let thread = tokio::task::spawn_blocking(move || run_media(publisher, inbox, thread_counters));
-    subscribe_all(
-        bench,
-        args,
-        &room,
-        &producer,
-        &to_media,
-        &mut holders,
-        &stop,
-    )
-    .await?;
+    let thread =
+        tokio::task::spawn_blocking(move || run_media(publishers, inbox, thread_counters));
+    subscribe_all(bench, args, &rooms, &to_media, &mut holders, &stop).await?;
     let plan = Plan {
         rate: args.rate,
         size: args.size,
@@ -131,7 +132,7 @@ pub(super) async fn media(bench: &Bench<'_>, args: &MediaArgs) -> anyhow::Result
     let server = usage(before, streamed.from, streamed.to, opened);
     let mut report = bench.report("media", None, server);
     let measured_s = args.duration.as_secs_f64();
-    report.sent = streamed.window_sent;
+    report.sent = streamed.window_sent * args.rooms;
     report.expected = streamed.window_sent * args.consumers;
     report.received = delivered.window;
     report.operations = delivered.window;
@@ -139,6 +140,7 @@ pub(super) async fn media(bench: &Bench<'_>, args: &MediaArgs) -> anyhow::Result
     report.rate = delivered.window as f64 / measured_s;
     report.rate_unit = "packets/s";
     report.params.consumers = Some(args.consumers);
+    report.params.rooms = Some(args.rooms);
     report.params.packet_rate = Some(u64::from(args.rate));
     report.params.size = Some(args.size as u64);
     report.params.warmup_s = Some(args.warmup.as_secs_f64());
@@ -154,13 +156,13 @@ pub(super) async fn media(bench: &Bench<'_>, args: &MediaArgs) -> anyhow::Result
 }
 
 /// Sets up every consumer, `--concurrency` at a time, consumer `i` from loopback source
-/// `i % --sources`; hands each client to the media thread and each socket to a holder.
-/// Fails on the first consumer that fails: a run short of consumers measures another N.
+/// `i % --sources`, in room `i % --rooms` (`rooms`: each room and its producer); hands each
+/// client to the media thread and each socket to a holder. Fails on the first consumer that
+/// fails: a run short of consumers measures another N.
 async fn subscribe_all(
     bench: &Bench<'_>,
     args: &MediaArgs,
-    room: &str,
-    producer: &str,
+    rooms: &[(String, String)],
     to_media: &SyncSender<ToMedia>,
     holders: &mut JoinSet<()>,
     stop: &CancellationToken,
@@ -188,7 +190,11 @@ async fn subscribe_all(
             let source = usize::try_from(index)
                 .ok()
                 .and_then(|i| target.source(i, bench.common.sources));
-            let (room, producer) = (room.to_owned(), producer.to_owned());
+            let (room, producer) = usize::try_from(index % args.rooms)
+                .ok()
+                .and_then(|r| rooms.get(r))
+                .cloned()
+                .context("a consumer's room")?;
             tasks.spawn(async move {
                 let name = format!("c{index}");
                 let set_up = subscribe(&target, source, &room, &name, &producer).await;
@@ -364,7 +370,7 @@ struct Plan {
 /// What the media thread saw.
 #[derive(Debug)]
 struct Streamed {
-    /// Packets the publisher wrote in the measured window (warm-up ones are not counted).
+    /// Packets each publisher wrote in the measured window (warm-up ones are not counted).
     window_sent: u64,
     /// Packets and payload bytes all consumers received, warm-up and window together.
     packets: u64,
@@ -381,12 +387,12 @@ struct Streamed {
 /// The media thread: polls every client as it arrives, then streams on `Go`. Ends early,
 /// with an error, if the async side goes away first.
 fn run_media(
-    publisher: MediaClient,
+    publishers: Vec<MediaClient>,
     inbox: Receiver<ToMedia>,
     counters: Arc<Counters>,
 ) -> anyhow::Result<Streamed> {
     let mut fleet = Fleet {
-        publisher,
+        publishers,
         consumers: Vec::new(),
     };
     let plan = loop {
@@ -408,20 +414,20 @@ fn run_media(
 
 /// Every client transport of the run, polled by the media thread alone.
 struct Fleet {
-    publisher: MediaClient,
+    /// One per room, in room order.
+    publishers: Vec<MediaClient>,
     consumers: Vec<MediaClient>,
 }
 
 impl Fleet {
     fn poll(&mut self) {
-        self.publisher.poll();
-        for consumer in &mut self.consumers {
-            consumer.poll();
+        for client in self.publishers.iter_mut().chain(&mut self.consumers) {
+            client.poll();
         }
     }
 
     fn all(&self) -> impl Iterator<Item = &MediaClient> {
-        std::iter::once(&self.publisher).chain(&self.consumers)
+        self.publishers.iter().chain(&self.consumers)
     }
 
     /// Packets and payload bytes received by all consumers.
@@ -434,7 +440,7 @@ impl Fleet {
     /// Polls until every transport is up (DTLS done, so the server forwards to it).
     fn connect(&mut self, counters: &Counters) -> anyhow::Result<()> {
         counters.set_phase("connecting media");
-        let total = self.consumers.len() + 1;
+        let total = self.consumers.len() + self.publishers.len();
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         loop {
             self.poll();
@@ -474,7 +480,7 @@ impl Fleet {
                 from = plan.probe.and_then(|p| p.sample());
                 counters.set_phase("measuring");
             }
-            source.write_until(&mut self.publisher, now);
+            source.write_until(&mut self.publishers, now);
             self.poll();
             counters.sent.store(source.written, Relaxed);
             counters.received.store(self.received().0, Relaxed);
@@ -486,7 +492,7 @@ impl Fleet {
             std::thread::sleep(next.saturating_duration_since(done));
         }
         // Whatever was due before the window ended goes out now, a little late.
-        source.write_until(&mut self.publisher, window_end);
+        source.write_until(&mut self.publishers, window_end);
         let to = plan.probe.and_then(|p| p.sample());
         counters.sent.store(source.written, Relaxed);
 
@@ -569,8 +575,9 @@ impl Source {
         self.due(self.written)
     }
 
-    /// Writes every packet due by `now` and before the window's end.
-    fn write_until(&mut self, publisher: &mut MediaClient, now: Instant) {
+    /// Writes every packet due by `now` and before the window's end, each to every publisher
+    /// (one stream per room).
+    fn write_until(&mut self, publishers: &mut [MediaClient], now: Instant) {
         loop {
             let k = self.written;
             let due = self.due(k);
@@ -588,7 +595,9 @@ impl Source {
             let ticks = frame * self.packets_per_frame * VIDEO_CLOCK / self.rate;
             let timestamp = (ticks & u64::from(u32::MAX)) as u32;
             let marker = (k + 1).is_multiple_of(self.packets_per_frame);
-            publisher.write(SSRC, FIRST_SEQ + k, timestamp, payload, marker);
+            for publisher in publishers.iter_mut() {
+                publisher.write(SSRC, FIRST_SEQ + k, timestamp, payload, marker);
+            }
             self.written += 1;
             if in_window {
                 self.window_written += 1;
