@@ -91,8 +91,7 @@ pub(super) async fn media(bench: &Bench<'_>, args: &MediaArgs) -> anyhow::Result
     let consumers = usize::try_from(args.consumers).context("--consumers")?;
     let (to_media, inbox) = mpsc::sync_channel(consumers + 1);
     let thread_counters = counters.clone();
-    let thread =
-        tokio::task::spawn_blocking(move || run_media(publishers, inbox, thread_counters));
+    let thread = tokio::task::spawn_blocking(move || run_media(publishers, inbox, thread_counters));
     subscribe_all(bench, args, &rooms, &to_media, &mut holders, &stop).await?;
     let plan = Plan {
         rate: args.rate,
