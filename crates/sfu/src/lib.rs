@@ -238,8 +238,85 @@ const QUEUE: usize = 4096;
 #[derive(Clone)]
 pub struct Sfu {
     workers: Arc<[WorkerHandle]>,
+    placement: Arc<Mutex<Placement>>,
     capabilities: RawJson,
     metrics: MediaMetrics,
+}
+
+/// Which worker holds each room's media: the one with the fewest members when the room's
+/// first member arrived, so rooms spread evenly however their ids hash. A room is forgotten
+/// when its last member leaves (its media closes with them).
+#[derive(Debug, Default)]
+struct Placement {
+    rooms: HashMap<RoomId, Placed>,
+    /// Each member's room and the membership's epoch.
+    peers: HashMap<PeerKey, (RoomId, u32)>,
+    /// Members per worker.
+    members: Vec<usize>,
+}
+
+#[derive(Debug)]
+struct Placed {
+    worker: usize,
+    members: usize,
+}
+
+impl Placement {
+    fn new(workers: usize) -> Placement {
+        Placement {
+            members: vec![0; workers],
+            ..Placement::default()
+        }
+    }
+
+    /// The worker of a room that has members; `None` for one that has none.
+    fn worker_of(&self, room: &RoomId) -> Option<usize> {
+        self.rooms.get(room).map(|placed| placed.worker)
+    }
+
+    /// `peer` is in `room` now (under `epoch`), and out of any other.
+    fn join(&mut self, peer: PeerKey, room: &RoomId, epoch: u32) -> usize {
+        if let Some((current, _)) = self.peers.get(&peer) {
+            if current == room {
+                self.peers.insert(peer, (room.clone(), epoch));
+                return self.worker_of(room).unwrap_or(0);
+            }
+            self.leave(peer, u32::MAX);
+        }
+        let least = (0..self.members.len())
+            .min_by_key(|&worker| self.members[worker])
+            .unwrap_or(0);
+        let placed = self.rooms.entry(room.clone()).or_insert(Placed {
+            worker: least,
+            members: 0,
+        });
+        placed.members += 1;
+        let worker = placed.worker;
+        self.members[worker] += 1;
+        self.peers.insert(peer, (room.clone(), epoch));
+        worker
+    }
+
+    /// `peer` left, unless it has joined again since `epoch`.
+    fn leave(&mut self, peer: PeerKey, epoch: u32) {
+        if !self
+            .peers
+            .get(&peer)
+            .is_some_and(|(_, held)| *held <= epoch)
+        {
+            return;
+        }
+        let Some((room, _)) = self.peers.remove(&peer) else {
+            return;
+        };
+        if let Some(placed) = self.rooms.get_mut(&room) {
+            placed.members -= 1;
+            self.members[placed.worker] -= 1;
+            if placed.members == 0 {
+                self.rooms.remove(&room);
+            }
+        }
+    }
 }
 
 /// How the signaling side reaches one media worker.
@@ -325,21 +402,24 @@ impl Sfu {
         metrics.workers.set(count as i64);
         let capabilities = RawJson::new(&caps::router_capabilities().to_string());
         Ok(Sfu {
+            placement: Arc::new(Mutex::new(Placement::new(workers.len()))),
             workers: workers.into(),
             capabilities,
             metrics,
         })
     }
 
-    /// The worker that holds `room`'s media: a stable hash of the room id, so every
-    /// request of the room, from any member, reaches the same one.
+    /// The worker that holds `room`'s media (its members' requests all go there); a room
+    /// without members has none, and its requests (refused: not a member) go to the first.
     fn worker_for(&self, room: &RoomId) -> &WorkerHandle {
-        let mut hasher = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(room.as_str(), &mut hasher);
-        let hash = std::hash::Hasher::finish(&hasher);
-        // The remainder is below the worker count, a usize.
-        let index = usize::try_from(hash % self.workers.len() as u64).unwrap_or(0);
-        &self.workers[index]
+        let placed = self.placement().worker_of(room).unwrap_or(0);
+        &self.workers[placed]
+    }
+
+    fn placement(&self) -> std::sync::MutexGuard<'_, Placement> {
+        self.placement
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The UDP address of each worker, the first being the configured one.
@@ -377,9 +457,11 @@ impl Sfu {
             })
     }
 
-    /// Every worker hears of a join: the room's own worker announces its producers, and a
+    /// Every worker hears of a join: the room's own worker (placed now if the room is new)
+    /// announces its producers, and a
     /// worker holding the peer's media from an older membership (another room) closes it.
     pub fn joined(&self, peer: PeerKey, room: RoomId, epoch: u32) {
+        self.placement().join(peer, &room, epoch);
         for worker in self.workers.iter() {
             let input = Input::Joined {
                 peer,
@@ -392,8 +474,50 @@ impl Sfu {
 
     /// Every worker hears of a leave; the one holding the peer's media closes it.
     pub fn left(&self, peer: PeerKey, epoch: u32) {
+        self.placement().leave(peer, epoch);
         for worker in self.workers.iter() {
             worker.left(peer, epoch);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(name: &str) -> RoomId {
+        RoomId::parse(name).unwrap()
+    }
+
+    #[test]
+    fn rooms_go_to_the_worker_with_the_fewest_members() {
+        let mut placement = Placement::new(2);
+        assert_eq!(placement.join(PeerKey(1), &room("a"), 1), 0);
+        assert_eq!(placement.join(PeerKey(2), &room("a"), 1), 0);
+        assert_eq!(placement.join(PeerKey(3), &room("b"), 1), 1);
+        // Worker 0 has two members, worker 1 one: the next room goes to 1.
+        assert_eq!(placement.join(PeerKey(4), &room("c"), 1), 1);
+        assert_eq!(placement.join(PeerKey(5), &room("d"), 1), 0);
+        assert_eq!(placement.worker_of(&room("c")), Some(1));
+        assert_eq!(placement.worker_of(&room("nobody")), None);
+    }
+
+    #[test]
+    fn a_room_is_forgotten_with_its_last_member_and_stale_leaves_change_nothing() {
+        let mut placement = Placement::new(2);
+        placement.join(PeerKey(1), &room("a"), 1);
+        placement.join(PeerKey(2), &room("b"), 1);
+        // Peer 1 moves to b: a is empty, so forgotten.
+        assert_eq!(placement.join(PeerKey(1), &room("b"), 2), 1);
+        assert_eq!(placement.worker_of(&room("a")), None);
+        assert_eq!(placement.members, vec![0, 2]);
+        // A leave of the older membership does not remove the newer one.
+        placement.leave(PeerKey(1), 1);
+        assert_eq!(placement.members, vec![0, 2]);
+        placement.leave(PeerKey(1), 2);
+        placement.leave(PeerKey(2), GONE);
+        assert_eq!(placement.worker_of(&room("b")), None);
+        assert_eq!(placement.members, vec![0, 0]);
+        assert!(placement.peers.is_empty());
     }
 }
