@@ -299,11 +299,7 @@ impl Placement {
 
     /// `peer` left, unless it has joined again since `epoch`.
     fn leave(&mut self, peer: PeerKey, epoch: u32) {
-        if !self
-            .peers
-            .get(&peer)
-            .is_some_and(|(_, held)| *held <= epoch)
-        {
+        if self.peers.get(&peer).is_none_or(|(_, held)| *held > epoch) {
             return;
         }
         let Some((room, _)) = self.peers.remove(&peer) else {
