@@ -882,7 +882,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__compare__subcmd__media)
-            opts="-h --url --peer-url --tls-ca --auth-secret --sources --server-pid --concurrency --json --plot --consumers --rate --size --duration --warmup --dialect --rounds --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --sources --server-pid --concurrency --json --plot --consumers --rooms --rate --size --duration --warmup --dialect --rounds --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -921,6 +921,10 @@ _switchboard() {
                     return 0
                     ;;
                 --consumers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rooms)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1520,7 +1524,7 @@ _switchboard() {
             return 0
             ;;
         switchboard__subcmd__bench__subcmd__media)
-            opts="-h --url --peer-url --tls-ca --auth-secret --sources --server-pid --concurrency --json --plot --consumers --rate --size --duration --warmup --dialect --config --help"
+            opts="-h --url --peer-url --tls-ca --auth-secret --sources --server-pid --concurrency --json --plot --consumers --rooms --rate --size --duration --warmup --dialect --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1559,6 +1563,10 @@ _switchboard() {
                     return 0
                     ;;
                 --consumers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rooms)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

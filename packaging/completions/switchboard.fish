@@ -203,7 +203,8 @@ complete -c switchboard -n "__fish_switchboard_using_subcommand bench; and __fis
 complete -c switchboard -n "__fish_switchboard_using_subcommand bench; and __fish_seen_subcommand_from media" -l concurrency -d 'Connections opened at once (the measured knob for storm)' -r
 complete -c switchboard -n "__fish_switchboard_using_subcommand bench; and __fish_seen_subcommand_from media" -l plot -d 'Write an SVG chart of the latency distributions to FILE' -r -F
 complete -c switchboard -n "__fish_switchboard_using_subcommand bench; and __fish_seen_subcommand_from media" -l consumers -d 'Consumers of the stream, each its own user with its own WebSocket, receive transport and UDP socket' -r
-complete -c switchboard -n "__fish_switchboard_using_subcommand bench; and __fish_seen_subcommand_from media" -l rate -d 'Packets per second the publisher writes (250 × 1,100 bytes is a ~2.2 Mbps 720p camera)' -r
+complete -c switchboard -n "__fish_switchboard_using_subcommand bench; and __fish_seen_subcommand_from media" -l rooms -d 'Rooms, each with a publisher of its own; consumer `i` watches room `i mod R`. The server places rooms on its media workers (`--media-workers`), so several rooms load several workers' -r
+complete -c switchboard -n "__fish_switchboard_using_subcommand bench; and __fish_seen_subcommand_from media" -l rate -d 'Packets per second each publisher writes (250 × 1,100 bytes is a ~2.2 Mbps 720p camera)' -r
 complete -c switchboard -n "__fish_switchboard_using_subcommand bench; and __fish_seen_subcommand_from media" -l size -d 'RTP payload bytes per packet' -r
 complete -c switchboard -n "__fish_switchboard_using_subcommand bench; and __fish_seen_subcommand_from media" -l duration -d 'The measured window' -r
 complete -c switchboard -n "__fish_switchboard_using_subcommand bench; and __fish_seen_subcommand_from media" -l warmup -d 'Streaming before the measured window starts, not counted' -r
