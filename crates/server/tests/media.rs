@@ -166,17 +166,9 @@ async fn subscriber(server: &TestServer, room: &str, name: &str) -> Subscriber {
 fn stream(publisher: &mut Publisher, subscribers: &mut [&mut MediaClient], more: u64) -> bool {
     let targets: Vec<u64> = subscribers.iter().map(|s| s.packets + more).collect();
     let end = Instant::now() + PATIENCE;
-    let payload = [0x10, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];
     tokio::task::block_in_place(|| {
         while Instant::now() < end {
-            let seq = publisher.seq;
-            publisher.seq += 1;
-            let timestamp = (seq as u32).wrapping_mul(3000);
-            publisher.media.write(SSRC, seq, timestamp, &payload, true);
-            publisher.media.poll();
-            for subscriber in subscribers.iter_mut() {
-                subscriber.poll();
-            }
+            write_one(publisher, subscribers);
             if subscribers
                 .iter()
                 .zip(&targets)
@@ -188,6 +180,20 @@ fn stream(publisher: &mut Publisher, subscribers: &mut [&mut MediaClient], more:
         }
         false
     })
+}
+
+/// Writes the publisher's next packet (one video frame of one packet), then polls it and
+/// `clients`.
+fn write_one(publisher: &mut Publisher, clients: &mut [&mut MediaClient]) {
+    let payload = [0x10, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];
+    let seq = publisher.seq;
+    publisher.seq += 1;
+    let timestamp = (seq as u32).wrapping_mul(3000);
+    publisher.media.write(SSRC, seq, timestamp, &payload, true);
+    publisher.media.poll();
+    for client in clients.iter_mut() {
+        client.poll();
+    }
 }
 
 async fn media_metric(server: &TestServer, name: &str) -> f64 {
@@ -451,17 +457,9 @@ fn send_every(
     count: u64,
     interval: Duration,
 ) {
-    let payload = [0x10, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08];
     tokio::task::block_in_place(|| {
         for _ in 0..count {
-            let seq = publisher.seq;
-            publisher.seq += 1;
-            let timestamp = (seq as u32).wrapping_mul(3000);
-            publisher.media.write(SSRC, seq, timestamp, &payload, true);
-            publisher.media.poll();
-            for client in clients.iter_mut() {
-                client.poll();
-            }
+            write_one(publisher, clients);
             std::thread::sleep(interval);
         }
     });

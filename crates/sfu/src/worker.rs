@@ -385,6 +385,13 @@ impl Worker {
             .ok_or_else(|| MediaError::TransportNotFound(id.to_owned()))
     }
 
+    /// The peer's own producer named `id` on the wire (`p<n>`).
+    fn owned_producer(&self, peer: PeerKey, id: &str) -> Result<u64, MediaError> {
+        parse_id(id, 'p')
+            .filter(|n| self.producers.get(n).is_some_and(|p| p.owner == peer))
+            .ok_or_else(|| MediaError::ProducerNotFound(id.to_owned()))
+    }
+
     fn create_transport(&mut self, socket: &UdpSocket, peer: PeerKey, data: &str) -> Reply {
         let request: params::CreateTransport = params::parse(data)?;
         let cap = self.limits.transports_per_user;
@@ -660,23 +667,18 @@ impl Worker {
         paused: bool,
     ) -> Reply {
         let request: params::OfProducer = params::parse(data)?;
-        let (id, producer) = parse_id(&request.producer_id, 'p')
-            .and_then(|n| Some((n, self.producers.get_mut(&n)?)))
-            .filter(|(_, p)| p.owner == peer)
-            .ok_or_else(|| MediaError::ProducerNotFound(request.producer_id.clone()))?;
-        let changed = producer.paused != paused;
+        let id = self.owned_producer(peer, &request.producer_id)?;
+        let (reply, notice_kind) = if paused {
+            ("producerPaused", "consumer-paused")
+        } else {
+            ("producerResumed", "consumer-resumed")
+        };
+        let answer = Ok((reply, json!({"producerId": request.producer_id})));
+        let Some(producer) = self.producers.get_mut(&id).filter(|p| p.paused != paused) else {
+            return answer; // already so: nothing changes, nobody is told
+        };
         producer.paused = paused;
-        let consumers = if changed {
-            producer.consumers.clone()
-        } else {
-            Vec::new()
-        };
-        let notice_kind = if paused {
-            "consumer-paused"
-        } else {
-            "consumer-resumed"
-        };
-        for consumer_id in consumers {
+        for consumer_id in producer.consumers.clone() {
             let Some(consumer) = self.consumers.get_mut(&consumer_id) else {
                 continue;
             };
@@ -689,22 +691,15 @@ impl Worker {
                 ),
             );
         }
-        if changed && !paused {
+        if !paused {
             self.request_keyframe(socket, id, Instant::now());
         }
-        let reply = if paused {
-            "producerPaused"
-        } else {
-            "producerResumed"
-        };
-        Ok((reply, json!({"producerId": request.producer_id})))
+        answer
     }
 
     fn close_producer_request(&mut self, socket: &UdpSocket, peer: PeerKey, data: &str) -> Reply {
         let request: params::OfProducer = params::parse(data)?;
-        let id = parse_id(&request.producer_id, 'p')
-            .filter(|n| self.producers.get(n).is_some_and(|p| p.owner == peer))
-            .ok_or_else(|| MediaError::ProducerNotFound(request.producer_id.clone()))?;
+        let id = self.owned_producer(peer, &request.producer_id)?;
         self.close_producer(socket, id);
         Ok(("producerClosed", json!({"producerId": request.producer_id})))
     }
