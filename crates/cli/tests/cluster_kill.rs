@@ -38,9 +38,14 @@ fn redis(dir: &Path) -> Process {
 }
 
 fn node(dir: &Path, port: u16, id: &str) -> Process {
+    node_with(dir, port, id, &[])
+}
+
+fn node_with(dir: &Path, port: u16, id: &str, extra: &[&str]) -> Process {
     let child = Command::new(BINARY)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--no-media"])
         .args(["--node-id", id, "--cluster-lease", "3s"])
+        .args(extra)
         .arg("--redis")
         .arg(format!("redis+unix://{}", dir.join("redis.sock").display()))
         .stdout(Stdio::null())
@@ -287,35 +292,83 @@ fn resumable_sessions_and_killed_nodes() {
     assert!(next(&mut bob).0.contains("back"), "bob heard no leave");
     assert_eq!(numbered(&mut alice, 7)["data"]["text"], "back");
 
-    // The session's own node is killed: its sessions die with it (resume across nodes
-    // carries sockets; it does not copy sessions). The room on the surviving node hears
-    // each of its peers leave once, the resume elsewhere fails, and the name is free.
+    // The session's own node is killed: a durable session outlives it. The room hears bob
+    // (not resumable) leave once and nothing of alice, and what dave says meanwhile is kept
+    // for her in Redis: she takes her session over on C and misses nothing.
     let _c = node(&dir, port_c, "c3");
     let (mut dave, _) = join(port_c, "r", "dave");
-    assert!(next(&mut alice).0.contains("user-joined"));
+    assert_eq!(numbered(&mut alice, 8)["type"], "user-joined");
+    send(&mut dave, &chat("d1"));
+    assert!(next(&mut dave).0.contains("d1"));
+    assert_eq!(numbered(&mut alice, 9)["data"]["text"], "d1");
     a.0.kill().unwrap();
     a.0.wait().unwrap();
     drop((alice, bob));
-    let mut left = [next(&mut dave), next(&mut dave)];
-    left.sort_by(|x, y| x.0.cmp(&y.0));
-    assert_eq!(
-        left,
-        [
-            frame(r#"{"type":"user-left","data":{"user":"alice"}}"#),
-            frame(r#"{"type":"user-left","data":{"user":"bob"}}"#),
-        ]
-    );
-    let (mut alice, failed) = resume(port_c, &token, 8);
-    assert_eq!(failed["data"]["code"], "resume_failed", "{failed}");
-    assert_eq!(json(&mut alice)["type"], "session");
-    send(
-        &mut alice,
-        &serde_json::json!({"type":"join-room","data":{"roomId":"r","username":"alice"}}),
-    );
-    assert_eq!(numbered(&mut alice, 1)["type"], "joined");
+    // Said while A's lease still runs (its death not yet known), then after.
+    send(&mut dave, &chat("d2"));
+    assert!(next(&mut dave).0.contains("d2"));
     assert_eq!(
         next(&mut dave),
-        frame(r#"{"type":"user-joined","data":{"user":"alice"}}"#)
+        frame(r#"{"type":"user-left","data":{"user":"bob"}}"#)
     );
+    send(&mut dave, &chat("d3"));
+    assert!(next(&mut dave).0.contains("d3"));
+    // Her client processed frame 8 only: 9 is replayed, then what was kept for her (bob
+    // left with A).
+    let (mut alice, resumed) = resume(port_c, &token, 8);
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+    assert_eq!(resumed["data"]["next"], 9);
+    assert_eq!(resumed["data"]["roomId"], "r");
+    assert_eq!(numbered(&mut alice, 9)["data"]["text"], "d1");
+    assert_eq!(numbered(&mut alice, 10)["data"]["text"], "d2");
+    let left = numbered(&mut alice, 11);
+    assert_eq!(
+        (&left["type"], &left["data"]["user"]),
+        (&"user-left".into(), &"bob".into())
+    );
+    assert_eq!(numbered(&mut alice, 12)["data"]["text"], "d3");
+    let token = resumed["data"]["token"].as_str().unwrap().to_owned();
+    send(&mut alice, &chat("taken over"));
+    let heard = next(&mut dave);
+    assert!(
+        heard.0.contains("taken over"),
+        "no leave, no join: {heard:?}"
+    );
+    assert_eq!(numbered(&mut alice, 13)["data"]["text"], "taken over");
+
+    // A durable session nobody takes over ends with its window (2 s here): the room hears
+    // it leave once, and its token opens nothing any more.
+    let port_d = free_port();
+    let mut d = node_with(&dir, port_d, "d4", &["--resume-window", "2s"]);
+    let (mut erin, erin_token) = resumable(port_d);
+    send(
+        &mut erin,
+        &serde_json::json!({"type":"join-room","data":{"roomId":"r","username":"erin"}}),
+    );
+    assert_eq!(numbered(&mut erin, 1)["type"], "joined");
+    assert_eq!(
+        next(&mut dave),
+        frame(r#"{"type":"user-joined","data":{"user":"erin"}}"#)
+    );
+    assert_eq!(numbered(&mut alice, 14)["type"], "user-joined");
+    d.0.kill().unwrap();
+    d.0.wait().unwrap();
+    drop(erin);
+    assert_eq!(
+        next(&mut dave),
+        frame(r#"{"type":"user-left","data":{"user":"erin"}}"#)
+    );
+    assert_eq!(numbered(&mut alice, 15)["type"], "user-left");
+    send(&mut alice, &chat("last"));
+    assert!(next(&mut dave).0.contains("last"), "erin left once");
+    let (_, failed) = resume(port_c, &erin_token, 1);
+    assert_eq!(failed["data"]["code"], "resume_failed", "{failed}");
+    // Alice's session is C's now: its token works there as on any node.
+    drop(alice);
+    let (mut alice, resumed) = resume(port_c, &token, 16);
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+    send(&mut dave, &chat("still here"));
+    assert!(next(&mut dave).0.contains("still here"));
+    assert_eq!(numbered(&mut alice, 17)["data"]["text"], "still here");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -225,6 +225,33 @@ pub fn decode(bytes: &Bytes, max: usize) -> Result<Decoded, DecodeError> {
             let seat = reader.seat()?;
             membership(Inbound::Joined { room, rseq, seat })
         }
+        b'O' => {
+            let room = reader.room()?;
+            let rseq = reader.number()?;
+            let seat = reader.seat()?;
+            membership(Inbound::Moved { room, rseq, seat })
+        }
+        b'H' => {
+            // A relay, join or leave, kept in the inboxes of the durable members named.
+            let count = reader.number()?;
+            let mut inboxes = Vec::new();
+            for _ in 0..count {
+                inboxes.push((reader.name()?, reader.number()?));
+            }
+            let inner = bytes.slice(reader.at..);
+            if !matches!(inner.get(MAGIC.len()), Some(b'M' | b'J' | b'L')) {
+                return Err(DecodeError::Kind);
+            }
+            let decoded = decode(&inner, max)?;
+            reader.at = bytes.len();
+            Decoded {
+                origin: decoded.origin,
+                inbound: Inbound::Retained {
+                    inboxes,
+                    inner: Box::new(decoded.inbound),
+                },
+            }
+        }
         b'L' => {
             let room = reader.room()?;
             let rseq = reader.number()?;
@@ -373,6 +400,7 @@ impl Reader<'_> {
             node: self.node()?,
             key: PeerKey(self.number()?),
             seq: self.number()?,
+            durable: self.flag()?,
         })
     }
 
@@ -1139,20 +1167,36 @@ mod tests {
     #[test]
     fn membership_messages_as_the_scripts_write_them() {
         let roster = Bytes::from_static(
-            b"SB1R1:r2:4216:00000000000000ab1:15:alice16:00000000000000ab1:32:42",
+            b"SB1R1:r2:4216:00000000000000ab1:15:alice16:00000000000000ab1:32:421:0",
         );
         let Inbound::Roster { media, seats, .. } = decode(&roster, 1024).unwrap().inbound else {
             panic!()
         };
         assert_eq!((media, seats.len()), (Some(NodeId(0xab)), 1));
-        let joined = Bytes::from_static(b"SB1J1:r2:425:alice16:00000000000000ab1:32:42");
+        let joined = Bytes::from_static(b"SB1J1:r2:425:alice16:00000000000000ab1:32:421:0");
         let decoded = decode(&joined, 1024).unwrap();
         let Inbound::Joined { room, rseq, seat } = decoded.inbound else {
             panic!()
         };
         assert_eq!((room.as_str(), rseq), ("r", 42));
         assert_eq!(seat.node, NodeId(0xab));
-        assert_eq!((seat.key, seat.seq), (PeerKey(3), 42));
+        assert_eq!((seat.key, seat.seq, seat.durable), (PeerKey(3), 42, false));
+        // Kept for durable member bob at place 7 of his inbox, then published.
+        let held =
+            Bytes::from_static(b"SB1H1:13:bob1:7SB1J1:r2:425:alice16:00000000000000ab1:32:421:1");
+        let Inbound::Retained { inboxes, inner } = decode(&held, 1024).unwrap().inbound else {
+            panic!()
+        };
+        assert_eq!(inboxes, [(PeerName::parse("bob").unwrap(), 7)]);
+        assert!(matches!(*inner, Inbound::Joined { seat, .. } if seat.durable));
+        let moved = Bytes::from_static(b"SB1O1:r2:435:alice16:00000000000000cd1:92:421:1");
+        let Inbound::Moved { seat, .. } = decode(&moved, 1024).unwrap().inbound else {
+            panic!()
+        };
+        assert_eq!((seat.node, seat.key), (NodeId(0xcd), PeerKey(9)));
+        // Only a relay, join or leave is kept, and only once.
+        let nested = Bytes::from_static(b"SB1H1:0SB1H1:0SB1D16:00000000000000ab");
+        assert_eq!(decode(&nested, 1024).unwrap_err(), DecodeError::Kind);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! [`Hub::remote`]: switchboard_core::Hub::remote
 #![warn(missing_docs)]
 
+mod durable;
 pub mod envelope;
 mod metrics;
 mod resp;
@@ -35,6 +36,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::{sleep, timeout, Instant};
 use tracing::{debug, info, warn};
 
+pub use durable::{Commit, Committed, Found, TakenOver, Takeover, TakeoverError};
 pub use metrics::ClusterMetrics;
 pub use resp::{RedisUrl, RespError};
 pub use tunnel::{ResumePort, TunnelBroken, TunnelEnd};
@@ -169,6 +171,24 @@ enum Op {
     Drain {
         reply: oneshot::Sender<()>,
     },
+    /// A relay kept for durable receivers on other nodes (`durable.rs`).
+    Relay {
+        room: RoomId,
+        to: Option<PeerName>,
+        channel: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    Session(Box<durable::OpenOp>),
+    Commit(Box<durable::CommitOp>),
+    End {
+        session: u64,
+        key: PeerKey,
+    },
+    Lookup {
+        hash: String,
+        reply: oneshot::Sender<Option<Found>>,
+    },
+    Takeover(Box<durable::TakeoverOp>),
 }
 
 struct PairOp {
@@ -183,6 +203,8 @@ struct Claim {
     name: PeerName,
     key: PeerKey,
     rid: Option<RawJson>,
+    /// The claimant's durable session, if it has one.
+    session: Option<u64>,
     /// A member claimed again after the cluster lost it: its peer is seated already.
     again: bool,
     reply: Option<oneshot::Sender<Result<(), CoreError>>>,
@@ -246,15 +268,23 @@ impl Cluster {
         lock(&self.0.last_ok).is_some_and(|at| at.elapsed() < self.0.config.lease)
     }
 
-    /// Claims `name` in `room` for local peer `key`, whose join the hub put on hold. The
-    /// hub hears the verdict: the cluster's echo of the join (the `joined` reply), or
-    /// [`switchboard_core::Hub::claim_failed`].
-    pub fn claim(&self, room: RoomId, name: PeerName, key: PeerKey, rid: Option<RawJson>) {
+    /// Claims `name` in `room` for local peer `key`, whose join the hub put on hold (with
+    /// its durable `session`, if it has one). The hub hears the verdict: the cluster's echo
+    /// of the join (the `joined` reply), or [`switchboard_core::Hub::claim_failed`].
+    pub fn claim(
+        &self,
+        room: RoomId,
+        name: PeerName,
+        key: PeerKey,
+        rid: Option<RawJson>,
+        session: Option<u64>,
+    ) {
         self.submit_claim(Claim {
             room,
             name,
             key,
             rid,
+            session,
             again: false,
             reply: None,
         });
@@ -274,6 +304,7 @@ impl Cluster {
             name,
             key,
             rid: None,
+            session: None,
             again: false,
             reply: Some(reply),
         });
@@ -519,13 +550,19 @@ impl Cluster {
 
     /// Queues a publish unless the queue is full.
     fn publish(&self, channel: Vec<u8>, payload: Vec<u8>) -> Result<(), Overloaded> {
+        self.queue_bounded(Op::Publish { channel, payload })
+    }
+
+    /// Queues a delivery (a publish, or a relay kept for durable receivers) unless the
+    /// queue is full.
+    fn queue_bounded(&self, op: Op) -> Result<(), Overloaded> {
         let mut queue = lock(&self.0.queue);
         if queue.len() >= self.0.config.capacity || !self.0.up.load(Ordering::Relaxed) {
             drop(queue);
             self.0.metrics.overloaded.inc();
             return Err(Overloaded);
         }
-        queue.push_back(Op::Publish { channel, payload });
+        queue.push_back(op);
         drop(queue);
         self.0.metrics.published.inc();
         self.0.wake.notify_one();
@@ -631,6 +668,7 @@ impl Cluster {
                 name,
                 key,
                 rid: None,
+                session: None,
                 again: true,
                 reply: None,
             }));
@@ -661,7 +699,18 @@ impl Cluster {
                 Op::Drain { reply } => {
                     let _ = reply.send(());
                 }
-                Op::Publish { .. } => self.0.metrics.dropped("redis_down"),
+                Op::Publish { .. } | Op::Relay { .. } => self.0.metrics.dropped("redis_down"),
+                Op::Commit(op) => {
+                    if let Some(reply) = op.reply {
+                        let _ = reply.send(Committed::Unavailable);
+                    }
+                }
+                Op::Lookup { reply, .. } => {
+                    let _ = reply.send(None);
+                }
+                Op::Takeover(op) => {
+                    let _ = op.reply.send(Err(TakeoverError::Unavailable));
+                }
                 Op::UserOn { reply, .. } => {
                     if let Some(reply) = reply {
                         let _ = reply.send(Err(CoreError::Unavailable));
@@ -671,7 +720,11 @@ impl Cluster {
                     hub.pair_decided(pair.key, &pair.to, &pair.kind, Err(CoreError::Unavailable));
                 }),
                 Op::Heartbeat | Op::Reap | Op::Live { .. } | Op::Resync { .. } => {}
-                op @ (Op::Leave { .. } | Op::ChannelOff { .. } | Op::UserOff { .. }) => {
+                op @ (Op::Leave { .. }
+                | Op::ChannelOff { .. }
+                | Op::UserOff { .. }
+                | Op::Session(_)
+                | Op::End { .. }) => {
                     keep.push_back(op);
                 }
             }
@@ -800,6 +853,7 @@ impl Cluster {
                     Some(max) if !claim.again => max.to_string(),
                     _ => "0".to_owned(),
                 };
+                let session = claim.session.map(|s| s.to_string()).unwrap_or_default();
                 eval_into(
                     out,
                     Script::Join,
@@ -811,6 +865,7 @@ impl Cluster {
                         inc.as_bytes(),
                         key.as_bytes(),
                         cap.as_bytes(),
+                        session.as_bytes(),
                     ],
                 );
             }
@@ -910,6 +965,12 @@ impl Cluster {
                 &[p, room.as_str().as_bytes(), node.as_bytes()],
             ),
             Op::Drain { .. } => eval_into(out, Script::Drain, &[p, node.as_bytes()]),
+            Op::Relay { .. }
+            | Op::Session(_)
+            | Op::Commit(_)
+            | Op::End { .. }
+            | Op::Lookup { .. }
+            | Op::Takeover(_) => self.encode_durable(op, out),
         }
     }
 
@@ -921,7 +982,10 @@ impl Cluster {
             warn!(%error, "redis refused a cluster command");
         }
         match op {
-            Op::Publish { .. } => {}
+            Op::Publish { .. } | Op::Relay { .. } | Op::Session(_) | Op::End { .. } => {}
+            op @ (Op::Commit(_) | Op::Lookup { .. } | Op::Takeover(_)) => {
+                return self.answer_durable(op, &value);
+            }
             Op::Claim(claim) => {
                 // `MINE`: this member held the name already (claimed again).
                 if is(b"OK") || is(b"MINE") {
@@ -1364,6 +1428,7 @@ impl Uplink for Cluster {
         room: &RoomId,
         to: Option<(NodeId, &PeerName)>,
         signal: &Signal,
+        retain: bool,
     ) -> Result<(), Overloaded> {
         let mut payload = Vec::with_capacity(128);
         envelope::relay(&mut payload, self.node(), room, to.map(|(_, n)| n), signal);
@@ -1371,7 +1436,16 @@ impl Uplink for Cluster {
             Some((node, _)) => self.key(b'n', &node.to_string()),
             None => self.key(b'r', room.as_str()),
         };
-        self.publish(channel, payload)
+        if !retain {
+            return self.publish(channel, payload);
+        }
+        let relay = Op::Relay {
+            room: room.clone(),
+            to: to.map(|(_, name)| name.clone()),
+            channel,
+            payload,
+        };
+        self.queue_bounded(relay)
     }
 
     fn frame(&self, channel: &RoomId, frame: &RawFrame) -> Result<(), Overloaded> {

@@ -11,12 +11,24 @@
 //! `P:boot` (random, set once: a new value means Redis lost its data), `P:user:ID` (hash:
 //! a pairing user's `node`, `key`, `state`, `target`), `P:watch:ID` (users whose target is
 //! ID), `P:nusers:NODE` (a node's pairing users).
+//! Durable sessions (resumable sessions, docs/scaling.md "Durable sessions"): `P:sess:SID`
+//! (hash: `node`, `key`, `tok` (the token's SHA-256, hex), `room`, `name`, `win` (the resume
+//! window, ms), `cap` (the inbox's bound), `subj`, `out` (the last frame written), `recv`
+//! (the last client frame processed), `in` (the last inbox entry written), `nin` (the last
+//! inbox entry), `lost` (the inbox overflowed)), `P:tok:HASH` (the session of a token),
+//! `P:out:SID` (stream: every frame written to the client and not yet acknowledged, id
+//! `seq-0`), `P:in:SID` (stream: relays and membership changes other nodes published for
+//! it, id `n-0`, until its node has written them), `P:parked` (zset: sessions whose node
+//! died, by the end of their window). A durable member's room entry is `node|key|seq|SID`.
 //! Channels: `P:r:ROOM`, `P:b:CH`, `P:n:ID`, `P:ctl`.
 
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// Shared helpers, prepended to every script.
 const PRELUDE: &str = r#"
+-- A durable session's keys live this long (s) without a write: a session nothing reaps
+-- (its node died before it joined a room) does not stay for ever.
+local TTL = 86400
 local function f(s) s = tostring(s) return #s .. ':' .. s end
 local function now_ms()
   local t = redis.call('TIME')
@@ -34,9 +46,41 @@ end
 local function fenced(p, node, inc)
   return redis.call('HGET', p .. ':node:' .. node, 'inc') ~= inc
 end
+-- A room entry: node, key, seq and, for a durable member, its session ('' otherwise).
+local function entry(v)
+  return string.match(v, '^([^|]+)|([^|]+)|([^|]+)|?([^|]*)$')
+end
+-- Keeps `envelope` in the inbox of every durable member of `room` it is for (all, or `to`;
+-- not `except`, not those on node `skip`, which its publisher serves itself) and returns
+-- what to publish: the envelope, wrapped with each such member's place in its inbox.
+local function held(p, room, envelope, except, skip, to)
+  local all = redis.call('HGETALL', p .. ':room:' .. room)
+  local list, count = {}, 0
+  for i = 1, #all, 2 do
+    local name = all[i]
+    local n, _, _, sid = entry(all[i + 1])
+    if sid and sid ~= '' and name ~= except and n ~= skip and (not to or to == name) then
+      local sk = p .. ':sess:' .. sid
+      local ik = p .. ':in:' .. sid
+      local cap = tonumber(redis.call('HGET', sk, 'cap') or '0') or 0
+      if redis.call('EXISTS', sk) == 0 then
+      elseif redis.call('XLEN', ik) >= cap then
+        redis.call('HSET', sk, 'lost', '1')
+      else
+        local id = redis.call('HINCRBY', sk, 'nin', 1)
+        redis.call('XADD', ik, id .. '-0', 'e', envelope)
+        list[#list + 1] = f(name) .. f(id)
+        count = count + 1
+      end
+    end
+  end
+  if count == 0 then return envelope end
+  return 'SB1H' .. f(count) .. table.concat(list) .. envelope
+end
 local function left(p, room, name)
   local rseq = next_rseq(p, room)
-  redis.call('PUBLISH', p .. ':r:' .. room, 'SB1L' .. f(room) .. f(rseq) .. f(name))
+  local envelope = 'SB1L' .. f(room) .. f(rseq) .. f(name)
+  redis.call('PUBLISH', p .. ':r:' .. room, held(p, room, envelope, name))
   if redis.call('EXISTS', p .. ':room:' .. room) == 0 then
     -- Nothing is left of an empty room: the next change number is taken from the clock.
     redis.call('DEL', p .. ':rseq:' .. room)
@@ -52,8 +96,8 @@ local function roster(p, room, kind, rseq)
   local all = redis.call('HGETALL', p .. ':room:' .. room)
   local seats = {}
   for i = 1, #all, 2 do
-    local n, k, s = string.match(all[i + 1], '^([^|]+)|([^|]+)|([^|]+)$')
-    seats[#seats + 1] = f(all[i]) .. f(n) .. f(k) .. f(s)
+    local n, k, s, sid = entry(all[i + 1])
+    seats[#seats + 1] = f(all[i]) .. f(n) .. f(k) .. f(s) .. f(sid ~= '' and '1' or '0')
   end
   local media = redis.call('GET', p .. ':media:' .. room) or ''
   return 'SB1' .. kind .. f(room) .. f(rseq) .. f(media) .. f(#seats) .. table.concat(seats)
@@ -95,15 +139,37 @@ local function unregister(p, id)
     end
   end
 end
+-- Ends durable session `sid`: its member leaves its room (once), its keys go.
+local function end_session(p, sid)
+  local sk = p .. ':sess:' .. sid
+  local s = redis.call('HMGET', sk, 'room', 'name', 'tok')
+  if s[1] and s[1] ~= '' then
+    local rk = p .. ':room:' .. s[1]
+    local v = redis.call('HGET', rk, s[2])
+    if v and select(4, entry(v)) == sid then
+      redis.call('HDEL', rk, s[2])
+      left(p, s[1], s[2])
+    end
+  end
+  if s[3] then redis.call('DEL', p .. ':tok:' .. s[3]) end
+  redis.call('DEL', sk, p .. ':out:' .. sid, p .. ':in:' .. sid)
+  redis.call('ZREM', p .. ':parked', sid)
+end
 local function remove_node(p, node)
   redis.call('ZREM', p .. ':nodes', node)
   redis.call('DEL', p .. ':node:' .. node)
-  local prefix = node .. '|'
   for _, room in ipairs(redis.call('SMEMBERS', p .. ':nrooms:' .. node)) do
     local rk = p .. ':room:' .. room
     local all = redis.call('HGETALL', rk)
     for i = 1, #all, 2 do
-      if string.sub(all[i + 1], 1, #prefix) == prefix then
+      local n, _, _, sid = entry(all[i + 1])
+      local sk = p .. ':sess:' .. (sid or '')
+      if n ~= node then
+      elseif sid and sid ~= '' and redis.call('EXISTS', sk) == 1 then
+        -- A durable member waits, seated, for its session to be taken over elsewhere.
+        local win = tonumber(redis.call('HGET', sk, 'win') or '0') or 0
+        redis.call('ZADD', p .. ':parked', now_ms() + win, sid)
+      else
         redis.call('HDEL', rk, all[i])
         left(p, room, all[i])
       end
@@ -112,9 +178,15 @@ local function remove_node(p, node)
   redis.call('DEL', p .. ':nrooms:' .. node)
   -- Rooms whose media lived here move to the node of a member left in them.
   for _, room in ipairs(redis.call('SMEMBERS', p .. ':nmedia:' .. node)) do
-    local rest = redis.call('HVALS', p .. ':room:' .. room)
-    if #rest > 0 then
-      local next_node = string.match(rest[1], '^([^|]+)|')
+    local next_node = nil
+    for _, v in ipairs(redis.call('HVALS', p .. ':room:' .. room)) do
+      local n = entry(v)
+      if n ~= node and redis.call('EXISTS', p .. ':node:' .. n) == 1 then
+        next_node = n
+        break
+      end
+    end
+    if next_node then
       redis.call('SET', p .. ':media:' .. room, next_node)
       redis.call('SADD', p .. ':nmedia:' .. next_node, room)
       redis.call('PUBLISH', p .. ':r:' .. room, 'SB1K' .. f(room) .. f(next_node))
@@ -154,11 +226,15 @@ redis.call('HSET', p .. ':node:' .. node, 'conns', conns)
 return {'OK', redis.call('ZCARD', p .. ':nodes')}
 "#;
 
-/// ARGV: prefix. Removes every node whose lease ran out; returns how many.
+/// ARGV: prefix. Removes every node whose lease ran out, and ends every durable session
+/// whose node died and whose window ran out untaken; returns how many nodes.
 const REAP: &str = r#"
 local p = ARGV[1]
 local dead = redis.call('ZRANGEBYSCORE', p .. ':nodes', '-inf', now_ms())
 for _, node in ipairs(dead) do remove_node(p, node) end
+for _, sid in ipairs(redis.call('ZRANGEBYSCORE', p .. ':parked', '-inf', now_ms())) do
+  end_session(p, sid)
+end
 return #dead
 "#;
 
@@ -168,13 +244,14 @@ remove_node(ARGV[1], ARGV[2])
 return 1
 "#;
 
-/// ARGV: prefix, room, name, node, inc, key, cap. Claims `name` in `room`; on success
-/// publishes the roster to the joining node, then the join to the room. Returns `OK`,
-/// `TAKEN`, `FULL` (the room has `cap` members; 0 is no cap), `FENCED`, or `MINE` when this
-/// very member already holds it (a claim made again).
+/// ARGV: prefix, room, name, node, inc, key, cap, session (durable members; else empty).
+/// Claims `name` in `room`; on success publishes the roster to the joining node, then the
+/// join to the room. Returns `OK`, `TAKEN`, `FULL` (the room has `cap` members; 0 is no
+/// cap), `FENCED`, or `MINE` when this very member already holds it (a claim made again).
 const JOIN: &str = r#"
 local p, room, name, node, inc, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local cap = tonumber(ARGV[7]) or 0
+local sid = ARGV[8] or ''
 if fenced(p, node, inc) then return 'FENCED' end
 local rk = p .. ':room:' .. room
 local owner = node .. '|' .. key .. '|'
@@ -185,25 +262,38 @@ if current then
 end
 if cap > 0 and redis.call('HLEN', rk) >= cap then return 'FULL' end
 local rseq = next_rseq(p, room)
-redis.call('HSET', rk, name, owner .. rseq)
+local durable = sid ~= '' and redis.call('EXISTS', p .. ':sess:' .. sid) == 1
+if durable then
+  redis.call('HSET', rk, name, owner .. rseq .. '|' .. sid)
+  redis.call('HSET', p .. ':sess:' .. sid, 'room', room, 'name', name)
+else
+  redis.call('HSET', rk, name, owner .. rseq)
+end
 redis.call('SADD', p .. ':nrooms:' .. node, room)
 redis.call('SADD', p .. ':rooms', room)
 if redis.call('SET', p .. ':media:' .. room, node, 'NX') then
   redis.call('SADD', p .. ':nmedia:' .. node, room)
 end
 redis.call('PUBLISH', p .. ':n:' .. node, roster(p, room, 'R', rseq))
-redis.call('PUBLISH', p .. ':r:' .. room,
-  'SB1J' .. f(room) .. f(rseq) .. f(name) .. f(node) .. f(key) .. f(rseq))
+local joined = 'SB1J' .. f(room) .. f(rseq) .. f(name) .. f(node) .. f(key) .. f(rseq)
+  .. f(durable and '1' or '0')
+redis.call('PUBLISH', p .. ':r:' .. room, held(p, room, joined, name))
 return 'OK'
 "#;
 
-/// ARGV: prefix, room, name, node, key. Releases `name` if this member holds it.
+/// ARGV: prefix, room, name, node, key. Releases `name` if this member holds it (not a
+/// durable member parked for a takeover: its drained node lets go of it without a leave).
 const LEAVE: &str = r#"
 local p, room, name, node, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local rk = p .. ':room:' .. room
 local owner = node .. '|' .. key .. '|'
 local current = redis.call('HGET', rk, name)
 if not current or string.sub(current, 1, #owner) ~= owner then return 0 end
+local sid = select(4, entry(current))
+if sid and sid ~= '' then
+  if redis.call('ZSCORE', p .. ':parked', sid) then return 0 end
+  redis.call('HDEL', p .. ':sess:' .. sid, 'room', 'name')
+end
 redis.call('HDEL', rk, name)
 left(p, room, name)
 local prefix = node .. '|'
@@ -310,6 +400,145 @@ redis.call('PUBLISH', p .. ':n:' .. node, roster(p, room, 'Y', rseq))
 return 1
 "#;
 
+/// ARGV: prefix, room, node, addressed member (or empty), channel, envelope. A relay with
+/// durable receivers on other nodes: kept in their inboxes, then published.
+const RELAY: &str = r#"
+local p, room, node, to, channel, envelope = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if to == '' then to = nil end
+redis.call('PUBLISH', channel, held(p, room, envelope, nil, node, to))
+return 1
+"#;
+
+/// ARGV: prefix, session, token hash, node, key, window ms, inbox cap, subject. Opens a
+/// durable session.
+const SESSION: &str = r#"
+local p, sid, tok = ARGV[1], ARGV[2], ARGV[3]
+local sk = p .. ':sess:' .. sid
+redis.call('HSET', sk, 'node', ARGV[4], 'key', ARGV[5], 'tok', tok, 'win', ARGV[6],
+  'cap', ARGV[7], 'subj', ARGV[8], 'out', 0, 'recv', 0, 'in', 0, 'nin', 0)
+redis.call('SET', p .. ':tok:' .. tok, sid)
+redis.call('EXPIRE', sk, TTL)
+redis.call('EXPIRE', p .. ':tok:' .. tok, TTL)
+return 1
+"#;
+
+/// ARGV: prefix, session, node, key, recv, inbox, ack, new token hash (or empty), then
+/// pairs of frame number and frame. What a session's node writes to its client, kept
+/// before it is written: `OK`, `MOVED` (another node took the session over) or `GONE`.
+const COMMIT: &str = r#"
+local p, sid, node, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local recv, inbox, ack, tok = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local sk = p .. ':sess:' .. sid
+local s = redis.call('HMGET', sk, 'node', 'key', 'out', 'recv', 'in', 'tok')
+if not s[1] then return 'GONE' end
+if s[1] ~= node or s[2] ~= key then return 'MOVED' end
+local ok, ik = p .. ':out:' .. sid, p .. ':in:' .. sid
+local out = tonumber(s[3])
+for i = 9, #ARGV, 2 do
+  local seq = tonumber(ARGV[i])
+  if seq > out then
+    redis.call('XADD', ok, seq .. '-0', 'f', ARGV[i + 1])
+    out = seq
+  end
+end
+redis.call('HSET', sk, 'out', out, 'recv', math.max(recv, tonumber(s[4])))
+if inbox > tonumber(s[5]) then
+  redis.call('HSET', sk, 'in', inbox)
+  redis.call('XTRIM', ik, 'MINID', (inbox + 1) .. '-0')
+end
+redis.call('XTRIM', ok, 'MINID', (ack + 1) .. '-0')
+if tok ~= '' and tok ~= s[6] then
+  redis.call('DEL', p .. ':tok:' .. s[6])
+  redis.call('SET', p .. ':tok:' .. tok, sid)
+  redis.call('HSET', sk, 'tok', tok)
+end
+for _, k in ipairs({sk, ok, ik, p .. ':tok:' .. (tok ~= '' and tok or s[6])}) do
+  redis.call('EXPIRE', k, TTL)
+end
+return 'OK'
+"#;
+
+/// ARGV: prefix, session, node, key. The session ended on its node (closed, expired,
+/// overflowed): its keys go, unless it was parked for a takeover or another node holds it.
+const END: &str = r#"
+local p, sid = ARGV[1], ARGV[2]
+if redis.call('ZSCORE', p .. ':parked', sid) then return 0 end
+local s = redis.call('HMGET', p .. ':sess:' .. sid, 'node', 'key')
+if s[1] ~= ARGV[3] or s[2] ~= ARGV[4] then return 0 end
+end_session(p, sid)
+return 1
+"#;
+
+/// ARGV: prefix, token hash. The durable session of a token: `{session, node, room, name,
+/// alive}` (`alive`: its node holds a live lease and has not let it go), or an empty array.
+const LOOKUP: &str = r#"
+local p = ARGV[1]
+local sid = redis.call('GET', p .. ':tok:' .. ARGV[2])
+if not sid then return {} end
+local s = redis.call('HMGET', p .. ':sess:' .. sid, 'node', 'room', 'name')
+if not s[1] then return {} end
+local lease = tonumber(redis.call('ZSCORE', p .. ':nodes', s[1]) or '0')
+local parked = redis.call('ZSCORE', p .. ':parked', sid)
+local alive = (lease > now_ms() and not parked) and '1' or '0'
+return {sid, s[1], s[2] or '', s[3] or '', alive}
+"#;
+
+/// ARGV: prefix, session, token hash, node, inc, key, the client's seq, new token hash,
+/// subject. Takes durable session `sid` over for this node's peer `key`: its seat moves
+/// here (the roster to this node, `SB1O` to the room: nobody hears a leave or a join), and
+/// the reply is what the session's new node needs: `{'OK', room, name, out, recv, frames
+/// after seq, inbox entries not yet written}`. Or `UNKNOWN`, `FENCED`, `SUBJECT` (another
+/// subject's token), `STALE` (the position is outside what was kept, or the inbox
+/// overflowed: the session ends, and its room hears the leave once).
+const TAKEOVER: &str = r#"
+local p, sid, tok, node, inc, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local seq, new_tok, subj = tonumber(ARGV[7]), ARGV[8], ARGV[9]
+if fenced(p, node, inc) then return 'FENCED' end
+if redis.call('GET', p .. ':tok:' .. tok) ~= sid then return 'UNKNOWN' end
+local sk, ok, ik = p .. ':sess:' .. sid, p .. ':out:' .. sid, p .. ':in:' .. sid
+local s = redis.call('HMGET', sk, 'room', 'name', 'out', 'recv', 'in', 'lost', 'subj')
+if not s[3] then return 'UNKNOWN' end
+if (s[7] or '') ~= subj then return 'SUBJECT' end
+local out = tonumber(s[3])
+local first = redis.call('XRANGE', ok, '-', '+', 'COUNT', 1)[1]
+local oldest = first and tonumber(string.match(first[1], '^(%d+)')) or out + 1
+if seq > out or seq + 1 < oldest or s[6] == '1' then
+  end_session(p, sid)
+  return 'STALE'
+end
+redis.call('ZREM', p .. ':parked', sid)
+redis.call('HSET', sk, 'node', node, 'key', key, 'tok', new_tok)
+redis.call('DEL', p .. ':tok:' .. tok)
+redis.call('SET', p .. ':tok:' .. new_tok, sid)
+local room, name = s[1] or '', s[2] or ''
+if room ~= '' then
+  local rk = p .. ':room:' .. room
+  local v = redis.call('HGET', rk, name)
+  local _, _, at, owner = entry(v or '')
+  if owner == sid then
+    local rseq = next_rseq(p, room)
+    redis.call('HSET', rk, name, node .. '|' .. key .. '|' .. at .. '|' .. sid)
+    redis.call('SADD', p .. ':nrooms:' .. node, room)
+    redis.call('PUBLISH', p .. ':n:' .. node, roster(p, room, 'R', rseq))
+    redis.call('PUBLISH', p .. ':r:' .. room,
+      'SB1O' .. f(room) .. f(rseq) .. f(name) .. f(node) .. f(key) .. f(at) .. f('1'))
+  else
+    room, name = '', ''
+  end
+end
+local frames = {}
+for _, e in ipairs(redis.call('XRANGE', ok, '(' .. seq .. '-0', '+')) do
+  frames[#frames + 1] = string.match(e[1], '^(%d+)')
+  frames[#frames + 1] = e[2][2]
+end
+local inbox = {}
+for _, e in ipairs(redis.call('XRANGE', ik, '(' .. s[5] .. '-0', '+')) do
+  inbox[#inbox + 1] = string.match(e[1], '^(%d+)')
+  inbox[#inbox + 1] = e[2][2]
+end
+return {'OK', room, name, s[3], s[4], frames, inbox}
+"#;
+
 /// ARGV: prefix. The nodes with a live lease, and how many rooms have members.
 const LIVE: &str = r#"
 local p = ARGV[1]
@@ -333,11 +562,17 @@ pub(crate) enum Script {
     Pair,
     Live,
     Resync,
+    Relay,
+    Session,
+    Commit,
+    End,
+    Lookup,
+    Takeover,
 }
 
 impl Script {
     /// Every script, for loading them all at once.
-    pub(crate) const ALL: [Script; 13] = [
+    pub(crate) const ALL: [Script; 19] = [
         Script::Register,
         Script::Heartbeat,
         Script::Reap,
@@ -351,6 +586,12 @@ impl Script {
         Script::Pair,
         Script::Live,
         Script::Resync,
+        Script::Relay,
+        Script::Session,
+        Script::Commit,
+        Script::End,
+        Script::Lookup,
+        Script::Takeover,
     ];
 
     pub(crate) fn source(self) -> &'static str {
@@ -388,9 +629,16 @@ impl Script {
             Script::Pair => PAIR,
             Script::Live => LIVE,
             Script::Resync => RESYNC,
+            Script::Relay => RELAY,
+            Script::Session => SESSION,
+            Script::Commit => COMMIT,
+            Script::End => END,
+            Script::Lookup => LOOKUP,
+            Script::Takeover => TAKEOVER,
         }
     }
 }
 
 /// The scripts' SHA-1s as Redis reported them (the same for every node of this build).
-static SHAS: Mutex<[Option<String>; 13]> = Mutex::new([const { None }; 13]);
+static SHAS: Mutex<[Option<String>; Script::ALL.len()]> =
+    Mutex::new([const { None }; Script::ALL.len()]);

@@ -51,6 +51,9 @@ pub struct Seat {
     pub key: PeerKey,
     /// Its place in the room's membership order (the room's sequence number at its join).
     pub seq: u64,
+    /// Whether its session is durable (a resumable session: it outlives its node, and what
+    /// other nodes relay to it is kept in Redis until its node has written it).
+    pub durable: bool,
 }
 
 /// The queue to other nodes is full.
@@ -62,12 +65,14 @@ pub struct Overloaded;
 /// [`Overloaded`] when the queue is full.
 pub trait Uplink: Send + Sync + 'static {
     /// A relay for the members of `room` on other nodes: all of them (`to` is `None`) or
-    /// the one named, on the node given.
+    /// the one named, on the node given. `retain`: a durable member on another node is
+    /// among the receivers, so the cluster keeps the relay for it until its node has it.
     fn relay(
         &self,
         room: &RoomId,
         to: Option<(NodeId, &PeerName)>,
         signal: &Signal,
+        retain: bool,
     ) -> Result<(), Overloaded>;
 
     /// A broadcast frame for `channel`'s subscribers on other nodes.
@@ -191,8 +196,27 @@ pub enum Inbound {
         /// The new media node.
         node: NodeId,
     },
+    /// A durable member's session was taken over by another node (its own node died, or
+    /// did not answer): the member is now at `seat`, with nothing said to the room.
+    Moved {
+        /// The room.
+        room: RoomId,
+        /// The room's sequence number of this change.
+        rseq: u64,
+        /// Where the member is now.
+        seat: Seat,
+    },
+    /// A relay or membership change (`inner`) that the cluster also kept in the inboxes of
+    /// the durable members named, at the places given.
+    Retained {
+        /// Each durable receiver and the event's place in its inbox.
+        inboxes: Vec<(PeerName, u64)>,
+        /// The relay, join or leave.
+        inner: Box<Inbound>,
+    },
     /// A node was declared dead or drained: it has no channel subscribers any more (its room
-    /// members leave through `Left`, in each room's order).
+    /// members leave through `Left`, in each room's order; durable members wait for their
+    /// sessions to be taken over).
     NodeDown {
         /// The node.
         node: NodeId,

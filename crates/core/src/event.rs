@@ -128,6 +128,21 @@ pub enum Event {
     /// A refusal of this peer's own request, boxed like `Joined`: it is rare, and inline, its
     /// code, reason and request id made every outbox slot 40 bytes instead of 24.
     Error(Box<ErrorEvent>),
+    /// An event for a durable session (a resumable session in a cluster) that the cluster
+    /// also keeps in the session's inbox in Redis, at `inbox`: its socket task records how
+    /// far it has written them, so that whichever node takes the session over after its
+    /// node died knows what is still to be told. Never encoded as such: the task encodes the
+    /// event inside.
+    Retained(Box<Retained>),
+}
+
+/// An event the cluster keeps for a durable session until its node has written it.
+#[derive(Debug, Clone)]
+pub struct Retained {
+    /// Its place in the session's inbox.
+    pub inbox: u64,
+    /// The event.
+    pub event: Event,
 }
 
 /// The reply to a join.

@@ -18,7 +18,8 @@ pub use cluster::{Inbound, Member, MembershipListener, NodeId, Overloaded, Seat,
 pub use command::{Command, MediaRequest, Message, SignalKind};
 pub use error::{CoreError, ErrorCode};
 pub use event::{
-    ErrorEvent, Event, Joined, MediaEvent, Presence, RawFrame, RawJson, SharedFrames, Signal,
+    ErrorEvent, Event, Joined, MediaEvent, Presence, RawFrame, RawJson, Retained, SharedFrames,
+    Signal,
 };
 pub use grant::{Grant, RoomGrant};
 pub use hub::{Census, Hub, Outcome, SharedHub, Stats, UserStats};

@@ -97,4 +97,7 @@ pub(crate) struct Peer {
     pub(crate) joining: Option<(RoomId, PeerName)>,
     /// That join's request id, echoed on its `joined`.
     pub(crate) joining_rid: Option<crate::RawJson>,
+    /// The join in flight takes over a durable member's seat from another node: it is
+    /// confirmed without a word to the room, and with no `joined` reply.
+    pub(crate) taking_over: bool,
 }

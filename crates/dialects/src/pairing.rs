@@ -85,7 +85,8 @@ impl Dialect for Pairing {
             | Event::PeerLeft(_)
             | Event::Frame(_)
             | Event::Media(_)
-            | Event::Settled => return Outbound::Skip,
+            | Event::Settled
+            | Event::Retained(_) => return Outbound::Skip,
         }
         Outbound::Text
     }

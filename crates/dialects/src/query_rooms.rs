@@ -88,7 +88,8 @@ impl Dialect for QueryRooms {
             | Event::PartnerGone { .. }
             | Event::Frame(_)
             | Event::Media(_)
-            | Event::Settled => return Outbound::Skip,
+            | Event::Settled
+            | Event::Retained(_) => return Outbound::Skip,
         }
         Outbound::Text
     }

@@ -126,7 +126,8 @@ impl Dialect for RoomRelay {
             | Event::PartnerGone { .. }
             | Event::Frame(_)
             | Event::Media(_)
-            | Event::Settled => return Outbound::Skip,
+            | Event::Settled
+            | Event::Retained(_) => return Outbound::Skip,
         }
         Outbound::Text
     }

@@ -17,9 +17,10 @@ use futures_util::{FutureExt, SinkExt};
 use switchboard_auth::Grants;
 use switchboard_cluster::envelope::ForwardedRequest;
 use switchboard_cluster::envelope::TunnelFrame;
+use switchboard_cluster::{Cluster, Commit, Committed, Found, Takeover, TakeoverError};
 use switchboard_core::{
     Command, DialectKind, ErrorCode, ErrorEvent, Event, MediaRequest, Outcome, PeerKey, PeerName,
-    RawJson, RoomId, SharedFrames, SharedHub,
+    RawJson, Retained, RoomId, SharedFrames, SharedHub,
 };
 use switchboard_dialects::resume::{self as wire, Control};
 use switchboard_dialects::{Dialect, Outbound, WireError};
@@ -108,15 +109,70 @@ pub(crate) struct Resumable {
     overflowed: bool,
     /// Nothing has been read on this socket yet: only a first frame may be `resume`.
     fresh: bool,
+    /// In a cluster: the session is durable, kept in Redis as it goes.
+    durable: Option<Durable>,
+}
+
+/// A durable session's place in Redis (docs/scaling.md, "Durable sessions"): every frame is
+/// kept there before it is written, so that another node can take the session over if
+/// this one dies.
+struct Durable {
+    cluster: Cluster,
+    session: u64,
+    key: PeerKey,
+    /// The last inbox entry written (relays and membership changes other nodes kept).
+    inbox: u64,
+    /// The last inbox entry Redis has been told of.
+    inbox_kept: u64,
+    /// The last frame the client acknowledged.
+    acked: u64,
+    /// Frames numbered and not yet kept.
+    pending: Vec<(u64, Bytes)>,
+}
+
+impl Durable {
+    fn commit(&mut self, received: u64, token: Option<TokenHash>) -> Commit {
+        self.inbox_kept = self.inbox;
+        Commit {
+            session: self.session,
+            key: self.key,
+            received,
+            inbox: self.inbox,
+            acked: self.acked,
+            token,
+            frames: std::mem::take(&mut self.pending),
+        }
+    }
 }
 
 impl Resumable {
-    /// A session with a fresh token (opened under its hash) and the token's text.
-    fn open(state: &AppState) -> (Box<Resumable>, String) {
+    /// A session with a fresh token (opened under its hash) and the token's text. In a
+    /// cluster it is durable, and Redis has it before its client can know its token.
+    fn open(state: &AppState, key: PeerKey, subject: Option<&str>) -> (Box<Resumable>, String) {
         let token = Token::new();
         let (door_in, door) = mpsc::channel(1);
         state.sessions.open(token.hash, door_in);
         let config = &state.config;
+        let durable = state.cluster.as_ref().map(|cluster| {
+            let session = switchboard_cluster::rand_u64();
+            cluster.open_session(
+                session,
+                &token.hash,
+                key,
+                config.resume_window,
+                config.resume_buffer_frames,
+                subject,
+            );
+            Durable {
+                cluster: cluster.clone(),
+                session,
+                key,
+                inbox: 0,
+                inbox_kept: 0,
+                acked: 0,
+                pending: Vec::new(),
+            }
+        });
         let resumable = Box::new(Resumable {
             state: state.clone(),
             hash: token.hash,
@@ -127,6 +183,7 @@ impl Resumable {
             parked_at: None,
             overflowed: false,
             fresh: true,
+            durable,
         });
         (resumable, token.text)
     }
@@ -143,6 +200,9 @@ impl Resumable {
 impl Drop for Resumable {
     fn drop(&mut self) {
         self.state.sessions.close(&self.hash);
+        if let Some(durable) = &self.durable {
+            durable.cluster.end_session(durable.session, durable.key);
+        }
         // A socket that knocked just as the session ended: it hears `resume_failed` rather
         // than a dropped connection.
         self.door.close();
@@ -166,6 +226,8 @@ enum Close {
     Resume(TokenHash, u64),
     /// Another socket took this session over (this one is half-open, or about to be).
     Takeover(Box<Handoff>),
+    /// Another node took this durable session over (this node did not answer in time).
+    Moved,
     /// Server shutdown.
     GoingAway,
     /// The hub evicted this peer for a full outbox.
@@ -188,7 +250,7 @@ impl Close {
     fn frame(&self) -> Option<(u16, &'static str)> {
         match self {
             Close::Gone | Close::Left | Close::Stalled | Close::Resume(..) => None,
-            Close::Takeover(_) => Some((4001, "session resumed")),
+            Close::Takeover(_) | Close::Moved => Some((4001, "session resumed")),
             Close::GoingAway => Some((1001, "server shutting down")),
             Close::Evicted => Some((1008, "too slow: outbox full")),
             Close::TooBig => Some((1009, "frame too large")),
@@ -293,7 +355,12 @@ impl<D: Dialect> Connection<D> {
         let Some(cluster) = &self.state.cluster else {
             return;
         };
-        cluster.claim(room, name, self.key, rid);
+        let session = self
+            .resume
+            .as_ref()
+            .and_then(|r| r.durable.as_ref())
+            .map(|durable| durable.session);
+        cluster.claim(room, name, self.key, rid, session);
         self.joining = Some(Instant::now() + CLAIM_TIMEOUT);
     }
 
@@ -382,25 +449,39 @@ impl<D: Dialect> Connection<D> {
         self.state.hub.with(|hub| hub.reply(key, event));
     }
 
-    /// Encodes `event` (and whatever else is already queued, up to a batch) and writes it.
-    async fn flush(&mut self, socket: &mut Link, first: Event) -> Result<(), Close> {
+    /// Encodes `event` (and, if `more`, whatever else is already queued, up to a batch) and
+    /// writes it.
+    async fn flush(&mut self, socket: &mut Link, first: Event, more: bool) -> Result<(), Close> {
         let limit = self.state.config.write_timeout;
+        let durable = self.resume.as_ref().is_some_and(|r| r.durable.is_some());
         let write = async {
             let mut next = Some(first);
             let mut batch = 0;
             // Counted once per batch: the counters are shared by every socket, and one
             // atomic add per frame on each made a room-wide fanout's cores fight over them.
             let (mut frames, mut bytes) = (0, 0);
+            // A durable session's frames wait until Redis has them.
+            let mut held = Vec::new();
             while let Some(event) = next.take() {
                 self.note(&event);
                 if let Some(message) = self.encode(&event) {
                     frames += 1;
                     bytes += length(&message);
-                    socket.feed(message).await.map_err(|_| Close::Gone)?;
+                    if durable {
+                        held.push(message);
+                    } else {
+                        socket.feed(message).await.map_err(|_| Close::Gone)?;
+                    }
                 }
                 batch += 1;
-                if batch < MAX_BATCH {
+                if batch < MAX_BATCH && more {
                     next = self.inbox.try_recv().ok();
+                }
+            }
+            if durable {
+                self.keep().await?;
+                for message in held {
+                    socket.feed(message).await.map_err(|_| Close::Gone)?;
                 }
             }
             self.metrics.frames_out.inc_by(frames);
@@ -439,7 +520,36 @@ impl<D: Dialect> Connection<D> {
         }
     }
 
+    /// Keeps a durable session's numbered frames (and how far it has got) in Redis before
+    /// they are written. Without Redis they are written all the same: the session is as
+    /// durable as one node then. Another node took the session over: this socket ends.
+    async fn keep(&mut self) -> Result<(), Close> {
+        let Some(resumable) = self.resume.as_mut() else {
+            return Ok(());
+        };
+        let received = resumable.received;
+        let Some(durable) = resumable.durable.as_mut() else {
+            return Ok(());
+        };
+        if durable.pending.is_empty() && durable.inbox == durable.inbox_kept {
+            return Ok(());
+        }
+        let cluster = durable.cluster.clone();
+        let commit = durable.commit(received, None);
+        match Box::pin(cluster.commit(commit)).await {
+            Committed::Kept | Committed::Unavailable | Committed::Gone => Ok(()),
+            Committed::Moved => Err(Close::Moved),
+        }
+    }
+
     fn encode(&mut self, event: &Event) -> Option<Message> {
+        if let Event::Retained(retained) = event {
+            // Written from here on: its place in the inbox is kept with the frame.
+            if let Some(durable) = self.resume.as_mut().and_then(|r| r.durable.as_mut()) {
+                durable.inbox = durable.inbox.max(retained.inbox);
+            }
+            return self.encode(&retained.event);
+        }
         // A room-wide signal is encoded by its first receiver in this dialect; the others
         // write the same frame: no encoding, no copy and no UTF-8 check per receiver.
         let shared = match event {
@@ -517,6 +627,10 @@ impl<D: Dialect> Connection<D> {
         if resumable.replay.push(seq, frame.clone(), seen).is_err() {
             resumable.overflowed = true;
         }
+        if let Some(durable) = resumable.durable.as_mut() {
+            let bytes = Bytes::copy_from_slice(self.out.as_bytes());
+            durable.pending.push((seq, bytes));
+        }
         frame
     }
 
@@ -540,6 +654,9 @@ impl<D: Dialect> Connection<D> {
         match envelope.control {
             Some(Control::Ack(seq)) => {
                 resumable.replay.ack(seq);
+                if let Some(durable) = resumable.durable.as_mut() {
+                    durable.acked = durable.acked.max(seq.min(resumable.sent));
+                }
                 return None;
             }
             Some(Control::Resume { token, seq }) if fresh => {
@@ -559,6 +676,19 @@ impl<D: Dialect> Connection<D> {
         self.receive(decoded);
         if let (Some(seq), Some(resumable)) = (envelope.seq, self.resume.as_mut()) {
             resumable.received = seq;
+            // Another node that takes the session over must know it was processed (kept
+            // after its effects: a frame this node dies processing is resent, at least once).
+            if let Some(durable) = &resumable.durable {
+                durable.cluster.commit_later(Commit {
+                    session: durable.session,
+                    key: durable.key,
+                    received: seq,
+                    inbox: durable.inbox_kept,
+                    acked: durable.acked,
+                    token: None,
+                    frames: Vec::new(),
+                });
+            }
         }
         None
     }
@@ -571,7 +701,8 @@ impl<D: Dialect> Connection<D> {
             Opening::Session => None,
             Opening::Failed(code, message) => Some((code, message)),
         };
-        let (resumable, token) = Resumable::open(&self.state);
+        let subject = self.grants.as_ref().map(|grants| grants.subject.as_str());
+        let (resumable, token) = Resumable::open(&self.state, self.key, subject);
         self.resume = Some(resumable);
         if let Some((code, message)) = failed {
             self.refuse_resume(socket, code, message).await?;
@@ -648,6 +779,14 @@ impl<D: Dialect> Connection<D> {
         resumable.fresh = false;
         let (next, received) = (seq + 1, resumable.received);
         let token = resumable.rotate();
+        if let Some(durable) = resumable.durable.as_mut() {
+            // The new token opens the session elsewhere too, before its client has it.
+            durable.acked = durable.acked.max(seq);
+            let cluster = durable.cluster.clone();
+            let commit = durable.commit(received, Some(resumable.hash));
+            // Moved meanwhile: the loop's next commit finds it, and the socket ends.
+            let _ = Box::pin(cluster.commit(commit)).await;
+        }
         let frames: Vec<Utf8Bytes> = resumable.replay.after(seq).cloned().collect();
         self.slot = Some(slot);
         let key = self.key;
@@ -674,6 +813,105 @@ impl<D: Dialect> Connection<D> {
             }
         }
         Ok((ws, tracked))
+    }
+}
+
+impl<D: Dialect> Connection<D> {
+    /// Takes over a durable session whose node died (or did not answer) for this fresh
+    /// socket: its seat in its room moves here with nothing said to the room, `resumed` and
+    /// the frames the client has not processed are written, then what other nodes kept in
+    /// its inbox, numbered on. This socket's own fresh session is given up for it.
+    async fn take_over(
+        &mut self,
+        socket: &mut Link,
+        found: Found,
+        hash: TokenHash,
+        seq: u64,
+    ) -> Result<(), TakeoverError> {
+        let key = self.key;
+        let cluster = self
+            .state
+            .cluster
+            .clone()
+            .ok_or(TakeoverError::Unavailable)?;
+        if let Some((room, name)) = &found.seat {
+            let held = self.state.hub.with(|hub| hub.take_seat(key, room, name));
+            held.map_err(|_| TakeoverError::Unavailable)?;
+        }
+        let token = Token::new();
+        let takeover = Takeover {
+            session: found.session,
+            hash,
+            key,
+            seq,
+            new_hash: token.hash,
+            subject: self.grants.as_ref().map(|grants| grants.subject.clone()),
+        };
+        let room = found.seat.as_ref().map(|(room, _)| room);
+        let taken = match cluster.take_over(takeover, room).await {
+            Ok(taken) => taken,
+            Err(error) => {
+                self.state.hub.with(|hub| hub.drop_takeover(key));
+                return Err(error);
+            }
+        };
+        if taken.seat.is_some() {
+            // Its socket reads nothing until the seat is this node's (`Settled`).
+            self.joining = Some(Instant::now() + CLAIM_TIMEOUT);
+        }
+        let config = &self.state.config;
+        let mut replay = Replay::new(config.resume_buffer_frames, config.resume_buffer_bytes);
+        let mut frames = Vec::with_capacity(taken.frames.len());
+        for (n, bytes) in taken.frames {
+            let Ok(frame) = Utf8Bytes::try_from(bytes) else {
+                continue;
+            };
+            let _ = replay.push(n, frame.clone(), seq);
+            frames.push(frame);
+        }
+        let resumable = self.resume.as_mut().ok_or(TakeoverError::Unavailable)?;
+        self.state.sessions.rotate(&resumable.hash, token.hash);
+        resumable.hash = token.hash;
+        resumable.sent = taken.sent;
+        resumable.received = taken.received;
+        resumable.replay = replay;
+        resumable.fresh = false;
+        if let Some(durable) = resumable.durable.as_mut() {
+            // This socket's own fresh session is not needed any more.
+            cluster.end_session(durable.session, key);
+            durable.session = found.session;
+            durable.acked = seq;
+            durable.inbox = 0;
+            durable.inbox_kept = 0;
+            durable.pending.clear();
+        }
+        let room = taken.seat.as_ref().map(|(room, _)| room.as_str());
+        wire::resumed(&mut self.out, room, &token.text, seq + 1, taken.received);
+        let resumed = Utf8Bytes::from(self.out.as_str());
+        self.state.metrics.resume("taken_over");
+        self.state.metrics.replayed(frames.len() as u64);
+        debug!(
+            replayed = frames.len(),
+            kept = taken.inbox.len(),
+            "taken over"
+        );
+        let limit = self.state.config.write_timeout;
+        // A socket that fails here is found broken by the loop, which parks the session.
+        if send_now(socket, resumed, limit).await.is_err() {
+            return Ok(());
+        }
+        for frame in frames {
+            if send_now(socket, frame, limit).await.is_err() {
+                return Ok(());
+            }
+        }
+        for (inbox, event) in taken.inbox {
+            let event = Event::Retained(Box::new(Retained { inbox, event }));
+            if self.flush(socket, event, false).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -828,28 +1066,8 @@ async fn knock<D: Dialect>(
         tracked,
         ..
     } = *handoff;
-    // Not here: in a cluster, perhaps on another node.
-    let mut ws = match (link, &conn.state.cluster) {
-        (Link::Local(ws), Some(cluster)) if refusal == Refusal::Unknown => {
-            let subject = conn.grants.as_ref().map(|grants| grants.subject.clone());
-            match Box::pin(find(cluster, hash, seq, conn.ip, subject)).await {
-                Some((end, first)) => {
-                    let state = conn.state.clone();
-                    state.metrics.resume("carried");
-                    debug!("carried to its session's node");
-                    drop(conn); // this socket's own fresh session ends
-                    Box::pin(carried(state, ws, end, first)).await;
-                    drop((slot, tracked));
-                    return None;
-                }
-                None => Link::Local(ws),
-            }
-        }
-        (link, _) => link,
-    };
-    conn.state.sessions.failed(conn.ip, Instant::now());
     conn.slot = Some(slot);
-    let (result, code, message) = match refusal {
+    let (mut result, mut code, mut message) = match refusal {
         Refusal::RateLimited => (
             "rate_limited",
             ErrorCode::RateLimited,
@@ -861,12 +1079,66 @@ async fn knock<D: Dialect>(
             "unknown or expired session",
         ),
     };
+    // Not here: in a cluster, perhaps on another node.
+    let mut ws = match (link, conn.state.cluster.clone()) {
+        (Link::Local(ws), Some(cluster)) if refusal == Refusal::Unknown => {
+            let found = Box::pin(cluster.lookup(&hash)).await;
+            // The session's node lives: the socket is carried there, if it answers.
+            let ask = found
+                .as_ref()
+                .is_none_or(|found| found.alive && found.node != cluster.node());
+            if ask {
+                let subject = conn.grants.as_ref().map(|grants| grants.subject.clone());
+                if let Some((end, first)) =
+                    Box::pin(find(&cluster, hash, seq, conn.ip, subject)).await
+                {
+                    let state = conn.state.clone();
+                    state.metrics.resume("carried");
+                    debug!("carried to its session's node");
+                    let slot = conn.slot.take();
+                    drop(conn); // this socket's own fresh session ends
+                    Box::pin(carried(state, ws, end, first)).await;
+                    drop((slot, tracked));
+                    return None;
+                }
+            }
+            let mut link = Link::Local(ws);
+            // Its node is gone (or did not answer): the session is taken over here.
+            if let Some(found) = found {
+                match Box::pin(conn.take_over(&mut link, found, hash, seq)).await {
+                    Ok(()) => {
+                        return Some(Box::new(Socket {
+                            ws: link,
+                            conn,
+                            _tracked: tracked,
+                        }))
+                    }
+                    Err(TakeoverError::Stale) => {
+                        (result, message) =
+                            ("stale", "session cannot be resumed from that position");
+                    }
+                    Err(TakeoverError::Unavailable) => {
+                        (result, code) = ("unavailable", ErrorCode::Unavailable);
+                        message = "the cluster could not be reached: try again";
+                    }
+                    Err(TakeoverError::Unknown | TakeoverError::Subject) => {}
+                }
+            }
+            link
+        }
+        (link, _) => link,
+    };
+    conn.state.sessions.failed(conn.ip, Instant::now());
     conn.state.metrics.resume(result);
     debug!(result, "resume refused");
     conn.refuse_resume(&mut ws, code, message).await.ok()?;
     let token = conn.resume.as_mut()?.rotate();
     if let Some(resumable) = conn.resume.as_mut() {
         resumable.fresh = true;
+        if let Some(durable) = resumable.durable.as_mut() {
+            let commit = durable.commit(resumable.received, Some(resumable.hash));
+            durable.cluster.commit_later(commit);
+        }
     }
     conn.send_session(&mut ws, &token).await.ok()?;
     Some(Box::new(Socket {
@@ -1067,6 +1339,11 @@ async fn park<D: Dialect>(this: Box<Socket<D>>) -> Option<Box<Socket<D>>> {
                     if conn.resume.as_ref().is_some_and(|r| r.overflowed) {
                         break "overflow";
                     }
+                    // A durable session keeps what it would have written, so that it
+                    // survives this node too.
+                    if conn.keep().await.is_err() {
+                        break "moved";
+                    }
                 }
                 None => break "evicted",
             },
@@ -1101,7 +1378,7 @@ async fn pump<D: Dialect>(this: &mut Socket<D>) -> Close {
             () = &mut cancelled => break Close::GoingAway,
             event = conn.inbox.recv() => match event {
                 Some(event) => {
-                    if let Err(close) = conn.flush(socket, event).await {
+                    if let Err(close) = conn.flush(socket, event, true).await {
                         break close;
                     }
                     // Evicted while we were writing: stop now rather than drain the backlog.
@@ -1335,7 +1612,7 @@ mod tests {
                         &'static mut Connection<QueryRooms>,
                         &'static mut Link,
                         Event,
-                    )| { c.flush(l, e) },
+                    )| { c.flush(l, e, true) },
                 ),
             ),
             ("Link::recv", future_size(|l: &'static mut Link| l.recv())),

@@ -77,6 +77,9 @@ pub struct Hub {
     listener: Option<Arc<dyn MembershipListener>>,
     /// The most members a room may have (`--max-room-members`); `None`: no cap.
     max_room_members: Option<usize>,
+    /// While an [`Inbound::Retained`] is applied: the local durable members it was kept for,
+    /// and its place in each one's inbox.
+    retained: Vec<(PeerKey, u64)>,
 }
 
 struct Clustered {
@@ -341,6 +344,12 @@ impl Hub {
                 seats,
             } => self.resync(&room, rseq, media, seats),
             Inbound::Joined { room, rseq, seat } => self.apply_joined(&room, rseq, seat),
+            Inbound::Moved { room, rseq, seat } => self.apply_moved(&room, rseq, seat),
+            Inbound::Retained { inboxes, inner } => {
+                self.retained = self.local_receivers(&inner, &inboxes);
+                self.remote(*inner);
+                self.retained.clear();
+            }
             Inbound::Left { room, rseq, name } => self.apply_left(&room, rseq, &name),
             Inbound::Relay { room, to, signal } => self.apply_relay(&room, to.as_ref(), &signal),
             Inbound::Frame { channel, frame } => self.apply_frame(&channel, &frame),
@@ -531,6 +540,7 @@ impl Hub {
                 epoch: 0,
                 joining: None,
                 joining_rid: None,
+                taking_over: false,
             },
         );
         key

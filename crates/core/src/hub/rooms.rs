@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{offer, Hub, Outcome};
-use crate::cluster::{Member, NodeId, Seat};
+use crate::cluster::{Inbound, Member, NodeId, Seat};
 use crate::{
     CoreError, ErrorEvent, Event, Joined, Message, PeerKey, PeerName, Place, Presence, RawJson,
-    RoomId, Signal,
+    Retained, RoomId, Signal,
 };
 
 /// One room as this node knows it.
@@ -34,6 +34,8 @@ pub(super) struct RoomSeat {
     pub(super) at: Member,
     /// Join order, for rosters.
     seq: u64,
+    /// A durable member: relays to it from this node are kept for it in the cluster.
+    durable: bool,
 }
 
 impl RoomSeat {
@@ -265,12 +267,12 @@ impl Hub {
                 }
                 Member::Remote(node) => {
                     let (to, _) = room.members.get_key_value(to).ok_or(CoreError::NotInRoom)?;
-                    self.uplink_relay(room_id, Some((node, to)), &signal)
+                    self.uplink_relay(room_id, Some((node, to)), &signal, seat.durable)
                 }
                 Member::Leaving(_) => Err(CoreError::PeerNotFound(to.into())),
             };
         }
-        let mut remote = false;
+        let (mut remote, mut retain) = (false, false);
         for seat in room.members.values() {
             match seat.at {
                 Member::Local(member) if member != key || echo => {
@@ -281,12 +283,15 @@ impl Hub {
                         &mut self.slow,
                     );
                 }
-                Member::Remote(_) => remote = true,
+                Member::Remote(_) => {
+                    remote = true;
+                    retain |= seat.durable;
+                }
                 _ => {}
             }
         }
         if remote {
-            return self.uplink_relay(room_id, None, &signal);
+            return self.uplink_relay(room_id, None, &signal, retain);
         }
         Ok(Outcome::Done)
     }
@@ -296,11 +301,12 @@ impl Hub {
         room: &RoomId,
         to: Option<(crate::NodeId, &PeerName)>,
         signal: &Signal,
+        retain: bool,
     ) -> Result<Outcome, CoreError> {
         let cluster = self.cluster.as_ref().ok_or(CoreError::NotInRoom)?;
         cluster
             .uplink
-            .relay(room, to, signal)
+            .relay(room, to, signal, retain)
             .map(|()| Outcome::Done)
             .map_err(|_| CoreError::Overloaded)
     }
@@ -350,18 +356,19 @@ impl Hub {
             let at = if seat.node != me {
                 Member::Remote(seat.node)
             } else if self.is_joining(seat.key, &room_id, &seat.name) {
-                joiners.push((seat.key, seat.name.clone(), seat.seq));
+                joiners.push(seat);
                 continue;
             } else {
                 Member::Leaving(seat.key)
             };
             if let Some(room) = self.rooms.get_mut(&room_id) {
+                let (seq, durable) = (seat.seq, seat.durable);
                 room.members
-                    .insert(seat.name, RoomSeat { at, seq: seat.seq });
+                    .insert(seat.name, RoomSeat { at, seq, durable });
             }
         }
-        for (key, name, seq) in joiners {
-            self.confirm_join(key, &room_id, name, seq);
+        for seat in joiners {
+            self.confirm_join(&room_id, seat);
         }
     }
 
@@ -377,7 +384,7 @@ impl Hub {
             return;
         };
         if seat.node == me && self.is_joining(seat.key, room_id, &seat.name) {
-            self.confirm_join(seat.key, room_id, seat.name, seat.seq);
+            self.confirm_join(room_id, seat);
             return;
         }
         let Some(room) = self.rooms.get_mut(room_id) else {
@@ -397,9 +404,10 @@ impl Hub {
         } else {
             Member::Remote(seat.node)
         };
+        let (seq, durable) = (seat.seq, seat.durable);
         let known = room
             .members
-            .insert(seat.name.clone(), RoomSeat { at, seq: seat.seq });
+            .insert(seat.name.clone(), RoomSeat { at, seq, durable });
         if let Some(RoomSeat {
             at: Member::Local(lost),
             ..
@@ -477,25 +485,18 @@ impl Hub {
         ) {
             return;
         }
+        let event = Event::Signal(signal.clone());
         match to {
             Some(to) => {
                 if let Some(Member::Local(key)) = room.members.get(to).map(|s| s.at) {
-                    offer(
-                        &self.peers,
-                        key,
-                        Event::Signal(signal.clone()),
-                        &mut self.slow,
-                    );
+                    let event = retained_for(&self.retained, key, &event);
+                    offer(&self.peers, key, event, &mut self.slow);
                 }
             }
             None => {
                 for key in room.local_keys() {
-                    offer(
-                        &self.peers,
-                        key,
-                        Event::Signal(signal.clone()),
-                        &mut self.slow,
-                    );
+                    let event = retained_for(&self.retained, key, &event);
+                    offer(&self.peers, key, event, &mut self.slow);
                 }
             }
         }
@@ -561,10 +562,27 @@ impl Hub {
                     RoomSeat {
                         at: Member::Remote(seat.node),
                         seq: seat.seq,
+                        durable: seat.durable,
                     },
                 );
             }
             self.tell_joined(room_id, &seat.name, None);
+        }
+        // Durable members whose sessions another node took over meanwhile: moved, unheard.
+        for seat in &seats {
+            if seat.node == me {
+                continue;
+            }
+            if let Some(known) = self
+                .rooms
+                .get_mut(room_id)
+                .and_then(|room| room.members.get_mut(&seat.name))
+            {
+                if matches!(known.at, Member::Remote(node) if node != seat.node) {
+                    known.at = Member::Remote(seat.node);
+                    known.durable = seat.durable;
+                }
+            }
         }
     }
 
@@ -582,6 +600,111 @@ impl Hub {
         self.drop_if_unused(room_id);
     }
 
+    /// Takes over the seat of durable member `name` in `room` for local peer `key`, whose
+    /// session this node now holds (its own node died, or did not answer). Like a join the
+    /// cluster confirms ([`Inbound::Moved`] or the room's roster), but nobody hears of it.
+    pub fn take_seat(
+        &mut self,
+        key: PeerKey,
+        room_id: &RoomId,
+        name: &PeerName,
+    ) -> Result<(), CoreError> {
+        let peer = self.peers.get_mut(&key).ok_or(CoreError::UnknownPeer)?;
+        if peer.joining.is_some() || !matches!(peer.place, Place::Lobby) {
+            return Err(CoreError::InvalidState("a takeover needs a fresh socket"));
+        }
+        peer.joining = Some((room_id.clone(), name.clone()));
+        peer.taking_over = true;
+        self.rooms
+            .entry(room_id.clone())
+            .or_insert_with(Room::waiting)
+            .pending += 1;
+        Ok(())
+    }
+
+    /// A takeover that did not happen: the peer stays out of the room, and nobody hears.
+    pub fn drop_takeover(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.taking_over = false;
+        if let Some((room, _)) = peer.joining.clone() {
+            self.abandon_join(key, &room);
+        }
+        self.settle();
+    }
+
+    /// A durable member moved to another node (its session was taken over there), or to
+    /// this one: its seat follows, and nobody is told.
+    pub(super) fn apply_moved(&mut self, room_id: &RoomId, rseq: u64, seat: Seat) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        if !room.advance(rseq) {
+            return;
+        }
+        let Some(me) = self.cluster.as_ref().map(|c| c.node) else {
+            return;
+        };
+        if seat.node == me && self.is_joining(seat.key, room_id, &seat.name) {
+            self.confirm_join(room_id, seat);
+            return;
+        }
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        let at = if seat.node == me {
+            Member::Leaving(seat.key)
+        } else {
+            Member::Remote(seat.node)
+        };
+        let moved = RoomSeat {
+            at,
+            seq: seat.seq,
+            durable: true,
+        };
+        let hosted = room.media == Some(me);
+        match room.members.insert(seat.name.clone(), moved).map(|s| s.at) {
+            // Taken from this node (it did not answer in time): the peer here goes quietly;
+            // its leave finds the seat no longer its own.
+            Some(Member::Local(lost)) => self.slow.push((lost, false)),
+            Some(Member::Remote(old)) if old != seat.node && hosted => {
+                // Media lived with the old node's session: the room's media node forgets it.
+                if let Some(listener) = &self.listener {
+                    listener.remote_left(room_id, &seat.name, old);
+                    if seat.node != me {
+                        listener.remote_joined(room_id, &seat);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The local members among `inboxes` (durable members an event was kept for), by key.
+    pub(super) fn local_receivers(
+        &self,
+        inner: &Inbound,
+        inboxes: &[(PeerName, u64)],
+    ) -> Vec<(PeerKey, u64)> {
+        let room = match inner {
+            Inbound::Relay { room, .. }
+            | Inbound::Joined { room, .. }
+            | Inbound::Left { room, .. } => room,
+            _ => return Vec::new(),
+        };
+        let Some(room) = self.rooms.get(room) else {
+            return Vec::new();
+        };
+        inboxes
+            .iter()
+            .filter_map(|(name, inbox)| match room.members.get(name)?.at {
+                Member::Local(key) => Some((key, *inbox)),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub(super) fn is_joining(&self, key: PeerKey, room: &RoomId, name: &PeerName) -> bool {
         self.peers
             .get(&key)
@@ -589,16 +712,32 @@ impl Hub {
             .is_some_and(|(r, n)| r == room && n == name)
     }
 
-    /// A claimed join came through: the peer is in.
-    fn confirm_join(&mut self, key: PeerKey, room_id: &RoomId, name: PeerName, seq: u64) {
-        let rid = self.peers.get_mut(&key).and_then(|peer| {
+    /// A claimed join came through: the peer is in. A takeover of a durable member's seat
+    /// is told to nobody: the room never saw the member go.
+    fn confirm_join(&mut self, room_id: &RoomId, seat: Seat) {
+        let key = seat.key;
+        let Some((rid, taking_over)) = self.peers.get_mut(&key).map(|peer| {
             peer.joining = None;
-            peer.joining_rid.take()
-        });
+            let taking_over = std::mem::take(&mut peer.taking_over);
+            (peer.joining_rid.take(), taking_over)
+        }) else {
+            return;
+        };
         if let Some(room) = self.rooms.get_mut(room_id) {
             room.pending = room.pending.saturating_sub(1);
         }
-        self.seat_local(key, room_id, name, seq, rid);
+        if taking_over {
+            self.seat(key, room_id, &seat.name, seat.seq, true);
+            offer(&self.peers, key, Event::Settled, &mut self.slow);
+            return;
+        }
+        let Seat {
+            name, seq, durable, ..
+        } = seat;
+        if self.seat(key, room_id, &name, seq, durable) {
+            self.tell_joined(room_id, &name, Some(key));
+            self.reply_joined(key, room_id.clone(), name, rid);
+        }
     }
 
     /// Seats a local peer in a room it is now a member of, tells the others and replies.
@@ -610,8 +749,23 @@ impl Hub {
         seq: u64,
         rid: Option<RawJson>,
     ) {
+        if self.seat(key, room_id, &name, seq, false) {
+            self.tell_joined(room_id, &name, Some(key));
+            self.reply_joined(key, room_id.clone(), name, rid);
+        }
+    }
+
+    /// Makes a local peer a member of a room, telling nobody; false if it is gone.
+    fn seat(
+        &mut self,
+        key: PeerKey,
+        room_id: &RoomId,
+        name: &PeerName,
+        seq: u64,
+        durable: bool,
+    ) -> bool {
         let Some(peer) = self.peers.get_mut(&key) else {
-            return;
+            return false;
         };
         peer.place = Place::Room {
             room: room_id.clone(),
@@ -622,20 +776,14 @@ impl Hub {
         self.member_count(key, 1);
         if let Some(listener) = &self.listener {
             listener.joined(key, dialect, room_id, epoch);
-            listener.member_joined(room_id, &name, dialect);
+            listener.member_joined(room_id, name, dialect);
         }
-        let Some(room) = self.rooms.get_mut(room_id) else {
-            return;
-        };
-        room.members.insert(
-            name.clone(),
-            RoomSeat {
-                at: Member::Local(key),
-                seq,
-            },
-        );
-        self.tell_joined(room_id, &name, Some(key));
-        self.reply_joined(key, room_id.clone(), name, rid);
+        if let Some(room) = self.rooms.get_mut(room_id) {
+            let at = Member::Local(key);
+            room.members
+                .insert(name.clone(), RoomSeat { at, seq, durable });
+        }
+        true
     }
 
     fn tell_joined(&mut self, room_id: &RoomId, name: &PeerName, except: Option<PeerKey>) {
@@ -649,7 +797,8 @@ impl Hub {
         }));
         for key in room.local_keys() {
             if Some(key) != except {
-                offer(&self.peers, key, joined.clone(), &mut self.slow);
+                let event = retained_for(&self.retained, key, &joined);
+                offer(&self.peers, key, event, &mut self.slow);
             }
         }
     }
@@ -670,7 +819,8 @@ impl Hub {
             name,
         }));
         for key in room.local_keys() {
-            offer(&self.peers, key, left.clone(), &mut self.slow);
+            let event = retained_for(&self.retained, key, &left);
+            offer(&self.peers, key, event, &mut self.slow);
         }
         self.drop_if_unused(room_id);
     }
@@ -702,5 +852,17 @@ impl Hub {
             .collect();
         members.sort_unstable_by_key(|&(_, seq)| seq);
         members.into_iter().map(|(name, _)| name.clone()).collect()
+    }
+}
+
+/// `event` for local member `key`: wrapped with its place in the member's inbox if the
+/// cluster kept it for that (durable) member.
+fn retained_for(retained: &[(PeerKey, u64)], key: PeerKey, event: &Event) -> Event {
+    match retained.iter().find(|(k, _)| *k == key) {
+        Some(&(_, inbox)) => Event::Retained(Box::new(Retained {
+            inbox,
+            event: event.clone(),
+        })),
+        None => event.clone(),
     }
 }

@@ -293,9 +293,11 @@ mod cluster {
             room: &RoomId,
             to: Option<(NodeId, &PeerName)>,
             signal: &Signal,
+            retain: bool,
         ) -> Result<(), Overloaded> {
             let to = to.map_or("*".to_owned(), |(node, name)| format!("{name}@{}", node.0));
-            let line = format!("relay {room:?} {} -> {to}", signal.from);
+            let kept = if retain { " (kept)" } else { "" };
+            let line = format!("relay {room:?} {} -> {to}{kept}", signal.from);
             self.0.lock().unwrap().push(line);
             Ok(())
         }
@@ -329,6 +331,7 @@ mod cluster {
             node,
             key,
             seq,
+            durable: false,
         }
     }
 
