@@ -592,7 +592,8 @@ export class SwitchboardClient extends EventTarget {
     this.#ackTimer = null;
     this.#resuming = false;
     // A drop without a goodbye (1006) parks a resumable session on the server: keep the room,
-    // the links and the pending requests for the resume. A close the server sent (1001 going
+    // the links and the pending requests for the resume; so does 1012 (a cluster node shutting
+    // down hands its sessions to the others). A close the server sent otherwise (1001 going
     // away, 1008 too slow, ...) ended the session there, and 4001 moved it to another socket.
     const parked = this.#resume && this.#sessionToken !== null && !this.#closedByUser
       && !ENDING_CLOSE_CODES.has(code);

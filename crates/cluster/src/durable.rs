@@ -176,14 +176,14 @@ impl Cluster {
         }
     }
 
-    /// Queues `commit` without waiting (a client frame processed, an acknowledgement).
+    /// Queues `commit` without waiting (a client frame processed, a rotated token). Dropped
+    /// when the queue is full: what it says is said again, cumulatively, by the next one.
     pub fn commit_later(&self, commit: Commit) {
-        if self.0.up.load(Ordering::SeqCst) {
-            self.push(Op::Commit(Box::new(CommitOp {
-                commit,
-                reply: None,
-            })));
-        }
+        let op = Op::Commit(Box::new(CommitOp {
+            commit,
+            reply: None,
+        }));
+        let _ = self.queue_bounded(op);
     }
 
     /// The session ended on this node: its records go (not if it was parked for a

@@ -257,7 +257,13 @@ local rk = p .. ':room:' .. room
 local owner = node .. '|' .. key .. '|'
 local current = redis.call('HGET', rk, name)
 if current then
-  if string.sub(current, 1, #owner) == owner then return 'MINE' end
+  if string.sub(current, 1, #owner) == owner then
+    -- Claimed again by its node (declared dead while cut off, now back): a durable
+    -- member parked meanwhile is its node's again.
+    local held_sid = select(4, entry(current))
+    if held_sid and held_sid ~= '' then redis.call('ZREM', p .. ':parked', held_sid) end
+    return 'MINE'
+  end
   return 'TAKEN'
 end
 if cap > 0 and redis.call('HLEN', rk) >= cap then return 'FULL' end

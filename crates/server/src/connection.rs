@@ -1014,7 +1014,18 @@ async fn end<D: Dialect>(this: Box<Socket<D>>, close: Close) {
         _ => {}
     }
     debug!(?close, "closed");
-    if let Some((code, reason)) = close.frame() {
+    let durable = this
+        .conn
+        .resume
+        .as_ref()
+        .is_some_and(|r| r.durable.is_some());
+    let frame = match close {
+        // A durable session outlives this node: the cluster parked it, and the client
+        // resumes it on another node (1012: service restart).
+        Close::GoingAway if durable => Some((1012, "server restarting: resume elsewhere")),
+        _ => close.frame(),
+    };
+    if let Some((code, reason)) = frame {
         let Socket {
             ws: socket,
             conn,

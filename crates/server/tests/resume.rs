@@ -642,6 +642,59 @@ async fn in_a_cluster_a_session_resumes_on_another_node_and_misses_nothing() {
 }
 
 #[tokio::test]
+async fn in_a_cluster_a_drained_node_s_session_is_taken_over_on_another_and_misses_nothing() {
+    let redis = common::cluster::Redis::new();
+    let (a, b) = two_nodes(&redis, Duration::from_secs(20)).await;
+    let mut alice = Session::join(&a, "r", "alice").await;
+    let mut bob = conference(&b, "r", "bob").await;
+    assert_eq!(alice.frame().await["type"], "user-joined");
+    bob.send_json(chat("before")).await;
+    assert_eq!(alice.frame().await["data"]["text"], "before");
+
+    // Node A shuts down: its socket hears 1012 (resume elsewhere), its durable session is
+    // parked in Redis (the room hears no leave), and what bob says meanwhile is kept for it.
+    a.stopped().await.unwrap();
+    assert_eq!(alice.client.close_code().await, 1012);
+    let token = alice.token.clone();
+    for n in 1..=3 {
+        bob.send_json(chat(&format!("gap {n}"))).await;
+    }
+    until_chat(&mut bob, "gap 3").await;
+
+    // Back on node B, from the frame before "before": that one is replayed from Redis,
+    // then what was kept, numbered on; bob hears no leave and no join.
+    let (mut alice, resumed) = Session::resume(&b, &token, 2).await;
+    assert_eq!(resumed["roomId"], "r");
+    assert_eq!(alice.frame().await["data"]["text"], "before");
+    for n in 1..=3 {
+        assert_eq!(alice.frame().await["data"]["text"], format!("gap {n}"));
+    }
+    alice.client.send_json(chat("on b")).await;
+    assert_eq!(alice.frame().await["data"]["text"], "on b");
+    let heard = until_chat(&mut bob, "on b").await;
+    assert!(
+        heard.iter().all(|f| f["type"] == "chat-message"),
+        "bob heard no leave and no join: {heard:?}"
+    );
+    let metrics = b.get("/metrics").await;
+    assert_eq!(
+        common::metric(
+            &metrics.body,
+            r#"switchboard_resumes_total{result="taken_over"}"#
+        ),
+        Some(1.0),
+        "{}",
+        metrics.body
+    );
+    // The session is B's own now: a cut there resumes there.
+    let (token, last) = alice.cut();
+    bob.send_json(chat("after")).await;
+    until_chat(&mut bob, "after").await;
+    let (mut alice, _) = Session::resume(&b, &token, last).await;
+    assert_eq!(alice.frame().await["data"]["text"], "after");
+}
+
+#[tokio::test]
 async fn in_a_cluster_a_token_no_node_knows_fails_and_a_takeover_crosses_nodes() {
     let redis = common::cluster::Redis::new();
     let (a, b) = two_nodes(&redis, Duration::from_secs(20)).await;
