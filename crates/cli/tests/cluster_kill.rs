@@ -372,3 +372,55 @@ fn resumable_sessions_and_killed_nodes() {
     assert_eq!(numbered(&mut alice, 17)["data"]["text"], "still here");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to `node`'s process.
+fn signal(node: &Process, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(node.0.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_session_whose_node_hangs_is_taken_over_and_the_hung_node_lets_go() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("switchboard-kill-hang-{}", std::process::id()));
+    let _redis = redis(&dir);
+    let (port_a, port_c) = (free_port(), free_port());
+    let a = node(&dir, port_a, "a1");
+    let _c = node(&dir, port_c, "c3");
+    let (mut alice, token) = resumable(port_a);
+    send(
+        &mut alice,
+        &serde_json::json!({"type":"join-room","data":{"roomId":"h","username":"alice"}}),
+    );
+    assert_eq!(numbered(&mut alice, 1)["type"], "joined");
+    let (mut dave, _) = join(port_c, "h", "dave");
+    assert_eq!(numbered(&mut alice, 2)["type"], "user-joined");
+
+    // A hangs (SIGSTOP): its lease still runs, but it answers nobody. The resume on C asks
+    // for it, hears nothing, and takes the session over anyway (A is fenced out of it).
+    signal(&a, "STOP");
+    drop(alice);
+    send(&mut dave, &chat("while A hangs"));
+    assert!(next(&mut dave).0.contains("while A hangs"));
+    let (mut alice, resumed) = resume(port_c, &token, 2);
+    assert_eq!(resumed["type"], "resumed", "{resumed}");
+    assert_eq!(resumed["data"]["roomId"], "h");
+    assert_eq!(numbered(&mut alice, 3)["data"]["text"], "while A hangs");
+
+    // A wakes up: its old hold on the session ends without a word to the room (its leave
+    // and its claims find the seat someone else's), and the session carries on on C.
+    signal(&a, "CONT");
+    sleep(Duration::from_secs(4)); // A's lease: it is reaped or heartbeats again by then
+    send(&mut alice, &chat("after A woke"));
+    let heard = next(&mut dave);
+    assert!(heard.0.contains("after A woke"), "no leave: {heard:?}");
+    assert_eq!(numbered(&mut alice, 4)["data"]["text"], "after A woke");
+    send(&mut dave, &chat("dave"));
+    assert!(next(&mut dave).0.contains("dave"));
+    assert_eq!(numbered(&mut alice, 5)["data"]["text"], "dave");
+    let _ = std::fs::remove_dir_all(&dir);
+}
