@@ -3,7 +3,9 @@
 // to node B. The proxy resets alice's socket (no close frame) and from then on sends new
 // connections to node B, which does not have her session: node B carries her socket to
 // node A through Redis. Her page keeps the call (the same RTCPeerConnection, no renegotiation, video decoding),
-// chat sent during the gap arrives once each way, and bob hears no leave.
+// chat sent during the gap arrives once each way, and bob hears no leave. Then the node that
+// holds a session is killed (SIGKILL): the page takes its session over on the other node
+// (docs/scaling.md, "Durable sessions"), and the call and the chat go on all the same.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -17,6 +19,7 @@ let nodeA;
 let nodeB;
 let browser;
 let proxy;
+let proxyKill;
 
 before(async () => {
   redis = await startRedis();
@@ -27,7 +30,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const stop of [() => browser?.close(), () => proxy?.close(), () => nodeB?.stop(),
+  for (const stop of [() => browser?.close(), () => proxy?.close(), () => proxyKill?.close(), () => nodeB?.stop(),
     () => nodeA?.stop(), () => redis?.stop()]) {
     try {
       await stop();
@@ -83,6 +86,50 @@ test('a cut signaling socket resumes through another node: the call and the chat
   assert.match(metricsB, /switchboard_resumes_total\{result="carried"\} 1/);
   const metricsA = await (await fetch(`${nodeA.origin}/metrics`)).text();
   assert.match(metricsA, /switchboard_resumes_total\{result="resumed"\} 1/);
+  assert.deepEqual(realProblems(alice), []);
+  assert.deepEqual(realProblems(bob), []);
+});
+
+test('the node that holds a session is killed: the page takes it over on another node', async () => {
+  const room = uniqueRoom('resume-kill');
+  proxyKill = await startProxy(nodeA.port);
+  const alice = await openPage(browser, nodeB.page('/', { server: proxyKill.origin }));
+  const bob = await openPage(browser, nodeB.page('/'));
+  await joinDemo(alice, { room, name: 'alice' });
+  await joinDemo(bob, { room, name: 'bob' });
+  await alice.waitForSelector(`${tileSelector('bob')}[data-dc-state="open"]`);
+  await bob.waitForSelector(`${tileSelector('alice')}[data-dc-state="open"]`);
+  assert.ok(await waitForFrames(alice, 'bob') > 0);
+  const before = await markCall(alice, 'bob', bob);
+
+  // Node A, which holds alice's session, dies without a word; the "load balancer" sends her
+  // to node B. Bob's chat meanwhile is kept for her in Redis, hers waits in her page.
+  process.kill(nodeA.pid, 'SIGKILL');
+  proxyKill.state.port = nodeB.port;
+  await alice.waitForSelector('#connection-status[data-state="reconnecting"][data-resuming="true"]');
+  await sendChat(bob, 'said while A was dead');
+  await sendChat(alice, 'typed while A was dead');
+
+  await alice.waitForSelector('#connection-status[data-state="joined"]', { timeout: 60000 });
+  await waitFor(async () => (await chatTexts(alice, 'bob')).includes('said while A was dead'), { what: 'bob\'s chat at alice' });
+  await waitFor(async () => (await chatTexts(bob, 'alice')).includes('typed while A was dead'), { what: 'alice\'s chat at bob' });
+  await sendChat(bob, 'after the takeover');
+  await sendChat(alice, 'on B now');
+  await waitFor(async () => (await chatTexts(alice, 'bob')).includes('after the takeover'), { what: 'live chat at alice' });
+  await waitFor(async () => (await chatTexts(bob, 'alice')).includes('on B now'), { what: 'live chat at bob' });
+  for (const [page, from, text] of [[alice, 'bob', 'said while A was dead'], [bob, 'alice', 'typed while A was dead'],
+    [alice, 'bob', 'after the takeover'], [bob, 'alice', 'on B now']]) {
+    assert.deepEqual((await chatTexts(page, from)).filter((t) => t === text), [text], `${text}: once`);
+  }
+
+  const after = await markedCall(alice, 'bob');
+  assert.equal(after.pc, 'same', 'the RTCPeerConnection survived');
+  assert.equal(after.tile, 'same', 'the tile was never rebuilt');
+  assert.equal(after.sdp, before, 'no renegotiation');
+  await moreFrames(alice, 'bob');
+  assert.deepEqual(await bob.evaluate(() => globalThis.leaves), [], 'bob heard no leave and no join');
+  const metricsB = await (await fetch(`${nodeB.origin}/metrics`)).text();
+  assert.match(metricsB, /switchboard_resumes_total\{result="taken_over"\} 1/);
   assert.deepEqual(realProblems(alice), []);
   assert.deepEqual(realProblems(bob), []);
 });
