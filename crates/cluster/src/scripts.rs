@@ -407,10 +407,17 @@ return 1
 "#;
 
 /// ARGV: prefix, room, node, addressed member (or empty), channel, envelope. A relay with
-/// durable receivers on other nodes: kept in their inboxes, then published.
+/// durable receivers on other nodes: kept in their inboxes, then published. A relay to one
+/// member goes to the node Redis has it on, which a takeover may have changed before the
+/// sender's node heard of it.
 const RELAY: &str = r#"
 local p, room, node, to, channel, envelope = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-if to == '' then to = nil end
+if to == '' then
+  to = nil
+else
+  local at = entry(redis.call('HGET', p .. ':room:' .. room, to) or '')
+  if at then channel = p .. ':n:' .. at end
+end
 redis.call('PUBLISH', channel, held(p, room, envelope, nil, node, to))
 return 1
 "#;
@@ -435,7 +442,7 @@ const COMMIT: &str = r#"
 local p, sid, node, key = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local recv, inbox, ack, tok = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local sk = p .. ':sess:' .. sid
-local s = redis.call('HMGET', sk, 'node', 'key', 'out', 'recv', 'in', 'tok')
+local s = redis.call('HMGET', sk, 'node', 'key', 'out', 'recv', 'in', 'tok', 'cap')
 if not s[1] then return 'GONE' end
 if s[1] ~= node or s[2] ~= key then return 'MOVED' end
 local ok, ik = p .. ':out:' .. sid, p .. ':in:' .. sid
@@ -453,6 +460,10 @@ if inbox > tonumber(s[5]) then
   redis.call('XTRIM', ik, 'MINID', (inbox + 1) .. '-0')
 end
 redis.call('XTRIM', ok, 'MINID', (ack + 1) .. '-0')
+-- Bounded like the node's replay buffer: a client that never acknowledges cannot make
+-- Redis keep more (a takeover from before what is left fails, as a resume would).
+local cap = tonumber(s[7]) or 0
+if cap > 0 then redis.call('XTRIM', ok, 'MAXLEN', cap) end
 if tok ~= '' and tok ~= s[6] then
   redis.call('DEL', p .. ':tok:' .. s[6])
   redis.call('SET', p .. ':tok:' .. tok, sid)

@@ -655,7 +655,18 @@ impl<D: Dialect> Connection<D> {
             Some(Control::Ack(seq)) => {
                 resumable.replay.ack(seq);
                 if let Some(durable) = resumable.durable.as_mut() {
+                    // Redis drops what the client has, and learns how far the client's own
+                    // frames were processed (each batch of frames written says so too).
                     durable.acked = durable.acked.max(seq.min(resumable.sent));
+                    durable.cluster.commit_later(Commit {
+                        session: durable.session,
+                        key: durable.key,
+                        received: resumable.received,
+                        inbox: durable.inbox_kept,
+                        acked: durable.acked,
+                        token: None,
+                        frames: Vec::new(),
+                    });
                 }
                 return None;
             }
@@ -676,19 +687,6 @@ impl<D: Dialect> Connection<D> {
         self.receive(decoded);
         if let (Some(seq), Some(resumable)) = (envelope.seq, self.resume.as_mut()) {
             resumable.received = seq;
-            // Another node that takes the session over must know it was processed (kept
-            // after its effects: a frame this node dies processing is resent, at least once).
-            if let Some(durable) = &resumable.durable {
-                durable.cluster.commit_later(Commit {
-                    session: durable.session,
-                    key: durable.key,
-                    received: seq,
-                    inbox: durable.inbox_kept,
-                    acked: durable.acked,
-                    token: None,
-                    frames: Vec::new(),
-                });
-            }
         }
         None
     }
