@@ -64,6 +64,17 @@ pub struct Found {
     pub alive: bool,
 }
 
+/// What Redis says of a token.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// A durable session has it.
+    Found(Found),
+    /// No session has it: every resumable session of a cluster is in Redis from its start.
+    Unknown,
+    /// Redis could not be asked.
+    Unavailable,
+}
+
 /// A takeover to ask for.
 #[derive(Debug)]
 pub struct Takeover {
@@ -192,17 +203,20 @@ impl Cluster {
         self.push(Op::End { session, key });
     }
 
-    /// The durable session of a token, if Redis has one.
-    pub async fn lookup(&self, hash: &[u8; 32]) -> Option<Found> {
+    /// The durable session of a token, as Redis knows it.
+    pub async fn lookup(&self, hash: &[u8; 32]) -> Lookup {
         if !self.0.up.load(Ordering::SeqCst) {
-            return None;
+            return Lookup::Unavailable;
         }
         let (reply, found) = oneshot::channel();
         self.push(Op::Lookup {
             hash: hex(hash),
             reply,
         });
-        timeout(REDIS_TIMEOUT * 2, found).await.ok()?.ok()?
+        match timeout(REDIS_TIMEOUT * 2, found).await {
+            Ok(Ok(lookup)) => lookup,
+            _ => Lookup::Unavailable,
+        }
     }
 
     /// Takes a durable session over for local peer `takeover.key`, whose join into the
@@ -338,7 +352,7 @@ impl Cluster {
                 }
             }
             Op::Lookup { reply, .. } => {
-                let _ = reply.send(found(value));
+                let _ = reply.send(lookup(value));
             }
             Op::Takeover(op) => {
                 let result = match word {
@@ -417,6 +431,13 @@ fn kept_event(inbound: Inbound) -> Option<Event> {
 }
 
 /// The `LOOKUP` script's reply.
+fn lookup(value: &Value) -> Lookup {
+    match value {
+        Value::Array(Some(items)) if items.is_empty() => Lookup::Unknown,
+        _ => found(value).map_or(Lookup::Unavailable, Lookup::Found),
+    }
+}
+
 fn found(value: &Value) -> Option<Found> {
     let Value::Array(Some(items)) = value else {
         return None;

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::{sleep, timeout, Instant};
 use tracing::{debug, info, warn};
 
-pub use durable::{Commit, Committed, Found, TakenOver, Takeover, TakeoverError};
+pub use durable::{Commit, Committed, Found, Lookup, TakenOver, Takeover, TakeoverError};
 pub use metrics::ClusterMetrics;
 pub use resp::{RedisUrl, RespError};
 pub use tunnel::{ResumePort, TunnelBroken, TunnelEnd};
@@ -186,7 +186,7 @@ enum Op {
     },
     Lookup {
         hash: String,
-        reply: oneshot::Sender<Option<Found>>,
+        reply: oneshot::Sender<Lookup>,
     },
     Takeover(Box<durable::TakeoverOp>),
 }
@@ -370,12 +370,19 @@ impl Cluster {
         }
         let mut envelope = Vec::with_capacity(128);
         envelope::pair(&mut envelope, self.node(), &to, signal);
-        self.push(Op::Pair(Box::new(PairOp {
+        let kind = signal.message.kind.clone();
+        let op = Op::Pair(Box::new(PairOp {
             key,
-            to,
-            kind: signal.message.kind.clone(),
+            to: to.clone(),
+            kind: kind.clone(),
             envelope,
-        })));
+        }));
+        // Bounded like a relay: past `--bus-capacity` the sender hears `overloaded`.
+        if self.queue_bounded(op).is_err() {
+            self.0.hub.with(|hub| {
+                hub.pair_decided(key, &to, &kind, Err(CoreError::Overloaded));
+            });
+        }
     }
 
     /// Gives the cluster this node's SFU, for requests forwarded from other nodes.
@@ -706,7 +713,7 @@ impl Cluster {
                     }
                 }
                 Op::Lookup { reply, .. } => {
-                    let _ = reply.send(None);
+                    let _ = reply.send(Lookup::Unavailable);
                 }
                 Op::Takeover(op) => {
                     let _ = op.reply.send(Err(TakeoverError::Unavailable));

@@ -17,7 +17,7 @@ use futures_util::{FutureExt, SinkExt};
 use switchboard_auth::Grants;
 use switchboard_cluster::envelope::ForwardedRequest;
 use switchboard_cluster::envelope::TunnelFrame;
-use switchboard_cluster::{Cluster, Commit, Committed, Found, Takeover, TakeoverError};
+use switchboard_cluster::{Cluster, Commit, Committed, Found, Lookup, Takeover, TakeoverError};
 use switchboard_core::{
     Command, DialectKind, ErrorCode, ErrorEvent, Event, MediaRequest, Outcome, PeerKey, PeerName,
     RawJson, Retained, RoomId, SharedFrames, SharedHub,
@@ -1091,11 +1091,17 @@ async fn knock<D: Dialect>(
     // Not here: in a cluster, perhaps on another node.
     let mut ws = match (link, conn.state.cluster.clone()) {
         (Link::Local(ws), Some(cluster)) if refusal == Refusal::Unknown => {
-            let found = Box::pin(cluster.lookup(&hash)).await;
-            // The session's node lives: the socket is carried there, if it answers.
-            let ask = found
-                .as_ref()
-                .is_none_or(|found| found.alive && found.node != cluster.node());
+            let (found, ask) = match Box::pin(cluster.lookup(&hash)).await {
+                // The session's node lives: the socket is carried there, if it answers.
+                Lookup::Found(found) => {
+                    let ask = found.alive && found.node != cluster.node();
+                    (Some(found), ask)
+                }
+                // Every resumable session of a cluster is in Redis: no node has this one.
+                Lookup::Unknown => (None, false),
+                // Redis is away: perhaps its node can still be reached.
+                Lookup::Unavailable => (None, true),
+            };
             if ask {
                 let subject = conn.grants.as_ref().map(|grants| grants.subject.clone());
                 if let Some((end, first)) =
