@@ -86,8 +86,8 @@ pub enum BenchCommand {
     /// One scenario against one URL.
     #[command(flatten)]
     Run(Scenario),
-    /// One scenario against several URLs (`--url` repeated), in interleaved rounds
-    /// (A, B, A, B, ...), with medians and ratios to the first URL (the floor)
+    /// One scenario against several URLs (`--url` repeated), in interleaved rounds (A B, then
+    /// B A, ...), with medians and ratios to the first URL (the floor)
     Compare(CompareArgs),
 }
 
@@ -121,7 +121,7 @@ pub enum Scenario {
 /// `bench compare`: the scenario's own flags, plus rounds.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
-    /// Rounds; each runs every URL once, in the order given
+    /// Rounds; each runs every URL once, in the order given, every other round in reverse
     #[arg(long, global = true, default_value_t = 3)]
     pub rounds: u32,
     /// The scenario to compare.
@@ -606,7 +606,15 @@ pub async fn execute(args: &BenchArgs) -> anyhow::Result<Outcome> {
                 "give one --server-pid per --url, in the same order, or none"
             );
             for round in 1..=compare.rounds {
-                for (index, target) in targets.iter().enumerate() {
+                // Every other round runs the URLs in reverse (A B, B A, A B, ...): a URL that
+                // always ran second would inherit whatever the first left behind (a busier
+                // kernel, colder caches, the load generator's own state).
+                let mut order: Vec<usize> = (0..targets.len()).collect();
+                if round % 2 == 0 {
+                    order.reverse();
+                }
+                for index in order {
+                    let target = &targets[index];
                     let pids = common.server_pids.get(index).map_or(&[][..], |p| &p.0[..]);
                     let reports = scenario::run(scenario, target, pids, Some(round)).await?;
                     for report in &reports {
