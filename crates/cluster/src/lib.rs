@@ -1106,6 +1106,9 @@ impl Cluster {
                     if let Some(n) = items.get(1).and_then(Value::as_int) {
                         self.0.metrics.nodes.set(n);
                     }
+                    if let Some(n) = items.get(2).and_then(Value::as_int) {
+                        self.0.metrics.parked.set(n);
+                    }
                 }
                 *lock(&self.0.last_ok) = Some(Instant::now());
             }

@@ -17,6 +17,7 @@ struct Reason {
 #[derive(Clone)]
 pub struct ClusterMetrics {
     pub(crate) nodes: Gauge,
+    pub(crate) parked: Gauge,
     pub(crate) published: Counter,
     pub(crate) received: Counter,
     dropped: Family<Reason, Counter>,
@@ -33,6 +34,7 @@ impl Default for ClusterMetrics {
     fn default() -> Self {
         ClusterMetrics {
             nodes: Gauge::default(),
+            parked: Gauge::default(),
             published: Counter::default(),
             received: Counter::default(),
             dropped: Family::default(),
@@ -63,6 +65,11 @@ impl ClusterMetrics {
             "cluster_nodes",
             "Nodes with a live lease, as of the last heartbeat",
             self.nodes.clone(),
+        );
+        registry.register(
+            "cluster_parked_sessions",
+            "Durable sessions whose node died or drained, waiting in Redis to be taken over (cluster-wide, as of the last heartbeat)",
+            self.parked.clone(),
         );
         registry.register(
             "bus_published",

@@ -223,7 +223,7 @@ local p, node, inc, lease, conns = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]),
 if fenced(p, node, inc) then return 'FENCED' end
 redis.call('ZADD', p .. ':nodes', now_ms() + lease, node)
 redis.call('HSET', p .. ':node:' .. node, 'conns', conns)
-return {'OK', redis.call('ZCARD', p .. ':nodes')}
+return {'OK', redis.call('ZCARD', p .. ':nodes'), redis.call('ZCARD', p .. ':parked')}
 "#;
 
 /// ARGV: prefix. Removes every node whose lease ran out, and ends every durable session

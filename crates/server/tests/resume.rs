@@ -641,6 +641,23 @@ async fn in_a_cluster_a_session_resumes_on_another_node_and_misses_nothing() {
     );
 }
 
+/// Waits (within the patience) until `node`'s heartbeats report `parked` durable sessions
+/// waiting in Redis for a takeover.
+async fn until_parked(node: &TestServer, parked: u64) {
+    let series = "switchboard_cluster_parked_sessions";
+    let reported = timeout(PATIENCE * 2, async {
+        loop {
+            let metrics = node.get("/metrics").await;
+            if common::metric(&metrics.body, series) == Some(parked as f64) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(reported.is_ok(), "{series} never reached {parked}");
+}
+
 #[tokio::test]
 async fn in_a_cluster_a_drained_node_s_session_is_taken_over_on_another_and_misses_nothing() {
     let redis = common::cluster::Redis::new();
@@ -660,6 +677,7 @@ async fn in_a_cluster_a_drained_node_s_session_is_taken_over_on_another_and_miss
         bob.send_json(chat(&format!("gap {n}"))).await;
     }
     until_chat(&mut bob, "gap 3").await;
+    until_parked(&b, 1).await;
 
     // Back on node B, from the frame before "before": that one is replayed from Redis,
     // then what was kept, numbered on; bob hears no leave and no join.
@@ -686,6 +704,7 @@ async fn in_a_cluster_a_drained_node_s_session_is_taken_over_on_another_and_miss
         "{}",
         metrics.body
     );
+    until_parked(&b, 0).await;
     // The session is B's own now: a cut there resumes there.
     let (token, last) = alice.cut();
     bob.send_json(chat("after")).await;
