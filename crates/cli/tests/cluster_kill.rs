@@ -424,3 +424,54 @@ fn a_session_whose_node_hangs_is_taken_over_and_the_hung_node_lets_go() {
     assert_eq!(numbered(&mut alice, 5)["data"]["text"], "dave");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_dead_node_s_session_that_overflowed_or_is_resumed_from_nowhere_ends_once() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("switchboard-kill-bounds-{}", std::process::id()));
+    let _redis = redis(&dir);
+    let (port_a, port_c) = (free_port(), free_port());
+    // Four frames kept at most, in the replay buffer and in the inbox alike.
+    let mut a = node_with(&dir, port_a, "a1", &["--resume-buffer", "4"]);
+    let _c = node(&dir, port_c, "c3");
+    let mut open = |name: &str| {
+        let (mut ws, token) = resumable(port_a);
+        send(
+            &mut ws,
+            &serde_json::json!({"type":"join-room","data":{"roomId":"b","username":name}}),
+        );
+        assert_eq!(numbered(&mut ws, 1)["type"], "joined");
+        (ws, token)
+    };
+    let (alice, alice_token) = open("alice");
+    let (mut erin, erin_token) = open("erin");
+    let (mut dave, _) = join(port_c, "b", "dave");
+    assert_eq!(numbered(&mut erin, 2)["type"], "user-joined");
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
+    drop((alice, erin));
+
+    // More than four frames for them while they are parked: their inboxes overflow, and a
+    // resume then fails; each leaves the room once (with the resume, or with the window).
+    for n in 1..=5 {
+        send(&mut dave, &chat(&format!("{n}")));
+        assert!(next(&mut dave).0.contains(&format!("\"{n}\"")));
+    }
+    let (_, failed) = resume(port_c, &alice_token, 1);
+    assert_eq!(failed["data"]["code"], "resume_failed", "{failed}");
+    // A position the session never reached is refused the same way.
+    let (_, failed) = resume(port_c, &erin_token, 99);
+    assert_eq!(failed["data"]["code"], "resume_failed", "{failed}");
+    let mut left = [next(&mut dave), next(&mut dave)];
+    left.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        left,
+        [
+            frame(r#"{"type":"user-left","data":{"user":"alice"}}"#),
+            frame(r#"{"type":"user-left","data":{"user":"erin"}}"#),
+        ]
+    );
+    send(&mut dave, &chat("alone"));
+    assert!(next(&mut dave).0.contains("alone"), "each left once");
+    let _ = std::fs::remove_dir_all(&dir);
+}
