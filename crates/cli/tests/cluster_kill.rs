@@ -434,7 +434,7 @@ fn a_dead_node_s_session_that_overflowed_or_is_resumed_from_nowhere_ends_once() 
     // Four frames kept at most, in the replay buffer and in the inbox alike.
     let mut a = node_with(&dir, port_a, "a1", &["--resume-buffer", "4"]);
     let _c = node(&dir, port_c, "c3");
-    let mut open = |name: &str| {
+    let open = |name: &str| {
         let (mut ws, token) = resumable(port_a);
         send(
             &mut ws,

@@ -19,7 +19,9 @@
 //! `P:out:SID` (stream: every frame written to the client and not yet acknowledged, id
 //! `seq-0`), `P:in:SID` (stream: relays and membership changes other nodes published for
 //! it, id `n-0`, until its node has written them), `P:parked` (zset: sessions whose node
-//! died, by the end of their window). A durable member's room entry is `node|key|seq|SID`.
+//! died, by the end of their window), `P:dur:ROOM` (set: the room's durable members, so that
+//! keeping a message for them costs what they are, not what the room is). A durable
+//! member's room entry is `node|key|seq|SID`.
 //! Channels: `P:r:ROOM`, `P:b:CH`, `P:n:ID`, `P:ctl`.
 
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -54,12 +56,12 @@ end
 -- not `except`, not those on node `skip`, which its publisher serves itself) and returns
 -- what to publish: the envelope, wrapped with each such member's place in its inbox.
 local function held(p, room, envelope, except, skip, to)
-  local all = redis.call('HGETALL', p .. ':room:' .. room)
+  local rk = p .. ':room:' .. room
+  local names = to and {to} or redis.call('SMEMBERS', p .. ':dur:' .. room)
   local list, count = {}, 0
-  for i = 1, #all, 2 do
-    local name = all[i]
-    local n, _, _, sid = entry(all[i + 1])
-    if sid and sid ~= '' and name ~= except and n ~= skip and (not to or to == name) then
+  for _, name in ipairs(names) do
+    local n, _, _, sid = entry(redis.call('HGET', rk, name) or '')
+    if sid and sid ~= '' and name ~= except and n ~= skip then
       local sk = p .. ':sess:' .. sid
       local ik = p .. ':in:' .. sid
       local cap = tonumber(redis.call('HGET', sk, 'cap') or '0') or 0
@@ -83,7 +85,7 @@ local function left(p, room, name)
   redis.call('PUBLISH', p .. ':r:' .. room, held(p, room, envelope, name))
   if redis.call('EXISTS', p .. ':room:' .. room) == 0 then
     -- Nothing is left of an empty room: the next change number is taken from the clock.
-    redis.call('DEL', p .. ':rseq:' .. room)
+    redis.call('DEL', p .. ':rseq:' .. room, p .. ':dur:' .. room)
     redis.call('SREM', p .. ':rooms', room)
     local media = redis.call('GET', p .. ':media:' .. room)
     if media then
@@ -148,6 +150,7 @@ local function end_session(p, sid)
     local v = redis.call('HGET', rk, s[2])
     if v and select(4, entry(v)) == sid then
       redis.call('HDEL', rk, s[2])
+      redis.call('SREM', p .. ':dur:' .. s[1], s[2])
       left(p, s[1], s[2])
     end
   end
@@ -272,6 +275,7 @@ local durable = sid ~= '' and redis.call('EXISTS', p .. ':sess:' .. sid) == 1
 if durable then
   redis.call('HSET', rk, name, owner .. rseq .. '|' .. sid)
   redis.call('HSET', p .. ':sess:' .. sid, 'room', room, 'name', name)
+  redis.call('SADD', p .. ':dur:' .. room, name)
 else
   redis.call('HSET', rk, name, owner .. rseq)
 end
@@ -299,6 +303,7 @@ local sid = select(4, entry(current))
 if sid and sid ~= '' then
   if redis.call('ZSCORE', p .. ':parked', sid) then return 0 end
   redis.call('HDEL', p .. ':sess:' .. sid, 'room', 'name')
+  redis.call('SREM', p .. ':dur:' .. room, name)
 end
 redis.call('HDEL', rk, name)
 left(p, room, name)
