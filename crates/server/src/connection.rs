@@ -856,6 +856,9 @@ impl<D: Dialect> Connection<D> {
         if taken.seat.is_some() {
             // Its socket reads nothing until the seat is this node's (`Settled`).
             self.joining = Some(Instant::now() + CLAIM_TIMEOUT);
+        } else if found.seat.is_some() {
+            // The session left its room meanwhile: there is no seat to wait for.
+            self.state.hub.with(|hub| hub.drop_takeover(key));
         }
         let config = &self.state.config;
         let mut replay = Replay::new(config.resume_buffer_frames, config.resume_buffer_bytes);
