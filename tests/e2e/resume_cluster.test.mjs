@@ -88,6 +88,10 @@ test('a cut signaling socket resumes through another node: the call and the chat
   assert.match(metricsA, /switchboard_resumes_total\{result="resumed"\} 1/);
   assert.deepEqual(realProblems(alice), []);
   assert.deepEqual(realProblems(bob), []);
+  // Their sessions live on node A, which the next test kills: closed here, they are not
+  // taken over there.
+  await alice.close();
+  await bob.close();
 });
 
 test('the node that holds a session is killed: the page takes it over on another node', async () => {
