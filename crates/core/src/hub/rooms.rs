@@ -727,6 +727,7 @@ impl Hub {
             room.pending = room.pending.saturating_sub(1);
         }
         if taking_over {
+            // Its membership goes on: observers of joins (webhooks) heard it join once.
             self.seat(key, room_id, &seat.name, seat.seq, true);
             offer(&self.peers, key, Event::Settled, &mut self.slow);
             return;
@@ -735,6 +736,9 @@ impl Hub {
             name, seq, durable, ..
         } = seat;
         if self.seat(key, room_id, &name, seq, durable) {
+            if let (Some(listener), Some(peer)) = (&self.listener, self.peers.get(&key)) {
+                listener.member_joined(room_id, &name, peer.profile.dialect);
+            }
             self.tell_joined(room_id, &name, Some(key));
             self.reply_joined(key, room_id.clone(), name, rid);
         }
@@ -750,12 +754,16 @@ impl Hub {
         rid: Option<RawJson>,
     ) {
         if self.seat(key, room_id, &name, seq, false) {
+            if let (Some(listener), Some(peer)) = (&self.listener, self.peers.get(&key)) {
+                listener.member_joined(room_id, &name, peer.profile.dialect);
+            }
             self.tell_joined(room_id, &name, Some(key));
             self.reply_joined(key, room_id.clone(), name, rid);
         }
     }
 
-    /// Makes a local peer a member of a room, telling nobody; false if it is gone.
+    /// Makes a local peer a member of a room (the SFU follows it), telling nobody; false if
+    /// it is gone.
     fn seat(
         &mut self,
         key: PeerKey,
@@ -776,7 +784,6 @@ impl Hub {
         self.member_count(key, 1);
         if let Some(listener) = &self.listener {
             listener.joined(key, dialect, room_id, epoch);
-            listener.member_joined(room_id, name, dialect);
         }
         if let Some(room) = self.rooms.get_mut(room_id) {
             let at = Member::Local(key);
