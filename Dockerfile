@@ -21,7 +21,9 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/switchboard /usr/local/bin/switchboard
 COPY packaging/switchboard.toml /etc/switchboard/switchboard.toml
 # One media worker: further workers take ephemeral UDP ports, which `-p 8080:8080/udp` does
-# not publish. With `--network host`, raise it (docs/media.md, "Workers").
+# not publish. With `--network host`, raise it; or give the workers a fixed range to publish,
+# e.g. SWITCHBOARD_MEDIA_WORKERS=4 SWITCHBOARD_MEDIA_PORTS=40000-40003 and
+# `-p 40000-40003:40000-40003/udp` (docs/media.md, "Workers").
 ENV SWITCHBOARD_CONFIG=/etc/switchboard/switchboard.toml \
     SWITCHBOARD_LOG_FORMAT=json \
     SWITCHBOARD_MEDIA_WORKERS=1

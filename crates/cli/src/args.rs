@@ -222,6 +222,12 @@ pub(crate) struct Args {
     #[arg(long, env = "SWITCHBOARD_MEDIA_WORKERS", value_name = "N", value_parser = media_workers)]
     media_workers: Option<usize>,
 
+    /// A fixed UDP port range for the media workers, FIRST-LAST: worker i binds FIRST+i (for
+    /// firewalls and published container ports). It caps the workers at one per port
+    /// [default: the first worker on the media port, the others on ephemeral ports]
+    #[arg(long, env = "SWITCHBOARD_MEDIA_PORTS", value_name = "FIRST-LAST", value_parser = media_ports)]
+    media_ports: Option<(u16, u16)>,
+
     /// Join a cluster on this Redis: redis://[:PASSWORD@]HOST:PORT[/DB] or
     /// redis+unix:///PATH (docs/scaling.md); without it, one node and no Redis
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
@@ -512,6 +518,19 @@ impl Args {
         if self.max_room_members == Some(0) {
             bail!("--max-room-members must be at least 1");
         }
+        let media_workers = match (self.media_ports, self.media_workers) {
+            (Some((first, last)), Some(workers)) if usize::from(last - first) + 1 < workers => {
+                bail!(
+                    "--media-ports {first}-{last} holds fewer ports than --media-workers {workers}"
+                )
+            }
+            (_, Some(workers)) => workers,
+            // One worker per core, at most one per port of the range.
+            (Some((first, last)), None) => Config::default()
+                .media_workers
+                .min(usize::from(last - first) + 1),
+            (None, None) => Config::default().media_workers,
+        };
         let turn = self.turn()?;
         let tls = self.tls()?;
         let webhooks = self.webhooks()?;
@@ -565,9 +584,8 @@ impl Args {
                 producers_per_room: self.media_max_producers_per_room,
             },
             media_socket_buffer: self.media_socket_buffer,
-            media_workers: self
-                .media_workers
-                .unwrap_or(Config::default().media_workers),
+            media_workers,
+            media_ports: self.media_ports,
         })
     }
 }
@@ -779,6 +797,18 @@ fn log_filter(text: &str) -> Result<String, String> {
         .map_err(|error| error.to_string())
 }
 
+/// `--media-ports`: `FIRST-LAST`, 1 ≤ FIRST ≤ LAST.
+fn media_ports(text: &str) -> Result<(u16, u16), String> {
+    let range = text.split_once('-').and_then(|(first, last)| {
+        let (first, last) = (
+            first.trim().parse::<u16>().ok()?,
+            last.trim().parse::<u16>().ok()?,
+        );
+        (first >= 1 && first <= last).then_some((first, last))
+    });
+    range.ok_or_else(|| "want a UDP port range FIRST-LAST, e.g. 40000-40015".to_owned())
+}
+
 /// `--media-workers`: 1 to 256 threads.
 fn media_workers(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
@@ -800,6 +830,32 @@ mod tests {
             .unwrap()
             .config()
             .unwrap()
+    }
+
+    #[test]
+    fn media_ports_are_a_range_with_a_port_per_worker() {
+        let ranged = config(&["--media-ports", "40000-40002"]);
+        assert_eq!(ranged.media_ports, Some((40000, 40002)));
+        assert_eq!(
+            ranged.media_workers,
+            Config::default().media_workers.min(3),
+            "one worker per core, at most one per port"
+        );
+        let pinned = config(&["--media-ports", "40000-40003", "--media-workers", "2"]);
+        assert_eq!(
+            (pinned.media_workers, pinned.media_ports),
+            (2, Some((40000, 40003)))
+        );
+        let parse = |args: &[&str]| {
+            Args::try_parse_from(std::iter::once("switchboard").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())
+                .and_then(|args| args.config().map_err(|e| e.to_string()))
+        };
+        let too_few = parse(&["--media-ports", "40000-40000", "--media-workers", "2"]);
+        assert!(too_few.unwrap_err().contains("fewer ports"));
+        for bad in ["40000", "40002-40000", "0-3", "a-b", "40000-70000"] {
+            assert!(parse(&["--media-ports", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

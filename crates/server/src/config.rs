@@ -100,6 +100,10 @@ pub struct Config {
     /// Media worker threads, each with its own UDP socket (`--media-workers`); a room's
     /// media lives on one of them.
     pub media_workers: usize,
+    /// A fixed UDP port range for the media workers' sockets, `(first, last)`
+    /// (`--media-ports`): worker `i` binds `first + i` on the media listen IP. `None`: the
+    /// first worker binds the media port, the others ephemeral ports.
+    pub media_ports: Option<(u16, u16)>,
     /// Several nodes on one Redis (`--redis`); `None`: a single node, no Redis.
     pub cluster: Option<switchboard_cluster::ClusterConfig>,
     /// The most members one room may have, across the cluster; a join past it gets
@@ -301,6 +305,7 @@ impl Default for Config {
             media_limits: MediaLimits::default(),
             media_socket_buffer: switchboard_sfu::DEFAULT_SOCKET_BUFFER,
             media_workers: std::thread::available_parallelism().map_or(1, usize::from),
+            media_ports: None,
             cluster: None,
             max_room_members: None,
             auth: AuthMode::Off,

@@ -237,6 +237,8 @@ pub(crate) fn start(
         return Ok(None);
     }
     let (listen, fallback) = match config.media_listen {
+        // A fixed range is the operator's: no fallback to an ephemeral port.
+        _ if config.media_ports.is_some() => (config.media_listen.unwrap_or(listening), None),
         Some(listen) => (listen, None),
         None => (
             listening,
@@ -270,6 +272,7 @@ pub(crate) fn start(
         limits: config.media_limits,
         socket_buffer: config.media_socket_buffer,
         workers: config.media_workers,
+        ports: config.media_ports,
     };
     let sfu = match (Sfu::start(media(listen), signaling.clone()), fallback) {
         (Ok(sfu), _) => sfu,

@@ -749,6 +749,45 @@ async fn rooms_are_spread_over_the_media_workers_and_each_forwards() {
     assert_eq!(closed["producerId"], publisher.producer.as_str());
 }
 
+/// Three consecutive UDP ports free on loopback just now.
+fn free_udp_range() -> u16 {
+    for attempt in 0..200u32 {
+        let offset = (std::process::id() + attempt * 97) % 40_000;
+        let first = u16::try_from(20_000 + offset).unwrap();
+        let bound: Vec<_> = (first..first + 3)
+            .map_while(|port| std::net::UdpSocket::bind(("127.0.0.1", port)).ok())
+            .collect();
+        if bound.len() == 3 {
+            return first;
+        }
+    }
+    panic!("no three free consecutive UDP ports on loopback");
+}
+
+#[tokio::test]
+async fn with_a_port_range_each_worker_takes_its_own_port_of_it() {
+    let first = free_udp_range();
+    let server = start_with(Config {
+        media_workers: 3,
+        media_ports: Some((first, first + 2)),
+        ..Config::for_tests()
+    })
+    .await;
+    let mut ports = Vec::new();
+    let mut members = Vec::new();
+    for n in 0..3 {
+        let mut member = conference(&server, &format!("ranged-{n}"), "a").await;
+        ports.push(candidate_port(&mut member).await);
+        members.push(member);
+    }
+    ports.sort_unstable();
+    let range: Vec<u64> = (u64::from(first)..=u64::from(first) + 2).collect();
+    assert_eq!(
+        ports, range,
+        "one room per worker, each on its port of the range"
+    );
+}
+
 #[tokio::test]
 async fn joined_carries_the_router_capabilities_and_requests_need_a_room() {
     let server = start().await;

@@ -76,8 +76,12 @@ pub struct MediaConfig {
     /// `/metrics`, with a warning when it is less.
     pub socket_buffer: usize,
     /// Media worker threads, each with its own UDP socket (at least 1). The first binds
-    /// `listen`; the others take ephemeral ports on the same address.
+    /// `listen`; the others take ephemeral ports on the same address, or with `ports`,
+    /// worker `i` binds port `first + i` of that range (the first worker too).
     pub workers: usize,
+    /// A fixed UDP port range for the workers' sockets, `(first, last)`: for firewalls and
+    /// published container ports. It must hold a port per worker.
+    pub ports: Option<(u16, u16)>,
 }
 
 /// The socket buffer asked for by default: 4 MiB holds ~3,000 full-size datagrams, about
@@ -107,6 +111,9 @@ pub enum StartError {
     /// The DTLS certificate could not be made.
     #[error("cannot generate the DTLS certificate")]
     Certificate,
+    /// `ports` holds fewer ports than there are workers.
+    #[error("the media port range {0}-{1} holds fewer ports than the {2} media workers")]
+    Ports(u16, u16, usize),
     /// The worker thread could not start.
     #[error("cannot start the media thread: {0}")]
     Thread(std::io::Error),
@@ -353,13 +360,23 @@ impl Sfu {
             .generate_certificate()
             .ok_or(StartError::Certificate)?;
         let count = config.workers.max(1);
+        if let Some((first, last)) = config.ports {
+            if usize::from(last.saturating_sub(first)) + 1 < count || last < first {
+                return Err(StartError::Ports(first, last, count));
+            }
+        }
         let mut workers = Vec::with_capacity(count);
         for index in 0..count {
             // The first worker takes the configured address (the contract's port); the
             // others an ephemeral port beside it, announced in their own candidates.
-            let listen = match index {
-                0 => config.listen,
-                _ => SocketAddr::new(config.listen.ip(), 0),
+            let listen = match (config.ports, index) {
+                (Some((first, _)), _) => {
+                    // Within the range: checked above.
+                    let port = u16::try_from(usize::from(first) + index).unwrap_or(first);
+                    SocketAddr::new(config.listen.ip(), port)
+                }
+                (None, 0) => config.listen,
+                (None, _) => SocketAddr::new(config.listen.ip(), 0),
             };
             let socket = UdpSocket::bind(listen).map_err(|e| StartError::Bind(listen, e))?;
             let local = socket
