@@ -2,6 +2,9 @@
 //! RTP mode. Tests and `switchboard bench media` use it to publish and consume through the
 //! SFU with the same messages mediasoup-client sends, in milliseconds and without a browser.
 //! It speaks no signaling itself: the caller sends the requests and hands it the replies.
+//! A client made with [`MediaClient::detached`] has no socket either: the caller hands it
+//! datagrams and the time, and takes what it sends from [`MediaClient::outgoing`], as the
+//! router's tests do in simulated time.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -13,10 +16,12 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 
-/// One client transport and its UDP socket (on 127.0.0.1).
+/// One client transport and its UDP socket (on 127.0.0.1), or none (detached).
 pub struct MediaClient {
     rtc: Rtc,
-    socket: UdpSocket,
+    socket: Option<UdpSocket>,
+    /// A detached client's datagrams to send: (destination, bytes), oldest first.
+    pub outgoing: Vec<(SocketAddr, Vec<u8>)>,
     local: SocketAddr,
     server: SocketAddr,
     buffer: Vec<u8>,
@@ -52,7 +57,13 @@ impl MediaClient {
         let socket = UdpSocket::bind("127.0.0.1:0")?;
         socket.set_nonblocking(true)?;
         let local = socket.local_addr()?;
-        let now = Instant::now();
+        let mut client = MediaClient::detached(created, local, Instant::now())?;
+        client.socket = Some(socket);
+        Ok(client)
+    }
+
+    /// A client without a socket, at `local`, its clock starting at `now`.
+    pub fn detached(created: &Value, local: SocketAddr, now: Instant) -> io::Result<MediaClient> {
         let mut rtc = Rtc::builder().set_rtp_mode(true).build(now);
         let candidate = &created["iceCandidates"][0];
         let server = SocketAddr::new(
@@ -95,7 +106,8 @@ impl MediaClient {
         api.start_dtls(true).map_err(|_| bad("start_dtls"))?;
         Ok(MediaClient {
             rtc,
-            socket,
+            socket: None,
+            outgoing: Vec::new(),
             local,
             server,
             buffer: vec![0; 2048],
@@ -175,7 +187,19 @@ impl MediaClient {
 
     /// Writes one RTP packet on a published stream.
     pub fn write(&mut self, ssrc: u32, seq: u64, timestamp: u32, payload: &[u8], marker: bool) {
-        let now = Instant::now();
+        self.write_at(Instant::now(), ssrc, seq, timestamp, payload, marker);
+    }
+
+    /// [`MediaClient::write`] at the time given.
+    pub fn write_at(
+        &mut self,
+        now: Instant,
+        ssrc: u32,
+        seq: u64,
+        timestamp: u32,
+        payload: &[u8],
+        marker: bool,
+    ) {
         if let Some(stream) = self.rtc.direct_api().stream_tx(&Ssrc::from(ssrc)) {
             stream.write_rtp(
                 RtpWrite::new(
@@ -192,14 +216,10 @@ impl MediaClient {
         self.drive(now);
         // str0m sends a written packet when its clock moves on: move it on now, so the
         // packet leaves at once rather than queueing behind the next timeout.
-        if self
-            .rtc
-            .handle_input(Input::Timeout(Instant::now()))
-            .is_err()
-        {
+        if self.rtc.handle_input(Input::Timeout(now)).is_err() {
             self.failed = true;
         }
-        self.drive(Instant::now());
+        self.drive(now);
     }
 
     /// Whether DTLS is up.
@@ -220,20 +240,31 @@ impl MediaClient {
     /// Reads what has arrived and runs the timers: call it often.
     pub fn poll(&mut self) {
         let now = Instant::now();
-        while let Ok((len, source)) = self.socket.recv_from(&mut self.buffer) {
-            if is_rtp(&self.buffer[..len]) && self.loses_rtp() {
-                continue;
-            }
-            let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &self.buffer[..len])
-            else {
-                continue;
-            };
-            let input = Input::Receive(now, receive);
-            if self.rtc.accepts(&input) && self.rtc.handle_input(input).is_err() {
-                self.failed = true;
-            }
-            self.drive(now);
+        let mut buffer = std::mem::take(&mut self.buffer);
+        while let Some(Ok((len, source))) = self.socket.as_ref().map(|s| s.recv_from(&mut buffer)) {
+            self.receive(now, source, &buffer[..len]);
         }
+        self.buffer = buffer;
+        self.advance(now);
+    }
+
+    /// A datagram from `source`, at `now`.
+    pub fn receive(&mut self, now: Instant, source: SocketAddr, datagram: &[u8]) {
+        if is_rtp(datagram) && self.loses_rtp() {
+            return;
+        }
+        let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, datagram) else {
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        if self.rtc.accepts(&input) && self.rtc.handle_input(input).is_err() {
+            self.failed = true;
+        }
+        self.drive(now);
+    }
+
+    /// Runs the timers due by `now`.
+    pub fn advance(&mut self, now: Instant) {
         if now >= self.deadline && self.rtc.handle_input(Input::Timeout(now)).is_err() {
             self.failed = true;
         }
@@ -258,11 +289,14 @@ impl MediaClient {
                     self.deadline = at.max(now);
                     return;
                 }
-                Ok(Output::Transmit(transmit)) => {
-                    let _ = self
-                        .socket
-                        .send_to(&transmit.contents, transmit.destination);
-                }
+                Ok(Output::Transmit(transmit)) => match &self.socket {
+                    Some(socket) => {
+                        let _ = socket.send_to(&transmit.contents, transmit.destination);
+                    }
+                    None => self
+                        .outgoing
+                        .push((transmit.destination, transmit.contents.into())),
+                },
                 Ok(Output::Event(event)) => match event {
                     Event::Connected => self.connected = true,
                     Event::RtpPacket(packet) => {

@@ -1,17 +1,25 @@
 //! switchboard's media path: a mediasoup-compatible SFU for the conference dialect, on
 //! str0m (RTP mode, Direct API, ICE-lite, no SDP on the server).
 //!
-//! One media worker thread owns one UDP socket and every transport's `Rtc`. Signaling
-//! reaches it only through [`Sfu`], whose queue is bounded, and it answers through the
+//! Each media worker thread owns one UDP socket and the rooms placed on it. Its router
+//! (`router.rs`) is sans-IO: rooms, transports, producers and consumers, given the time and
+//! the datagrams, queueing what it sends; the worker (`worker.rs`) owns the socket and the
+//! clock and writes many datagrams per system call. Signaling reaches a worker only through
+//! [`Sfu`], whose queue is bounded, and it answers through the
 //! [`Signaling`] the server gives it (the peers' own outboxes), so a stalled media path never
 //! blocks a socket task and a slow client never blocks the media path. docs/media.md has the
 //! design; `../shared/spec/sfu.md` is the contract.
 #![warn(missing_docs)]
 
+mod batch;
 mod caps;
 pub mod client;
+mod ids;
 mod metrics;
 mod params;
+mod router;
+#[cfg(test)]
+mod simulation;
 mod transport;
 mod worker;
 
@@ -389,19 +397,18 @@ impl Sfu {
             let (queue, inbox) = mpsc::channel(QUEUE);
             let overflow = Arc::new(Overflow::default());
             let announce = SocketAddr::new(config.announce, local.port());
-            let ids = (index as u64 + 1, count as u64);
-            let worker = worker::Worker::new(
-                socket,
+            let router = router::Router::new(
                 announce,
                 certificate.clone(),
                 config.limits,
-                inbox,
-                overflow.clone(),
                 signaling.clone(),
                 metrics.clone(),
-                ids,
+                ids::Ids::new(index as u64, count as u64),
+                std::time::Instant::now(),
             )
             .ok_or(StartError::Certificate)?;
+            let worker =
+                worker::Worker::new(socket, inbox, overflow.clone(), router, metrics.clone());
             thread::Builder::new()
                 .name(format!("switchboard-media-{index}"))
                 .spawn(move || worker.run())

@@ -8,16 +8,15 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
+use crate::ids::{ConsumerId, ProducerId, TransportId};
+use crate::params::Direction;
+use crate::router::Datagram;
 use str0m::config::{DtlsCert, Fingerprint};
 use str0m::media::{MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, Ssrc};
 use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc, RtcConfig};
 use switchboard_core::PeerKey;
-use tokio::net::UdpSocket;
-
-use crate::params::Direction;
-use crate::MediaMetrics;
 
 /// STUN datagrams kept for a send transport whose `Rtc` is not built yet.
 const PENDING_MAX: usize = 64;
@@ -31,13 +30,13 @@ const STATS_INTERVAL: Duration = Duration::from_secs(2);
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Happening {
     /// DTLS is up.
-    Connected(u64),
+    Connected(TransportId),
     /// A producer's packet arrived.
-    Rtp(u64, RtpPacket),
+    Rtp(TransportId, RtpPacket),
     /// A consumer's browser asked for a keyframe on `mid`.
-    KeyframeRequest(u64, Mid),
+    KeyframeRequest(TransportId, Mid),
     /// Egress statistics of a consumer's `mid`: cumulative NACKs and keyframe requests.
-    Egress(u64, Mid, u64, u64),
+    Egress(TransportId, Mid, u64, u64),
 }
 
 /// What became of a datagram offered to a transport.
@@ -49,7 +48,7 @@ pub(crate) enum Received {
 }
 
 pub(crate) struct Transport {
-    pub(crate) id: u64,
+    pub(crate) id: TransportId,
     pub(crate) owner: PeerKey,
     pub(crate) direction: Direction,
     pub(crate) local: IceCreds,
@@ -67,9 +66,9 @@ pub(crate) struct Transport {
     pub(crate) deadline: Option<Instant>,
     pub(crate) failed: bool,
     /// Producers on this (send) transport, by their SSRC.
-    pub(crate) producers: Vec<(Ssrc, u64)>,
+    pub(crate) producers: Vec<(Ssrc, ProducerId)>,
     /// Consumers on this (receive) transport, by their mid.
-    pub(crate) consumers: Vec<(Mid, u64)>,
+    pub(crate) consumers: Vec<(Mid, ConsumerId)>,
     /// The mids in use, producers' and consumers'.
     pub(crate) mids: Vec<Mid>,
     next_mid: u32,
@@ -85,7 +84,7 @@ fn base_config(local: &IceCreds, certificate: &DtlsCert) -> RtcConfig {
 
 impl Transport {
     pub(crate) fn new(
-        id: u64,
+        id: TransportId,
         owner: PeerKey,
         direction: Direction,
         certificate: &DtlsCert,
@@ -179,7 +178,7 @@ impl Transport {
         match catch_unwind(AssertUnwindSafe(|| f(rtc))) {
             Ok(result) => Some(result),
             Err(_) => {
-                tracing::error!(transport = self.id, "str0m panicked; closing the transport");
+                tracing::error!(transport = %self.id, "str0m panicked; closing the transport");
                 self.failed = true;
                 None
             }
@@ -265,13 +264,11 @@ impl Transport {
         });
     }
 
-    /// Polls the `Rtc` until it only waits: sends what it transmits, hands its events to the
-    /// router, and returns its next deadline. A send buffer that is full drops the datagram
-    /// (media is loss-tolerant; str0m retransmits what matters).
+    /// Polls the `Rtc` until it only waits: queues what it transmits, hands its events to
+    /// the router, and returns its next deadline.
     pub(crate) fn drain(
         &mut self,
-        socket: &UdpSocket,
-        metrics: &MediaMetrics,
+        outgoing: &mut Vec<Datagram>,
         happenings: &mut std::collections::VecDeque<Happening>,
     ) -> Option<Instant> {
         // A send transport before its first produce has nothing to poll.
@@ -280,17 +277,10 @@ impl Transport {
         let outcome = self.guard(|rtc| loop {
             match rtc.poll_output() {
                 Ok(Output::Timeout(at)) => return Ok(Some(at)),
-                Ok(Output::Transmit(transmit)) => {
-                    match socket.try_send_to(&transmit.contents, transmit.destination) {
-                        Ok(sent) => {
-                            metrics.packets_out.inc();
-                            metrics.bytes_out.inc_by(sent as u64);
-                        }
-                        Err(_) => {
-                            metrics.dropped.inc();
-                        }
-                    }
-                }
+                Ok(Output::Transmit(transmit)) => outgoing.push(Datagram {
+                    to: transmit.destination,
+                    contents: transmit.contents.into(),
+                }),
                 Ok(Output::Event(event)) => match event {
                     Event::Connected => happenings.push_back(Happening::Connected(id)),
                     Event::RtpPacket(packet) => happenings.push_back(Happening::Rtp(id, packet)),

@@ -1,0 +1,1119 @@
+//! The media router, without I/O: rooms, transports, producers, consumers, the rewriting
+//! of each forwarded packet and the keyframe policy. It never reads a clock or touches a
+//! socket: each call is given the time, datagrams come in as byte slices, and what it sends
+//! waits in [`Router::outgoing`] for the driver (`worker.rs`) to write. So the whole media
+//! path runs in tests in simulated time, with str0m clients on the other side of a `Vec`.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use str0m::config::DtlsCert;
+use str0m::media::{KeyframeRequestKind, Mid, Pt};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
+use str0m::{Candidate, Rtc};
+use switchboard_core::{
+    ErrorEvent, Event, MediaEvent, MediaRequest, PeerKey, PeerName, RawJson, RoomId,
+};
+
+use crate::caps;
+use crate::ids::{ConsumerId, Ids, ProducerId, TransportId};
+use crate::params::{self, Direction, Kind};
+use crate::transport::{Happening, Received, Transport};
+use crate::{Input, MediaError, MediaLimits, MediaMetrics, Request, Signaling};
+
+/// At most one keyframe request per producer in this interval; the rest wait for its end.
+const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
+/// A connected transport must reach DTLS within this time, or it has failed.
+const CONNECT_WITHIN: Duration = Duration::from_secs(30);
+/// How often [`Router::housekeeping`] wants to run: throttled keyframe requests, connect
+/// deadlines.
+pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Source addresses remembered per transport (one per ICE candidate the client tries).
+const ADDRS_PER_TRANSPORT: usize = 8;
+
+/// A datagram for the driver to send.
+#[derive(Debug)]
+pub(crate) struct Datagram {
+    pub(crate) to: SocketAddr,
+    pub(crate) contents: Vec<u8>,
+}
+
+struct Producer {
+    owner: PeerKey,
+    name: PeerName,
+    room: RoomId,
+    transport: TransportId,
+    kind: Kind,
+    mid: Mid,
+    ssrc: Ssrc,
+    consumers: Vec<ConsumerId>,
+    last_keyframe_request: Option<Instant>,
+    keyframe_wanted: bool,
+    /// Its owner paused it (`pause-producer`): nothing of it is forwarded.
+    paused: bool,
+}
+
+struct Consumer {
+    owner: PeerKey,
+    producer: ProducerId,
+    transport: TransportId,
+    mid: Mid,
+    ssrc: Ssrc,
+    rebase: Option<Rebase>,
+    /// The sequence number its next packet gets (one past the highest sent so far).
+    next_seq: u64,
+    /// Paused by its owner (`pause-consumer`): nothing is forwarded to it.
+    paused: bool,
+    /// Forwarding resumes after a pause: the next packet continues the consumer's sequence
+    /// numbers where they stopped, so the receiver sees no gap to ask to be repaired.
+    resync: bool,
+    nacks: u64,
+    keyframe_requests: u64,
+}
+
+/// One consumer's view of its producer's sequence numbers and timestamps: its own stream
+/// starts at a random point below 2^15 whatever the producer's count is, so a consumer that
+/// joins after the producer's sequence numbers wrapped still starts at SRTP rollover 0.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rebase {
+    seq_in: u64,
+    seq_out: u64,
+    ts_in: u32,
+    ts_out: u32,
+}
+
+impl Rebase {
+    pub(crate) fn new(seq_in: u64, ts_in: u32, random: u32) -> Rebase {
+        Rebase {
+            seq_in,
+            seq_out: u64::from(random & 0x7fff),
+            ts_in,
+            ts_out: random.rotate_left(16),
+        }
+    }
+
+    /// The same timestamps, with the producer's sequence number `seq_in` becoming the
+    /// consumer's `seq_out`: forwarding after a pause, the packets not forwarded leave no gap.
+    /// Timestamps keep their mapping, as the producer's clock ran on.
+    pub(crate) fn resumed(&self, seq_in: u64, seq_out: u64) -> Rebase {
+        Rebase {
+            seq_in,
+            seq_out,
+            ..*self
+        }
+    }
+
+    /// The consumer's sequence number and timestamp for a producer packet, or `None` for a
+    /// packet older than the consumer's first.
+    pub(crate) fn map(&self, seq: u64, ts: u32) -> Option<(u64, u32)> {
+        let offset = seq.checked_sub(self.seq_in)?;
+        Some((
+            self.seq_out + offset,
+            self.ts_out.wrapping_add(ts.wrapping_sub(self.ts_in)),
+        ))
+    }
+}
+
+/// What one peer holds, under the membership (room, epoch) it holds it in.
+struct PeerMedia {
+    room: RoomId,
+    name: PeerName,
+    epoch: u32,
+    transports: Vec<TransportId>,
+    producers: Vec<ProducerId>,
+    consumers: Vec<ConsumerId>,
+}
+
+pub(crate) struct Router {
+    announce: SocketAddr,
+    candidate_priority: u32,
+    certificate: DtlsCert,
+    fingerprint: (String, String),
+    limits: MediaLimits,
+    signaling: Arc<dyn Signaling>,
+    metrics: MediaMetrics,
+    transports: HashMap<TransportId, Transport>,
+    by_ufrag: HashMap<String, TransportId>,
+    by_addr: HashMap<SocketAddr, TransportId>,
+    producers: HashMap<ProducerId, Producer>,
+    consumers: HashMap<ConsumerId, Consumer>,
+    /// Producers of each room, in creation order.
+    rooms: HashMap<RoomId, Vec<ProducerId>>,
+    peers: HashMap<PeerKey, PeerMedia>,
+    timers: BTreeSet<(Instant, TransportId)>,
+    happenings: VecDeque<Happening>,
+    ids: Ids,
+    /// The time of the call being handled, as its caller gave it.
+    now: Instant,
+    /// Datagrams to send, in order. The driver empties it after every call; one call adds at
+    /// most what one event fans out to (bounded by the per-room and per-user limits).
+    pub(crate) outgoing: Vec<Datagram>,
+}
+
+type Reply = Result<(&'static str, Value), MediaError>;
+
+impl Router {
+    /// A router announcing `announce` in its candidates, its ids from `ids`. `None` when the
+    /// certificate's fingerprint cannot be read.
+    pub(crate) fn new(
+        announce: SocketAddr,
+        certificate: DtlsCert,
+        limits: MediaLimits,
+        signaling: Arc<dyn Signaling>,
+        metrics: MediaMetrics,
+        ids: Ids,
+        now: Instant,
+    ) -> Option<Router> {
+        // Every transport shares one certificate (as a mediasoup worker does), so its
+        // fingerprint is computed once.
+        let mut probe = Rtc::builder().set_dtls_cert(certificate.clone()).build(now);
+        let fingerprint = probe.direct_api().local_dtls_fingerprint().to_string();
+        let (algorithm, value) = fingerprint.split_once(' ')?;
+        let candidate_priority = Candidate::host(announce, "udp").ok()?.prio();
+        Some(Router {
+            announce,
+            candidate_priority,
+            certificate,
+            fingerprint: (algorithm.to_owned(), value.to_owned()),
+            limits,
+            signaling,
+            metrics,
+            transports: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            producers: HashMap::new(),
+            consumers: HashMap::new(),
+            rooms: HashMap::new(),
+            peers: HashMap::new(),
+            timers: BTreeSet::new(),
+            happenings: VecDeque::new(),
+            ids,
+            now,
+            outgoing: Vec::new(),
+        })
+    }
+
+    /// When the router next wants [`Router::timeouts`] called, if it waits for anything.
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    /// Closes every transport (the worker is stopping); their DTLS close goes out.
+    pub(crate) fn close_all(&mut self, now: Instant) {
+        self.now = now;
+        let all: Vec<TransportId> = self.transports.keys().copied().collect();
+        for id in all {
+            self.close_transport(id);
+        }
+    }
+
+    /// A signaling input: a request, or a membership change.
+    pub(crate) fn input(&mut self, now: Instant, input: Input) {
+        self.now = now;
+        match input {
+            Input::Request(request) => self.request(request),
+            Input::Joined { peer, room, epoch } => self.joined(peer, room, epoch),
+            Input::Left { peer, epoch } => self.left(peer, epoch),
+        }
+    }
+
+    // ---- membership ----
+
+    /// The peer's media entry for this membership: a newer membership first closes what the
+    /// older one held; a request from an older one is refused.
+    fn member(
+        &mut self,
+        peer: PeerKey,
+        room: &RoomId,
+        name: &PeerName,
+        epoch: u32,
+    ) -> Result<(), MediaError> {
+        if !self.signaling.is_member(peer, room) {
+            return Err(MediaError::NotInRoom);
+        }
+        match self.peers.get(&peer) {
+            Some(media) if media.epoch > epoch => return Err(MediaError::NotInRoom),
+            Some(media) if media.epoch == epoch && media.room == *room => return Ok(()),
+            Some(_) => self.close_everything(peer),
+            None => {}
+        }
+        self.peers.insert(
+            peer,
+            PeerMedia {
+                room: room.clone(),
+                name: name.clone(),
+                epoch,
+                transports: Vec::new(),
+                producers: Vec::new(),
+                consumers: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn joined(&mut self, peer: PeerKey, room: RoomId, epoch: u32) {
+        if self.peers.get(&peer).is_some_and(|m| m.epoch < epoch) {
+            self.close_everything(peer);
+            self.peers.remove(&peer);
+        }
+        if !self.signaling.is_member(peer, &room) {
+            return;
+        }
+        for id in self.rooms.get(&room).into_iter().flatten() {
+            if let Some(producer) = self.producers.get(id) {
+                if producer.owner != peer {
+                    self.signaling
+                        .tell(peer, notice("new-producer", new_producer(*id, producer)));
+                }
+            }
+        }
+    }
+
+    fn left(&mut self, peer: PeerKey, epoch: u32) {
+        if self.peers.get(&peer).is_some_and(|m| m.epoch <= epoch) {
+            self.close_everything(peer);
+            self.peers.remove(&peer);
+        }
+    }
+
+    // ---- requests ----
+
+    fn request(&mut self, request: Request) {
+        let Request {
+            peer,
+            room,
+            name,
+            epoch,
+            request: kind,
+            data,
+            rid,
+        } = request;
+        let reply = match self.member(peer, &room, &name, epoch) {
+            Err(error) => Err(error),
+            Ok(()) => {
+                let data = data.as_str();
+                match kind {
+                    MediaRequest::RouterCapabilities => Ok((
+                        "routerRtpCapabilities",
+                        json!({"rtpCapabilities": caps::router_capabilities()}),
+                    )),
+                    MediaRequest::CreateTransport => self.create_transport(peer, data),
+                    MediaRequest::ConnectTransport => self.connect_transport(peer, data),
+                    MediaRequest::Produce => self.produce(peer, data),
+                    MediaRequest::Consume => self.consume(peer, data),
+                    MediaRequest::PauseProducer => self.pause_producer(peer, data, true),
+                    MediaRequest::ResumeProducer => self.pause_producer(peer, data, false),
+                    MediaRequest::PauseConsumer => self.pause_consumer(peer, data, true),
+                    MediaRequest::ResumeConsumer => self.pause_consumer(peer, data, false),
+                    MediaRequest::CloseProducer => self.close_producer_request(peer, data),
+                }
+            }
+        };
+        let event = match reply {
+            Ok((kind, data)) => media_event(kind, &data, rid),
+            Err(error) => Event::Error(Box::new(ErrorEvent {
+                code: error.code(),
+                message: Arc::from(error.to_string()),
+                rid,
+            })),
+        };
+        self.signaling.tell(peer, event);
+    }
+
+    fn media(&mut self, peer: PeerKey) -> Result<&mut PeerMedia, MediaError> {
+        self.peers.get_mut(&peer).ok_or(MediaError::NotInRoom)
+    }
+
+    /// The peer's own transport named `id` on the wire (`t<n>`).
+    fn owned_transport(&self, peer: PeerKey, id: &str) -> Result<TransportId, MediaError> {
+        TransportId::parse(id)
+            .filter(|n| self.transports.get(n).is_some_and(|t| t.owner == peer))
+            .ok_or_else(|| MediaError::TransportNotFound(id.to_owned()))
+    }
+
+    /// The peer's own producer named `id` on the wire (`p<n>`).
+    fn owned_producer(&self, peer: PeerKey, id: &str) -> Result<ProducerId, MediaError> {
+        ProducerId::parse(id)
+            .filter(|n| self.producers.get(n).is_some_and(|p| p.owner == peer))
+            .ok_or_else(|| MediaError::ProducerNotFound(id.to_owned()))
+    }
+
+    fn create_transport(&mut self, peer: PeerKey, data: &str) -> Reply {
+        let request: params::CreateTransport = params::parse(data)?;
+        let cap = self.limits.transports_per_user;
+        if self.media(peer)?.transports.len() >= cap {
+            return Err(MediaError::LimitReached("transports per user"));
+        }
+        let id = self.ids.take();
+        let transport = Transport::new(
+            id,
+            peer,
+            request.direction,
+            &self.certificate,
+            self.announce,
+            self.now,
+        );
+        let ice = json!({
+            "usernameFragment": transport.local.ufrag,
+            "password": transport.local.pass,
+            "iceLite": true,
+        });
+        self.by_ufrag.insert(transport.local.ufrag.clone(), id);
+        self.transports.insert(id, transport);
+        self.media(peer)?.transports.push(id);
+        self.metrics.transports.inc();
+        self.drain(id);
+        let address = self.announce.ip().to_string();
+        Ok((
+            "webRtcTransportCreated",
+            json!({
+                "id": id.to_string(),
+                "direction": request.direction,
+                "iceParameters": ice,
+                "iceCandidates": [{
+                    "foundation": "udpcandidate",
+                    "priority": self.candidate_priority,
+                    "ip": address,
+                    "address": address,
+                    "protocol": "udp",
+                    "port": self.announce.port(),
+                    "type": "host",
+                }],
+                "dtlsParameters": {
+                    "role": "auto",
+                    "fingerprints": [{"algorithm": self.fingerprint.0, "value": self.fingerprint.1}],
+                },
+            }),
+        ))
+    }
+
+    fn connect_transport(&mut self, peer: PeerKey, data: &str) -> Reply {
+        let request: params::ConnectTransport = params::parse(data)?;
+        let id = self.owned_transport(peer, &request.transport_id)?;
+        let fingerprint = request.dtls_parameters.fingerprint()?;
+        let active = request.dtls_parameters.we_are_client();
+        let transport = self
+            .transports
+            .get_mut(&id)
+            .ok_or_else(|| MediaError::TransportNotFound(request.transport_id.clone()))?;
+        if !transport.connect(fingerprint, active) {
+            return Err(MediaError::bad("the transport is already connected"));
+        }
+        transport.connect_by = Some(self.now + CONNECT_WITHIN);
+        self.drain(id);
+        Ok((
+            "transportConnected",
+            json!({"transportId": request.transport_id}),
+        ))
+    }
+
+    fn produce(&mut self, peer: PeerKey, data: &str) -> Reply {
+        let request: params::Produce = params::parse(data)?;
+        let stream = request.stream()?;
+        let id = self.owned_transport(peer, &request.transport_id)?;
+        let media = self.media(peer)?;
+        let (room, name) = (media.room.clone(), media.name.clone());
+        if media.producers.len() >= self.limits.producers_per_user {
+            return Err(MediaError::LimitReached("producers per user"));
+        }
+        if self.rooms.get(&room).map_or(0, Vec::len) >= self.limits.producers_per_room {
+            return Err(MediaError::LimitReached("producers per room"));
+        }
+        let announce = self.announce;
+        let producer_id = self.ids.take();
+        let transport = self
+            .transports
+            .get_mut(&id)
+            .ok_or_else(|| MediaError::TransportNotFound(request.transport_id.clone()))?;
+        if transport.direction != Direction::Send {
+            return Err(MediaError::bad("produce needs a send transport"));
+        }
+        let mid = Mid::from(stream.mid.as_str());
+        if transport.mids.contains(&mid) {
+            return Err(MediaError::bad("rtpParameters.mid is already in use"));
+        }
+        let ssrc = Ssrc::from(stream.ssrc);
+        if transport.producers.iter().any(|(s, _)| *s == ssrc) {
+            return Err(MediaError::bad("the SSRC is already in use"));
+        }
+        let mut replay = Vec::new();
+        if transport.is_built() {
+            if !transport.has_payload_type(stream.payload_type) {
+                return Err(MediaError::bad(
+                    "payload type differs from this transport's first producer's",
+                ));
+            }
+        } else {
+            let extensions = &request.rtp_parameters.header_extensions;
+            replay = transport.build_send(
+                |config| caps::send_config(config, request.kind, &stream, extensions),
+                announce,
+                self.now,
+            );
+        }
+        let rtx = stream.rtx_ssrc.map(Ssrc::from);
+        if !transport.declare(mid, request.kind.media_kind(), ssrc, rtx, true) {
+            return Err(MediaError::bad("the transport refused the stream"));
+        }
+        transport.producers.push((ssrc, producer_id));
+        for (source, datagram) in replay {
+            self.datagram(self.now, source, &datagram);
+        }
+        self.drain(id);
+        let producer = Producer {
+            owner: peer,
+            name,
+            room: room.clone(),
+            transport: id,
+            kind: request.kind,
+            mid,
+            ssrc,
+            consumers: Vec::new(),
+            last_keyframe_request: None,
+            keyframe_wanted: false,
+            paused: false,
+        };
+        let announcement = notice("new-producer", new_producer(producer_id, &producer));
+        self.producers.insert(producer_id, producer);
+        self.rooms
+            .entry(room.clone())
+            .or_default()
+            .push(producer_id);
+        self.media(peer)?.producers.push(producer_id);
+        self.metrics.producers.inc();
+        self.signaling.tell_room(&room, peer, announcement);
+        if let Some(producer) = self.producers.get(&producer_id) {
+            let id = producer_id.to_string();
+            let kind = request.kind.as_str();
+            self.signaling
+                .producer(&room, &producer.name, &id, kind, true);
+        }
+        Ok((
+            "produced",
+            json!({"id": producer_id.to_string(), "kind": request.kind}),
+        ))
+    }
+
+    fn consume(&mut self, peer: PeerKey, data: &str) -> Reply {
+        let request: params::Consume = params::parse(data)?;
+        let id = self.owned_transport(peer, &request.transport_id)?;
+        let media = self.media(peer)?;
+        let room = media.room.clone();
+        let consumer_count = media.consumers.len();
+        let producer_id = ProducerId::parse(&request.producer_id)
+            .filter(|n| self.producers.get(n).is_some_and(|p| p.room == room))
+            .ok_or_else(|| MediaError::ProducerNotFound(request.producer_id.clone()))?;
+        let kind = self.producers[&producer_id].kind;
+        let producer_paused = self.producers[&producer_id].paused;
+        if !caps::can_consume(kind, &request.rtp_capabilities.codecs) {
+            return Err(MediaError::CannotConsume(match kind {
+                Kind::Audio => "the capabilities lack audio/opus 48000/2",
+                Kind::Video => "the capabilities lack video/VP8",
+            }));
+        }
+        if consumer_count >= self.limits.consumers_per_user {
+            return Err(MediaError::LimitReached("consumers per user"));
+        }
+        let consumer_id = self.ids.take();
+        let transport = self
+            .transports
+            .get_mut(&id)
+            .ok_or_else(|| MediaError::TransportNotFound(request.transport_id.clone()))?;
+        if transport.direction != Direction::Recv {
+            return Err(MediaError::bad("consume needs a receive transport"));
+        }
+        let mid = transport.next_mid();
+        let ssrc = transport.new_ssrc();
+        let rtx = match kind {
+            Kind::Video => transport.new_ssrc(),
+            Kind::Audio => None,
+        };
+        let Some(ssrc) = ssrc else {
+            return Err(MediaError::bad("the transport has failed"));
+        };
+        if !transport.declare(mid, kind.media_kind(), ssrc, rtx, false) {
+            return Err(MediaError::bad("the transport refused the stream"));
+        }
+        let connected = transport.connected;
+        transport.consumers.push((mid, consumer_id));
+        self.drain(id);
+        self.consumers.insert(
+            consumer_id,
+            Consumer {
+                owner: peer,
+                producer: producer_id,
+                transport: id,
+                mid,
+                ssrc,
+                rebase: None,
+                next_seq: 0,
+                paused: false,
+                resync: false,
+                nacks: 0,
+                keyframe_requests: 0,
+            },
+        );
+        if let Some(producer) = self.producers.get_mut(&producer_id) {
+            producer.consumers.push(consumer_id);
+        }
+        self.media(peer)?.consumers.push(consumer_id);
+        self.metrics.consumers.inc();
+        if connected {
+            self.request_keyframe(producer_id);
+        }
+        let parameters = caps::consumer_parameters(kind, &mid, *ssrc, rtx.map(|rtx| *rtx));
+        Ok((
+            "consumed",
+            json!({
+                "id": consumer_id.to_string(),
+                "producerId": request.producer_id,
+                "producerPaused": producer_paused,
+                "kind": kind,
+                "rtpParameters": parameters,
+            }),
+        ))
+    }
+
+    /// `pause-consumer` (`paused`) or `resume-consumer`. Consumers start active; resuming
+    /// one asks for a keyframe, so its picture starts now.
+    fn pause_consumer(&mut self, peer: PeerKey, data: &str, paused: bool) -> Reply {
+        let request: params::OfConsumer = params::parse(data)?;
+        let consumer = ConsumerId::parse(&request.consumer_id)
+            .and_then(|n| self.consumers.get_mut(&n))
+            .filter(|c| c.owner == peer)
+            .ok_or_else(|| MediaError::ConsumerNotFound(request.consumer_id.clone()))?;
+        consumer.resync |= consumer.paused && !paused;
+        consumer.paused = paused;
+        let producer = consumer.producer;
+        if !paused {
+            self.request_keyframe(producer);
+        }
+        let reply = if paused {
+            "consumerPaused"
+        } else {
+            "consumerResumed"
+        };
+        Ok((reply, json!({"consumerId": request.consumer_id})))
+    }
+
+    /// `pause-producer` (`paused`) or `resume-producer`, by the producer's owner: its
+    /// consumers are told (`consumer-paused`, `consumer-resumed`), and a resumed video
+    /// producer is asked for a keyframe.
+    fn pause_producer(&mut self, peer: PeerKey, data: &str, paused: bool) -> Reply {
+        let request: params::OfProducer = params::parse(data)?;
+        let id = self.owned_producer(peer, &request.producer_id)?;
+        let (reply, notice_kind) = if paused {
+            ("producerPaused", "consumer-paused")
+        } else {
+            ("producerResumed", "consumer-resumed")
+        };
+        let answer = Ok((reply, json!({"producerId": request.producer_id})));
+        let Some(producer) = self.producers.get_mut(&id).filter(|p| p.paused != paused) else {
+            return answer; // already so: nothing changes, nobody is told
+        };
+        producer.paused = paused;
+        for consumer_id in producer.consumers.clone() {
+            let Some(consumer) = self.consumers.get_mut(&consumer_id) else {
+                continue;
+            };
+            consumer.resync |= !paused;
+            self.signaling.tell(
+                consumer.owner,
+                notice(
+                    notice_kind,
+                    json!({"consumerId": consumer_id.to_string(), "producerId": request.producer_id}),
+                ),
+            );
+        }
+        if !paused {
+            self.request_keyframe(id);
+        }
+        answer
+    }
+
+    fn close_producer_request(&mut self, peer: PeerKey, data: &str) -> Reply {
+        let request: params::OfProducer = params::parse(data)?;
+        let id = self.owned_producer(peer, &request.producer_id)?;
+        self.close_producer(id);
+        Ok(("producerClosed", json!({"producerId": request.producer_id})))
+    }
+
+    // ---- closing ----
+
+    fn close_everything(&mut self, peer: PeerKey) {
+        let Some(media) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let transports = std::mem::take(&mut media.transports);
+        for id in transports {
+            self.close_transport(id);
+        }
+    }
+
+    fn close_producer(&mut self, id: ProducerId) {
+        let Some(producer) = self.producers.remove(&id) else {
+            return;
+        };
+        self.metrics.producers.dec();
+        self.signaling.producer(
+            &producer.room,
+            &producer.name,
+            &id.to_string(),
+            producer.kind.as_str(),
+            false,
+        );
+        if let Some(list) = self.rooms.get_mut(&producer.room) {
+            list.retain(|p| *p != id);
+            if list.is_empty() {
+                self.rooms.remove(&producer.room);
+            }
+        }
+        if let Some(media) = self.peers.get_mut(&producer.owner) {
+            media.producers.retain(|p| *p != id);
+        }
+        if let Some(transport) = self.transports.get_mut(&producer.transport) {
+            transport.producers.retain(|(_, p)| *p != id);
+            transport.remove(producer.mid);
+            self.drain(producer.transport);
+        }
+        for consumer_id in producer.consumers {
+            if let Some(owner) = self.close_consumer(consumer_id) {
+                self.signaling.tell(
+                    owner,
+                    notice(
+                        "producer-closed",
+                        json!({"producerId": id.to_string(), "consumerId": consumer_id.to_string()}),
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Closes a consumer; returns its owner.
+    fn close_consumer(&mut self, id: ConsumerId) -> Option<PeerKey> {
+        let consumer = self.consumers.remove(&id)?;
+        self.metrics.consumers.dec();
+        if let Some(producer) = self.producers.get_mut(&consumer.producer) {
+            producer.consumers.retain(|c| *c != id);
+        }
+        if let Some(media) = self.peers.get_mut(&consumer.owner) {
+            media.consumers.retain(|c| *c != id);
+        }
+        if let Some(transport) = self.transports.get_mut(&consumer.transport) {
+            transport.consumers.retain(|(_, c)| *c != id);
+            transport.remove(consumer.mid);
+            self.drain(consumer.transport);
+        }
+        Some(consumer.owner)
+    }
+
+    fn close_transport(&mut self, id: TransportId) {
+        let Some(transport) = self.transports.get(&id) else {
+            return;
+        };
+        let producers: Vec<ProducerId> = transport.producers.iter().map(|&(_, p)| p).collect();
+        let consumers: Vec<ConsumerId> = transport.consumers.iter().map(|&(_, c)| c).collect();
+        for producer in producers {
+            self.close_producer(producer);
+        }
+        for consumer in consumers {
+            self.close_consumer(consumer);
+        }
+        let Some(mut transport) = self.transports.remove(&id) else {
+            return;
+        };
+        self.metrics.transports.dec();
+        transport.close();
+        let mut ignored = VecDeque::new();
+        transport.drain(&mut self.outgoing, &mut ignored);
+        self.by_ufrag.remove(&transport.local.ufrag);
+        for addr in &transport.addrs {
+            if self.by_addr.get(addr) == Some(&id) {
+                self.by_addr.remove(addr);
+            }
+        }
+        if let Some(deadline) = transport.deadline {
+            self.timers.remove(&(deadline, id));
+        }
+        if let Some(media) = self.peers.get_mut(&transport.owner) {
+            media.transports.retain(|t| *t != id);
+        }
+    }
+
+    /// Closes everything the owner of a failed transport holds (the contract: a failed
+    /// transport ends that user's media; its client starts over).
+    fn reap(&mut self) {
+        let failed: Vec<(TransportId, PeerKey)> = self
+            .transports
+            .values()
+            .filter(|t| t.failed)
+            .map(|t| (t.id, t.owner))
+            .collect();
+        for (id, owner) in failed {
+            self.metrics.transport_failures.inc();
+            tracing::debug!(
+                transport = %id,
+                "media transport failed; closing the user's media"
+            );
+            self.close_everything(owner);
+            self.close_transport(id); // in case its owner's entry is already gone
+        }
+    }
+
+    // ---- the media path ----
+
+    /// A datagram that arrived from `source`.
+    pub(crate) fn datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        self.now = now;
+        self.metrics.packets_in.inc();
+        self.metrics.bytes_in.inc_by(data.len() as u64);
+        let stun = stun_usernames(data);
+        let id = match &stun {
+            Some((local, _)) => self.by_ufrag.get(local),
+            None => self.by_addr.get(&source),
+        };
+        let Some(&id) = id else {
+            self.metrics.dropped.inc();
+            return;
+        };
+        let Some(transport) = self.transports.get_mut(&id) else {
+            self.metrics.dropped.inc();
+            return;
+        };
+        let received = transport.receive(
+            now,
+            source,
+            self.announce,
+            data,
+            stun.as_ref().map(|(_, r)| r.as_str()),
+        );
+        match received {
+            Received::Accepted => {
+                if stun.is_some()
+                    && !transport.addrs.contains(&source)
+                    && transport.addrs.len() < ADDRS_PER_TRANSPORT
+                {
+                    transport.addrs.push(source);
+                    self.by_addr.insert(source, id);
+                }
+                self.drain(id);
+            }
+            Received::Buffered => {}
+            Received::Refused => {
+                self.metrics.dropped.inc();
+            }
+        }
+    }
+
+    /// Drains one transport, reschedules its timer, and handles what it said.
+    fn drain(&mut self, id: TransportId) {
+        let Some(transport) = self.transports.get_mut(&id) else {
+            return;
+        };
+        let deadline = transport.drain(&mut self.outgoing, &mut self.happenings);
+        reschedule(&mut self.timers, transport, deadline, self.now);
+        while let Some(happening) = self.happenings.pop_front() {
+            self.happen(happening);
+        }
+    }
+
+    fn happen(&mut self, happening: Happening) {
+        match happening {
+            Happening::Rtp(transport, packet) => self.forward(transport, &packet),
+            Happening::Connected(id) => {
+                let Some(transport) = self.transports.get_mut(&id) else {
+                    return;
+                };
+                transport.connected = true;
+                transport.connect_by = None;
+                let producers: Vec<ProducerId> = transport
+                    .consumers
+                    .iter()
+                    .filter_map(|(_, c)| self.consumers.get(c).map(|c| c.producer))
+                    .collect();
+                for producer in producers {
+                    self.request_keyframe(producer);
+                }
+            }
+            Happening::KeyframeRequest(id, mid) => {
+                self.metrics.keyframe_requests_in.inc();
+                let consumer = self
+                    .consumer_at(id, mid)
+                    .and_then(|c| self.consumers.get(&c));
+                if let Some(producer) = consumer.map(|c| c.producer) {
+                    self.request_keyframe(producer);
+                }
+            }
+            Happening::Egress(id, mid, nacks, keyframe_requests) => {
+                let consumer = self.consumer_at(id, mid);
+                if let Some(consumer) = consumer.and_then(|c| self.consumers.get_mut(&c)) {
+                    let new_nacks = nacks.saturating_sub(consumer.nacks);
+                    consumer.nacks = consumer.nacks.max(nacks);
+                    consumer.keyframe_requests = consumer.keyframe_requests.max(keyframe_requests);
+                    self.metrics.nacks.inc_by(new_nacks);
+                }
+            }
+        }
+    }
+
+    /// The consumer on `transport` with `mid`, by id.
+    fn consumer_at(&self, transport: TransportId, mid: Mid) -> Option<ConsumerId> {
+        let transport = self.transports.get(&transport)?;
+        let &(_, id) = transport.consumers.iter().find(|(m, _)| *m == mid)?;
+        Some(id)
+    }
+
+    /// Writes a producer's packet to each of its connected consumers: the router's payload
+    /// type, the consumer's own sequence numbers and timestamps, and only the header
+    /// extensions that describe the media (mid, rid and transport-cc belong to each hop).
+    fn forward(&mut self, from: TransportId, packet: &RtpPacket) {
+        let Some(transport) = self.transports.get(&from) else {
+            return;
+        };
+        let ssrc = packet.header.ssrc;
+        let Some(&(_, producer_id)) = transport.producers.iter().find(|(s, _)| *s == ssrc) else {
+            return;
+        };
+        let Some(producer) = self.producers.get(&producer_id) else {
+            return;
+        };
+        if producer.paused {
+            return;
+        }
+        let kind = producer.kind;
+        let pt = Pt::from(caps::router_codec(kind).payload_type());
+        let header = &packet.header;
+        let extensions = ExtensionValues {
+            audio_level: header.ext_vals.audio_level,
+            voice_activity: header.ext_vals.voice_activity,
+            video_orientation: header.ext_vals.video_orientation,
+            ..ExtensionValues::default()
+        };
+        let seq = *packet.seq_no;
+        let mut starting = false;
+        for &consumer_id in &producer.consumers {
+            let Some(consumer) = self.consumers.get_mut(&consumer_id) else {
+                continue;
+            };
+            if consumer.paused {
+                continue;
+            }
+            let Some(transport) = self.transports.get_mut(&consumer.transport) else {
+                continue;
+            };
+            if !transport.connected {
+                continue;
+            }
+            let rebase = match consumer.rebase {
+                Some(rebase) if consumer.resync => rebase.resumed(seq, consumer.next_seq),
+                Some(rebase) => rebase,
+                None => {
+                    starting = true;
+                    Rebase::new(seq, header.timestamp, *Ssrc::new())
+                }
+            };
+            consumer.rebase = Some(rebase);
+            consumer.resync = false;
+            let Some((out_seq, out_ts)) = rebase.map(seq, header.timestamp) else {
+                continue;
+            };
+            consumer.next_seq = consumer.next_seq.max(out_seq + 1);
+            let write = RtpWrite::new(
+                pt,
+                SeqNo::from(out_seq),
+                out_ts,
+                packet.timestamp,
+                packet.payload.clone(),
+            )
+            .marker(header.marker)
+            .ext_vals(extensions.clone())
+            .nackable(kind == Kind::Video);
+            let consumer_ssrc = consumer.ssrc;
+            let written = transport.guard(|rtc| {
+                rtc.direct_api()
+                    .stream_tx(&consumer_ssrc)
+                    .map(|stream| stream.write_rtp(write))
+                    .is_some()
+            });
+            if written == Some(true) {
+                self.metrics.rtp_forwarded.inc();
+            }
+            let deadline = transport.drain(&mut self.outgoing, &mut self.happenings);
+            reschedule(&mut self.timers, transport, deadline, self.now);
+        }
+        // A consumer's first packet is rarely a keyframe: ask for one so its picture starts.
+        if starting {
+            self.request_keyframe(producer_id);
+        }
+        // Consumers' events (keyframe requests, stats) are handled after the fan-out.
+        while let Some(happening) = self.happenings.pop_front() {
+            self.happen(happening);
+        }
+    }
+
+    /// Asks a video producer for a keyframe, at most once per throttle interval; a request
+    /// inside the interval is remembered and sent when it ends.
+    fn request_keyframe(&mut self, id: ProducerId) {
+        let now = self.now;
+        let Some(producer) = self.producers.get_mut(&id) else {
+            return;
+        };
+        if producer.kind != Kind::Video {
+            return;
+        }
+        if producer
+            .last_keyframe_request
+            .is_some_and(|at| now.duration_since(at) < KEYFRAME_THROTTLE)
+        {
+            producer.keyframe_wanted = true;
+            return;
+        }
+        producer.last_keyframe_request = Some(now);
+        producer.keyframe_wanted = false;
+        let (transport_id, ssrc) = (producer.transport, producer.ssrc);
+        let Some(transport) = self.transports.get_mut(&transport_id) else {
+            return;
+        };
+        let sent = transport.guard(|rtc| {
+            rtc.direct_api()
+                .stream_rx(&ssrc)
+                .map(|stream| stream.request_keyframe(KeyframeRequestKind::Pli))
+                .is_some()
+        });
+        if sent == Some(true) {
+            self.metrics.keyframe_requests_out.inc();
+        }
+        self.drain(transport_id);
+    }
+
+    /// Drives every transport whose deadline has come.
+    pub(crate) fn timeouts(&mut self, now: Instant) {
+        self.now = now;
+        while let Some(&(at, id)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(transport) = self.transports.get_mut(&id) {
+                transport.deadline = None;
+                transport.timeout(now);
+                self.drain(id);
+            }
+        }
+    }
+
+    /// Every [`HOUSEKEEPING`]: keyframe requests that waited out their throttle, transports
+    /// that did not connect in time, and the media of failed transports' owners.
+    pub(crate) fn housekeeping(&mut self, now: Instant) {
+        self.now = now;
+        let wanted: Vec<ProducerId> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| p.keyframe_wanted)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in wanted {
+            self.request_keyframe(id);
+        }
+        for transport in self.transports.values_mut() {
+            if transport.connect_by.is_some_and(|by| by <= now) && !transport.connected {
+                tracing::debug!(
+                    transport = %transport.id,
+                    "media transport did not connect in time"
+                );
+                transport.failed = true;
+            }
+        }
+        self.reap();
+    }
+}
+
+/// Keeps the timer set in step with a transport's deadline. A deadline already past is
+/// moved a millisecond ahead, so a transport cannot spin the loop.
+fn reschedule(
+    timers: &mut BTreeSet<(Instant, TransportId)>,
+    transport: &mut Transport,
+    next: Option<Instant>,
+    now: Instant,
+) {
+    let next = next.map(|at| at.max(now + Duration::from_millis(1)));
+    if transport.deadline == next {
+        return;
+    }
+    if let Some(old) = transport.deadline {
+        timers.remove(&(old, transport.id));
+    }
+    if let Some(at) = next {
+        timers.insert((at, transport.id));
+    }
+    transport.deadline = next;
+}
+
+fn notice(kind: &'static str, data: Value) -> Event {
+    media_event(kind, &data, None)
+}
+
+/// A media reply or notice, its `data` encoded once for every receiver.
+fn media_event(kind: &'static str, data: &Value, rid: Option<RawJson>) -> Event {
+    Event::Media(Box::new(MediaEvent {
+        kind,
+        data: RawJson::new(&data.to_string()),
+        rid,
+    }))
+}
+
+fn new_producer(id: ProducerId, producer: &Producer) -> Value {
+    json!({
+        "producerId": id.to_string(),
+        "user": producer.name.as_str(),
+        "kind": producer.kind,
+    })
+}
+
+/// The (local, remote) ufrags of a STUN binding request, or `None` for anything else. The
+/// cheap header check keeps the STUN parser off the RTP path.
+fn stun_usernames(data: &[u8]) -> Option<(String, String)> {
+    const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+    if data.len() < 20 || data[0] > 1 || data[4..8] != MAGIC_COOKIE {
+        return None;
+    }
+    let message = str0m::ice::StunMessage::parse(data).ok()?;
+    if !message.is_binding_request() {
+        return None;
+    }
+    let (local, remote) = message.split_username()?;
+    Some((local.to_owned(), remote.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn rebasing_starts_low_and_keeps_the_spacing() {
+        // A producer past 2^16 packets: the consumer still starts below 2^15 (rollover 0).
+        let rebase = Rebase::new(70_000, 4_000_000_000, 0xdead_beef);
+        let (first, ts) = rebase.map(70_000, 4_000_000_000).unwrap();
+        assert!(first < 0x8000);
+        let (later, later_ts) = rebase
+            .map(70_010, 4_000_000_000u32.wrapping_add(900_000))
+            .unwrap();
+        assert_eq!(later - first, 10);
+        assert_eq!(later_ts.wrapping_sub(ts), 900_000);
+        assert_eq!(rebase.map(69_999, 0), None);
+    }
+
+    #[test]
+    fn only_binding_requests_are_read_as_stun() {
+        assert_eq!(stun_usernames(&[0x80; 100]), None); // RTP
+        assert_eq!(stun_usernames(&[0x16; 100]), None); // DTLS
+        let mut fake = vec![0u8; 20];
+        fake[4..8].copy_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        assert_eq!(stun_usernames(&fake), None); // a cookie, but no binding request
+    }
+}

@@ -1,0 +1,440 @@
+//! The router in simulated time: str0m clients play the browsers, a `Vec` plays the network,
+//! and the clock moves only when a test moves it. ICE, DTLS, SRTP, RTCP and the router's
+//! own timers all run as they do over sockets, so what is tested here is the media path
+//! itself, deterministically, including what takes seconds or minutes of real time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use switchboard_core::{Event, MediaRequest, PeerKey, PeerName, RawJson, RoomId};
+
+use crate::client::MediaClient;
+use crate::ids::Ids;
+use crate::router::{Router, HOUSEKEEPING};
+use crate::{Input, MediaLimits, MediaMetrics, Request, Signaling};
+
+const SERVER: &str = "127.0.0.1:40000";
+const SSRC: u32 = 0x2222_0001;
+
+/// One thing the router told a peer: (peer, kind, data, rid). An error's kind is
+/// `error:<code>`.
+type Told = (PeerKey, String, Value, Option<String>);
+
+/// What the router told each peer, in order, and who is in which room.
+#[derive(Default)]
+struct Recorder {
+    told: Mutex<Vec<Told>>,
+    members: Mutex<HashMap<PeerKey, RoomId>>,
+}
+
+impl Recorder {
+    fn record(&self, peer: PeerKey, event: &Event) {
+        let (kind, data, rid) = match event {
+            Event::Media(media) => (
+                media.kind.to_owned(),
+                serde_json::from_str(media.data.as_str()).unwrap(),
+                media.rid.as_ref(),
+            ),
+            Event::Error(error) => (
+                format!("error:{}", error.code.as_str()),
+                Value::Null,
+                error.rid.as_ref(),
+            ),
+            other => panic!("the router sent {other:?}"),
+        };
+        let rid = rid.map(|rid| rid.as_str().to_owned());
+        self.told.lock().unwrap().push((peer, kind, data, rid));
+    }
+
+    /// The notices of `kind` told to `peer` so far.
+    fn notices(&self, peer: PeerKey, kind: &str) -> Vec<Value> {
+        let told = self.told.lock().unwrap();
+        told.iter()
+            .filter(|(p, k, _, _)| *p == peer && k == kind)
+            .map(|(_, _, data, _)| data.clone())
+            .collect()
+    }
+}
+
+impl Signaling for Recorder {
+    fn tell(&self, peer: PeerKey, event: Event) {
+        self.record(peer, &event);
+    }
+
+    fn tell_room(&self, room: &RoomId, except: PeerKey, event: Event) {
+        let members: Vec<PeerKey> = self
+            .members
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(peer, in_room)| **peer != except && *in_room == room)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in members {
+            self.record(peer, &event);
+        }
+    }
+
+    fn is_member(&self, peer: PeerKey, room: &RoomId) -> bool {
+        self.members.lock().unwrap().get(&peer) == Some(room)
+    }
+}
+
+/// The router, its clients and the clock.
+struct Sim {
+    router: Router,
+    metrics: MediaMetrics,
+    signaling: Arc<Recorder>,
+    now: Instant,
+    next_housekeeping: Instant,
+    /// Clients by their (made-up) local address.
+    clients: Vec<MediaClient>,
+    rid: u64,
+    epochs: HashMap<PeerKey, u32>,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        let certificate = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .unwrap();
+        let metrics = MediaMetrics::default();
+        let signaling = Arc::new(Recorder::default());
+        let now = Instant::now();
+        let router = Router::new(
+            SERVER.parse().unwrap(),
+            certificate,
+            MediaLimits::default(),
+            signaling.clone(),
+            metrics.clone(),
+            Ids::new(0, 1),
+            now,
+        )
+        .unwrap();
+        Sim {
+            router,
+            metrics,
+            signaling,
+            now,
+            next_housekeeping: now + HOUSEKEEPING,
+            clients: Vec::new(),
+            rid: 0,
+            epochs: HashMap::new(),
+        }
+    }
+
+    fn join(&mut self, peer: u64, room: &str) -> PeerKey {
+        let peer = PeerKey(peer);
+        let room = RoomId::parse(room).unwrap();
+        let epoch = self.epochs.entry(peer).or_default();
+        *epoch += 1;
+        let epoch = *epoch;
+        self.signaling
+            .members
+            .lock()
+            .unwrap()
+            .insert(peer, room.clone());
+        self.router
+            .input(self.now, Input::Joined { peer, room, epoch });
+        peer
+    }
+
+    /// Sends a request as `peer` (in its current membership); returns the reply's kind and
+    /// data.
+    fn request(&mut self, peer: PeerKey, request: MediaRequest, data: Value) -> (String, Value) {
+        let epoch = self.epochs[&peer];
+        self.request_in(peer, epoch, request, data)
+    }
+
+    fn request_in(
+        &mut self,
+        peer: PeerKey,
+        epoch: u32,
+        request: MediaRequest,
+        data: Value,
+    ) -> (String, Value) {
+        self.rid += 1;
+        let rid = self.rid.to_string();
+        let room = self.signaling.members.lock().unwrap()[&peer].clone();
+        self.router.input(
+            self.now,
+            Input::Request(Request {
+                peer,
+                room,
+                name: PeerName::parse(&format!("user{}", peer.0)).unwrap(),
+                epoch,
+                request,
+                data: RawJson::new(&data.to_string()),
+                rid: Some(RawJson::new(&rid)),
+            }),
+        );
+        let told = self.signaling.told.lock().unwrap();
+        let (_, kind, data, _) = told
+            .iter()
+            .rev()
+            .find(|(p, _, _, r)| *p == peer && r.as_deref() == Some(rid.as_str()))
+            .expect("the router answers every request at once");
+        (kind.clone(), data.clone())
+    }
+
+    /// Creates and connects a transport; returns its id and the index of its client.
+    fn transport(&mut self, peer: PeerKey, direction: &str) -> (String, usize) {
+        let (kind, created) = self.request(
+            peer,
+            MediaRequest::CreateTransport,
+            json!({"direction": direction}),
+        );
+        assert_eq!(kind, "webRtcTransportCreated");
+        let local = SocketAddr::from(([127, 0, 0, 1], 50_000 + self.clients.len() as u16));
+        let mut client = MediaClient::detached(&created, local, self.now).unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        let (kind, _) = self.request(
+            peer,
+            MediaRequest::ConnectTransport,
+            json!({"transportId": id, "dtlsParameters": client.dtls_parameters()}),
+        );
+        assert_eq!(kind, "transportConnected");
+        self.clients.push(client);
+        (id, self.clients.len() - 1)
+    }
+
+    /// A publisher of one VP8 stream: its client's index and its producer's id.
+    fn publisher(&mut self, peer: PeerKey) -> (usize, String) {
+        let (transport, client) = self.transport(peer, "send");
+        let rtp = self.clients[client].publish_video("0", SSRC, SSRC + 1);
+        let (kind, produced) = self.request(
+            peer,
+            MediaRequest::Produce,
+            json!({"transportId": transport, "kind": "video", "rtpParameters": rtp, "appData": {}}),
+        );
+        assert_eq!(kind, "produced");
+        (client, produced["id"].as_str().unwrap().to_owned())
+    }
+
+    /// A consumer of `producer`: its client's index and its consumer's id.
+    fn consumer(&mut self, peer: PeerKey, producer: &str) -> (usize, String) {
+        let (transport, client) = self.transport(peer, "recv");
+        let (kind, consumed) = self.request(
+            peer,
+            MediaRequest::Consume,
+            json!({"transportId": transport, "producerId": producer,
+                   "rtpCapabilities": MediaClient::capabilities()}),
+        );
+        assert_eq!(kind, "consumed");
+        self.clients[client].expect(&consumed).unwrap();
+        (client, consumed["id"].as_str().unwrap().to_owned())
+    }
+
+    /// Moves the clock on by `duration` in steps of `tick`, carrying every datagram both
+    /// ways and running every timer on the way.
+    fn run(&mut self, duration: Duration, tick: Duration) {
+        let end = self.now + duration;
+        while self.now < end {
+            self.now += tick;
+            self.carry();
+        }
+    }
+
+    fn carry(&mut self) {
+        let now = self.now;
+        if now >= self.next_housekeeping {
+            self.router.housekeeping(now);
+            self.next_housekeeping = now + HOUSEKEEPING;
+        }
+        self.router.timeouts(now);
+        for client in &mut self.clients {
+            client.advance(now);
+        }
+        // Until the network is quiet: each delivery may answer with more.
+        for _ in 0..100 {
+            let mut quiet = true;
+            for datagram in std::mem::take(&mut self.router.outgoing) {
+                quiet = false;
+                let server = SERVER.parse().unwrap();
+                if let Some(client) = self
+                    .clients
+                    .iter_mut()
+                    .find(|c| c.local_addr() == datagram.to)
+                {
+                    client.receive(now, server, &datagram.contents);
+                }
+            }
+            for client in &mut self.clients {
+                let local = client.local_addr();
+                for (_, datagram) in std::mem::take(&mut client.outgoing) {
+                    quiet = false;
+                    self.router.datagram(now, local, &datagram);
+                }
+            }
+            if quiet {
+                return;
+            }
+        }
+        panic!("the network never went quiet");
+    }
+
+    /// Writes `count` packets from the publisher at 50 packets/s, from sequence number
+    /// `first`.
+    fn publish(&mut self, client: usize, first: u64, count: u64) {
+        for seq in first..first + count {
+            let now = self.now;
+            self.clients[client].write_at(now, SSRC, seq, (seq * 1800) as u32, &[0x90; 200], true);
+            self.run(Duration::from_millis(20), Duration::from_millis(5));
+        }
+    }
+
+    fn connected(&mut self) {
+        self.run(Duration::from_millis(500), Duration::from_millis(5));
+        assert!(self.clients.iter().all(MediaClient::is_connected));
+    }
+}
+
+#[test]
+fn each_consumer_gets_every_packet_under_its_own_consecutive_numbers() {
+    let mut sim = Sim::new();
+    let alice = sim.join(1, "room");
+    let (publisher, producer) = sim.publisher(alice);
+    let bob = sim.join(2, "room");
+    let (bob_client, _) = sim.consumer(bob, &producer);
+    let carol = sim.join(3, "room");
+    let (carol_client, _) = sim.consumer(carol, &producer);
+    sim.connected();
+    // Past 2^16: the consumers still start low (SRTP rollover 0) and count on.
+    sim.publish(publisher, 65_530, 50);
+    for client in [bob_client, carol_client] {
+        let seen = &sim.clients[client].sequence_numbers;
+        assert_eq!(seen.len(), 50, "every packet arrives once");
+        assert!(seen[0] < 0x8000);
+        assert!(seen.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+    }
+    assert_ne!(
+        sim.clients[bob_client].sequence_numbers[0], sim.clients[carol_client].sequence_numbers[0],
+        "each consumer has its own numbering"
+    );
+    assert_eq!(sim.metrics.rtp_forwarded.get(), 100);
+}
+
+#[test]
+fn keyframe_requests_wait_out_the_half_second_throttle() {
+    let mut sim = Sim::new();
+    let alice = sim.join(1, "room");
+    let (publisher, producer) = sim.publisher(alice);
+    let bob = sim.join(2, "room");
+    let (_, consumer) = sim.consumer(bob, &producer);
+    sim.connected();
+    sim.run(Duration::from_secs(2), Duration::from_millis(10));
+    let before = sim.clients[publisher].keyframe_requests;
+    // Three resumes within 20 ms, each asking for a keyframe.
+    for _ in 0..3 {
+        let (kind, _) = sim.request(
+            bob,
+            MediaRequest::ResumeConsumer,
+            json!({"consumerId": consumer}),
+        );
+        assert_eq!(kind, "consumerResumed");
+        sim.run(Duration::from_millis(10), Duration::from_millis(5));
+    }
+    sim.run(Duration::from_millis(200), Duration::from_millis(5));
+    assert_eq!(sim.clients[publisher].keyframe_requests, before + 1);
+    // The two that came inside the window are sent as one when it ends.
+    sim.run(Duration::from_millis(400), Duration::from_millis(5));
+    assert_eq!(sim.clients[publisher].keyframe_requests, before + 2);
+    sim.run(Duration::from_secs(2), Duration::from_millis(10));
+    assert_eq!(sim.clients[publisher].keyframe_requests, before + 2);
+}
+
+#[test]
+fn pausing_a_producer_holds_its_packets_and_resuming_leaves_no_gap() {
+    let mut sim = Sim::new();
+    let alice = sim.join(1, "room");
+    let (publisher, producer) = sim.publisher(alice);
+    let bob = sim.join(2, "room");
+    let (bob_client, consumer) = sim.consumer(bob, &producer);
+    sim.connected();
+    sim.publish(publisher, 1000, 10);
+    let (kind, _) = sim.request(
+        alice,
+        MediaRequest::PauseProducer,
+        json!({"producerId": producer}),
+    );
+    assert_eq!(kind, "producerPaused");
+    let paused = sim.signaling.notices(bob, "consumer-paused");
+    assert_eq!(
+        paused,
+        [json!({"consumerId": consumer, "producerId": producer})]
+    );
+    sim.publish(publisher, 1010, 10);
+    assert_eq!(sim.clients[bob_client].sequence_numbers.len(), 10);
+    let (kind, _) = sim.request(
+        alice,
+        MediaRequest::ResumeProducer,
+        json!({"producerId": producer}),
+    );
+    assert_eq!(kind, "producerResumed");
+    assert_eq!(sim.signaling.notices(bob, "consumer-resumed").len(), 1);
+    sim.publish(publisher, 1020, 10);
+    let seen = &sim.clients[bob_client].sequence_numbers;
+    assert_eq!(seen.len(), 20);
+    assert!(
+        seen.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "no gap for the receiver to ask to be repaired: {seen:?}"
+    );
+}
+
+#[test]
+fn a_transport_that_never_completes_dtls_fails_after_thirty_seconds() {
+    let mut sim = Sim::new();
+    let alice = sim.join(1, "room");
+    let (kind, created) = sim.request(
+        alice,
+        MediaRequest::CreateTransport,
+        json!({"direction": "recv"}),
+    );
+    assert_eq!(kind, "webRtcTransportCreated");
+    // The client connects the transport in signaling, but no datagram ever arrives.
+    let local = SocketAddr::from(([127, 0, 0, 1], 50_999));
+    let mut silent = MediaClient::detached(&created, local, sim.now).unwrap();
+    let (kind, _) = sim.request(
+        alice,
+        MediaRequest::ConnectTransport,
+        json!({"transportId": created["id"], "dtlsParameters": silent.dtls_parameters()}),
+    );
+    assert_eq!(kind, "transportConnected");
+    sim.run(Duration::from_secs(29), Duration::from_millis(100));
+    assert_eq!(sim.metrics.transports.get(), 1);
+    assert_eq!(sim.metrics.transport_failures.get(), 0);
+    sim.run(Duration::from_secs(2), Duration::from_millis(100));
+    assert_eq!(sim.metrics.transports.get(), 0);
+    assert_eq!(sim.metrics.transport_failures.get(), 1);
+}
+
+#[test]
+fn a_request_from_an_older_membership_is_refused_and_a_new_one_starts_clean() {
+    let mut sim = Sim::new();
+    let alice = sim.join(1, "room");
+    let (_, producer) = sim.publisher(alice);
+    assert_eq!(sim.metrics.producers.get(), 1);
+    // Alice leaves and joins again: her media from before is closed, and a request sent
+    // in the old membership is refused.
+    sim.join(1, "room");
+    let (kind, _) = sim.request(
+        alice,
+        MediaRequest::CreateTransport,
+        json!({"direction": "recv"}),
+    );
+    assert_eq!(kind, "webRtcTransportCreated");
+    assert_eq!(sim.metrics.producers.get(), 0);
+    let (kind, _) = sim.request_in(
+        alice,
+        1,
+        MediaRequest::CloseProducer,
+        json!({"producerId": producer}),
+    );
+    assert_eq!(kind, "error:not_in_room");
+}
