@@ -438,3 +438,48 @@ fn a_request_from_an_older_membership_is_refused_and_a_new_one_starts_clean() {
     );
     assert_eq!(kind, "error:not_in_room");
 }
+
+#[test]
+fn a_packet_is_forwarded_the_moment_it_arrives_not_at_a_later_timer() {
+    let mut sim = Sim::new();
+    let alice = sim.join(1, "room");
+    let (publisher, producer) = sim.publisher(alice);
+    let bob = sim.join(2, "room");
+    let (bob_client, _) = sim.consumer(bob, &producer);
+    sim.connected();
+    for seq in 0..5u64 {
+        let now = sim.now;
+        sim.clients[publisher].write_at(now, SSRC, seq, 0, &[0x90; 200], true);
+        // The clock does not move: the packet crosses the router in this instant.
+        sim.carry();
+        assert_eq!(sim.clients[bob_client].packets, seq + 1);
+        sim.run(Duration::from_millis(20), Duration::from_millis(20));
+    }
+}
+
+/// Not a check: a fixed workload for counting the router's instructions per forwarded packet
+/// under callgrind, which repeats exactly where wall-clock benches on a shared machine do not:
+/// `valgrind --tool=callgrind --toggle-collect='*Router*datagram*'
+/// --toggle-collect='*Router*timeouts*' <test binary> --ignored forwarding_cost`
+/// (docs/performance.md, "Media: instructions per packet").
+#[test]
+#[ignore = "a workload for callgrind, not a test"]
+fn forwarding_cost() {
+    let mut sim = Sim::new();
+    let alice = sim.join(1, "room");
+    let (publisher, producer) = sim.publisher(alice);
+    let consumers = 50;
+    for peer in 0..consumers {
+        let peer = sim.join(100 + peer, "room");
+        sim.consumer(peer, &producer);
+    }
+    sim.connected();
+    // Run it with two counts: the difference is the cost of the packets alone, without the
+    // set-up (ICE, DTLS) that both runs share.
+    let packets = std::env::var("SWITCHBOARD_COST_PACKETS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    sim.publish(publisher, 0, packets);
+    assert_eq!(sim.metrics.rtp_forwarded.get(), packets * consumers);
+}
