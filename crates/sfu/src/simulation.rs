@@ -267,10 +267,12 @@ impl Sim {
             }
             for client in &mut self.clients {
                 let local = client.local_addr();
-                for (_, datagram) in std::mem::take(&mut client.outgoing) {
-                    quiet = false;
-                    self.router.datagram(now, local, &datagram);
-                }
+                let sent = std::mem::take(&mut client.outgoing);
+                quiet &= sent.is_empty();
+                self.router.datagrams(
+                    now,
+                    sent.iter().map(|(_, datagram)| (local, datagram.as_slice())),
+                );
             }
             if quiet {
                 return;
@@ -286,6 +288,21 @@ impl Sim {
             let now = self.now;
             self.clients[client].write_at(now, SSRC, seq, (seq * 1800) as u32, &[0x90; 200], true);
             self.run(Duration::from_millis(20), Duration::from_millis(5));
+        }
+    }
+
+    /// Writes `frames` video frames of `per_frame` packets each at 30 frames/s, a frame's
+    /// packets in one burst as a camera sends them.
+    fn publish_frames(&mut self, client: usize, frames: u64, per_frame: u64) {
+        for frame in 0..frames {
+            let now = self.now;
+            for packet in 0..per_frame {
+                let seq = frame * per_frame + packet;
+                let timestamp = (frame * 3000) as u32;
+                let last = packet + 1 == per_frame;
+                self.clients[client].write_at(now, SSRC, seq, timestamp, &[0x90; 1100], last);
+            }
+            self.run(Duration::from_millis(33), Duration::from_millis(11));
         }
     }
 
@@ -459,9 +476,9 @@ fn a_packet_is_forwarded_the_moment_it_arrives_not_at_a_later_timer() {
 
 /// Not a check: a fixed workload for counting the router's instructions per forwarded packet
 /// under callgrind, which repeats exactly where wall-clock benches on a shared machine do not:
-/// `valgrind --tool=callgrind --toggle-collect='*Router*datagram*'
-/// --toggle-collect='*Router*timeouts*' <test binary> --ignored forwarding_cost`
-/// (docs/performance.md, "Media: instructions per packet").
+/// `valgrind --tool=callgrind <test binary> --ignored forwarding_cost`, then the inclusive
+/// cost of `Router::datagrams` and `Router::timeouts` (docs/performance.md, "Media:
+/// instructions per packet").
 #[test]
 #[ignore = "a workload for callgrind, not a test"]
 fn forwarding_cost() {
@@ -475,11 +492,11 @@ fn forwarding_cost() {
     }
     sim.connected();
     // Run it with two counts: the difference is the cost of the packets alone, without the
-    // set-up (ICE, DTLS) that both runs share.
-    let packets = std::env::var("SWITCHBOARD_COST_PACKETS")
+    // set-up (ICE, DTLS) that both runs share. 8 packets a frame, as `bench media` sends.
+    let frames = std::env::var("SWITCHBOARD_COST_FRAMES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(200);
-    sim.publish(publisher, 0, packets);
-    assert_eq!(sim.metrics.rtp_forwarded.get(), packets * consumers);
+        .unwrap_or(25);
+    sim.publish_frames(publisher, frames, 8);
+    assert_eq!(sim.metrics.rtp_forwarded.get(), frames * 8 * consumers);
 }

@@ -65,6 +65,8 @@ pub(crate) struct Transport {
     /// The `Rtc`'s next timeout, as scheduled in the worker's timer set.
     pub(crate) deadline: Option<Instant>,
     pub(crate) failed: bool,
+    /// Packets were written to it that have not been sent yet (the router's `written`).
+    pub(crate) written: bool,
     /// Producers on this (send) transport, by their SSRC.
     pub(crate) producers: Vec<(Ssrc, ProducerId)>,
     /// Consumers on this (receive) transport, by their mid.
@@ -106,6 +108,7 @@ impl Transport {
             connect_by: None,
             deadline: None,
             failed: false,
+            written: false,
             producers: Vec::new(),
             consumers: Vec::new(),
             mids: Vec::new(),

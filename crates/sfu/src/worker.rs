@@ -88,10 +88,8 @@ impl Worker {
                             let received = socket.try_io(Interest::READABLE, || receiver.receive(&socket));
                             let Ok(count) = received else { break };
                             left = left.saturating_sub(count.max(1));
-                            for (source, datagram) in receiver.datagrams() {
-                                router.datagram(Instant::now(), source, datagram);
-                                sender.send(&socket, &mut router.outgoing);
-                            }
+                            router.datagrams(Instant::now(), receiver.datagrams());
+                            sender.send(&socket, &mut router.outgoing);
                         }
                     }
                 }
