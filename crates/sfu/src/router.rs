@@ -28,6 +28,11 @@ use crate::{Input, MediaError, MediaLimits, MediaMetrics, Request, Signaling};
 const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
 /// A connected transport must reach DTLS within this time, or it has failed.
 const CONNECT_WITHIN: Duration = Duration::from_secs(30);
+/// Packets forwarded to a consumer within this window leave together, in one pass over its
+/// transport when it ends. A video frame's packets arrive as a burst, so str0m's per-pass
+/// work (its clock, ICE, DTLS and RTCP polling) is paid about once per frame rather than
+/// once per packet. The price is at most this much added latency.
+pub(crate) const SEND_WINDOW: Duration = Duration::from_millis(1);
 /// How often [`Router::housekeeping`] wants to run: throttled keyframe requests, connect
 /// deadlines.
 pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(100);
@@ -145,8 +150,9 @@ pub(crate) struct Router {
     peers: HashMap<PeerKey, PeerMedia>,
     timers: BTreeSet<(Instant, TransportId)>,
     happenings: VecDeque<Happening>,
-    /// Consumer transports written to since the last [`Router::send_written`].
+    /// Consumer transports written to in this send window, and when the window ends.
     written: Vec<TransportId>,
+    send_at: Option<Instant>,
     ids: Ids,
     /// The time of the call being handled, as its caller gave it.
     now: Instant,
@@ -193,6 +199,7 @@ impl Router {
             timers: BTreeSet::new(),
             happenings: VecDeque::new(),
             written: Vec::new(),
+            send_at: None,
             ids,
             now,
             outgoing: Vec::new(),
@@ -201,7 +208,11 @@ impl Router {
 
     /// When the router next wants [`Router::timeouts`] called, if it waits for anything.
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|&(at, _)| at)
+        let transport = self.timers.first().map(|&(at, _)| at);
+        match (transport, self.send_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Closes every transport (the worker is stopping); their DTLS close goes out.
@@ -221,7 +232,6 @@ impl Router {
             Input::Joined { peer, room, epoch } => self.joined(peer, room, epoch),
             Input::Left { peer, epoch } => self.left(peer, epoch),
         }
-        self.send_written();
     }
 
     // ---- membership ----
@@ -769,10 +779,7 @@ impl Router {
 
     // ---- the media path ----
 
-    /// Datagrams that arrived together, each with its source. Packets forwarded to one
-    /// consumer in the batch leave together, in one pass over its transport at the end: a
-    /// video frame's packets arrive in a burst, and str0m's per-pass work (its timers, ICE,
-    /// DTLS and RTCP polling) is then paid once per frame, not once per packet.
+    /// Datagrams that arrived together, each with its source.
     // Never inlined: a profiler (callgrind's --toggle-collect) can then count the router's
     // work apart from its caller's.
     #[inline(never)]
@@ -785,7 +792,6 @@ impl Router {
         for (source, data) in batch {
             self.datagram(source, data);
         }
-        self.send_written();
     }
 
     fn datagram(&mut self, source: SocketAddr, data: &[u8]) {
@@ -830,10 +836,10 @@ impl Router {
         }
     }
 
-    /// Sends what was written to consumers since the last call. str0m queues a written
-    /// packet until its clock moves: it is moved now, so the packets leave in this pass, not
-    /// at a timer's wake-up later.
+    /// Sends what was written to consumers in the send window that ends now: one pass over
+    /// each transport written to (str0m queues a written packet until its clock moves).
     fn send_written(&mut self) {
+        self.send_at = None;
         while let Some(id) = self.written.pop() {
             if let Some(transport) = self.transports.get_mut(&id) {
                 transport.written = false;
@@ -978,6 +984,7 @@ impl Router {
                 if !transport.written {
                     transport.written = true;
                     self.written.push(consumer.transport);
+                    self.send_at.get_or_insert(self.now + SEND_WINDOW);
                 }
             }
         }
@@ -1041,7 +1048,9 @@ impl Router {
                 self.drain(id);
             }
         }
-        self.send_written();
+        if self.send_at.is_some_and(|at| at <= now) {
+            self.send_written();
+        }
     }
 
     /// Every [`HOUSEKEEPING`]: keyframe requests that waited out their throttle, transports
@@ -1067,7 +1076,6 @@ impl Router {
                 transport.failed = true;
             }
         }
-        self.send_written();
         self.reap();
     }
 }

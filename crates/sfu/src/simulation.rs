@@ -15,7 +15,7 @@ use switchboard_core::{Event, MediaRequest, PeerKey, PeerName, RawJson, RoomId};
 
 use crate::client::MediaClient;
 use crate::ids::Ids;
-use crate::router::{Router, HOUSEKEEPING};
+use crate::router::{Router, HOUSEKEEPING, SEND_WINDOW};
 use crate::{Input, MediaLimits, MediaMetrics, Request, Signaling};
 
 const SERVER: &str = "127.0.0.1:40000";
@@ -457,20 +457,26 @@ fn a_request_from_an_older_membership_is_refused_and_a_new_one_starts_clean() {
 }
 
 #[test]
-fn a_packet_is_forwarded_the_moment_it_arrives_not_at_a_later_timer() {
+fn a_frame_leaves_together_at_the_end_of_the_send_window() {
     let mut sim = Sim::new();
     let alice = sim.join(1, "room");
     let (publisher, producer) = sim.publisher(alice);
     let bob = sim.join(2, "room");
     let (bob_client, _) = sim.consumer(bob, &producer);
     sim.connected();
-    for seq in 0..5u64 {
+    for frame in 0..5u64 {
         let now = sim.now;
-        sim.clients[publisher].write_at(now, SSRC, seq, 0, &[0x90; 200], true);
-        // The clock does not move: the packet crosses the router in this instant.
+        for packet in 0..4 {
+            let seq = frame * 4 + packet;
+            sim.clients[publisher].write_at(now, SSRC, seq, 0, &[0x90; 200], packet == 3);
+        }
+        // The clock has not moved: the frame waits in the router's send window...
         sim.carry();
-        assert_eq!(sim.clients[bob_client].packets, seq + 1);
-        sim.run(Duration::from_millis(20), Duration::from_millis(20));
+        assert_eq!(sim.clients[bob_client].packets, frame * 4);
+        // ...and leaves, whole, when the window ends.
+        sim.run(SEND_WINDOW, SEND_WINDOW);
+        assert_eq!(sim.clients[bob_client].packets, frame * 4 + 4);
+        sim.run(Duration::from_millis(30), Duration::from_millis(10));
     }
 }
 
