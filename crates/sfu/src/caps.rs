@@ -1,7 +1,8 @@
 //! The router: which codecs and header extensions it offers, and the tables each transport's
 //! `Rtc` is built with. Payload types are Chromium's and str0m's defaults (Opus 111, VP8 96,
-//! RTX 97) so a browser's producer needs no remapping; the receive side uses str0m's standard
-//! extension IDs, which are the ones advertised here.
+//! RTX 97; H.264 108, RTX 109) so a browser's producer needs no remapping; the receive side
+//! uses str0m's standard extension IDs, which are the ones advertised here. A consumer
+//! receives its producer's codec: the router does not transcode.
 
 use serde_json::{json, Value};
 use str0m::format::{Codec, CodecConfig, FormatParams};
@@ -14,6 +15,10 @@ use crate::params::{CapabilityCodec, HeaderExtension, Kind, ProducedStream};
 pub(crate) const OPUS_PT: u8 = 111;
 pub(crate) const VP8_PT: u8 = 96;
 pub(crate) const VP8_RTX_PT: u8 = 97;
+pub(crate) const H264_PT: u8 = 108;
+pub(crate) const H264_RTX_PT: u8 = 109;
+/// H.264 constrained baseline, level 3.1: what every WebRTC browser encodes and decodes.
+const H264_PROFILE_LEVEL_ID: u32 = 0x42e01f;
 
 const MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 const AUDIO_LEVEL: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -26,6 +31,8 @@ const TRANSPORT_CC: &str =
 pub(crate) enum RouterCodec {
     Opus,
     Vp8,
+    /// Packetization mode 1, the baseline profiles.
+    H264,
 }
 
 impl RouterCodec {
@@ -33,20 +40,44 @@ impl RouterCodec {
         match self {
             RouterCodec::Opus => OPUS_PT,
             RouterCodec::Vp8 => VP8_PT,
+            RouterCodec::H264 => H264_PT,
         }
     }
 
-    fn mime_type(self) -> &'static str {
+    /// Its retransmission (RTX) payload type: video only.
+    fn rtx_payload_type(self) -> Option<u8> {
+        match self {
+            RouterCodec::Opus => None,
+            RouterCodec::Vp8 => Some(VP8_RTX_PT),
+            RouterCodec::H264 => Some(H264_RTX_PT),
+        }
+    }
+
+    pub(crate) fn mime_type(self) -> &'static str {
         match self {
             RouterCodec::Opus => "audio/opus",
             RouterCodec::Vp8 => "video/VP8",
+            RouterCodec::H264 => "video/H264",
         }
     }
 
     fn clock_rate(self) -> u32 {
         match self {
             RouterCodec::Opus => 48_000,
-            RouterCodec::Vp8 => 90_000,
+            RouterCodec::Vp8 | RouterCodec::H264 => 90_000,
+        }
+    }
+
+    /// Its `parameters` (fmtp), as advertised and as a consumer is told.
+    fn parameters(self) -> Value {
+        match self {
+            RouterCodec::Opus => json!({"minptime": 10, "useinbandfec": 1}),
+            RouterCodec::Vp8 => json!({}),
+            RouterCodec::H264 => json!({
+                "packetization-mode": 1,
+                "level-asymmetry-allowed": 1,
+                "profile-level-id": format!("{H264_PROFILE_LEVEL_ID:06x}"),
+            }),
         }
     }
 
@@ -57,46 +88,86 @@ impl RouterCodec {
             &codec.mime_type,
             codec.clock_rate,
             codec.channels,
+            &codec.parameters,
         ) == Some(self)
     }
 
-    fn kind(self) -> Kind {
+    pub(crate) fn kind(self) -> Kind {
         match self {
             RouterCodec::Opus => Kind::Audio,
-            RouterCodec::Vp8 => Kind::Video,
+            RouterCodec::Vp8 | RouterCodec::H264 => Kind::Video,
+        }
+    }
+
+    /// str0m's codec and format parameters for it.
+    fn spec(self) -> (Codec, Option<u8>, FormatParams) {
+        match self {
+            RouterCodec::Opus => (
+                Codec::Opus,
+                Some(2),
+                FormatParams {
+                    min_p_time: Some(10),
+                    use_inband_fec: Some(true),
+                    ..FormatParams::default()
+                },
+            ),
+            RouterCodec::Vp8 => (Codec::Vp8, None, FormatParams::default()),
+            RouterCodec::H264 => (
+                Codec::H264,
+                None,
+                FormatParams {
+                    level_asymmetry_allowed: Some(true),
+                    packetization_mode: Some(1),
+                    profile_level_id: Some(H264_PROFILE_LEVEL_ID),
+                    ..FormatParams::default()
+                },
+            ),
         }
     }
 }
 
 /// The router codec a producer's or receiver's codec entry names, if any. Audio must be
-/// stereo Opus, as mediasoup-client's matching requires.
+/// stereo Opus, as mediasoup-client's matching requires; H.264 must be packetization mode 1
+/// in a baseline profile (`profile-level-id` 42xxxx, or none, which means baseline), the one
+/// the router advertises.
 pub(crate) fn codec_for(
     kind: Kind,
     mime_type: &str,
     clock_rate: u32,
     channels: Option<u8>,
+    parameters: &serde_json::Map<String, Value>,
 ) -> Option<RouterCodec> {
     let codec = match kind {
         Kind::Audio if mime_type.eq_ignore_ascii_case("audio/opus") && channels == Some(2) => {
             RouterCodec::Opus
         }
         Kind::Video if mime_type.eq_ignore_ascii_case("video/vp8") => RouterCodec::Vp8,
+        Kind::Video if mime_type.eq_ignore_ascii_case("video/h264") && is_baseline_mode_1(parameters) => {
+            RouterCodec::H264
+        }
         _ => return None,
     };
     (codec.clock_rate() == clock_rate).then_some(codec)
 }
 
-/// The router codec of `kind`.
-pub(crate) fn router_codec(kind: Kind) -> RouterCodec {
-    match kind {
-        Kind::Audio => RouterCodec::Opus,
-        Kind::Video => RouterCodec::Vp8,
-    }
+/// H.264 parameters the router can forward: packetization mode 1 (numbers or strings, as
+/// clients write either), baseline or constrained baseline.
+fn is_baseline_mode_1(parameters: &serde_json::Map<String, Value>) -> bool {
+    let number = |key: &str| match parameters.get(key) {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(text)) => text.parse().ok(),
+        _ => None,
+    };
+    let profile = match parameters.get("profile-level-id") {
+        None => true,
+        Some(Value::String(id)) => id.len() == 6 && id[..2].eq_ignore_ascii_case("42"),
+        Some(_) => false,
+    };
+    number("packetization-mode") == Some(1) && profile
 }
 
-/// Whether a consumer with these capabilities can receive a producer of `kind`.
-pub(crate) fn can_consume(kind: Kind, capabilities: &[CapabilityCodec]) -> bool {
-    let codec = router_codec(kind);
+/// Whether a consumer with these capabilities can receive a producer of `codec`.
+pub(crate) fn can_consume(codec: RouterCodec, capabilities: &[CapabilityCodec]) -> bool {
     capabilities.iter().any(|c| codec.matches(c))
 }
 
@@ -132,37 +203,40 @@ pub(crate) fn router_capabilities() -> Value {
             {"kind": "video", "mimeType": "video/VP8", "preferredPayloadType": VP8_PT,
              "clockRate": 90000, "parameters": {}, "rtcpFeedback": feedback(Kind::Video)},
             {"kind": "video", "mimeType": "video/rtx", "preferredPayloadType": VP8_RTX_PT,
-             "clockRate": 90000, "parameters": {"apt": VP8_PT}, "rtcpFeedback": []}
+             "clockRate": 90000, "parameters": {"apt": VP8_PT}, "rtcpFeedback": []},
+            {"kind": "video", "mimeType": "video/H264", "preferredPayloadType": H264_PT,
+             "clockRate": 90000, "parameters": RouterCodec::H264.parameters(),
+             "rtcpFeedback": feedback(Kind::Video)},
+            {"kind": "video", "mimeType": "video/rtx", "preferredPayloadType": H264_RTX_PT,
+             "clockRate": 90000, "parameters": {"apt": H264_PT}, "rtcpFeedback": []}
         ],
         "headerExtensions": extensions,
     })
 }
 
-/// A consumer's `rtpParameters`: the router codec, our SSRCs, and the receive-side IDs.
+/// A consumer's `rtpParameters`: its producer's codec at the router's payload type, our
+/// SSRCs, and the receive-side IDs.
 pub(crate) fn consumer_parameters(
-    kind: Kind,
+    codec: RouterCodec,
     mid: &str,
     ssrc: u32,
     rtx_ssrc: Option<u32>,
 ) -> Value {
-    let codec = router_codec(kind);
+    let kind = codec.kind();
     let mut codecs = vec![json!({
         "mimeType": codec.mime_type(),
         "payloadType": codec.payload_type(),
         "clockRate": codec.clock_rate(),
-        "parameters": match kind {
-            Kind::Audio => json!({"minptime": 10, "useinbandfec": 1}),
-            Kind::Video => json!({}),
-        },
+        "parameters": codec.parameters(),
         "rtcpFeedback": feedback(kind),
     })];
     if kind == Kind::Audio {
         codecs[0]["channels"] = json!(2);
     }
     let mut encoding = json!({"ssrc": ssrc});
-    if let Some(rtx) = rtx_ssrc {
-        codecs.push(json!({"mimeType": "video/rtx", "payloadType": VP8_RTX_PT,
-            "clockRate": 90000, "parameters": {"apt": VP8_PT}, "rtcpFeedback": []}));
+    if let (Some(rtx), Some(rtx_pt)) = (rtx_ssrc, codec.rtx_payload_type()) {
+        codecs.push(json!({"mimeType": "video/rtx", "payloadType": rtx_pt,
+            "clockRate": 90000, "parameters": {"apt": codec.payload_type()}, "rtcpFeedback": []}));
         encoding["rtx"] = json!({"ssrc": rtx});
     }
     let mut extensions = vec![
@@ -193,29 +267,22 @@ fn extension_of(uri: &str) -> Option<Extension> {
     })
 }
 
+/// Adds `codec` to a transport's table at `pt` (and `rtx`).
+fn add_codec(config: &mut CodecConfig, codec: RouterCodec, pt: u8, rtx: Option<u8>) {
+    let (spec, channels, format) = codec.spec();
+    let clock = match codec.kind() {
+        Kind::Audio => str0m::media::Frequency::FORTY_EIGHT_KHZ,
+        Kind::Video => str0m::media::Frequency::NINETY_KHZ,
+    };
+    config.add_config(Pt::from(pt), rtx.map(Pt::from), spec, clock, channels, format);
+}
+
 /// The codec table every transport is built with: the router codecs at the router's PTs.
 fn router_codecs(config: &mut CodecConfig) {
     config.clear();
-    config.add_config(
-        Pt::from(OPUS_PT),
-        None,
-        Codec::Opus,
-        str0m::media::Frequency::FORTY_EIGHT_KHZ,
-        Some(2),
-        FormatParams {
-            min_p_time: Some(10),
-            use_inband_fec: Some(true),
-            ..FormatParams::default()
-        },
-    );
-    config.add_config(
-        Pt::from(VP8_PT),
-        Some(Pt::from(VP8_RTX_PT)),
-        Codec::Vp8,
-        str0m::media::Frequency::NINETY_KHZ,
-        None,
-        FormatParams::default(),
-    );
+    for codec in [RouterCodec::Opus, RouterCodec::Vp8, RouterCodec::H264] {
+        add_codec(config, codec, codec.payload_type(), codec.rtx_payload_type());
+    }
 }
 
 /// A receive transport's tables: the router's, exactly as advertised.
@@ -235,35 +302,19 @@ pub(crate) fn recv_config(mut config: RtcConfig) -> RtcConfig {
 /// whatever ID the browser picks for it (docs/media.md, "extension IDs").
 pub(crate) fn send_config(
     mut config: RtcConfig,
-    kind: Kind,
     stream: &ProducedStream,
     extensions: &[HeaderExtension],
 ) -> RtcConfig {
     let codecs = config.codec_config();
     router_codecs(codecs);
-    let codec = router_codec(kind);
+    let codec = stream.codec;
     if stream.payload_type != codec.payload_type() {
         // A browser with other payload types: receive them as they are, forward as the router's.
-        let (clock, channels, resend) = match kind {
-            Kind::Audio => (str0m::media::Frequency::FORTY_EIGHT_KHZ, Some(2), None),
-            Kind::Video => (
-                str0m::media::Frequency::NINETY_KHZ,
-                None,
-                stream.rtx_payload_type.map(Pt::from),
-            ),
+        let rtx = match codec.kind() {
+            Kind::Audio => None,
+            Kind::Video => stream.rtx_payload_type,
         };
-        let spec = match kind {
-            Kind::Audio => Codec::Opus,
-            Kind::Video => Codec::Vp8,
-        };
-        codecs.add_config(
-            Pt::from(stream.payload_type),
-            resend,
-            spec,
-            clock,
-            channels,
-            FormatParams::default(),
-        );
+        add_codec(codecs, codec, stream.payload_type, rtx);
     }
     let mut map = ExtensionMap::empty();
     for extension in extensions {
@@ -290,22 +341,41 @@ mod tests {
             mime_type: mime.into(),
             clock_rate: clock,
             channels,
+            parameters: serde_json::Map::new(),
+        }
+    }
+
+    fn h264(parameters: Value) -> CapabilityCodec {
+        CapabilityCodec {
+            parameters: parameters.as_object().unwrap().clone(),
+            ..cap("video/H264", 90_000, None)
         }
     }
 
     #[test]
-    fn consumers_need_the_router_codec() {
+    fn consumers_need_their_producers_codec() {
         let chrome = [
             cap("audio/opus", 48_000, Some(2)),
             cap("video/VP8", 90_000, None),
+            h264(json!({"packetization-mode": 1, "profile-level-id": "42e01f"})),
         ];
-        assert!(can_consume(Kind::Audio, &chrome));
-        assert!(can_consume(Kind::Video, &chrome));
-        let h264_only = [cap("video/H264", 90_000, None)];
-        assert!(!can_consume(Kind::Video, &h264_only));
+        assert!(can_consume(RouterCodec::Opus, &chrome));
+        assert!(can_consume(RouterCodec::Vp8, &chrome));
+        assert!(can_consume(RouterCodec::H264, &chrome));
+        let h264_only = [h264(json!({"packetization-mode": "1", "profile-level-id": "42001f"}))];
+        assert!(!can_consume(RouterCodec::Vp8, &h264_only));
+        assert!(can_consume(RouterCodec::H264, &h264_only));
+        // Mode 0, a High profile, no mode at all: not what the router forwards.
+        for parameters in [
+            json!({"packetization-mode": 0, "profile-level-id": "42e01f"}),
+            json!({"packetization-mode": 1, "profile-level-id": "640032"}),
+            json!({"profile-level-id": "42e01f"}),
+        ] {
+            assert!(!can_consume(RouterCodec::H264, &[h264(parameters)]));
+        }
         let mono = [cap("audio/opus", 48_000, Some(1))];
-        assert!(!can_consume(Kind::Audio, &mono));
-        assert!(!can_consume(Kind::Video, &[]));
+        assert!(!can_consume(RouterCodec::Opus, &mono));
+        assert!(!can_consume(RouterCodec::Vp8, &[]));
     }
 
     #[test]
@@ -332,12 +402,18 @@ mod tests {
 
     #[test]
     fn consumer_parameters_carry_our_ssrcs() {
-        let video = consumer_parameters(Kind::Video, "3", 11, Some(12));
+        let video = consumer_parameters(RouterCodec::Vp8, "3", 11, Some(12));
         assert_eq!(video["mid"], "3");
         assert_eq!(video["encodings"][0]["ssrc"], 11);
         assert_eq!(video["encodings"][0]["rtx"]["ssrc"], 12);
         assert_eq!(video["codecs"][1]["mimeType"], "video/rtx");
-        let audio = consumer_parameters(Kind::Audio, "4", 13, None);
+        let h264 = consumer_parameters(RouterCodec::H264, "5", 14, Some(15));
+        assert_eq!(h264["codecs"][0]["mimeType"], "video/H264");
+        assert_eq!(h264["codecs"][0]["payloadType"], 108);
+        assert_eq!(h264["codecs"][0]["parameters"]["packetization-mode"], 1);
+        assert_eq!(h264["codecs"][0]["parameters"]["profile-level-id"], "42e01f");
+        assert_eq!(h264["codecs"][1]["parameters"]["apt"], 108);
+        let audio = consumer_parameters(RouterCodec::Opus, "4", 13, None);
         assert_eq!(audio["codecs"][0]["channels"], 2);
         assert_eq!(audio["codecs"].as_array().unwrap().len(), 1);
     }

@@ -33,6 +33,8 @@ pub struct MediaClient {
     pub bytes: u64,
     /// The sequence numbers received, in arrival order (the first `KEEP` only).
     pub sequence_numbers: Vec<u16>,
+    /// The payload types of the RTP packets received, each once, in order of first arrival.
+    pub payload_types: Vec<u8>,
     /// Keyframe requests the server sent us (as a publisher).
     pub keyframe_requests: u64,
     /// ICE failed or the DTLS session closed.
@@ -42,6 +44,8 @@ pub struct MediaClient {
     /// RTP datagrams dropped by `drop_every`.
     pub dropped: u64,
     rtp_datagrams: u64,
+    /// The payload type of each published stream, by SSRC.
+    published: Vec<(u32, u8)>,
 }
 
 /// How many sequence numbers a client remembers.
@@ -121,6 +125,8 @@ impl MediaClient {
             drop_every: None,
             dropped: 0,
             rtp_datagrams: 0,
+            payload_types: Vec::new(),
+            published: Vec::new(),
         })
     }
 
@@ -134,16 +140,41 @@ impl MediaClient {
     /// Declares a VP8 video stream to publish and returns `produce`'s `rtpParameters` (the
     /// same shape Chromium's mediasoup-client sends, with str0m's extension IDs).
     pub fn publish_video(&mut self, mid: &str, ssrc: u32, rtx: u32) -> Value {
+        self.publish(
+            mid,
+            ssrc,
+            rtx,
+            json!({"mimeType": "video/VP8", "payloadType": 96, "clockRate": 90000, "parameters": {}}),
+        )
+    }
+
+    /// [`MediaClient::publish_video`] in H.264 (packetization mode 1, constrained baseline),
+    /// at str0m's payload types for it (108, RTX 109).
+    pub fn publish_h264(&mut self, mid: &str, ssrc: u32, rtx: u32) -> Value {
+        self.publish(
+            mid,
+            ssrc,
+            rtx,
+            json!({"mimeType": "video/H264", "payloadType": 108, "clockRate": 90000,
+                   "parameters": {"packetization-mode": 1, "profile-level-id": "42e01f",
+                                  "level-asymmetry-allowed": 1}}),
+        )
+    }
+
+    fn publish(&mut self, mid: &str, ssrc: u32, rtx: u32, mut codec: Value) -> Value {
         let mut api = self.rtc.direct_api();
         let media_id = Mid::from(mid);
         api.declare_media(media_id, MediaKind::Video);
         api.declare_stream_tx(Ssrc::from(ssrc), Some(Ssrc::from(rtx)), media_id, None);
+        let pt = codec["payloadType"].as_u64().unwrap_or(96);
+        self.published
+            .push((ssrc, u8::try_from(pt).unwrap_or(96)));
+        codec["rtcpFeedback"] = json!([{"type": "nack"}, {"type": "nack", "parameter": "pli"}, {"type": "transport-cc"}]);
         json!({
             "mid": mid,
             "codecs": [
-                {"mimeType": "video/VP8", "payloadType": 96, "clockRate": 90000, "parameters": {},
-                 "rtcpFeedback": [{"type": "nack"}, {"type": "nack", "parameter": "pli"}, {"type": "transport-cc"}]},
-                {"mimeType": "video/rtx", "payloadType": 97, "clockRate": 90000, "parameters": {"apt": 96}}
+                codec,
+                {"mimeType": "video/rtx", "payloadType": pt + 1, "clockRate": 90000, "parameters": {"apt": pt}}
             ],
             "headerExtensions": [
                 {"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4},
@@ -159,7 +190,9 @@ impl MediaClient {
     pub fn capabilities() -> Value {
         json!({"codecs": [
             {"kind": "audio", "mimeType": "audio/opus", "clockRate": 48000, "channels": 2, "preferredPayloadType": 111},
-            {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000, "preferredPayloadType": 96}
+            {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000, "preferredPayloadType": 96},
+            {"kind": "video", "mimeType": "video/H264", "clockRate": 90000, "preferredPayloadType": 108,
+             "parameters": {"packetization-mode": 1, "profile-level-id": "42e01f", "level-asymmetry-allowed": 1}}
         ], "headerExtensions": []})
     }
 
@@ -200,10 +233,15 @@ impl MediaClient {
         payload: &[u8],
         marker: bool,
     ) {
+        let pt = self
+            .published
+            .iter()
+            .find(|(s, _)| *s == ssrc)
+            .map_or(96, |&(_, pt)| pt);
         if let Some(stream) = self.rtc.direct_api().stream_tx(&Ssrc::from(ssrc)) {
             stream.write_rtp(
                 RtpWrite::new(
-                    Pt::from(96),
+                    Pt::from(pt),
                     SeqNo::from(seq),
                     timestamp,
                     now,
@@ -304,6 +342,10 @@ impl MediaClient {
                         self.bytes += packet.payload.len() as u64;
                         if self.sequence_numbers.len() < KEEP {
                             self.sequence_numbers.push(packet.header.sequence_number);
+                        }
+                        let pt = *packet.header.payload_type;
+                        if !self.payload_types.contains(&pt) {
+                            self.payload_types.push(pt);
                         }
                     }
                     Event::KeyframeRequest(_) => self.keyframe_requests += 1,

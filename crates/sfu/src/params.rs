@@ -171,6 +171,8 @@ pub(crate) struct CapabilityCodec {
     pub(crate) clock_rate: u32,
     #[serde(default)]
     pub(crate) channels: Option<u8>,
+    #[serde(default)]
+    pub(crate) parameters: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The data of a request about one consumer: `pause-consumer`, `resume-consumer`.
@@ -192,6 +194,7 @@ pub(crate) struct OfProducer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProducedStream {
     pub(crate) mid: String,
+    pub(crate) codec: crate::caps::RouterCodec,
     pub(crate) payload_type: u8,
     pub(crate) rtx_payload_type: Option<u8>,
     pub(crate) ssrc: u32,
@@ -216,21 +219,20 @@ impl Produce {
             .codecs
             .first()
             .ok_or_else(|| MediaError::bad("rtpParameters.codecs is empty"))?;
-        if crate::caps::codec_for(
+        let Some(router_codec) = crate::caps::codec_for(
             self.kind,
             &codec.mime_type,
             codec.clock_rate,
             codec.channels,
-        )
-        .is_none()
-        {
+            &codec.parameters,
+        ) else {
             return Err(MediaError::bad(format!(
                 "codec {}/{} is not one the router offers for {}",
                 codec.mime_type,
                 codec.clock_rate,
                 self.kind.as_str()
             )));
-        }
+        };
         check_payload_type(codec.payload_type)?;
         let rtx_payload_type = rtp
             .codecs
@@ -272,6 +274,7 @@ impl Produce {
         }
         Ok(ProducedStream {
             mid,
+            codec: router_codec,
             payload_type: codec.payload_type,
             rtx_payload_type,
             ssrc,
@@ -313,6 +316,7 @@ mod tests {
             stream,
             ProducedStream {
                 mid: "0".into(),
+                codec: crate::caps::RouterCodec::Vp8,
                 payload_type: 96,
                 rtx_payload_type: Some(97),
                 ssrc: 1_892_573_884,
@@ -330,11 +334,28 @@ mod tests {
     }
 
     #[test]
+    fn an_h264_producer_in_mode_1_is_accepted_at_its_own_payload_type() {
+        let h264 = CHROME_VIDEO
+            .replace("video/VP8", "video/H264")
+            .replace(
+                r#""parameters":{},"#,
+                r#""parameters":{"packetization-mode":1,"profile-level-id":"42e01f","level-asymmetry-allowed":1},"#,
+            )
+            .replace(r#""payloadType":96"#, r#""payloadType":106"#)
+            .replace(r#""apt":96"#, r#""apt":106"#);
+        let stream = parse::<Produce>(&h264).unwrap().stream().unwrap();
+        assert_eq!(stream.codec, crate::caps::RouterCodec::H264);
+        assert_eq!(stream.payload_type, 106);
+        assert_eq!(stream.rtx_payload_type, Some(97));
+    }
+
+    #[test]
     fn bad_producers_are_refused_with_a_reason() {
         let no_ssrc = CHROME_VIDEO.replace(r#""ssrc":1892573884,"#, "");
         assert!(refusal(&no_ssrc).contains("ssrc"));
         let simulcast = CHROME_VIDEO.replace(r#""encodings":[{"#, r#""encodings":[{"rid":"r0"},{"#);
         assert!(refusal(&simulcast).contains("exactly one"));
+        // H.264 without packetization-mode 1 is not what the router forwards.
         let h264 = CHROME_VIDEO.replace("video/VP8", "video/H264");
         assert!(refusal(&h264).contains("router"));
         let static_pt = CHROME_VIDEO.replace(r#""payloadType":96"#, r#""payloadType":8"#);

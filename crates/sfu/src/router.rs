@@ -52,6 +52,7 @@ struct Producer {
     room: RoomId,
     transport: TransportId,
     kind: Kind,
+    codec: caps::RouterCodec,
     mid: Mid,
     ssrc: Ssrc,
     consumers: Vec<ConsumerId>,
@@ -463,7 +464,7 @@ impl Router {
         } else {
             let extensions = &request.rtp_parameters.header_extensions;
             replay = transport.build_send(
-                |config| caps::send_config(config, request.kind, &stream, extensions),
+                |config| caps::send_config(config, &stream, extensions),
                 announce,
                 self.now,
             );
@@ -483,6 +484,7 @@ impl Router {
             room: room.clone(),
             transport: id,
             kind: request.kind,
+            codec: stream.codec,
             mid,
             ssrc,
             consumers: Vec::new(),
@@ -521,11 +523,15 @@ impl Router {
             .filter(|n| self.producers.get(n).is_some_and(|p| p.room == room))
             .ok_or_else(|| MediaError::ProducerNotFound(request.producer_id.clone()))?;
         let kind = self.producers[&producer_id].kind;
+        let codec = self.producers[&producer_id].codec;
         let producer_paused = self.producers[&producer_id].paused;
-        if !caps::can_consume(kind, &request.rtp_capabilities.codecs) {
-            return Err(MediaError::CannotConsume(match kind {
-                Kind::Audio => "the capabilities lack audio/opus 48000/2",
-                Kind::Video => "the capabilities lack video/VP8",
+        if !caps::can_consume(codec, &request.rtp_capabilities.codecs) {
+            return Err(MediaError::CannotConsume(match codec {
+                caps::RouterCodec::Opus => "the capabilities lack audio/opus 48000/2",
+                caps::RouterCodec::Vp8 => "the capabilities lack video/VP8",
+                caps::RouterCodec::H264 => {
+                    "the capabilities lack video/H264 in packetization mode 1, baseline profile"
+                }
             }));
         }
         if consumer_count >= self.limits.consumers_per_user {
@@ -578,7 +584,7 @@ impl Router {
         if connected {
             self.request_keyframe(producer_id);
         }
-        let parameters = caps::consumer_parameters(kind, &mid, *ssrc, rtx.map(|rtx| *rtx));
+        let parameters = caps::consumer_parameters(codec, &mid, *ssrc, rtx.map(|rtx| *rtx));
         Ok((
             "consumed",
             json!({
@@ -925,7 +931,7 @@ impl Router {
             return;
         }
         let kind = producer.kind;
-        let pt = Pt::from(caps::router_codec(kind).payload_type());
+        let pt = Pt::from(producer.codec.payload_type());
         let header = &packet.header;
         let extensions = ExtensionValues {
             audio_level: header.ext_vals.audio_level,

@@ -206,8 +206,17 @@ impl Sim {
 
     /// A publisher of one VP8 stream: its client's index and its producer's id.
     fn publisher(&mut self, peer: PeerKey) -> (usize, String) {
+        self.publisher_of(peer, MediaClient::publish_video)
+    }
+
+    /// A publisher of one video stream, declared by `declare` (VP8 or H.264).
+    fn publisher_of(
+        &mut self,
+        peer: PeerKey,
+        declare: fn(&mut MediaClient, &str, u32, u32) -> Value,
+    ) -> (usize, String) {
         let (transport, client) = self.transport(peer, "send");
-        let rtp = self.clients[client].publish_video("0", SSRC, SSRC + 1);
+        let rtp = declare(&mut self.clients[client], "0", SSRC, SSRC + 1);
         let (kind, produced) = self.request(
             peer,
             MediaRequest::Produce,
@@ -219,16 +228,29 @@ impl Sim {
 
     /// A consumer of `producer`: its client's index and its consumer's id.
     fn consumer(&mut self, peer: PeerKey, producer: &str) -> (usize, String) {
+        let (client, consumed) = self.consume(peer, producer, MediaClient::capabilities());
+        assert_eq!(consumed.0, "consumed");
+        (client, consumed.1["id"].as_str().unwrap().to_owned())
+    }
+
+    /// Asks to consume `producer` with these capabilities; returns the client and the reply.
+    fn consume(
+        &mut self,
+        peer: PeerKey,
+        producer: &str,
+        capabilities: Value,
+    ) -> (usize, (String, Value)) {
         let (transport, client) = self.transport(peer, "recv");
-        let (kind, consumed) = self.request(
+        let reply = self.request(
             peer,
             MediaRequest::Consume,
             json!({"transportId": transport, "producerId": producer,
-                   "rtpCapabilities": MediaClient::capabilities()}),
+                   "rtpCapabilities": capabilities}),
         );
-        assert_eq!(kind, "consumed");
-        self.clients[client].expect(&consumed).unwrap();
-        (client, consumed["id"].as_str().unwrap().to_owned())
+        if reply.0 == "consumed" {
+            self.clients[client].expect(&reply.1).unwrap();
+        }
+        (client, reply)
     }
 
     /// Moves the clock on by `duration` in steps of `tick`, carrying every datagram both
@@ -330,6 +352,7 @@ fn each_consumer_gets_every_packet_under_its_own_consecutive_numbers() {
         assert!(seen[0] < 0x8000);
         assert!(seen.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
     }
+    assert_eq!(sim.clients[bob_client].payload_types, [96]);
     assert_ne!(
         sim.clients[bob_client].sequence_numbers[0], sim.clients[carol_client].sequence_numbers[0],
         "each consumer has its own numbering"
@@ -478,6 +501,33 @@ fn a_frame_leaves_together_at_the_end_of_the_send_window() {
         assert_eq!(sim.clients[bob_client].packets, frame * 4 + 4);
         sim.run(Duration::from_millis(30), Duration::from_millis(10));
     }
+}
+
+#[test]
+fn an_h264_producer_reaches_h264_consumers_and_a_vp8_only_one_is_refused() {
+    let mut sim = Sim::new();
+    let alice = sim.join(1, "room");
+    let (publisher, producer) = sim.publisher_of(alice, MediaClient::publish_h264);
+    let bob = sim.join(2, "room");
+    let (bob_client, (kind, consumed)) =
+        sim.consume(bob, &producer, MediaClient::capabilities());
+    assert_eq!(kind, "consumed");
+    let codec = &consumed["rtpParameters"]["codecs"][0];
+    assert_eq!(codec["mimeType"], "video/H264");
+    assert_eq!(codec["payloadType"], 108);
+    assert_eq!(codec["parameters"]["packetization-mode"], 1);
+    let carol = sim.join(3, "room");
+    let vp8_only = json!({"codecs": [
+        {"kind": "video", "mimeType": "video/VP8", "clockRate": 90000, "preferredPayloadType": 96}
+    ]});
+    let (_, (kind, _)) = sim.consume(carol, &producer, vp8_only);
+    assert_eq!(kind, "error:cannot_consume");
+    sim.connected();
+    sim.publish(publisher, 0, 20);
+    let bob = &sim.clients[bob_client];
+    assert_eq!(bob.sequence_numbers.len(), 20);
+    assert!(bob.sequence_numbers.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+    assert_eq!(bob.payload_types, [108], "H.264 at the router's payload type");
 }
 
 /// Not a check: a fixed workload for counting the router's instructions per forwarded packet
