@@ -142,7 +142,9 @@ pub(crate) fn codec_for(
             RouterCodec::Opus
         }
         Kind::Video if mime_type.eq_ignore_ascii_case("video/vp8") => RouterCodec::Vp8,
-        Kind::Video if mime_type.eq_ignore_ascii_case("video/h264") && is_baseline_mode_1(parameters) => {
+        Kind::Video
+            if mime_type.eq_ignore_ascii_case("video/h264") && is_baseline_mode_1(parameters) =>
+        {
             RouterCodec::H264
         }
         _ => return None,
@@ -274,14 +276,26 @@ fn add_codec(config: &mut CodecConfig, codec: RouterCodec, pt: u8, rtx: Option<u
         Kind::Audio => str0m::media::Frequency::FORTY_EIGHT_KHZ,
         Kind::Video => str0m::media::Frequency::NINETY_KHZ,
     };
-    config.add_config(Pt::from(pt), rtx.map(Pt::from), spec, clock, channels, format);
+    config.add_config(
+        Pt::from(pt),
+        rtx.map(Pt::from),
+        spec,
+        clock,
+        channels,
+        format,
+    );
 }
 
 /// The codec table every transport is built with: the router codecs at the router's PTs.
 fn router_codecs(config: &mut CodecConfig) {
     config.clear();
     for codec in [RouterCodec::Opus, RouterCodec::Vp8, RouterCodec::H264] {
-        add_codec(config, codec, codec.payload_type(), codec.rtx_payload_type());
+        add_codec(
+            config,
+            codec,
+            codec.payload_type(),
+            codec.rtx_payload_type(),
+        );
     }
 }
 
@@ -362,7 +376,9 @@ mod tests {
         assert!(can_consume(RouterCodec::Opus, &chrome));
         assert!(can_consume(RouterCodec::Vp8, &chrome));
         assert!(can_consume(RouterCodec::H264, &chrome));
-        let h264_only = [h264(json!({"packetization-mode": "1", "profile-level-id": "42001f"}))];
+        let h264_only = [h264(
+            json!({"packetization-mode": "1", "profile-level-id": "42001f"}),
+        )];
         assert!(!can_consume(RouterCodec::Vp8, &h264_only));
         assert!(can_consume(RouterCodec::H264, &h264_only));
         // Mode 0, a High profile, no mode at all: not what the router forwards.
@@ -411,7 +427,10 @@ mod tests {
         assert_eq!(h264["codecs"][0]["mimeType"], "video/H264");
         assert_eq!(h264["codecs"][0]["payloadType"], 108);
         assert_eq!(h264["codecs"][0]["parameters"]["packetization-mode"], 1);
-        assert_eq!(h264["codecs"][0]["parameters"]["profile-level-id"], "42e01f");
+        assert_eq!(
+            h264["codecs"][0]["parameters"]["profile-level-id"],
+            "42e01f"
+        );
         assert_eq!(h264["codecs"][1]["parameters"]["apt"], 108);
         let audio = consumer_parameters(RouterCodec::Opus, "4", 13, None);
         assert_eq!(audio["codecs"][0]["channels"], 2);

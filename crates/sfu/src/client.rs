@@ -167,8 +167,7 @@ impl MediaClient {
         api.declare_media(media_id, MediaKind::Video);
         api.declare_stream_tx(Ssrc::from(ssrc), Some(Ssrc::from(rtx)), media_id, None);
         let pt = codec["payloadType"].as_u64().unwrap_or(96);
-        self.published
-            .push((ssrc, u8::try_from(pt).unwrap_or(96)));
+        self.published.push((ssrc, u8::try_from(pt).unwrap_or(96)));
         codec["rtcpFeedback"] = json!([{"type": "nack"}, {"type": "nack", "parameter": "pli"}, {"type": "transport-cc"}]);
         json!({
             "mid": mid,

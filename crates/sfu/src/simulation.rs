@@ -293,7 +293,8 @@ impl Sim {
                 quiet &= sent.is_empty();
                 self.router.datagrams(
                     now,
-                    sent.iter().map(|(_, datagram)| (local, datagram.as_slice())),
+                    sent.iter()
+                        .map(|(_, datagram)| (local, datagram.as_slice())),
                 );
             }
             if quiet {
@@ -509,8 +510,7 @@ fn an_h264_producer_reaches_h264_consumers_and_a_vp8_only_one_is_refused() {
     let alice = sim.join(1, "room");
     let (publisher, producer) = sim.publisher_of(alice, MediaClient::publish_h264);
     let bob = sim.join(2, "room");
-    let (bob_client, (kind, consumed)) =
-        sim.consume(bob, &producer, MediaClient::capabilities());
+    let (bob_client, (kind, consumed)) = sim.consume(bob, &producer, MediaClient::capabilities());
     assert_eq!(kind, "consumed");
     let codec = &consumed["rtpParameters"]["codecs"][0];
     assert_eq!(codec["mimeType"], "video/H264");
@@ -526,8 +526,15 @@ fn an_h264_producer_reaches_h264_consumers_and_a_vp8_only_one_is_refused() {
     sim.publish(publisher, 0, 20);
     let bob = &sim.clients[bob_client];
     assert_eq!(bob.sequence_numbers.len(), 20);
-    assert!(bob.sequence_numbers.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
-    assert_eq!(bob.payload_types, [108], "H.264 at the router's payload type");
+    assert!(bob
+        .sequence_numbers
+        .windows(2)
+        .all(|w| w[1] == w[0].wrapping_add(1)));
+    assert_eq!(
+        bob.payload_types,
+        [108],
+        "H.264 at the router's payload type"
+    );
 }
 
 /// Not a check: a fixed workload for counting the router's instructions per forwarded packet
