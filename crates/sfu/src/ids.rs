@@ -2,7 +2,9 @@
 //! `p13`, `c14`); a worker hands out numbers that no other worker does, so an id names one
 //! object whichever worker made it.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 macro_rules! id {
     ($name:ident, $prefix:literal, $what:literal) => {
@@ -34,6 +36,32 @@ macro_rules! id {
 id!(TransportId, "t", "transport");
 id!(ProducerId, "p", "producer");
 id!(ConsumerId, "c", "consumer");
+
+/// A map keyed by one of these ids. Its hash is one multiplication: the ids are numbers the
+/// server hands out, never chosen by a client, so SipHash's defence against chosen keys buys
+/// nothing here, and the forwarding path looks a consumer and its transport up per packet.
+pub(crate) type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// The hasher of [`IdMap`]: Fibonacci hashing of the id's number, which spreads consecutive
+/// numbers over the whole word (the table takes its bits from the top).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = (self.0 ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+}
 
 /// A worker's id numbers: they go up by the number of workers, each worker starting at its
 /// own index.
@@ -71,6 +99,21 @@ mod tests {
         assert_eq!(TransportId::parse("t"), None);
         assert_eq!(TransportId::parse("t-1"), None);
         assert_eq!(ProducerId(7).to_string(), "p7");
+    }
+
+    #[test]
+    fn consecutive_ids_hash_apart() {
+        let hash = |n: u64| {
+            let mut hasher = IdHasher::default();
+            std::hash::Hash::hash(&TransportId(n), &mut hasher);
+            hasher.finish()
+        };
+        // The top 7 bits (what a hash table groups by) differ across a run of ids.
+        let tops: std::collections::HashSet<u64> = (1..=64).map(|n| hash(n) >> 57).collect();
+        assert!(tops.len() > 32, "{tops:?}");
+        let mut map: IdMap<TransportId, u64> = IdMap::default();
+        map.extend((1..=1000).map(|n| (TransportId(n), n)));
+        assert_eq!(map[&TransportId(777)], 777);
     }
 
     #[test]

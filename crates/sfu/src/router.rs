@@ -19,7 +19,7 @@ use switchboard_core::{
 };
 
 use crate::caps;
-use crate::ids::{ConsumerId, Ids, ProducerId, TransportId};
+use crate::ids::{ConsumerId, IdMap, Ids, ProducerId, TransportId};
 use crate::params::{self, Direction, Kind};
 use crate::transport::{Happening, Received, Transport};
 use crate::{Input, MediaError, MediaLimits, MediaMetrics, Request, Signaling};
@@ -141,11 +141,11 @@ pub(crate) struct Router {
     limits: MediaLimits,
     signaling: Arc<dyn Signaling>,
     metrics: MediaMetrics,
-    transports: HashMap<TransportId, Transport>,
+    transports: IdMap<TransportId, Transport>,
     by_ufrag: HashMap<String, TransportId>,
     by_addr: HashMap<SocketAddr, TransportId>,
-    producers: HashMap<ProducerId, Producer>,
-    consumers: HashMap<ConsumerId, Consumer>,
+    producers: IdMap<ProducerId, Producer>,
+    consumers: IdMap<ConsumerId, Consumer>,
     /// Producers of each room, in creation order.
     rooms: HashMap<RoomId, Vec<ProducerId>>,
     peers: HashMap<PeerKey, PeerMedia>,
@@ -190,11 +190,11 @@ impl Router {
             limits,
             signaling,
             metrics,
-            transports: HashMap::new(),
+            transports: IdMap::default(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
-            producers: HashMap::new(),
-            consumers: HashMap::new(),
+            producers: IdMap::default(),
+            consumers: IdMap::default(),
             rooms: HashMap::new(),
             peers: HashMap::new(),
             timers: BTreeSet::new(),
@@ -349,6 +349,26 @@ impl Router {
             .ok_or_else(|| MediaError::TransportNotFound(id.to_owned()))
     }
 
+    /// Transport `id` (written `wire` in the request), which must carry media `direction`.
+    fn transport_for(
+        &mut self,
+        id: TransportId,
+        wire: &str,
+        direction: Direction,
+    ) -> Result<&mut Transport, MediaError> {
+        let transport = self
+            .transports
+            .get_mut(&id)
+            .ok_or_else(|| MediaError::TransportNotFound(wire.to_owned()))?;
+        if transport.direction != direction {
+            return Err(MediaError::bad(match direction {
+                Direction::Send => "produce needs a send transport",
+                Direction::Recv => "consume needs a receive transport",
+            }));
+        }
+        Ok(transport)
+    }
+
     /// The peer's own producer named `id` on the wire (`p<n>`).
     fn owned_producer(&self, peer: PeerKey, id: &str) -> Result<ProducerId, MediaError> {
         ProducerId::parse(id)
@@ -437,15 +457,9 @@ impl Router {
         if self.rooms.get(&room).map_or(0, Vec::len) >= self.limits.producers_per_room {
             return Err(MediaError::LimitReached("producers per room"));
         }
-        let announce = self.announce;
+        let (announce, now) = (self.announce, self.now);
         let producer_id = self.ids.take();
-        let transport = self
-            .transports
-            .get_mut(&id)
-            .ok_or_else(|| MediaError::TransportNotFound(request.transport_id.clone()))?;
-        if transport.direction != Direction::Send {
-            return Err(MediaError::bad("produce needs a send transport"));
-        }
+        let transport = self.transport_for(id, &request.transport_id, Direction::Send)?;
         let mid = Mid::from(stream.mid.as_str());
         if transport.mids.contains(&mid) {
             return Err(MediaError::bad("rtpParameters.mid is already in use"));
@@ -466,7 +480,7 @@ impl Router {
             replay = transport.build_send(
                 |config| caps::send_config(config, &stream, extensions),
                 announce,
-                self.now,
+                now,
             );
         }
         let rtx = stream.rtx_ssrc.map(Ssrc::from);
@@ -538,13 +552,7 @@ impl Router {
             return Err(MediaError::LimitReached("consumers per user"));
         }
         let consumer_id = self.ids.take();
-        let transport = self
-            .transports
-            .get_mut(&id)
-            .ok_or_else(|| MediaError::TransportNotFound(request.transport_id.clone()))?;
-        if transport.direction != Direction::Recv {
-            return Err(MediaError::bad("consume needs a receive transport"));
-        }
+        let transport = self.transport_for(id, &request.transport_id, Direction::Recv)?;
         let mid = transport.next_mid();
         let ssrc = transport.new_ssrc();
         let rtx = match kind {

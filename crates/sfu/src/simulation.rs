@@ -85,6 +85,34 @@ impl Signaling for Recorder {
     }
 }
 
+/// Alice publishing VP8 to Bob, connected: the start of most tests.
+struct Call {
+    alice: PeerKey,
+    publisher: usize,
+    producer: String,
+    bob: PeerKey,
+    bob_client: usize,
+    consumer: String,
+}
+
+impl Call {
+    fn new(sim: &mut Sim) -> Call {
+        let alice = sim.join(1, "room");
+        let (publisher, producer) = sim.publisher(alice);
+        let bob = sim.join(2, "room");
+        let (bob_client, consumer) = sim.consumer(bob, &producer);
+        sim.connected();
+        Call {
+            alice,
+            publisher,
+            producer,
+            bob,
+            bob_client,
+            consumer,
+        }
+    }
+}
+
 /// The router, its clients and the clock.
 struct Sim {
     router: Router,
@@ -364,11 +392,12 @@ fn each_consumer_gets_every_packet_under_its_own_consecutive_numbers() {
 #[test]
 fn keyframe_requests_wait_out_the_half_second_throttle() {
     let mut sim = Sim::new();
-    let alice = sim.join(1, "room");
-    let (publisher, producer) = sim.publisher(alice);
-    let bob = sim.join(2, "room");
-    let (_, consumer) = sim.consumer(bob, &producer);
-    sim.connected();
+    let Call {
+        publisher,
+        bob,
+        consumer,
+        ..
+    } = Call::new(&mut sim);
     sim.run(Duration::from_secs(2), Duration::from_millis(10));
     let before = sim.clients[publisher].keyframe_requests;
     // Three resumes within 20 ms, each asking for a keyframe.
@@ -393,11 +422,14 @@ fn keyframe_requests_wait_out_the_half_second_throttle() {
 #[test]
 fn pausing_a_producer_holds_its_packets_and_resuming_leaves_no_gap() {
     let mut sim = Sim::new();
-    let alice = sim.join(1, "room");
-    let (publisher, producer) = sim.publisher(alice);
-    let bob = sim.join(2, "room");
-    let (bob_client, consumer) = sim.consumer(bob, &producer);
-    sim.connected();
+    let Call {
+        alice,
+        publisher,
+        producer,
+        bob,
+        bob_client,
+        consumer,
+    } = Call::new(&mut sim);
     sim.publish(publisher, 1000, 10);
     let (kind, _) = sim.request(
         alice,
@@ -483,11 +515,11 @@ fn a_request_from_an_older_membership_is_refused_and_a_new_one_starts_clean() {
 #[test]
 fn a_frame_leaves_together_at_the_end_of_the_send_window() {
     let mut sim = Sim::new();
-    let alice = sim.join(1, "room");
-    let (publisher, producer) = sim.publisher(alice);
-    let bob = sim.join(2, "room");
-    let (bob_client, _) = sim.consumer(bob, &producer);
-    sim.connected();
+    let Call {
+        publisher,
+        bob_client,
+        ..
+    } = Call::new(&mut sim);
     for frame in 0..5u64 {
         let now = sim.now;
         for packet in 0..4 {
