@@ -92,6 +92,8 @@ const client = new SwitchboardClient({
   token: params.get('access_token'),
 });
 const sfu = new SfuMedia(client);
+// ?codec=h264 publishes video in H.264 instead of VP8 (SFU mode).
+sfu.videoCodec = params.get('codec');
 const tiles = new Map(); // peer name -> tile <li>
 const sfuStreams = new Map(); // SFU mode: member name -> the MediaStream its tile plays
 let localTile = null;

@@ -49,6 +49,7 @@ export class SfuMedia extends EventTarget {
   #localStream = null;
   #state = 'idle';
   #producerClosedSeen = [];
+  #videoCodec = null;
 
   /** @param {import('./client.js').SwitchboardClient} client */
   constructor(client) {
@@ -69,6 +70,15 @@ export class SfuMedia extends EventTarget {
   set enabled(value) {
     this.#enabled = Boolean(value);
     if (!this.#enabled) this.#stop('SFU mode off');
+  }
+
+  /**
+   * The codec our video producer sends: 'vp8', 'h264', or null for the first the router and
+   * this browser share (VP8). Takes effect at the next produce.
+   */
+  get videoCodec() { return this.#videoCodec; }
+  set videoCodec(value) {
+    this.#videoCodec = value ? String(value).toLowerCase() : null;
   }
 
   /** idle | loading | ready | failed. */
@@ -141,6 +151,8 @@ export class SfuMedia extends EventTarget {
       recv: session?.recvTransport?.connectionState ?? null,
       framesDecoded: 0,
       keyFramesDecoded: 0,
+      receivedVideoCodecs: [],
+      sentVideoCodecs: [],
       frameWidth: 0,
       totalSamplesReceived: 0,
       framesEncoded: 0,
@@ -156,9 +168,14 @@ export class SfuMedia extends EventTarget {
       session?.recvTransport?.getStats(),
       session?.sendTransport?.getStats(),
     ]);
+    const codecOf = (report, s, list) => {
+      const mimeType = report.get(s.codecId)?.mimeType;
+      if (mimeType && !list.includes(mimeType)) list.push(mimeType);
+    };
     received?.forEach((s) => {
       if (s.type !== 'inbound-rtp') return;
       if (s.kind === 'video') {
+        codecOf(received, s, totals.receivedVideoCodecs);
         totals.framesDecoded += s.framesDecoded ?? 0;
         totals.keyFramesDecoded += s.keyFramesDecoded ?? 0;
         totals.frameWidth = Math.max(totals.frameWidth, s.frameWidth ?? 0);
@@ -174,6 +191,7 @@ export class SfuMedia extends EventTarget {
       }
       if (s.type !== 'outbound-rtp') return;
       if (s.kind === 'video') {
+        codecOf(sent, s, totals.sentVideoCodecs);
         totals.framesEncoded += s.framesEncoded ?? 0;
         totals.sentFrameWidth = Math.max(totals.sentFrameWidth, s.frameWidth ?? 0);
       }
@@ -302,6 +320,17 @@ export class SfuMedia extends EventTarget {
 
   // --- sending ---------------------------------------------------------------------------------
 
+  /**
+   * The device codec `videoCodec` names: undefined when none was asked for (mediasoup-client
+   * picks), null when the router and this browser do not share it.
+   */
+  #chosenCodec(session) {
+    if (!this.#videoCodec) return undefined;
+    const wanted = `video/${this.#videoCodec}`;
+    return session.device.rtpCapabilities.codecs
+      .find((c) => c.kind === 'video' && c.mimeType.toLowerCase() === wanted) ?? null;
+  }
+
   async #publish(session) {
     if (!session.ready) return;
     const tracks = (this.#localStream?.getTracks() ?? []).filter((t) => t.readyState === 'live');
@@ -326,8 +355,13 @@ export class SfuMedia extends EventTarget {
       }
       session.sendTransport ??= await this.#createTransport(session, 'send');
       if (session.closed) return;
+      const codec = track.kind === 'video' ? this.#chosenCodec(session) : undefined;
+      if (codec === null) {
+        this.#emit('error', { code: 'cannot_produce', message: `the SFU and this browser share no ${this.#videoCodec} encoder` });
+        continue;
+      }
       // stopTracks: false, because the tracks belong to the page (its preview, the mesh mode).
-      const produced = await session.sendTransport.produce({ track, stopTracks: false, appData: { kind: track.kind } });
+      const produced = await session.sendTransport.produce({ track, codec, stopTracks: false, appData: { kind: track.kind } });
       if (session.closed) {
         produced.close();
         return;

@@ -4,7 +4,8 @@
 // when the first publisher leaves, the others get producer-closed for its producers and its
 // tile goes, while the rest of the call goes on; then the remaining publisher pauses and
 // resumes its video (pause-producer), and the viewer its consumer (pause-consumer), each seen
-// in the decoded frame count holding still, then growing. Also, over a raw WebSocket: consume of an
+// in the decoded frame count holding still, then growing. A publisher asked for H.264
+// (`?codec=h264`) is decoded as H.264 by a viewer. Also, over a raw WebSocket: consume of an
 // unknown producer is answered by error producer_not_found, with the request's rid.
 //
 // Decoding is read from getStats() on the pages' mediasoup transports (sfu.js `stats()`),
@@ -172,6 +173,26 @@ describe('media through the SFU', () => {
       assert.equal(await page.isHidden('#sfu-error'), true, await page.textContent('#sfu-error'));
       assert.deepEqual(realProblems(page), []);
     }
+  });
+
+  test('a publisher sending H.264 (?codec=h264) is decoded as H.264 by a viewer', async (t) => {
+    const h264Room = uniqueRoom('sfu-h264');
+    const dave = await openPage(browser, server.page('/', { mode: 'sfu', codec: 'h264' }));
+    await joinDemo(dave, { room: h264Room, name: 'dave' });
+    const sent = await pollSfu(dave, (s) => s.producers.video && s.sentVideoCodecs.length > 0,
+      'dave producing video');
+    assert.deepEqual(sent.sentVideoCodecs, ['video/H264']);
+    const erin = await openPage(browser, server.page('/', { mode: 'sfu' }));
+    await joinDemo(erin, { room: h264Room, name: 'erin', media: false });
+    const stats = await pollSfu(erin, (s) => s.recv === 'connected' && s.framesDecoded > MIN_FRAMES,
+      `dave's H.264 video decoded by erin (frames > ${MIN_FRAMES})`);
+    t.diagnostic(`at erin, from dave: ${summary(stats)}`);
+    assert.deepEqual(stats.receivedVideoCodecs, ['video/H264']);
+    assert.equal(await erin.isHidden('#sfu-error'), true, await erin.textContent('#sfu-error'));
+    assert.deepEqual(realProblems(dave), []);
+    assert.deepEqual(realProblems(erin), []);
+    await dave.context().close();
+    await erin.context().close();
   });
 
   test('consume of an unknown producer is answered by producer_not_found, with the rid', async () => {
