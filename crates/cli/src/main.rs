@@ -129,10 +129,11 @@ fn main() -> anyhow::Result<()> {
                 .bind(config.listen)
                 .with_context(|| format!("binding {}", config.listen))?;
             let listener = socket.listen(ACCEPT_BACKLOG)?;
-            // Bound and listening: connections queue in the kernel until serve accepts them.
-            systemd::ready();
             tokio::spawn(reload_on_hangup(argv, log_level, settings, is_tls));
-            switchboard_server::serve(listener, config, shutdown_signal()).await?;
+            // READY=1 once TLS, the cluster client and the SFU have started: a part that
+            // fails stops the start before systemd hears the server is up.
+            switchboard_server::serve_with(listener, config, shutdown_signal(), systemd::ready)
+                .await?;
             Ok(())
         })
 }

@@ -116,6 +116,36 @@ fn ready_reload_and_stop_are_notified_and_sighup_reloads_the_log_level() {
 }
 
 #[test]
+fn a_server_whose_media_cannot_start_never_says_ready() {
+    let dir = scratch("not-ready");
+    let notify_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&notify_path).unwrap();
+    // The SFU's UDP port is taken, so the start fails after the TCP listener is bound.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let media = taken.local_addr().unwrap().to_string();
+    let child = Command::new(BINARY)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--media-listen", &media, "--media-workers", "1"])
+        .env_clear()
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("media UDP socket"), "{error}");
+    socket.set_nonblocking(true).unwrap();
+    let mut buffer = [0; 4096];
+    let heard = socket
+        .recv(&mut buffer)
+        .map(|n| String::from_utf8_lossy(&buffer[..n]).into_owned());
+    assert!(heard.is_err(), "systemd was told {heard:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn sighup_without_tls_or_config_does_not_stop_the_server() {
     let port = free_port();
     let child = Command::new(BINARY)

@@ -36,7 +36,7 @@ pub use config::{
     AcmeConfig, AuthKey, AuthMode, CertificateFiles, Certificates, Config, IceServer, MediaLimits,
     TlsConfig, LETS_ENCRYPT_DIRECTORY,
 };
-pub use shutdown::{serve, ServeError};
+pub use shutdown::{serve, serve_with, ServeError};
 pub use switchboard_cluster::{rand_u64 as random_node_id, ClusterConfig, RedisUrl};
 pub use switchboard_core::{DialectKind, NodeId};
 pub use tls::TlsError;

@@ -48,6 +48,19 @@ pub async fn serve(
     config: Config,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_with(listener, config, signal, || {}).await
+}
+
+/// [`serve`], calling `ready` once every part has started (TLS from its files, the token
+/// keys, the cluster client, the webhooks, the SFU's sockets) and just before the first
+/// connection is accepted: when a service manager should hear that the server is up. A part
+/// that fails to start returns the error instead, and `ready` is never called.
+pub async fn serve_with(
+    listener: TcpListener,
+    config: Config,
+    signal: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(),
+) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new(); // tell
     let sockets = TaskTracker::new(); // wait
     let grace = config.shutdown_grace;
@@ -111,6 +124,7 @@ pub async fn serve(
     }
     let app = router::router(state.clone());
     let draining = state.clone();
+    ready();
     accept::serve(listener, app, state, tls, async move {
         signal.await;
         info!("shutting down: closing sockets with 1001");
