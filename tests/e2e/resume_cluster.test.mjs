@@ -63,24 +63,10 @@ test('a cut signaling socket resumes through another node: the call and the chat
   proxy.state.down = false;
 
   await alice.waitForSelector('#connection-status[data-state="joined"]', { timeout: 60000 });
-  await waitFor(async () => (await chatTexts(alice, 'bob')).includes('said during the gap'), { what: 'bob\'s chat at alice' });
-  await waitFor(async () => (await chatTexts(bob, 'alice')).includes('typed during the gap'), { what: 'alice\'s chat at bob' });
   // Live, both ways, through the tunnel.
-  await sendChat(bob, 'after the resume');
-  await sendChat(alice, 'back through B');
-  await waitFor(async () => (await chatTexts(alice, 'bob')).includes('after the resume'), { what: 'live chat at alice' });
-  await waitFor(async () => (await chatTexts(bob, 'alice')).includes('back through B'), { what: 'live chat at bob' });
-  for (const [page, from, text] of [[alice, 'bob', 'said during the gap'], [bob, 'alice', 'typed during the gap'],
-    [alice, 'bob', 'after the resume'], [bob, 'alice', 'back through B']]) {
-    assert.deepEqual((await chatTexts(page, from)).filter((t) => t === text), [text], `${text}: once`);
-  }
-
-  const after = await markedCall(alice, 'bob');
-  assert.equal(after.pc, 'same', 'the RTCPeerConnection survived');
-  assert.equal(after.tile, 'same', 'the tile was never rebuilt');
-  assert.equal(after.sdp, before, 'no renegotiation');
-  await moreFrames(alice, 'bob');
-  assert.deepEqual(await bob.evaluate(() => globalThis.leaves), [], 'bob heard no leave and no join');
+  await chatCarriedOn(alice, bob, { bob: 'said during the gap', alice: 'typed during the gap' },
+    { bob: 'after the resume', alice: 'back through B' });
+  await callSurvived(alice, bob, before);
 
   const metricsB = await (await fetch(`${nodeB.origin}/metrics`)).text();
   assert.match(metricsB, /switchboard_resumes_total\{result="carried"\} 1/);
@@ -115,25 +101,44 @@ test('the node that holds a session is killed: the page takes it over on another
   await sendChat(alice, 'typed while A was dead');
 
   await alice.waitForSelector('#connection-status[data-state="joined"]', { timeout: 60000 });
-  await waitFor(async () => (await chatTexts(alice, 'bob')).includes('said while A was dead'), { what: 'bob\'s chat at alice' });
-  await waitFor(async () => (await chatTexts(bob, 'alice')).includes('typed while A was dead'), { what: 'alice\'s chat at bob' });
-  await sendChat(bob, 'after the takeover');
-  await sendChat(alice, 'on B now');
-  await waitFor(async () => (await chatTexts(alice, 'bob')).includes('after the takeover'), { what: 'live chat at alice' });
-  await waitFor(async () => (await chatTexts(bob, 'alice')).includes('on B now'), { what: 'live chat at bob' });
-  for (const [page, from, text] of [[alice, 'bob', 'said while A was dead'], [bob, 'alice', 'typed while A was dead'],
-    [alice, 'bob', 'after the takeover'], [bob, 'alice', 'on B now']]) {
+  await chatCarriedOn(alice, bob, { bob: 'said while A was dead', alice: 'typed while A was dead' },
+    { bob: 'after the takeover', alice: 'on B now' });
+  await callSurvived(alice, bob, before);
+  const metricsB = await (await fetch(`${nodeB.origin}/metrics`)).text();
+  assert.match(metricsB, /switchboard_resumes_total\{result="taken_over"\} 1/);
+  assert.deepEqual(realProblems(alice), []);
+  assert.deepEqual(realProblems(bob), []);
+});
+
+/**
+ * After alice's resume: what each side chatted during the gap (`gap.bob`, `gap.alice`)
+ * arrives, chat goes on live both ways (`live`), and every line arrives exactly once.
+ */
+async function chatCarriedOn(alice, bob, gap, live) {
+  const lines = (texts) => [[alice, 'bob', texts.bob], [bob, 'alice', texts.alice]];
+  const arrive = async (texts) => {
+    for (const [page, from, text] of lines(texts)) {
+      await waitFor(async () => (await chatTexts(page, from)).includes(text), { what: `${from}'s chat "${text}"` });
+    }
+  };
+  await arrive(gap);
+  await sendChat(bob, live.bob);
+  await sendChat(alice, live.alice);
+  await arrive(live);
+  for (const [page, from, text] of [...lines(gap), ...lines(live)]) {
     assert.deepEqual((await chatTexts(page, from)).filter((t) => t === text), [text], `${text}: once`);
   }
+}
 
+/**
+ * Alice's call with bob survived the resume: the same RTCPeerConnection and tile, the SDP it
+ * had `before`, frames still arriving, and bob heard no leave and no join.
+ */
+async function callSurvived(alice, bob, before) {
   const after = await markedCall(alice, 'bob');
   assert.equal(after.pc, 'same', 'the RTCPeerConnection survived');
   assert.equal(after.tile, 'same', 'the tile was never rebuilt');
   assert.equal(after.sdp, before, 'no renegotiation');
   await moreFrames(alice, 'bob');
   assert.deepEqual(await bob.evaluate(() => globalThis.leaves), [], 'bob heard no leave and no join');
-  const metricsB = await (await fetch(`${nodeB.origin}/metrics`)).text();
-  assert.match(metricsB, /switchboard_resumes_total\{result="taken_over"\} 1/);
-  assert.deepEqual(realProblems(alice), []);
-  assert.deepEqual(realProblems(bob), []);
-});
+}

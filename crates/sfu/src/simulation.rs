@@ -569,29 +569,37 @@ fn an_h264_producer_reaches_h264_consumers_and_a_vp8_only_one_is_refused() {
     );
 }
 
-/// Not a check: a fixed workload for counting the router's instructions per forwarded packet
-/// under callgrind, which repeats exactly where wall-clock benches on a shared machine do not:
-/// `valgrind --tool=callgrind <test binary> --ignored forwarding_cost`, then the inclusive
-/// cost of `Router::datagrams` and `Router::timeouts` (docs/performance.md, "Media:
-/// instructions per packet").
+/// Fifty consumers of bursts of 8 packets (a frame, as `bench media` sends): each gets every
+/// packet, in order. It is also the fixed workload for counting the router's instructions per
+/// forwarded packet under callgrind, which repeats exactly where wall-clock benches on a
+/// shared machine do not: `valgrind --tool=callgrind <test binary> fifty_consumers`, with
+/// `SWITCHBOARD_COST_FRAMES` set to two counts, then the inclusive cost of
+/// `Router::datagrams` and `Router::timeouts` (docs/performance.md, "Batched sends, the send
+/// window and a sans-IO router").
 #[test]
-#[ignore = "a workload for callgrind, not a test"]
-fn forwarding_cost() {
+fn fifty_consumers_get_every_packet_of_every_frame() {
     let mut sim = Sim::new();
     let alice = sim.join(1, "room");
     let (publisher, producer) = sim.publisher(alice);
     let consumers = 50;
-    for peer in 0..consumers {
-        let peer = sim.join(100 + peer, "room");
-        sim.consumer(peer, &producer);
-    }
+    let clients: Vec<usize> = (0..consumers)
+        .map(|peer| {
+            let peer = sim.join(100 + peer, "room");
+            sim.consumer(peer, &producer).0
+        })
+        .collect();
     sim.connected();
-    // Run it with two counts: the difference is the cost of the packets alone, without the
-    // set-up (ICE, DTLS) that both runs share. 8 packets a frame, as `bench media` sends.
+    // Under callgrind, run it with two counts: the difference is the cost of the packets
+    // alone, without the set-up (ICE, DTLS) that both runs share.
     let frames = std::env::var("SWITCHBOARD_COST_FRAMES")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(25);
     sim.publish_frames(publisher, frames, 8);
     assert_eq!(sim.metrics.rtp_forwarded.get(), frames * 8 * consumers);
+    for client in clients {
+        let seen = &sim.clients[client].sequence_numbers;
+        assert_eq!(seen.len() as u64, frames * 8);
+        assert!(seen.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+    }
 }

@@ -372,21 +372,27 @@ impl Hub {
         }
     }
 
-    /// Someone joined, on this node or another, as the cluster orders it.
-    pub(super) fn apply_joined(&mut self, room_id: &RoomId, rseq: u64, seat: Seat) {
-        let Some(room) = self.rooms.get_mut(room_id) else {
-            return;
-        };
+    /// The start of every seat the cluster orders into a room (a join, a move): news out of
+    /// the room's order is dropped, and our own pending join is confirmed. Returns this
+    /// node's id and the seat when the caller still has it to place.
+    fn seat_news(&mut self, room_id: &RoomId, rseq: u64, seat: Seat) -> Option<(NodeId, Seat)> {
+        let room = self.rooms.get_mut(room_id)?;
         if !room.advance(rseq) {
-            return;
+            return None;
         }
-        let Some(me) = self.cluster.as_ref().map(|c| c.node) else {
-            return;
-        };
+        let me = self.cluster.as_ref()?.node;
         if seat.node == me && self.is_joining(seat.key, room_id, &seat.name) {
             self.confirm_join(room_id, seat);
-            return;
+            return None;
         }
+        Some((me, seat))
+    }
+
+    /// Someone joined, on this node or another, as the cluster orders it.
+    pub(super) fn apply_joined(&mut self, room_id: &RoomId, rseq: u64, seat: Seat) {
+        let Some((me, seat)) = self.seat_news(room_id, rseq, seat) else {
+            return;
+        };
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
@@ -637,19 +643,9 @@ impl Hub {
     /// A durable member moved to another node (its session was taken over there), or to
     /// this one: its seat follows, and nobody is told.
     pub(super) fn apply_moved(&mut self, room_id: &RoomId, rseq: u64, seat: Seat) {
-        let Some(room) = self.rooms.get_mut(room_id) else {
+        let Some((me, seat)) = self.seat_news(room_id, rseq, seat) else {
             return;
         };
-        if !room.advance(rseq) {
-            return;
-        }
-        let Some(me) = self.cluster.as_ref().map(|c| c.node) else {
-            return;
-        };
-        if seat.node == me && self.is_joining(seat.key, room_id, &seat.name) {
-            self.confirm_join(room_id, seat);
-            return;
-        }
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
