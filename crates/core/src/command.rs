@@ -82,11 +82,13 @@ pub enum MediaRequest {
     ResumeConsumer,
     /// `close-producer`
     CloseProducer,
+    /// `set-preferred-layers`
+    SetPreferredLayers,
 }
 
 impl MediaRequest {
     /// Every request, with its wire name.
-    pub const ALL: [(MediaRequest, &'static str); 10] = [
+    pub const ALL: [(MediaRequest, &'static str); 11] = [
         (
             MediaRequest::RouterCapabilities,
             "get-router-rtp-capabilities",
@@ -100,6 +102,7 @@ impl MediaRequest {
         (MediaRequest::PauseConsumer, "pause-consumer"),
         (MediaRequest::ResumeConsumer, "resume-consumer"),
         (MediaRequest::CloseProducer, "close-producer"),
+        (MediaRequest::SetPreferredLayers, "set-preferred-layers"),
     ];
 
     /// The request named `name` on the wire, if it is one.

@@ -10,7 +10,7 @@ use str0m::media::Pt;
 use str0m::rtp::{Extension, ExtensionMap};
 use str0m::RtcConfig;
 
-use crate::params::{CapabilityCodec, HeaderExtension, Kind, ProducedStream};
+use crate::params::{CapabilityCodec, HeaderExtension, Kind, ProducedStream, RTP_STREAM_ID};
 
 pub(crate) const OPUS_PT: u8 = 111;
 pub(crate) const VP8_PT: u8 = 96;
@@ -25,6 +25,7 @@ const AUDIO_LEVEL: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 const ABS_SEND_TIME: &str = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time";
 const TRANSPORT_CC: &str =
     "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
+const REPAIRED_RTP_STREAM_ID: &str = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id";
 
 /// The router's codecs: what a producer may send and what every consumer receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,17 @@ impl RouterCodec {
         }
     }
 
+    /// Whether an RTP payload of this codec starts a keyframe: where a consumer may start
+    /// watching, or move to another simulcast layer. Any payload is safe to ask about; what
+    /// cannot be read is not a keyframe.
+    pub(crate) fn starts_keyframe(self, payload: &[u8]) -> bool {
+        match self {
+            RouterCodec::Opus => true,
+            RouterCodec::Vp8 => vp8_starts_keyframe(payload),
+            RouterCodec::H264 => h264_starts_keyframe(payload),
+        }
+    }
+
     pub(crate) fn mime_type(self) -> &'static str {
         match self {
             RouterCodec::Opus => "audio/opus",
@@ -61,7 +73,7 @@ impl RouterCodec {
         }
     }
 
-    fn clock_rate(self) -> u32 {
+    pub(crate) fn clock_rate(self) -> u32 {
         match self {
             RouterCodec::Opus => 48_000,
             RouterCodec::Vp8 | RouterCodec::H264 => 90_000,
@@ -185,6 +197,71 @@ fn feedback(kind: Kind) -> Value {
     }
 }
 
+/// A VP8 payload (RFC 7741): its descriptor says the packet starts partition 0 of a frame
+/// (S set, PID 0), and the frame's header that it is a keyframe (P bit clear).
+fn vp8_starts_keyframe(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    let (extended, start, partition) = (first & 0x80 != 0, first & 0x10 != 0, first & 0x07);
+    if !start || partition != 0 {
+        return false;
+    }
+    let mut at = 1;
+    if extended {
+        let Some(&flags) = payload.get(1) else {
+            return false;
+        };
+        at = 2;
+        if flags & 0x80 != 0 {
+            // PictureID: two bytes when its M bit is set.
+            let Some(&picture) = payload.get(at) else {
+                return false;
+            };
+            at += if picture & 0x80 != 0 { 2 } else { 1 };
+        }
+        if flags & 0x40 != 0 {
+            at += 1; // TL0PICIDX
+        }
+        if flags & 0x30 != 0 {
+            at += 1; // TID, Y, KEYIDX
+        }
+    }
+    payload.get(at).is_some_and(|header| header & 0x01 == 0)
+}
+
+/// An H.264 payload (RFC 6184) that carries an IDR slice or a sequence parameter set (which
+/// encoders send just before an IDR): a single NAL unit, one inside a STAP-A, or the first
+/// fragment of an FU-A.
+fn h264_starts_keyframe(payload: &[u8]) -> bool {
+    const IDR: u8 = 5;
+    const SPS: u8 = 7;
+    const STAP_A: u8 = 24;
+    const FU_A: u8 = 28;
+    let key = |nal: u8| matches!(nal & 0x1f, IDR | SPS);
+    match payload.first().map(|b| b & 0x1f) {
+        Some(STAP_A) => {
+            let mut rest = &payload[1..];
+            while let [high, low, tail @ ..] = rest {
+                let size = usize::from(u16::from_be_bytes([*high, *low]));
+                let Some(unit) = tail.get(..size) else {
+                    return false;
+                };
+                if unit.first().is_some_and(|&nal| key(nal)) {
+                    return true;
+                }
+                rest = &tail[size..];
+            }
+            false
+        }
+        Some(FU_A) => payload
+            .get(1)
+            .is_some_and(|&header| header & 0x80 != 0 && key(header)),
+        Some(nal) => key(nal),
+        None => false,
+    }
+}
+
 /// The router's RTP capabilities in mediasoup's shape, for `device.load`.
 pub(crate) fn router_capabilities() -> Value {
     let mut extensions = Vec::new();
@@ -195,6 +272,11 @@ pub(crate) fn router_capabilities() -> Value {
         }
         extensions.push(json!({"kind": kind, "uri": ABS_SEND_TIME, "preferredId": 2, "preferredEncrypt": false, "direction": "sendrecv"}));
         extensions.push(json!({"kind": kind, "uri": TRANSPORT_CC, "preferredId": 3, "preferredEncrypt": false, "direction": "sendrecv"}));
+        if kind == "video" {
+            // Simulcast: the router receives these (each layer's name), consumers never do.
+            extensions.push(json!({"kind": kind, "uri": RTP_STREAM_ID, "preferredId": 10, "preferredEncrypt": false, "direction": "recvonly"}));
+            extensions.push(json!({"kind": kind, "uri": REPAIRED_RTP_STREAM_ID, "preferredId": 11, "preferredEncrypt": false, "direction": "recvonly"}));
+        }
     }
     json!({
         "codecs": [
@@ -265,6 +347,8 @@ fn extension_of(uri: &str) -> Option<Extension> {
         ABS_SEND_TIME => Extension::AbsoluteSendTime,
         TRANSPORT_CC => Extension::TransportSequenceNumber,
         "urn:3gpp:video-orientation" => Extension::VideoOrientation,
+        RTP_STREAM_ID => Extension::RtpStreamId,
+        REPAIRED_RTP_STREAM_ID => Extension::RepairedRtpStreamId,
         _ => return None,
     })
 }
@@ -367,6 +451,38 @@ mod tests {
     }
 
     #[test]
+    fn vp8_keyframes_are_told_from_the_descriptor_and_frame_header() {
+        // X, S, PID 0; I with a 15-bit picture id; L; T; then the frame header.
+        let key = [0x90, 0xe0, 0x80, 0x01, 0x05, 0x20, 0x10, 0x02, 0x9d];
+        assert!(RouterCodec::Vp8.starts_keyframe(&key));
+        let mut delta = key;
+        delta[6] = 0x11; // P set: an interframe
+        assert!(!RouterCodec::Vp8.starts_keyframe(&delta));
+        let mut middle = key;
+        middle[0] = 0x80; // S clear: not the frame's first packet
+        assert!(!RouterCodec::Vp8.starts_keyframe(&middle));
+        assert!(RouterCodec::Vp8.starts_keyframe(&[0x10, 0x00])); // no extension
+        for cut in 0..7 {
+            assert!(!RouterCodec::Vp8.starts_keyframe(&key[..cut]), "{cut}");
+        }
+    }
+
+    #[test]
+    fn h264_keyframes_are_found_in_single_stap_a_and_fu_a_packets() {
+        let h264 = RouterCodec::H264;
+        assert!(h264.starts_keyframe(&[0x65, 0x88])); // IDR slice
+        assert!(!h264.starts_keyframe(&[0x41, 0x9a])); // non-IDR slice
+                                                       // STAP-A with an SPS and a PPS.
+        assert!(h264.starts_keyframe(&[0x18, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68]));
+        assert!(!h264.starts_keyframe(&[0x18, 0x00, 0x01, 0x68, 0x00, 0x09])); // PPS, cut
+        assert!(h264.starts_keyframe(&[0x7c, 0x85])); // FU-A, start, IDR
+        assert!(!h264.starts_keyframe(&[0x7c, 0x05])); // FU-A, not the start
+        assert!(!h264.starts_keyframe(&[0x7c]));
+        assert!(!h264.starts_keyframe(&[]));
+        assert!(!h264.starts_keyframe(&[0x18, 0xff, 0xff, 0x67]));
+    }
+
+    #[test]
     fn consumers_need_their_producers_codec() {
         let chrome = [
             cap("audio/opus", 48_000, Some(2)),
@@ -411,7 +527,14 @@ mod tests {
             .iter()
             .map(|e| e["uri"].as_str().unwrap())
             .collect();
-        for uri in [MID, AUDIO_LEVEL, ABS_SEND_TIME, TRANSPORT_CC] {
+        for uri in [
+            MID,
+            AUDIO_LEVEL,
+            ABS_SEND_TIME,
+            TRANSPORT_CC,
+            RTP_STREAM_ID,
+            REPAIRED_RTP_STREAM_ID,
+        ] {
             assert!(uris.contains(&uri), "{uri}");
         }
     }

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use str0m::media::{MediaKind, Mid, Pt};
+use str0m::media::{MediaKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
@@ -35,6 +35,11 @@ pub struct MediaClient {
     pub sequence_numbers: Vec<u16>,
     /// The payload types of the RTP packets received, each once, in order of first arrival.
     pub payload_types: Vec<u8>,
+    /// The timestamps received, in arrival order (the first `KEEP` only).
+    pub timestamps: Vec<u32>,
+    /// The last byte of each payload received (the first `KEEP` only): a test marks what it
+    /// sends with it, to see which stream a packet came from.
+    pub tags: Vec<u8>,
     /// Keyframe requests the server sent us (as a publisher).
     pub keyframe_requests: u64,
     /// ICE failed or the DTLS session closed.
@@ -126,6 +131,8 @@ impl MediaClient {
             dropped: 0,
             rtp_datagrams: 0,
             payload_types: Vec::new(),
+            timestamps: Vec::new(),
+            tags: Vec::new(),
             published: Vec::new(),
         })
     }
@@ -181,6 +188,46 @@ impl MediaClient {
                 {"uri": "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01", "id": 3}
             ],
             "encodings": [{"ssrc": ssrc, "rtx": {"ssrc": rtx}}],
+            "rtcp": {"cname": "switchboard-client", "reducedSize": true}
+        })
+    }
+
+    /// Declares a VP8 simulcast publication, one stream per SSRC in `ssrcs` (lowest layer
+    /// first, rids `r0`, `r1`, ...), each with an RTX stream at its SSRC + 1000, and returns
+    /// `produce`'s `rtpParameters` as Chromium's mediasoup-client sends them: rids, no SSRCs.
+    pub fn publish_simulcast(&mut self, mid: &str, ssrcs: &[u32]) -> Value {
+        let mut api = self.rtc.direct_api();
+        let media_id = Mid::from(mid);
+        api.declare_media(media_id, MediaKind::Video);
+        let mut encodings = Vec::new();
+        for (layer, &ssrc) in ssrcs.iter().enumerate() {
+            let rid = format!("r{layer}");
+            let rtx = Some(Ssrc::from(ssrc + 1000));
+            api.declare_stream_tx(
+                Ssrc::from(ssrc),
+                rtx,
+                media_id,
+                Some(Rid::from(rid.as_str())),
+            );
+            self.published.push((ssrc, 96));
+            encodings
+                .push(json!({"rid": rid, "scaleResolutionDownBy": 1 << (ssrcs.len() - 1 - layer)}));
+        }
+        json!({
+            "mid": mid,
+            "codecs": [
+                {"mimeType": "video/VP8", "payloadType": 96, "clockRate": 90000, "parameters": {},
+                 "rtcpFeedback": [{"type": "nack"}, {"type": "nack", "parameter": "pli"}, {"type": "transport-cc"}]},
+                {"mimeType": "video/rtx", "payloadType": 97, "clockRate": 90000, "parameters": {"apt": 96}}
+            ],
+            "headerExtensions": [
+                {"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4},
+                {"uri": "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", "id": 10},
+                {"uri": "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id", "id": 11},
+                {"uri": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", "id": 2},
+                {"uri": "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01", "id": 3}
+            ],
+            "encodings": encodings,
             "rtcp": {"cname": "switchboard-client", "reducedSize": true}
         })
     }
@@ -341,6 +388,9 @@ impl MediaClient {
                         self.bytes += packet.payload.len() as u64;
                         if self.sequence_numbers.len() < KEEP {
                             self.sequence_numbers.push(packet.header.sequence_number);
+                            self.timestamps.push(packet.header.timestamp);
+                            self.tags
+                                .push(packet.payload.last().copied().unwrap_or_default());
                         }
                         let pt = *packet.header.payload_type;
                         if !self.payload_types.contains(&pt) {

@@ -156,6 +156,25 @@ pub(crate) struct Consume {
     pub(crate) transport_id: String,
     pub(crate) producer_id: String,
     pub(crate) rtp_capabilities: RtpCapabilities,
+    /// The layer a consumer of a simulcast producer would rather have (default: the top).
+    #[serde(default)]
+    pub(crate) preferred_layers: Option<PreferredLayers>,
+}
+
+/// `consume`'s `preferredLayers`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PreferredLayers {
+    pub(crate) spatial_layer: u8,
+}
+
+/// `set-preferred-layers`. A `temporalLayer` is accepted and ignored: every temporal layer
+/// of the chosen spatial layer is forwarded.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SetPreferredLayers {
+    pub(crate) consumer_id: String,
+    pub(crate) spatial_layer: u8,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,20 +209,36 @@ pub(crate) struct OfProducer {
     pub(crate) producer_id: String,
 }
 
-/// A producer's single stream, checked: what `expect_stream_rx` is given.
+/// The most simulcast layers a producer may send.
+pub(crate) const MAX_LAYERS: usize = 4;
+
+/// The header extension that names a simulcast layer (RFC 8852).
+pub(crate) const RTP_STREAM_ID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+
+/// A producer's stream, checked: what the send transport is told to expect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ProducedStream {
     pub(crate) mid: String,
     pub(crate) codec: crate::caps::RouterCodec,
     pub(crate) payload_type: u8,
     pub(crate) rtx_payload_type: Option<u8>,
-    pub(crate) ssrc: u32,
-    pub(crate) rtx_ssrc: Option<u32>,
+    pub(crate) encodings: Encodings,
+}
+
+/// How a producer's packets are told apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Encodings {
+    /// One stream, its SSRCs given.
+    Single { ssrc: u32, rtx_ssrc: Option<u32> },
+    /// Simulcast: one stream per layer, lowest first, each named by its rid; their SSRCs are
+    /// learnt from the first packets (the RTP stream id header extension carries the rid).
+    Simulcast(Vec<String>),
 }
 
 impl Produce {
-    /// Checks the parameters against what this SFU forwards: one encoding with an SSRC (no
-    /// simulcast yet), the router's codec for the kind first, a mid str0m can hold.
+    /// Checks the parameters against what this SFU forwards: one encoding with an SSRC, or
+    /// (video) 2 to [`MAX_LAYERS`] encodings named by rids; the router's codec for the kind
+    /// first; a mid str0m can hold.
     pub(crate) fn stream(&self) -> Result<ProducedStream, MediaError> {
         let rtp = &self.rtp_parameters;
         let mid = rtp
@@ -247,24 +282,21 @@ impl Produce {
         if let Some(pt) = rtx_payload_type {
             check_payload_type(pt)?;
         }
-        let [encoding] = rtp.encodings.as_slice() else {
-            return Err(MediaError::bad(
-                "rtpParameters.encodings must hold exactly one encoding (no simulcast yet)",
-            ));
+        let encodings = match rtp.encodings.as_slice() {
+            [encoding] if encoding.rid.is_none() => single(encoding)?,
+            [] => return Err(MediaError::bad("rtpParameters.encodings is empty")),
+            several => {
+                if self.kind != Kind::Video {
+                    return Err(MediaError::bad("only video can be simulcast"));
+                }
+                if !rtp.header_extensions.iter().any(|e| e.uri == RTP_STREAM_ID) {
+                    return Err(MediaError::bad(
+                        "simulcast needs the rtp-stream-id header extension",
+                    ));
+                }
+                simulcast(several)?
+            }
         };
-        if encoding.rid.is_some() {
-            return Err(MediaError::bad("simulcast (rid) is not supported yet"));
-        }
-        let ssrc = encoding
-            .ssrc
-            .filter(|&ssrc| ssrc != 0)
-            .ok_or_else(|| MediaError::bad("rtpParameters.encodings[0].ssrc is required"))?;
-        let rtx_ssrc = encoding.rtx.as_ref().map(|rtx| rtx.ssrc);
-        if rtx_ssrc == Some(0) || rtx_ssrc == Some(ssrc) {
-            return Err(MediaError::bad(
-                "rtpParameters.encodings[0].rtx.ssrc is invalid",
-            ));
-        }
         for extension in &rtp.header_extensions {
             if !(1..=14).contains(&extension.id) {
                 return Err(MediaError::bad(
@@ -277,10 +309,57 @@ impl Produce {
             codec: router_codec,
             payload_type: codec.payload_type,
             rtx_payload_type,
-            ssrc,
-            rtx_ssrc,
+            encodings,
         })
     }
+}
+
+/// One encoding: its SSRC, and its RTX SSRC if it has one.
+fn single(encoding: &Encoding) -> Result<Encodings, MediaError> {
+    let ssrc = encoding
+        .ssrc
+        .filter(|&ssrc| ssrc != 0)
+        .ok_or_else(|| MediaError::bad("rtpParameters.encodings[0].ssrc is required"))?;
+    let rtx_ssrc = encoding.rtx.as_ref().map(|rtx| rtx.ssrc);
+    if rtx_ssrc == Some(0) || rtx_ssrc == Some(ssrc) {
+        return Err(MediaError::bad(
+            "rtpParameters.encodings[0].rtx.ssrc is invalid",
+        ));
+    }
+    Ok(Encodings::Single { ssrc, rtx_ssrc })
+}
+
+/// Simulcast encodings: each names its layer by a distinct rid of 1 to 8 characters from
+/// `[A-Za-z0-9_-]` (str0m holds at most 8). SSRCs, if given, are not needed: the packets'
+/// rids say which layer they are.
+fn simulcast(encodings: &[Encoding]) -> Result<Encodings, MediaError> {
+    if encodings.len() > MAX_LAYERS {
+        return Err(MediaError::bad(format!(
+            "rtpParameters.encodings: at most {MAX_LAYERS} simulcast layers"
+        )));
+    }
+    let mut rids: Vec<String> = Vec::with_capacity(encodings.len());
+    for encoding in encodings {
+        let Some(rid) = encoding.rid.as_ref() else {
+            return Err(MediaError::bad(
+                "rtpParameters.encodings: each simulcast encoding needs a rid",
+            ));
+        };
+        let valid = (1..=8).contains(&rid.len())
+            && rid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(MediaError::bad(
+                "rtpParameters.encodings: a rid is 1 to 8 characters of A-Z, a-z, 0-9, _ and -",
+            ));
+        }
+        if rids.contains(rid) {
+            return Err(MediaError::bad("rtpParameters.encodings: rids must differ"));
+        }
+        rids.push(rid.clone());
+    }
+    Ok(Encodings::Simulcast(rids))
 }
 
 fn check_payload_type(pt: u8) -> Result<(), MediaError> {
@@ -319,10 +398,60 @@ mod tests {
                 codec: crate::caps::RouterCodec::Vp8,
                 payload_type: 96,
                 rtx_payload_type: Some(97),
-                ssrc: 1_892_573_884,
-                rtx_ssrc: Some(672_040_645),
+                encodings: Encodings::Single {
+                    ssrc: 1_892_573_884,
+                    rtx_ssrc: Some(672_040_645),
+                },
             }
         );
+    }
+
+    /// What mediasoup-client sends for `produce({encodings: [3 layers]})` in Chromium: rids,
+    /// no SSRCs, and the rid extensions the router offered.
+    const CHROME_SIMULCAST: &str = r#"{"transportId":"t1","kind":"video","rtpParameters":{"mid":"1",
+        "codecs":[{"mimeType":"video/VP8","payloadType":96,"clockRate":90000,"parameters":{}}],
+        "headerExtensions":[{"uri":"urn:ietf:params:rtp-hdrext:sdes:mid","id":4},
+                            {"uri":"urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id","id":10},
+                            {"uri":"urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id","id":11}],
+        "encodings":[{"rid":"r0","scaleResolutionDownBy":4,"maxBitrate":150000,"active":true},
+                     {"rid":"r1","scaleResolutionDownBy":2,"maxBitrate":500000,"active":true},
+                     {"rid":"r2","scaleResolutionDownBy":1,"maxBitrate":1500000,"active":true}],
+        "rtcp":{"cname":"x","reducedSize":true}},"appData":{}}"#;
+
+    #[test]
+    fn a_chromium_simulcast_producer_is_accepted_lowest_layer_first() {
+        let stream = parse::<Produce>(CHROME_SIMULCAST)
+            .unwrap()
+            .stream()
+            .unwrap();
+        assert_eq!(
+            stream.encodings,
+            Encodings::Simulcast(vec!["r0".into(), "r1".into(), "r2".into()])
+        );
+    }
+
+    #[test]
+    fn bad_simulcast_is_refused_with_a_reason() {
+        let audio = CHROME_SIMULCAST
+            .replace(r#""kind":"video""#, r#""kind":"audio""#)
+            .replace(
+                r#""mimeType":"video/VP8","payloadType":96,"clockRate":90000,"#,
+                r#""mimeType":"audio/opus","payloadType":111,"clockRate":48000,"channels":2,"#,
+            );
+        assert!(refusal(&audio).contains("only video"));
+        let no_extension = CHROME_SIMULCAST.replace("sdes:rtp-stream-id", "sdes:other");
+        assert!(refusal(&no_extension).contains("rtp-stream-id"));
+        let same = CHROME_SIMULCAST.replace(r#""rid":"r1""#, r#""rid":"r0""#);
+        assert!(refusal(&same).contains("differ"));
+        let long = CHROME_SIMULCAST.replace(r#""rid":"r1""#, r#""rid":"r123456789""#);
+        assert!(refusal(&long).contains("1 to 8"));
+        let odd = CHROME_SIMULCAST.replace(r#""rid":"r1""#, r#""rid":"r 1""#);
+        assert!(refusal(&odd).contains("1 to 8"));
+        let unnamed = CHROME_SIMULCAST.replace(r#""rid":"r1","#, "");
+        assert!(refusal(&unnamed).contains("needs a rid"));
+        let five =
+            CHROME_SIMULCAST.replace(r#"{"rid":"r0","#, r#"{"rid":"a"},{"rid":"b"},{"rid":"r0","#);
+        assert!(refusal(&five).contains("at most 4"));
     }
 
     fn refusal(text: &str) -> String {
@@ -353,8 +482,11 @@ mod tests {
     fn bad_producers_are_refused_with_a_reason() {
         let no_ssrc = CHROME_VIDEO.replace(r#""ssrc":1892573884,"#, "");
         assert!(refusal(&no_ssrc).contains("ssrc"));
-        let simulcast = CHROME_VIDEO.replace(r#""encodings":[{"#, r#""encodings":[{"rid":"r0"},{"#);
-        assert!(refusal(&simulcast).contains("exactly one"));
+        let no_encoding = CHROME_VIDEO.replace(
+            r#"[{"ssrc":1892573884,"rtx":{"ssrc":672040645},"dtx":false}]"#,
+            "[]",
+        );
+        assert!(refusal(&no_encoding).contains("empty"));
         // H.264 without packetization-mode 1 is not what the router forwards.
         let h264 = CHROME_VIDEO.replace("video/VP8", "video/H264");
         assert!(refusal(&h264).contains("router"));

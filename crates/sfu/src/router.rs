@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use str0m::config::DtlsCert;
-use str0m::media::{KeyframeRequestKind, Mid, Pt};
+use str0m::media::{KeyframeRequestKind, Mid, Pt, Rid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Rtc};
 use switchboard_core::{
@@ -20,8 +20,8 @@ use switchboard_core::{
 
 use crate::caps;
 use crate::ids::{ConsumerId, IdMap, Ids, ProducerId, TransportId};
-use crate::params::{self, Direction, Kind};
-use crate::transport::{Happening, Received, Transport};
+use crate::params::{self, Direction, Encodings, Kind};
+use crate::transport::{Egress, Happening, Received, Transport};
 use crate::{Input, MediaError, MediaLimits, MediaMetrics, Request, Signaling};
 
 /// At most one keyframe request per producer in this interval; the rest wait for its end.
@@ -38,6 +38,13 @@ pub(crate) const SEND_WINDOW: Duration = Duration::from_millis(1);
 pub(crate) const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// Source addresses remembered per transport (one per ICE candidate the client tries).
 const ADDRS_PER_TRANSPORT: usize = 8;
+/// A simulcast layer with no packet for this long is taken to be off (the browser stops
+/// sending a layer its bandwidth or CPU cannot carry): its consumers move to another.
+const LAYER_IDLE: Duration = Duration::from_secs(2);
+/// A consumer whose receiver reports more loss than this moves down a simulcast layer...
+const LOSS_TOO_HIGH: f32 = 0.10;
+/// ...and tries the next layer up again after this long.
+const LOSS_BACKOFF: Duration = Duration::from_secs(10);
 
 /// A datagram for the driver to send.
 #[derive(Debug)]
@@ -54,12 +61,23 @@ struct Producer {
     kind: Kind,
     codec: caps::RouterCodec,
     mid: Mid,
-    ssrc: Ssrc,
+    /// Its one stream, or its simulcast layers, lowest first.
+    layers: Vec<Layer>,
     consumers: Vec<ConsumerId>,
     last_keyframe_request: Option<Instant>,
     keyframe_wanted: bool,
     /// Its owner paused it (`pause-producer`): nothing of it is forwarded.
     paused: bool,
+}
+
+/// One stream of a producer: its only one, or one simulcast layer.
+struct Layer {
+    /// The rid that names a simulcast layer.
+    rid: Option<Rid>,
+    /// Known from `produce` for a single stream; learnt from its first packet for a layer.
+    ssrc: Option<Ssrc>,
+    /// When its last packet arrived.
+    last_packet: Option<Instant>,
 }
 
 struct Consumer {
@@ -69,6 +87,19 @@ struct Consumer {
     mid: Mid,
     ssrc: Ssrc,
     rebase: Option<Rebase>,
+    /// The producer layer forwarded to it: always 0 for a single stream; for simulcast,
+    /// none until a keyframe of its target layer arrives.
+    layer: Option<usize>,
+    /// The layer it should get; it moves there at that layer's next keyframe.
+    target: usize,
+    /// The layer its owner asked for (`preferredLayers`; `usize::MAX`, the top, by default).
+    preferred: usize,
+    /// The highest layer its receiver's loss allows, and since when.
+    ceiling: usize,
+    ceiling_since: Instant,
+    /// The last timestamp it was sent, and when: a new layer's timestamps carry on from it.
+    last_timestamp: u32,
+    last_sent: Instant,
     /// The sequence number its next packet gets (one past the highest sent so far).
     next_seq: u64,
     /// Paused by its owner (`pause-consumer`): nothing is forwarded to it.
@@ -109,6 +140,17 @@ impl Rebase {
             seq_in,
             seq_out,
             ..*self
+        }
+    }
+
+    /// A move to another simulcast layer, at its packet `seq_in` with timestamp `ts_in`: the
+    /// consumer's sequence numbers carry on at `seq_out` and its timestamps at `ts_out`.
+    pub(crate) fn switched(seq_in: u64, seq_out: u64, ts_in: u32, ts_out: u32) -> Rebase {
+        Rebase {
+            seq_in,
+            seq_out,
+            ts_in,
+            ts_out,
         }
     }
 
@@ -324,6 +366,7 @@ impl Router {
                     MediaRequest::PauseConsumer => self.pause_consumer(peer, data, true),
                     MediaRequest::ResumeConsumer => self.pause_consumer(peer, data, false),
                     MediaRequest::CloseProducer => self.close_producer_request(peer, data),
+                    MediaRequest::SetPreferredLayers => self.set_preferred_layers(peer, data),
                 }
             }
         };
@@ -464,9 +507,10 @@ impl Router {
         if transport.mids.contains(&mid) {
             return Err(MediaError::bad("rtpParameters.mid is already in use"));
         }
-        let ssrc = Ssrc::from(stream.ssrc);
-        if transport.producers.iter().any(|(s, _)| *s == ssrc) {
-            return Err(MediaError::bad("the SSRC is already in use"));
+        if let Encodings::Single { ssrc, .. } = stream.encodings {
+            if transport.producers.iter().any(|(s, _, _)| **s == ssrc) {
+                return Err(MediaError::bad("the SSRC is already in use"));
+            }
         }
         let mut replay = Vec::new();
         if transport.is_built() {
@@ -483,11 +527,33 @@ impl Router {
                 now,
             );
         }
-        let rtx = stream.rtx_ssrc.map(Ssrc::from);
-        if !transport.declare(mid, request.kind.media_kind(), ssrc, rtx, true) {
-            return Err(MediaError::bad("the transport refused the stream"));
-        }
-        transport.producers.push((ssrc, producer_id));
+        let layers = match &stream.encodings {
+            &Encodings::Single { ssrc, rtx_ssrc } => {
+                let (ssrc, rtx) = (Ssrc::from(ssrc), rtx_ssrc.map(Ssrc::from));
+                if !transport.declare(mid, request.kind.media_kind(), ssrc, rtx, true) {
+                    return Err(MediaError::bad("the transport refused the stream"));
+                }
+                transport.producers.push((ssrc, producer_id, 0));
+                vec![Layer {
+                    rid: None,
+                    ssrc: Some(ssrc),
+                    last_packet: None,
+                }]
+            }
+            Encodings::Simulcast(rids) => {
+                if !transport.declare_simulcast(mid, rids) {
+                    return Err(MediaError::bad("the transport refused the stream"));
+                }
+                transport.simulcast.push((mid, producer_id));
+                rids.iter()
+                    .map(|rid| Layer {
+                        rid: Some(Rid::from(rid.as_str())),
+                        ssrc: None,
+                        last_packet: None,
+                    })
+                    .collect()
+            }
+        };
         for (source, datagram) in replay {
             self.datagram(source, &datagram);
         }
@@ -500,7 +566,7 @@ impl Router {
             kind: request.kind,
             codec: stream.codec,
             mid,
-            ssrc,
+            layers,
             consumers: Vec::new(),
             last_keyframe_request: None,
             keyframe_wanted: false,
@@ -521,9 +587,13 @@ impl Router {
             self.signaling
                 .producer(&room, &producer.name, &id, kind, true);
         }
+        let shape = match stream.encodings {
+            Encodings::Single { .. } => "simple",
+            Encodings::Simulcast(_) => "simulcast",
+        };
         Ok((
             "produced",
-            json!({"id": producer_id.to_string(), "kind": request.kind}),
+            json!({"id": producer_id.to_string(), "kind": request.kind, "type": shape}),
         ))
     }
 
@@ -536,9 +606,12 @@ impl Router {
         let producer_id = ProducerId::parse(&request.producer_id)
             .filter(|n| self.producers.get(n).is_some_and(|p| p.room == room))
             .ok_or_else(|| MediaError::ProducerNotFound(request.producer_id.clone()))?;
-        let kind = self.producers[&producer_id].kind;
-        let codec = self.producers[&producer_id].codec;
-        let producer_paused = self.producers[&producer_id].paused;
+        let producer = &self.producers[&producer_id];
+        let (kind, codec, producer_paused) = (producer.kind, producer.codec, producer.paused);
+        let layers = producer.layers.len();
+        let preferred = request
+            .preferred_layers
+            .map_or(usize::MAX, |p| usize::from(p.spatial_layer));
         if !caps::can_consume(codec, &request.rtp_capabilities.codecs) {
             return Err(MediaError::CannotConsume(match codec {
                 caps::RouterCodec::Opus => "the capabilities lack audio/opus 48000/2",
@@ -577,6 +650,13 @@ impl Router {
                 mid,
                 ssrc,
                 rebase: None,
+                layer: (layers == 1).then_some(0),
+                target: 0,
+                preferred,
+                ceiling: usize::MAX,
+                ceiling_since: self.now,
+                last_timestamp: 0,
+                last_sent: self.now,
                 next_seq: 0,
                 paused: false,
                 resync: false,
@@ -584,6 +664,12 @@ impl Router {
                 keyframe_requests: 0,
             },
         );
+        // Its first layer: asked for with the keyframe every new consumer asks for.
+        if let Some(target) = self.pick_layer(consumer_id) {
+            if let Some(consumer) = self.consumers.get_mut(&consumer_id) {
+                consumer.target = target;
+            }
+        }
         if let Some(producer) = self.producers.get_mut(&producer_id) {
             producer.consumers.push(consumer_id);
         }
@@ -601,8 +687,75 @@ impl Router {
                 "producerPaused": producer_paused,
                 "kind": kind,
                 "rtpParameters": parameters,
+                "type": if layers > 1 { "simulcast" } else { "simple" },
+                "layers": layers,
+                "preferredLayers": {"spatialLayer": preferred.min(layers - 1)},
             }),
         ))
+    }
+
+    /// `set-preferred-layers`: the simulcast layer a consumer's owner would rather have. It
+    /// gets the highest active layer at or below it (and below what its loss allows), from
+    /// that layer's next keyframe. A single-stream consumer takes it and stays as it is.
+    fn set_preferred_layers(&mut self, peer: PeerKey, data: &str) -> Reply {
+        let request: params::SetPreferredLayers = params::parse(data)?;
+        let id = ConsumerId::parse(&request.consumer_id)
+            .filter(|n| self.consumers.get(n).is_some_and(|c| c.owner == peer))
+            .ok_or_else(|| MediaError::ConsumerNotFound(request.consumer_id.clone()))?;
+        let consumer = self
+            .consumers
+            .get_mut(&id)
+            .ok_or_else(|| MediaError::ConsumerNotFound(request.consumer_id.clone()))?;
+        consumer.preferred = usize::from(request.spatial_layer);
+        let top = self
+            .producers
+            .get(&consumer.producer)
+            .map_or(0, |p| p.layers.len() - 1);
+        self.retarget(id);
+        Ok((
+            "preferredLayersSet",
+            json!({"consumerId": request.consumer_id,
+                   "spatialLayer": usize::from(request.spatial_layer).min(top)}),
+        ))
+    }
+
+    /// The layer a consumer should get: the highest active layer at or below both its
+    /// preferred layer and its loss ceiling, else the lowest active one; with none active
+    /// yet, the preferred one. `None` for an unknown consumer.
+    fn pick_layer(&self, id: ConsumerId) -> Option<usize> {
+        let consumer = self.consumers.get(&id)?;
+        let layers = &self.producers.get(&consumer.producer)?.layers;
+        let limit = consumer.preferred.min(consumer.ceiling);
+        let active = |layer: &Layer| {
+            layer
+                .last_packet
+                .is_some_and(|at| self.now.duration_since(at) < LAYER_IDLE)
+        };
+        let target = (0..layers.len())
+            .rev()
+            .find(|&i| i <= limit && active(&layers[i]))
+            .or_else(|| layers.iter().position(active))
+            .unwrap_or_else(|| limit.min(layers.len() - 1));
+        Some(target)
+    }
+
+    /// Moves a consumer's target to the layer it should get now; a new target is asked for a
+    /// keyframe, where the consumer will move to it.
+    fn retarget(&mut self, id: ConsumerId) {
+        let Some(target) = self.pick_layer(id) else {
+            return;
+        };
+        let Some(consumer) = self.consumers.get_mut(&id) else {
+            return;
+        };
+        let producer_id = consumer.producer;
+        if consumer.target == target {
+            return;
+        }
+        consumer.target = target;
+        if consumer.layer != Some(target) {
+            self.request_keyframe(producer_id);
+        }
     }
 
     /// `pause-consumer` (`paused`) or `resume-consumer`. Consumers start active; resuming
@@ -703,7 +856,8 @@ impl Router {
             media.producers.retain(|p| *p != id);
         }
         if let Some(transport) = self.transports.get_mut(&producer.transport) {
-            transport.producers.retain(|(_, p)| *p != id);
+            transport.producers.retain(|(_, p, _)| *p != id);
+            transport.simulcast.retain(|(_, p)| *p != id);
             transport.remove(producer.mid);
             self.drain(producer.transport);
         }
@@ -742,7 +896,9 @@ impl Router {
         let Some(transport) = self.transports.get(&id) else {
             return;
         };
-        let producers: Vec<ProducerId> = transport.producers.iter().map(|&(_, p)| p).collect();
+        let mut producers: Vec<ProducerId> =
+            transport.producers.iter().map(|&(_, p, _)| p).collect();
+        producers.extend(transport.simulcast.iter().map(|&(_, p)| p));
         let consumers: Vec<ConsumerId> = transport.consumers.iter().map(|&(_, c)| c).collect();
         for producer in producers {
             self.close_producer(producer);
@@ -902,13 +1058,29 @@ impl Router {
                     self.request_keyframe(producer);
                 }
             }
-            Happening::Egress(id, mid, nacks, keyframe_requests) => {
-                let consumer = self.consumer_at(id, mid);
-                if let Some(consumer) = consumer.and_then(|c| self.consumers.get_mut(&c)) {
-                    let new_nacks = nacks.saturating_sub(consumer.nacks);
-                    consumer.nacks = consumer.nacks.max(nacks);
-                    consumer.keyframe_requests = consumer.keyframe_requests.max(keyframe_requests);
-                    self.metrics.nacks.inc_by(new_nacks);
+            Happening::Egress(id, mid, egress) => {
+                let Some(consumer_id) = self.consumer_at(id, mid) else {
+                    return;
+                };
+                let Some(consumer) = self.consumers.get_mut(&consumer_id) else {
+                    return;
+                };
+                let Egress {
+                    nacks,
+                    keyframe_requests,
+                    loss,
+                } = egress;
+                let new_nacks = nacks.saturating_sub(consumer.nacks);
+                consumer.nacks = consumer.nacks.max(nacks);
+                consumer.keyframe_requests = consumer.keyframe_requests.max(keyframe_requests);
+                self.metrics.nacks.inc_by(new_nacks);
+                // A receiver losing too much of a simulcast layer moves down one, for now.
+                if let Some(layer @ 1..) = consumer.layer {
+                    if loss.is_some_and(|loss| loss > LOSS_TOO_HIGH) && consumer.ceiling >= layer {
+                        consumer.ceiling = layer - 1;
+                        consumer.ceiling_since = self.now;
+                        self.retarget(consumer_id);
+                    }
                 }
             }
         }
@@ -924,22 +1096,34 @@ impl Router {
     /// Writes a producer's packet to each of its connected consumers: the router's payload
     /// type, the consumer's own sequence numbers and timestamps, and only the header
     /// extensions that describe the media (mid, rid and transport-cc belong to each hop).
+    /// A simulcast layer's packet goes to the consumers on that layer, and starts a consumer
+    /// on it if it is that consumer's target and a keyframe begins here.
     fn forward(&mut self, from: TransportId, packet: &RtpPacket) {
+        let now = self.now;
         let Some(transport) = self.transports.get(&from) else {
             return;
         };
         let ssrc = packet.header.ssrc;
-        let Some(&(_, producer_id)) = transport.producers.iter().find(|(s, _)| *s == ssrc) else {
+        let known = transport
+            .producers
+            .iter()
+            .find(|(s, _, _)| *s == ssrc)
+            .map(|&(_, producer, layer)| (producer, layer));
+        let Some((producer_id, layer)) = known.or_else(|| self.learn_layer(from, ssrc)) else {
             return;
         };
-        let Some(producer) = self.producers.get(&producer_id) else {
+        let Some(producer) = self.producers.get_mut(&producer_id) else {
             return;
         };
+        if let Some(stream) = producer.layers.get_mut(layer) {
+            stream.last_packet = Some(now);
+        }
         if producer.paused {
             return;
         }
-        let kind = producer.kind;
-        let pt = Pt::from(producer.codec.payload_type());
+        let (kind, codec) = (producer.kind, producer.codec);
+        let simulcast = producer.layers.len() > 1;
+        let pt = Pt::from(codec.payload_type());
         let header = &packet.header;
         let extensions = ExtensionValues {
             audio_level: header.ext_vals.audio_level,
@@ -949,6 +1133,11 @@ impl Router {
         };
         let seq = *packet.seq_no;
         let mut starting = false;
+        let mut keyframe = None;
+        let mut moved = Vec::new();
+        let Some(producer) = self.producers.get(&producer_id) else {
+            return;
+        };
         for &consumer_id in &producer.consumers {
             let Some(consumer) = self.consumers.get_mut(&consumer_id) else {
                 continue;
@@ -962,11 +1151,35 @@ impl Router {
             if !transport.connected {
                 continue;
             }
+            if consumer.layer != Some(layer) {
+                if consumer.target != layer
+                    || !*keyframe.get_or_insert_with(|| codec.starts_keyframe(&packet.payload))
+                {
+                    continue;
+                }
+                // Onto this layer, at its keyframe: sequence numbers and timestamps carry on
+                // from the last packet sent, as if the stream had never changed.
+                if consumer.rebase.is_some() {
+                    let elapsed = now.saturating_duration_since(consumer.last_sent);
+                    let ticks = elapsed.as_micros() * u128::from(codec.clock_rate()) / 1_000_000;
+                    let ticks = u32::try_from(ticks).unwrap_or(u32::MAX).max(1);
+                    consumer.rebase = Some(Rebase::switched(
+                        seq,
+                        consumer.next_seq,
+                        header.timestamp,
+                        consumer.last_timestamp.wrapping_add(ticks),
+                    ));
+                    consumer.resync = false;
+                }
+                consumer.layer = Some(layer);
+                moved.push((consumer.owner, consumer_id));
+            }
             let rebase = match consumer.rebase {
                 Some(rebase) if consumer.resync => rebase.resumed(seq, consumer.next_seq),
                 Some(rebase) => rebase,
                 None => {
-                    starting = true;
+                    // A simulcast consumer starts on a keyframe; any other asks for one.
+                    starting |= !simulcast;
                     Rebase::new(seq, header.timestamp, *Ssrc::new())
                 }
             };
@@ -976,6 +1189,8 @@ impl Router {
                 continue;
             };
             consumer.next_seq = consumer.next_seq.max(out_seq + 1);
+            consumer.last_timestamp = out_ts;
+            consumer.last_sent = now;
             let write = RtpWrite::new(
                 pt,
                 SeqNo::from(out_seq),
@@ -1002,6 +1217,15 @@ impl Router {
                 }
             }
         }
+        for (owner, consumer_id) in moved {
+            self.signaling.tell(
+                owner,
+                notice(
+                    "consumer-layers-changed",
+                    json!({"consumerId": consumer_id.to_string(), "spatialLayer": layer}),
+                ),
+            );
+        }
         // A consumer's first packet is rarely a keyframe: ask for one so its picture starts.
         if starting {
             self.request_keyframe(producer_id);
@@ -1010,6 +1234,31 @@ impl Router {
         while let Some(happening) = self.happenings.pop_front() {
             self.happen(happening);
         }
+    }
+
+    /// A simulcast layer's SSRC, from its first packet: str0m found the stream by the rid the
+    /// packet named, among the rids the producer declared. A layer whose SSRC changes (the
+    /// browser restarted its encoder) keeps only the newest.
+    fn learn_layer(&mut self, from: TransportId, ssrc: Ssrc) -> Option<(ProducerId, usize)> {
+        let transport = self.transports.get_mut(&from)?;
+        if transport.simulcast.is_empty() {
+            return None;
+        }
+        let (mid, rid) = transport
+            .guard(|rtc| {
+                let mut api = rtc.direct_api();
+                let stream = api.stream_rx(&ssrc)?;
+                Some((stream.mid(), stream.rid()?))
+            })
+            .flatten()?;
+        let &(_, producer_id) = transport.simulcast.iter().find(|(m, _)| *m == mid)?;
+        let producer = self.producers.get_mut(&producer_id)?;
+        let index = producer.layers.iter().position(|l| l.rid == Some(rid))?;
+        if let Some(old) = producer.layers[index].ssrc.replace(ssrc) {
+            transport.producers.retain(|(s, _, _)| *s != old);
+        }
+        transport.producers.push((ssrc, producer_id, index));
+        Some((producer_id, index))
     }
 
     /// Asks a video producer for a keyframe, at most once per throttle interval; a request
@@ -1031,18 +1280,22 @@ impl Router {
         }
         producer.last_keyframe_request = Some(now);
         producer.keyframe_wanted = false;
-        let (transport_id, ssrc) = (producer.transport, producer.ssrc);
+        // Every layer of a simulcast producer: its consumers may be on any, or moving.
+        let transport_id = producer.transport;
+        let ssrcs: Vec<Ssrc> = producer.layers.iter().filter_map(|l| l.ssrc).collect();
         let Some(transport) = self.transports.get_mut(&transport_id) else {
             return;
         };
-        let sent = transport.guard(|rtc| {
-            rtc.direct_api()
-                .stream_rx(&ssrc)
-                .map(|stream| stream.request_keyframe(KeyframeRequestKind::Pli))
-                .is_some()
-        });
-        if sent == Some(true) {
-            self.metrics.keyframe_requests_out.inc();
+        for ssrc in ssrcs {
+            let sent = transport.guard(|rtc| {
+                rtc.direct_api()
+                    .stream_rx(&ssrc)
+                    .map(|stream| stream.request_keyframe(KeyframeRequestKind::Pli))
+                    .is_some()
+            });
+            if sent == Some(true) {
+                self.metrics.keyframe_requests_out.inc();
+            }
         }
         self.drain(transport_id);
     }
@@ -1080,6 +1333,29 @@ impl Router {
             .collect();
         for id in wanted {
             self.request_keyframe(id);
+        }
+        // Simulcast consumers: a loss ceiling that has waited long enough lets the next
+        // layer up be tried, and each is moved off layers that went idle or onto ones that
+        // came back.
+        let simulcast: Vec<ConsumerId> = self
+            .producers
+            .values()
+            .filter(|p| p.layers.len() > 1)
+            .flat_map(|p| p.consumers.iter().copied())
+            .collect();
+        for id in simulcast {
+            if let Some(consumer) = self.consumers.get_mut(&id) {
+                if consumer.ceiling != usize::MAX
+                    && now.duration_since(consumer.ceiling_since) >= LOSS_BACKOFF
+                {
+                    consumer.ceiling += 1;
+                    if consumer.ceiling >= params::MAX_LAYERS {
+                        consumer.ceiling = usize::MAX;
+                    }
+                    consumer.ceiling_since = now;
+                }
+            }
+            self.retarget(id);
         }
         for transport in self.transports.values_mut() {
             if transport.connect_by.is_some_and(|by| by <= now) && !transport.connected {

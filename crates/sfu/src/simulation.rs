@@ -603,3 +603,232 @@ fn fifty_consumers_get_every_packet_of_every_frame() {
         assert!(seen.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
     }
 }
+
+/// A publisher of VP8 simulcast, sending frames on the layers a test turns on, each frame a
+/// keyframe when the server asked for one since the last (as a browser answers a PLI).
+struct SimulcastPublisher {
+    client: usize,
+    producer: String,
+    ssrcs: Vec<u32>,
+    next_seq: Vec<u64>,
+    frame: u64,
+    requests_seen: u64,
+}
+
+/// A packet's tag: its layer, and whether it starts a keyframe.
+const KEYFRAME_TAG: u8 = 0x10;
+
+impl Sim {
+    fn simulcast_publisher(&mut self, peer: PeerKey, layers: u32) -> SimulcastPublisher {
+        let (transport, client) = self.transport(peer, "send");
+        let ssrcs: Vec<u32> = (0..layers).map(|layer| 0x3333_0000 + layer).collect();
+        let rtp = self.clients[client].publish_simulcast("0", &ssrcs);
+        let (kind, produced) = self.request(
+            peer,
+            MediaRequest::Produce,
+            json!({"transportId": transport, "kind": "video", "rtpParameters": rtp, "appData": {}}),
+        );
+        assert_eq!(kind, "produced");
+        assert_eq!(produced["type"], "simulcast");
+        SimulcastPublisher {
+            client,
+            producer: produced["id"].as_str().unwrap().to_owned(),
+            next_seq: vec![0; ssrcs.len()],
+            ssrcs,
+            frame: 0,
+            requests_seen: 0,
+        }
+    }
+
+    /// `frames` frames at 30 a second on each layer in `on`: two VP8 packets per layer, the
+    /// last payload byte the layer (with [`KEYFRAME_TAG`] on a keyframe's first packet).
+    /// Each layer has its own timestamp base, as a browser's do.
+    fn simulcast_frames(&mut self, publisher: &mut SimulcastPublisher, frames: u64, on: &[usize]) {
+        for _ in 0..frames {
+            let now = self.now;
+            let requests = self.clients[publisher.client].keyframe_requests;
+            let keyframe = publisher.frame == 0 || requests > publisher.requests_seen;
+            publisher.requests_seen = requests;
+            for &layer in on {
+                let timestamp =
+                    (layer as u32 * 1_000_000).wrapping_add(publisher.frame as u32 * 3000);
+                let tag = layer as u8;
+                let first = [
+                    0x10,
+                    u8::from(!keyframe),
+                    0x9d,
+                    tag | if keyframe { KEYFRAME_TAG } else { 0 },
+                ];
+                let rest = [0x00, 0x00, tag];
+                for (packet, payload) in [&first[..], &rest[..]].into_iter().enumerate() {
+                    let seq = publisher.next_seq[layer];
+                    publisher.next_seq[layer] += 1;
+                    self.clients[publisher.client].write_at(
+                        now,
+                        publisher.ssrcs[layer],
+                        seq,
+                        timestamp,
+                        payload,
+                        packet == 1,
+                    );
+                }
+            }
+            publisher.frame += 1;
+            self.run(Duration::from_millis(33), Duration::from_millis(11));
+        }
+    }
+
+    /// Consumes `producer` with `preferredLayers` (when given); returns its client and id.
+    fn layered_consumer(
+        &mut self,
+        peer: PeerKey,
+        producer: &str,
+        preferred: Option<u8>,
+    ) -> (usize, String) {
+        let (transport, client) = self.transport(peer, "recv");
+        let mut request = json!({"transportId": transport, "producerId": producer,
+                                 "rtpCapabilities": MediaClient::capabilities()});
+        if let Some(layer) = preferred {
+            request["preferredLayers"] = json!({"spatialLayer": layer});
+        }
+        let (kind, consumed) = self.request(peer, MediaRequest::Consume, request);
+        assert_eq!(kind, "consumed");
+        assert_eq!(consumed["type"], "simulcast");
+        self.clients[client].expect(&consumed).unwrap();
+        (client, consumed["id"].as_str().unwrap().to_owned())
+    }
+}
+
+/// The layers a client received, in order, each once per run of packets from it.
+fn layer_runs(tags: &[u8]) -> Vec<u8> {
+    let mut runs: Vec<u8> = tags.iter().map(|tag| tag & 0x0f).collect();
+    runs.dedup();
+    runs
+}
+
+/// Whether sequence numbers step by exactly one, and timestamps never go back.
+fn seamless(client: &MediaClient) -> bool {
+    let seqs = client
+        .sequence_numbers
+        .windows(2)
+        .all(|w| w[1] == w[0].wrapping_add(1));
+    let times = client
+        .timestamps
+        .windows(2)
+        .all(|w| w[1].wrapping_sub(w[0]) < 0x8000_0000);
+    seqs && times
+}
+
+#[test]
+fn simulcast_consumers_get_their_preferred_layer_and_move_at_a_keyframe() {
+    let mut sim = Sim::new();
+    let alice = sim.join(1, "room");
+    let mut publisher = sim.simulcast_publisher(alice, 3);
+    let bob = sim.join(2, "room");
+    let (bob_client, _) = sim.layered_consumer(bob, &publisher.producer, None);
+    let carol = sim.join(3, "room");
+    let (carol_client, carol_consumer) = sim.layered_consumer(carol, &publisher.producer, Some(0));
+    sim.connected();
+    sim.simulcast_frames(&mut publisher, 30, &[0, 1, 2]);
+    // Each gets one layer only, from a keyframe on.
+    assert_eq!(layer_runs(&sim.clients[bob_client].tags), [2]);
+    assert_eq!(layer_runs(&sim.clients[carol_client].tags), [0]);
+    for client in [bob_client, carol_client] {
+        let tags = &sim.clients[client].tags;
+        assert!(tags.len() >= 40, "{}", tags.len());
+        assert_ne!(
+            tags[0] & KEYFRAME_TAG,
+            0,
+            "the first packet starts a keyframe"
+        );
+    }
+    assert_eq!(
+        sim.signaling.notices(carol, "consumer-layers-changed"),
+        [json!({"consumerId": carol_consumer, "spatialLayer": 0})]
+    );
+
+    // Carol asks for the top layer: she moves at its next keyframe, with no gap.
+    let (kind, set) = sim.request(
+        carol,
+        MediaRequest::SetPreferredLayers,
+        json!({"consumerId": carol_consumer, "spatialLayer": 7}),
+    );
+    assert_eq!(kind, "preferredLayersSet");
+    assert_eq!(set["spatialLayer"], 2, "clamped to the top layer");
+    let before = sim.clients[carol_client].tags.len();
+    sim.simulcast_frames(&mut publisher, 30, &[0, 1, 2]);
+    let carol_client = &sim.clients[carol_client];
+    assert_eq!(layer_runs(&carol_client.tags), [0, 2]);
+    let moved = carol_client
+        .tags
+        .iter()
+        .position(|tag| tag & 0x0f == 2)
+        .unwrap();
+    assert!(moved >= before);
+    assert_ne!(
+        carol_client.tags[moved] & KEYFRAME_TAG,
+        0,
+        "moved at a keyframe"
+    );
+    assert!(
+        seamless(carol_client),
+        "{:?}",
+        carol_client.sequence_numbers
+    );
+    assert!(seamless(&sim.clients[bob_client]));
+    assert_eq!(
+        sim.signaling
+            .notices(carol, "consumer-layers-changed")
+            .last(),
+        Some(&json!({"consumerId": carol_consumer, "spatialLayer": 2}))
+    );
+}
+
+#[test]
+fn a_layer_that_stops_moves_its_consumers_down_and_back_when_it_returns() {
+    let mut sim = Sim::new();
+    let alice = sim.join(1, "room");
+    let mut publisher = sim.simulcast_publisher(alice, 3);
+    let bob = sim.join(2, "room");
+    let (bob_client, bob_consumer) = sim.layered_consumer(bob, &publisher.producer, None);
+    sim.connected();
+    sim.simulcast_frames(&mut publisher, 20, &[0, 1, 2]);
+    // The browser drops its top layer (too little bandwidth or CPU) for three seconds.
+    sim.simulcast_frames(&mut publisher, 90, &[0, 1]);
+    sim.simulcast_frames(&mut publisher, 60, &[0, 1, 2]);
+    let bob_client = &sim.clients[bob_client];
+    assert_eq!(layer_runs(&bob_client.tags), [2, 1, 2]);
+    assert!(seamless(bob_client));
+    let changes: Vec<Value> = sim
+        .signaling
+        .notices(bob, "consumer-layers-changed")
+        .into_iter()
+        .map(|notice| notice["spatialLayer"].clone())
+        .collect();
+    assert_eq!(
+        changes,
+        [json!(2), json!(1), json!(2)],
+        "for {bob_consumer}"
+    );
+}
+
+#[test]
+fn a_consumer_losing_packets_moves_down_and_tries_the_layer_above_later() {
+    let mut sim = Sim::new();
+    let alice = sim.join(1, "room");
+    let mut publisher = sim.simulcast_publisher(alice, 2);
+    let bob = sim.join(2, "room");
+    let (bob_client, _) = sim.layered_consumer(bob, &publisher.producer, None);
+    sim.connected();
+    sim.simulcast_frames(&mut publisher, 30, &[0, 1]);
+    // A third of what reaches Bob is lost: within a few receiver reports he is moved down.
+    sim.clients[bob_client].drop_every = Some(3);
+    sim.simulcast_frames(&mut publisher, 150, &[0, 1]);
+    let layers = layer_runs(&sim.clients[bob_client].tags);
+    assert_eq!(layers, [1, 0], "moved down to the lower layer");
+    // The link heals: after the back-off, he gets the top layer again.
+    sim.clients[bob_client].drop_every = None;
+    sim.simulcast_frames(&mut publisher, 400, &[0, 1]);
+    let layers = layer_runs(&sim.clients[bob_client].tags);
+    assert_eq!(layers, [1, 0, 1]);
+}

@@ -12,7 +12,7 @@ use crate::ids::{ConsumerId, ProducerId, TransportId};
 use crate::params::Direction;
 use crate::router::Datagram;
 use str0m::config::{DtlsCert, Fingerprint};
-use str0m::media::{MediaKind, Mid};
+use str0m::media::{MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, Ssrc};
 use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc, RtcConfig};
@@ -35,8 +35,19 @@ pub(crate) enum Happening {
     Rtp(TransportId, RtpPacket),
     /// A consumer's browser asked for a keyframe on `mid`.
     KeyframeRequest(TransportId, Mid),
-    /// Egress statistics of a consumer's `mid`: cumulative NACKs and keyframe requests.
-    Egress(TransportId, Mid, u64, u64),
+    /// Egress statistics of a consumer's `mid`.
+    Egress(TransportId, Mid, Egress),
+}
+
+/// A consumer stream's statistics, from its receiver's RTCP.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Egress {
+    /// NACKs so far.
+    pub(crate) nacks: u64,
+    /// Keyframe requests (PLI and FIR) so far.
+    pub(crate) keyframe_requests: u64,
+    /// The fraction lost in the receiver's last report, 0 to 1.
+    pub(crate) loss: Option<f32>,
 }
 
 /// What became of a datagram offered to a transport.
@@ -67,8 +78,12 @@ pub(crate) struct Transport {
     pub(crate) failed: bool,
     /// Packets were written to it that have not been sent yet (the router's `written`).
     pub(crate) written: bool,
-    /// Producers on this (send) transport, by their SSRC.
-    pub(crate) producers: Vec<(Ssrc, ProducerId)>,
+    /// Producers on this (send) transport by SSRC, with the simulcast layer the SSRC
+    /// carries (0 for a single stream). A simulcast layer's SSRC joins when its first
+    /// packet names it.
+    pub(crate) producers: Vec<(Ssrc, ProducerId, usize)>,
+    /// Its simulcast producers, by mid: where a new layer SSRC is looked up.
+    pub(crate) simulcast: Vec<(Mid, ProducerId)>,
     /// Consumers on this (receive) transport, by their mid.
     pub(crate) consumers: Vec<(Mid, ConsumerId)>,
     /// The mids in use, producers' and consumers'.
@@ -110,6 +125,7 @@ impl Transport {
             failed: false,
             written: false,
             producers: Vec::new(),
+            simulcast: Vec::new(),
             consumers: Vec::new(),
             mids: Vec::new(),
             next_mid: 0,
@@ -293,8 +309,11 @@ impl Transport {
                     Event::MediaEgressStats(stats) => happenings.push_back(Happening::Egress(
                         id,
                         stats.mid,
-                        stats.nacks,
-                        stats.plis + stats.firs,
+                        Egress {
+                            nacks: stats.nacks,
+                            keyframe_requests: stats.plis + stats.firs,
+                            loss: stats.loss,
+                        },
                     )),
                     Event::Closed => return Err(()),
                     _ => {}
@@ -327,6 +346,23 @@ impl Transport {
         }
     }
 
+    /// Declares a simulcast producer's media section: its layers' streams are found by the
+    /// rids their packets carry, and only these rids are accepted (str0m would otherwise make
+    /// a stream for any rid a client sends).
+    pub(crate) fn declare_simulcast(&mut self, mid: Mid, rids: &[String]) -> bool {
+        let declared = self.guard(|rtc| {
+            let mut api = rtc.direct_api();
+            let media = api.declare_media(mid, MediaKind::Video);
+            for rid in rids {
+                media.expect_rid_rx(Rid::from(rid.as_str()));
+            }
+        });
+        if declared.is_some() {
+            self.mids.push(mid);
+        }
+        declared.is_some()
+    }
+
     /// Declares a media section and its receive or send stream.
     pub(crate) fn declare(
         &mut self,
@@ -338,8 +374,11 @@ impl Transport {
     ) -> bool {
         let declared = self.guard(|rtc| {
             let mut api = rtc.direct_api();
-            api.declare_media(mid, kind);
+            let media = api.declare_media(mid, kind);
             if receive {
+                // Its SSRCs are known: no stream is to be found by rid. ("~" is a rid no
+                // producer can have: theirs are [A-Za-z0-9_-].)
+                media.expect_rid_rx(Rid::from("~"));
                 api.expect_stream_rx(ssrc, rtx, mid, None);
             } else {
                 api.declare_stream_tx(ssrc, rtx, mid, None);
