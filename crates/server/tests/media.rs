@@ -996,3 +996,151 @@ async fn the_media_socket_gets_the_buffer_it_asks_for_or_says_the_kernel_capped_
         "receive buffer {granted} of {big} asked"
     );
 }
+
+/// A VP8 simulcast publisher over real UDP: two layers, each frame a keyframe when the
+/// server asked for one since the last. The last payload byte is the packet's layer.
+struct SimulcastPublisher {
+    ws: Client,
+    media: MediaClient,
+    producer: String,
+    frame: u64,
+    requests_seen: u64,
+}
+
+const LAYER_SSRCS: [u32; 2] = [0x5555_0001, 0x5555_0002];
+
+impl SimulcastPublisher {
+    /// One frame on both layers, then polls it and `clients`.
+    fn frame(&mut self, clients: &mut [&mut MediaClient]) {
+        let keyframe = self.frame == 0 || self.media.keyframe_requests > self.requests_seen;
+        self.requests_seen = self.media.keyframe_requests;
+        for (layer, &ssrc) in LAYER_SSRCS.iter().enumerate() {
+            let timestamp = (layer as u32 * 7_000_000).wrapping_add(self.frame as u32 * 3000);
+            let payload = [0x10, u8::from(!keyframe), 0x9d, 0x01, 0x2a, layer as u8];
+            self.media
+                .write(ssrc, self.frame, timestamp, &payload, true);
+        }
+        self.frame += 1;
+        self.media.poll();
+        for client in clients.iter_mut() {
+            client.poll();
+        }
+    }
+
+    /// Frames every 5 ms until `done` says so (bounded by PATIENCE); whether it did.
+    fn until(
+        &mut self,
+        clients: &mut [&mut MediaClient],
+        done: impl Fn(&[&mut MediaClient]) -> bool,
+    ) -> bool {
+        let end = Instant::now() + PATIENCE;
+        tokio::task::block_in_place(|| {
+            while Instant::now() < end {
+                self.frame(clients);
+                if done(clients) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        })
+    }
+}
+
+/// The layer of each packet received since the `from`-th.
+fn layers_since(client: &MediaClient, from: usize) -> Vec<u8> {
+    let mut layers = client.tags[from..].to_vec();
+    layers.dedup();
+    layers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_layers_reach_each_consumer_as_it_prefers() {
+    let server = start().await;
+    let mut ws = conference(&server, "layers", "publisher").await;
+    let (id, mut media) = transport(&mut ws, "send").await;
+    let rtp = media.publish_simulcast("0", &LAYER_SSRCS);
+    let produced = call(
+        &mut ws,
+        "produce",
+        json!({"transportId": id, "kind": "video", "rtpParameters": rtp, "appData": {}}),
+        "produced",
+    )
+    .await;
+    assert_eq!(produced["type"], "simulcast");
+    let mut publisher = SimulcastPublisher {
+        ws,
+        media,
+        producer: produced["id"].as_str().unwrap().to_owned(),
+        frame: 0,
+        requests_seen: 0,
+    };
+    // Two viewers: one wants the low layer, one takes the default (the top).
+    let mut viewers = Vec::new();
+    for (name, preferred) in [("low", Some(0)), ("high", None)] {
+        let mut ws = conference(&server, "layers", name).await;
+        let (id, mut media) = transport(&mut ws, "recv").await;
+        let mut request = json!({"transportId": id, "producerId": publisher.producer,
+                                 "rtpCapabilities": MediaClient::capabilities()});
+        if let Some(layer) = preferred {
+            request["preferredLayers"] = json!({"spatialLayer": layer});
+        }
+        let consumed = call(&mut ws, "consume", request, "consumed").await;
+        assert_eq!(consumed["type"], "simulcast");
+        assert_eq!(consumed["layers"], 2);
+        assert_eq!(
+            consumed["preferredLayers"]["spatialLayer"],
+            preferred.unwrap_or(1)
+        );
+        media.expect(&consumed).unwrap();
+        viewers.push((ws, media, consumed["id"].as_str().unwrap().to_owned()));
+    }
+    let [(mut low_ws, mut low, low_consumer), (_high_ws, mut high, _)]: [_; 2] =
+        viewers.try_into().ok().unwrap();
+    assert!(
+        publisher.until(&mut [&mut low, &mut high], |c| c
+            .iter()
+            .all(|c| c.packets >= 50)),
+        "both viewers receive"
+    );
+    assert_eq!(layers_since(&low, 0), [0]);
+    assert_eq!(layers_since(&high, 0), [1]);
+    let changed = notice(&mut low_ws, "consumer-layers-changed").await;
+    assert_eq!(
+        changed,
+        json!({"consumerId": low_consumer, "spatialLayer": 0})
+    );
+
+    // The low viewer asks for the top layer and moves to it, without a gap.
+    let set = call(
+        &mut low_ws,
+        "set-preferred-layers",
+        json!({"consumerId": low_consumer, "spatialLayer": 1}),
+        "preferredLayersSet",
+    )
+    .await;
+    assert_eq!(set["spatialLayer"], 1);
+    let asked_at = low.tags.len();
+    assert!(
+        publisher.until(&mut [&mut low, &mut high], |c| c[0].tags.last() == Some(&1)
+            && c[0].tags.len() > asked_at + 20),
+        "the low viewer moves up"
+    );
+    assert_eq!(layers_since(&low, asked_at), [0, 1]);
+    assert_eq!(largest_step(&low), 1, "no gap across the move");
+    let changed = notice(&mut low_ws, "consumer-layers-changed").await;
+    assert_eq!(
+        changed,
+        json!({"consumerId": low_consumer, "spatialLayer": 1})
+    );
+    // An unknown consumer is refused, with a typed error (as pause-consumer's).
+    let refused = ask(
+        &mut low_ws,
+        "set-preferred-layers",
+        json!({"consumerId": "c999", "spatialLayer": 0}),
+    )
+    .await;
+    assert_eq!(refused["data"]["code"], "bad_parameters");
+    assert_eq!(refused["data"]["message"], "no consumer c999");
+    drop(publisher.ws);
+}
