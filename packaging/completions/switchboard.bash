@@ -218,7 +218,7 @@ _switchboard() {
 
     case "${cmd}" in
         switchboard)
-            opts="-h -V --config --listen --port --root-dialect --max-frame-bytes --outbox-capacity --max-message-rate --message-burst --rate-strikes --max-connections --max-connections-per-ip --header-read-timeout --handshake-rate --handshake-burst --http-rate --http-burst --join-timeout --stats-max-age --ping-interval --idle-timeout --write-timeout --drain-delay --shutdown-grace --resume-window --resume-buffer --resume-buffer-bytes --max-parked --cors-origin --ws-origin --ice-server --turn-secret --turn-secret-file --turn-url --turn-ttl --no-media --media-listen --media-announce --media-max-transports-per-user --media-max-producers-per-user --media-max-consumers-per-user --media-max-producers-per-room --media-socket-buffer --media-workers --media-ports --redis --node-id --cluster-lease --redis-prefix --bus-capacity --max-room-members --auth --auth-secret --auth-secret-file --auth-public-key --tls-cert --tls-key --tls-reload-interval --max-tls-handshakes --tls-handshake-timeout --acme-domain --acme-cache --acme-email --acme-directory --acme-directory-ca --webhook --webhook-secret --webhook-secret-file --webhook-capacity --webhook-timeout --log-level --log-format --help --version bench token check-config example-config completions man healthcheck help"
+            opts="-h -V --config --listen --port --root-dialect --max-frame-bytes --outbox-capacity --max-message-rate --message-burst --rate-strikes --max-connections --max-connections-per-ip --header-read-timeout --handshake-rate --handshake-burst --http-rate --http-burst --join-timeout --stats-max-age --ping-interval --idle-timeout --write-timeout --drain-delay --shutdown-grace --resume-window --resume-buffer --resume-buffer-bytes --max-parked --cors-origin --ws-origin --ice-server --turn-secret --turn-secret-file --turn-url --turn-ttl --no-media --media-listen --media-announce --media-max-transports-per-user --media-max-producers-per-user --media-max-consumers-per-user --media-max-producers-per-room --media-socket-buffer --media-workers --media-ports --media-room-spread --redis --node-id --cluster-lease --redis-prefix --bus-capacity --max-room-members --auth --auth-secret --auth-secret-file --auth-public-key --tls-cert --tls-key --tls-reload-interval --max-tls-handshakes --tls-handshake-timeout --acme-domain --acme-cache --acme-email --acme-directory --acme-directory-ca --webhook --webhook-secret --webhook-secret-file --webhook-capacity --webhook-timeout --log-level --log-format --help --version bench token check-config example-config completions man healthcheck help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -393,6 +393,10 @@ _switchboard() {
                     return 0
                     ;;
                 --media-ports)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --media-room-spread)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

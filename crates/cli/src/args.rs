@@ -218,7 +218,7 @@ pub(crate) struct Args {
 
     /// Media worker threads, each forwarding on its own UDP socket: the first on the media
     /// port, the others on ephemeral ports beside it. A room's media lives on one worker
-    /// (default: the number of cores)
+    /// until it outgrows --media-room-spread (default: the number of cores)
     #[arg(long, env = "SWITCHBOARD_MEDIA_WORKERS", value_name = "N", value_parser = media_workers)]
     media_workers: Option<usize>,
 
@@ -227,6 +227,12 @@ pub(crate) struct Args {
     /// [default: the first worker on the media port, the others on ephemeral ports]
     #[arg(long, env = "SWITCHBOARD_MEDIA_PORTS", value_name = "FIRST-LAST", value_parser = media_ports)]
     media_ports: Option<(u16, u16)>,
+
+    /// Members of one room its media worker takes before the room spreads over the other
+    /// workers, each later member going to the worker with the fewest of the room's members
+    /// and producers' packets piped between them (docs/media.md)
+    #[arg(long, env = "SWITCHBOARD_MEDIA_ROOM_SPREAD", value_name = "N", default_value_t = Config::default().media_room_spread, value_parser = room_spread)]
+    media_room_spread: usize,
 
     /// Join a cluster on this Redis: redis://[:PASSWORD@]HOST:PORT[/DB] or
     /// redis+unix:///PATH (docs/scaling.md); without it, one node and no Redis
@@ -586,6 +592,7 @@ impl Args {
             media_socket_buffer: self.media_socket_buffer,
             media_workers,
             media_ports: self.media_ports,
+            media_room_spread: self.media_room_spread,
         })
     }
 }
@@ -814,6 +821,13 @@ fn media_workers(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(count @ 1..=256) => Ok(count),
         _ => Err("want a number of worker threads from 1 to 256".to_owned()),
+    }
+}
+
+fn room_spread(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(count @ 1..) => Ok(count),
+        _ => Err("want a number of members, at least 1".to_owned()),
     }
 }
 

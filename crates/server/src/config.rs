@@ -104,6 +104,9 @@ pub struct Config {
     /// (`--media-ports`): worker `i` binds `first + i` on the media listen IP. `None`: the
     /// first worker binds the media port, the others ephemeral ports.
     pub media_ports: Option<(u16, u16)>,
+    /// Members of one room its first media worker takes before the room spreads over the
+    /// others (`--media-room-spread`).
+    pub media_room_spread: usize,
     /// Several nodes on one Redis (`--redis`); `None`: a single node, no Redis.
     pub cluster: Option<switchboard_cluster::ClusterConfig>,
     /// The most members one room may have, across the cluster; a join past it gets
@@ -306,6 +309,7 @@ impl Default for Config {
             media_socket_buffer: switchboard_sfu::DEFAULT_SOCKET_BUFFER,
             media_workers: std::thread::available_parallelism().map_or(1, usize::from),
             media_ports: None,
+            media_room_spread: switchboard_sfu::DEFAULT_ROOM_SPREAD,
             cluster: None,
             max_room_members: None,
             auth: AuthMode::Off,

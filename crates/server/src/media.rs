@@ -273,6 +273,7 @@ pub(crate) fn start(
         socket_buffer: config.media_socket_buffer,
         workers: config.media_workers,
         ports: config.media_ports,
+        room_spread: config.media_room_spread,
     };
     let sfu = match (Sfu::start(media(listen), signaling.clone()), fallback) {
         (Ok(sfu), _) => sfu,

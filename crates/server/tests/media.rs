@@ -1144,3 +1144,64 @@ async fn simulcast_layers_reach_each_consumer_as_it_prefers() {
     assert_eq!(refused["data"]["message"], "no consumer c999");
     drop(publisher.ws);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_past_its_spread_uses_every_worker_and_pipes_its_producers() {
+    let server = start_with(Config {
+        media_workers: 2,
+        media_room_spread: 1,
+        ..Config::for_tests()
+    })
+    .await;
+    let mut publisher = publisher(&server, "big", 1).await;
+    let publisher_port = publisher.media.server_addr().port();
+    // Past one member on its first worker, members alternate: two watchers on each worker,
+    // each hearing of the producer (announced by its own worker) and consuming it there.
+    let mut watchers = Vec::new();
+    for n in 0..4 {
+        watchers.push(subscriber(&server, "big", &format!("watcher{n}")).await);
+    }
+    let ports: Vec<u16> = watchers
+        .iter()
+        .map(|w| w.media.server_addr().port())
+        .collect();
+    let elsewhere = ports.iter().filter(|&&p| p != publisher_port).count();
+    assert_eq!(elsewhere, 2, "two watchers on the other worker: {ports:?}");
+    let mut clients: Vec<&mut MediaClient> = watchers.iter_mut().map(|w| &mut w.media).collect();
+    assert!(
+        stream(&mut publisher, &mut clients, 30),
+        "every watcher, on either worker, receives"
+    );
+    // Each packet crosses once, however many watchers it has over there.
+    assert!(media_metric(&server, "piped_total").await >= 30.0);
+    assert_eq!(media_metric(&server, "pipe_dropped_total").await, 0.0);
+    for watcher in &watchers {
+        assert_eq!(largest_step(&watcher.media), 1, "no gap");
+    }
+
+    // Pausing and closing reach the consumers on the other worker too.
+    call(
+        &mut publisher.ws,
+        "pause-producer",
+        json!({"producerId": publisher.producer}),
+        "producerPaused",
+    )
+    .await;
+    for watcher in &mut watchers {
+        let paused = notice(&mut watcher.ws, "consumer-paused").await;
+        assert_eq!(paused["consumerId"], watcher.consumer.as_str());
+    }
+    call(
+        &mut publisher.ws,
+        "close-producer",
+        json!({"producerId": publisher.producer}),
+        "producerClosed",
+    )
+    .await;
+    for watcher in &mut watchers {
+        let closed = notice(&mut watcher.ws, "producer-closed").await;
+        assert_eq!(closed["consumerId"], watcher.consumer.as_str());
+    }
+    gauge_reaches(&server, "consumers", 0.0).await;
+    gauge_reaches(&server, "producers", 0.0).await;
+}

@@ -90,7 +90,15 @@ pub struct MediaConfig {
     /// A fixed UDP port range for the workers' sockets, `(first, last)`: for firewalls and
     /// published container ports. It must hold a port per worker.
     pub ports: Option<(u16, u16)>,
+    /// Members of one room its first worker takes before the room spreads over the others
+    /// (each new member then goes to the worker with the fewest of the room's members, and
+    /// producers' packets are piped between them).
+    pub room_spread: usize,
 }
+
+/// A room's members on one worker before it spreads: a room this big (every member
+/// consuming every other's media) outgrows one core's 500-odd consumers.
+pub const DEFAULT_ROOM_SPREAD: usize = 100;
 
 /// The socket buffer asked for by default: 4 MiB holds ~3,000 full-size datagrams, about
 /// 0.3 s of 500 consumers' video at 20 packets/s each arriving at once. A burst past the
@@ -188,12 +196,16 @@ pub struct Request {
 #[derive(Debug)]
 pub(crate) enum Input {
     Request(Request),
-    /// A conference peer joined `room`: announce the room's producers to it.
+    /// A conference peer joined `room`. Its media lives on the worker told `home`, which
+    /// announces the room's producers to it.
     Joined {
         peer: PeerKey,
         room: RoomId,
         epoch: u32,
+        home: bool,
     },
+    /// From another worker: a room's media spread over several workers.
+    Pipe(router::Pipe),
     /// The peer's membership up to `epoch` ended: close what it owned.
     Left {
         peer: PeerKey,
@@ -258,72 +270,94 @@ pub struct Sfu {
     metrics: MediaMetrics,
 }
 
-/// Which worker holds each room's media: the one with the fewest members when the room's
-/// first member arrived, so rooms spread evenly however their ids hash. A room is forgotten
-/// when its last member leaves (its media closes with them).
+/// Which worker holds each member's media. A room starts on the worker with the fewest
+/// members when its first member arrives, so rooms spread evenly however their ids hash, and
+/// its members stay there until it holds `spread_at` of them; later members go to the worker
+/// with the fewest of the room's members, so one big room uses every core. A room is
+/// forgotten when its last member leaves (its media closes with them).
 #[derive(Debug, Default)]
 struct Placement {
     rooms: HashMap<RoomId, Placed>,
-    /// Each member's room and the membership's epoch.
-    peers: HashMap<PeerKey, (RoomId, u32)>,
+    /// Each member's room, the membership's epoch, and its worker.
+    peers: HashMap<PeerKey, (RoomId, u32, usize)>,
     /// Members per worker.
     members: Vec<usize>,
+    spread_at: usize,
 }
 
 #[derive(Debug)]
 struct Placed {
-    worker: usize,
-    members: usize,
+    /// The worker its first members go to.
+    home: usize,
+    /// Its members on each worker.
+    members: Vec<usize>,
 }
 
 impl Placement {
-    fn new(workers: usize) -> Placement {
+    fn new(workers: usize, spread_at: usize) -> Placement {
         Placement {
             members: vec![0; workers],
+            spread_at,
             ..Placement::default()
         }
     }
 
-    /// The worker of a room that has members; `None` for one that has none.
+    /// The room's first worker, for a room that has members.
     fn worker_of(&self, room: &RoomId) -> Option<usize> {
-        self.rooms.get(room).map(|placed| placed.worker)
+        self.rooms.get(room).map(|placed| placed.home)
     }
 
-    /// `peer` is in `room` now (under `epoch`), and out of any other.
+    /// The worker that holds a member's media.
+    fn worker_of_peer(&self, peer: PeerKey) -> Option<usize> {
+        self.peers.get(&peer).map(|&(_, _, worker)| worker)
+    }
+
+    /// `peer` is in `room` now (under `epoch`), and out of any other: returns its worker.
     fn join(&mut self, peer: PeerKey, room: &RoomId, epoch: u32) -> usize {
-        if let Some((current, _)) = self.peers.get(&peer) {
+        if let Some((current, held, worker)) = self.peers.get_mut(&peer) {
             if current == room {
-                self.peers.insert(peer, (room.clone(), epoch));
-                return self.worker_of(room).unwrap_or(0);
+                *held = epoch;
+                return *worker;
             }
             self.leave(peer, u32::MAX);
         }
-        let least = (0..self.members.len())
+        let workers = self.members.len();
+        let least = (0..workers)
             .min_by_key(|&worker| self.members[worker])
             .unwrap_or(0);
         let placed = self.rooms.entry(room.clone()).or_insert(Placed {
-            worker: least,
-            members: 0,
+            home: least,
+            members: vec![0; workers],
         });
-        placed.members += 1;
-        let worker = placed.worker;
+        let worker = if placed.members[placed.home] < self.spread_at {
+            placed.home
+        } else {
+            (0..workers)
+                .min_by_key(|&worker| placed.members[worker])
+                .unwrap_or(placed.home)
+        };
+        placed.members[worker] += 1;
         self.members[worker] += 1;
-        self.peers.insert(peer, (room.clone(), epoch));
+        self.peers.insert(peer, (room.clone(), epoch, worker));
         worker
     }
 
     /// `peer` left, unless it has joined again since `epoch`.
     fn leave(&mut self, peer: PeerKey, epoch: u32) {
-        if self.peers.get(&peer).is_none_or(|(_, held)| *held > epoch) {
+        if self
+            .peers
+            .get(&peer)
+            .is_none_or(|(_, held, _)| *held > epoch)
+        {
             return;
         }
-        let Some((room, _)) = self.peers.remove(&peer) else {
+        let Some((room, _, worker)) = self.peers.remove(&peer) else {
             return;
         };
+        self.members[worker] -= 1;
         if let Some(placed) = self.rooms.get_mut(&room) {
-            placed.members -= 1;
-            self.members[placed.worker] -= 1;
-            if placed.members == 0 {
+            placed.members[worker] -= 1;
+            if placed.members.iter().all(|&n| n == 0) {
                 self.rooms.remove(&room);
             }
         }
@@ -373,7 +407,8 @@ impl Sfu {
                 return Err(StartError::Ports(first, last, count));
             }
         }
-        let mut workers = Vec::with_capacity(count);
+        // Every worker's socket and queue first: each worker can reach every other.
+        let mut bound = Vec::with_capacity(count);
         for index in 0..count {
             // The first worker takes the configured address (the contract's port); the
             // others an ephemeral port beside it, announced in their own candidates.
@@ -395,9 +430,16 @@ impl Sfu {
                 .map_err(|e| StartError::Bind(listen, e))?;
             size_buffers(&socket, config.socket_buffer, &metrics);
             let (queue, inbox) = mpsc::channel(QUEUE);
+            bound.push((socket, local, queue, inbox));
+        }
+        let queues: Arc<[mpsc::Sender<Input>]> =
+            bound.iter().map(|(_, _, queue, _)| queue.clone()).collect();
+        let mut workers = Vec::with_capacity(count);
+        for (index, (socket, local, queue, inbox)) in bound.into_iter().enumerate() {
             let overflow = Arc::new(Overflow::default());
             let announce = SocketAddr::new(config.announce, local.port());
             let router = router::Router::new(
+                (index, count),
                 announce,
                 certificate.clone(),
                 config.limits,
@@ -407,8 +449,14 @@ impl Sfu {
                 std::time::Instant::now(),
             )
             .ok_or(StartError::Certificate)?;
-            let worker =
-                worker::Worker::new(socket, inbox, overflow.clone(), router, metrics.clone());
+            let worker = worker::Worker::new(
+                socket,
+                inbox,
+                overflow.clone(),
+                router,
+                queues.clone(),
+                metrics.clone(),
+            );
             thread::Builder::new()
                 .name(format!("switchboard-media-{index}"))
                 .spawn(move || worker.run())
@@ -422,17 +470,25 @@ impl Sfu {
         metrics.workers.set(count as i64);
         let capabilities = RawJson::new(&caps::router_capabilities().to_string());
         Ok(Sfu {
-            placement: Arc::new(Mutex::new(Placement::new(workers.len()))),
+            placement: Arc::new(Mutex::new(Placement::new(
+                workers.len(),
+                config.room_spread.max(1),
+            ))),
             workers: workers.into(),
             capabilities,
             metrics,
         })
     }
 
-    /// The worker that holds `room`'s media (its members' requests all go there); a room
-    /// without members has none, and its requests (refused: not a member) go to the first.
-    fn worker_for(&self, room: &RoomId) -> &WorkerHandle {
-        let placed = self.placement().worker_of(room).unwrap_or(0);
+    /// The worker that holds a member's media (its requests all go there); one who is no
+    /// member has none, and its requests (refused: not a member) go to its room's first
+    /// worker or the first.
+    fn worker_for(&self, peer: PeerKey, room: &RoomId) -> &WorkerHandle {
+        let placement = self.placement();
+        let placed = placement
+            .worker_of_peer(peer)
+            .or_else(|| placement.worker_of(room))
+            .unwrap_or(0);
         &self.workers[placed]
     }
 
@@ -465,7 +521,7 @@ impl Sfu {
     /// Queues a request; the worker answers on the peer's outbox. A full queue refuses it
     /// at once with `limit_reached` rather than making the socket task wait.
     pub fn request(&self, request: Request) -> Result<(), (ErrorCode, &'static str)> {
-        self.worker_for(&request.room)
+        self.worker_for(request.peer, &request.room)
             .queue
             .try_send(Input::Request(request))
             .map_err(|_| {
@@ -477,16 +533,17 @@ impl Sfu {
             })
     }
 
-    /// Every worker hears of a join: the room's own worker (placed now if the room is new)
-    /// announces its producers, and a
-    /// worker holding the peer's media from an older membership (another room) closes it.
+    /// Every worker hears of a join: the peer's own worker (placed now) announces the
+    /// room's producers, and a worker holding the peer's media from an older membership
+    /// (another room) closes it.
     pub fn joined(&self, peer: PeerKey, room: RoomId, epoch: u32) {
-        self.placement().join(peer, &room, epoch);
-        for worker in self.workers.iter() {
+        let home = self.placement().join(peer, &room, epoch);
+        for (index, worker) in self.workers.iter().enumerate() {
             let input = Input::Joined {
                 peer,
                 room: room.clone(),
                 epoch,
+                home: index == home,
             };
             worker.send(input, &self.metrics);
         }
@@ -511,7 +568,7 @@ mod tests {
 
     #[test]
     fn rooms_go_to_the_worker_with_the_fewest_members() {
-        let mut placement = Placement::new(2);
+        let mut placement = Placement::new(2, DEFAULT_ROOM_SPREAD);
         assert_eq!(placement.join(PeerKey(1), &room("a"), 1), 0);
         assert_eq!(placement.join(PeerKey(2), &room("a"), 1), 0);
         assert_eq!(placement.join(PeerKey(3), &room("b"), 1), 1);
@@ -519,12 +576,32 @@ mod tests {
         assert_eq!(placement.join(PeerKey(4), &room("c"), 1), 1);
         assert_eq!(placement.join(PeerKey(5), &room("d"), 1), 0);
         assert_eq!(placement.worker_of(&room("c")), Some(1));
+        assert_eq!(placement.worker_of_peer(PeerKey(4)), Some(1));
         assert_eq!(placement.worker_of(&room("nobody")), None);
     }
 
     #[test]
+    fn a_room_past_its_spread_takes_the_workers_with_fewest_of_its_members() {
+        let mut placement = Placement::new(3, 2);
+        let joined: Vec<usize> = (1..=8)
+            .map(|peer| placement.join(PeerKey(peer), &room("big"), 1))
+            .collect();
+        // Two on its first worker, then evened out over all three.
+        assert_eq!(joined, [0, 0, 1, 2, 1, 2, 0, 1]);
+        assert_eq!(placement.rooms[&room("big")].members, [3, 3, 2]);
+        // A small room is not spread: it stays on one (the least loaded) worker.
+        assert_eq!(placement.join(PeerKey(20), &room("small"), 1), 2);
+        assert_eq!(placement.join(PeerKey(21), &room("small"), 1), 2);
+        for peer in 1..=8 {
+            placement.leave(PeerKey(peer), GONE);
+        }
+        assert_eq!(placement.worker_of(&room("big")), None);
+        assert_eq!(placement.members, [0, 0, 2]);
+    }
+
+    #[test]
     fn a_room_is_forgotten_with_its_last_member_and_stale_leaves_change_nothing() {
-        let mut placement = Placement::new(2);
+        let mut placement = Placement::new(2, DEFAULT_ROOM_SPREAD);
         placement.join(PeerKey(1), &room("a"), 1);
         placement.join(PeerKey(2), &room("b"), 1);
         // Peer 1 moves to b: a is empty, so forgotten.

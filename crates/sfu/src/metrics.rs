@@ -43,6 +43,10 @@ pub struct MediaMetrics {
     pub buffer_capped: Gauge,
     /// Media worker threads (`--media-workers`).
     pub workers: Gauge,
+    /// Packets piped from one worker to another (a room spread over several).
+    pub piped: Counter,
+    /// Piped packets or producer news dropped because the other worker's queue was full.
+    pub pipe_dropped: Counter,
 }
 
 impl MediaMetrics {
@@ -118,6 +122,16 @@ impl MediaMetrics {
             "workers",
             "Media worker threads, each with its own UDP socket",
             self.workers.clone(),
+        );
+        media.register(
+            "piped",
+            "RTP packets piped from one media worker to another (a room spread over several)",
+            self.piped.clone(),
+        );
+        media.register(
+            "pipe_dropped",
+            "Piped packets or producer news dropped because a worker's queue was full",
+            self.pipe_dropped.clone(),
         );
     }
 }

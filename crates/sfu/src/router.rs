@@ -53,14 +53,95 @@ pub(crate) struct Datagram {
     pub(crate) contents: Vec<u8>,
 }
 
+/// What one worker tells another about a room whose members' media is on both (a room too
+/// big for one worker is spread, `Placement`): a producer's owner's worker tells every other
+/// of it, pipes its packets to those with consumers of it, and is asked for its keyframes.
+#[derive(Debug)]
+pub(crate) enum Pipe {
+    /// A producer opened on worker `origin`.
+    Opened {
+        origin: usize,
+        id: ProducerId,
+        owner: PeerKey,
+        name: PeerName,
+        room: RoomId,
+        kind: Kind,
+        codec: caps::RouterCodec,
+        layers: usize,
+        paused: bool,
+    },
+    /// It closed.
+    Closed(ProducerId),
+    /// Its owner paused or resumed it.
+    Paused(ProducerId, bool),
+    /// Worker `from` has consumers of it (`true`) or no more (`false`).
+    Wanted {
+        id: ProducerId,
+        from: usize,
+        wanted: bool,
+    },
+    /// A consumer on another worker asks for a keyframe.
+    Keyframe(ProducerId),
+    /// One of its packets, from `layer`.
+    Packet {
+        id: ProducerId,
+        layer: usize,
+        packet: Piped,
+    },
+}
+
+/// What a consumer is written from: a producer's packet, here or piped from another worker.
+#[derive(Debug, Clone)]
+pub(crate) struct Piped {
+    seq: u64,
+    timestamp: u32,
+    marker: bool,
+    arrived: Instant,
+    extensions: ExtensionValues,
+    payload: Arc<[u8]>,
+}
+
+impl Piped {
+    fn of(packet: &RtpPacket) -> Piped {
+        let header = &packet.header;
+        Piped {
+            seq: *packet.seq_no,
+            timestamp: header.timestamp,
+            marker: header.marker,
+            arrived: packet.timestamp,
+            // Only the extensions that describe the media: mid, rid and transport-cc
+            // belong to each hop.
+            extensions: ExtensionValues {
+                audio_level: header.ext_vals.audio_level,
+                voice_activity: header.ext_vals.voice_activity,
+                video_orientation: header.ext_vals.video_orientation,
+                ..ExtensionValues::default()
+            },
+            payload: packet.payload.clone(),
+        }
+    }
+}
+
+/// Where a producer's packets come from.
+enum Origin {
+    /// Its owner's send transport on this worker, and its mid there; `pipes` are the
+    /// workers that have consumers of it.
+    Local {
+        transport: TransportId,
+        mid: Mid,
+        pipes: Vec<usize>,
+    },
+    /// Piped from the worker that holds it.
+    Remote(usize),
+}
+
 struct Producer {
     owner: PeerKey,
     name: PeerName,
     room: RoomId,
-    transport: TransportId,
+    origin: Origin,
     kind: Kind,
     codec: caps::RouterCodec,
-    mid: Mid,
     /// Its one stream, or its simulcast layers, lowest first.
     layers: Vec<Layer>,
     consumers: Vec<ConsumerId>,
@@ -176,6 +257,9 @@ struct PeerMedia {
 }
 
 pub(crate) struct Router {
+    /// This worker's index, and how many there are.
+    worker: usize,
+    workers: usize,
     announce: SocketAddr,
     candidate_priority: u32,
     certificate: DtlsCert,
@@ -202,14 +286,18 @@ pub(crate) struct Router {
     /// Datagrams to send, in order. The driver empties it after every call; one call adds at
     /// most what one event fans out to (bounded by the per-room and per-user limits).
     pub(crate) outgoing: Vec<Datagram>,
+    /// What to tell other workers, by index: emptied by the driver as `outgoing` is.
+    pub(crate) piped: Vec<(usize, Pipe)>,
 }
 
 type Reply = Result<(&'static str, Value), MediaError>;
 
 impl Router {
-    /// A router announcing `announce` in its candidates, its ids from `ids`. `None` when the
-    /// certificate's fingerprint cannot be read.
+    /// Worker `worker` of `workers`' router, announcing `announce` in its candidates, its ids
+    /// from `ids`. `None` when the certificate's fingerprint cannot be read.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        (worker, workers): (usize, usize),
         announce: SocketAddr,
         certificate: DtlsCert,
         limits: MediaLimits,
@@ -225,6 +313,8 @@ impl Router {
         let (algorithm, value) = fingerprint.split_once(' ')?;
         let candidate_priority = Candidate::host(announce, "udp").ok()?.prio();
         Some(Router {
+            worker,
+            workers,
             announce,
             candidate_priority,
             certificate,
@@ -246,6 +336,7 @@ impl Router {
             ids,
             now,
             outgoing: Vec::new(),
+            piped: Vec::new(),
         })
     }
 
@@ -272,8 +363,70 @@ impl Router {
         self.now = now;
         match input {
             Input::Request(request) => self.request(request),
-            Input::Joined { peer, room, epoch } => self.joined(peer, room, epoch),
+            Input::Joined {
+                peer,
+                room,
+                epoch,
+                home,
+            } => self.joined(peer, room, epoch, home),
+            Input::Pipe(pipe) => self.pipe(pipe),
             Input::Left { peer, epoch } => self.left(peer, epoch),
+        }
+    }
+
+    // ---- other workers ----
+
+    fn pipe(&mut self, pipe: Pipe) {
+        match pipe {
+            Pipe::Opened {
+                origin,
+                id,
+                owner,
+                name,
+                room,
+                kind,
+                codec,
+                layers,
+                paused,
+            } => {
+                let mirror = Producer {
+                    owner,
+                    name,
+                    room: room.clone(),
+                    origin: Origin::Remote(origin),
+                    kind,
+                    codec,
+                    layers: (0..layers)
+                        .map(|_| Layer {
+                            rid: None,
+                            ssrc: None,
+                            last_packet: None,
+                        })
+                        .collect(),
+                    consumers: Vec::new(),
+                    last_keyframe_request: None,
+                    keyframe_wanted: false,
+                    paused,
+                };
+                self.producers.insert(id, mirror);
+                self.rooms.entry(room).or_default().push(id);
+            }
+            Pipe::Closed(id) => self.close_producer(id),
+            Pipe::Paused(id, paused) => self.producer_paused(id, paused),
+            Pipe::Wanted { id, from, wanted } => {
+                if let Some(Producer {
+                    origin: Origin::Local { pipes, .. },
+                    ..
+                }) = self.producers.get_mut(&id)
+                {
+                    pipes.retain(|&w| w != from);
+                    if wanted {
+                        pipes.push(from);
+                    }
+                }
+            }
+            Pipe::Keyframe(id) => self.request_keyframe(id),
+            Pipe::Packet { id, layer, packet } => self.fan_out(id, layer, &packet),
         }
     }
 
@@ -311,12 +464,13 @@ impl Router {
         Ok(())
     }
 
-    fn joined(&mut self, peer: PeerKey, room: RoomId, epoch: u32) {
+    fn joined(&mut self, peer: PeerKey, room: RoomId, epoch: u32, home: bool) {
         if self.peers.get(&peer).is_some_and(|m| m.epoch < epoch) {
             self.close_everything(peer);
             self.peers.remove(&peer);
         }
-        if !self.signaling.is_member(peer, &room) {
+        // Its own worker announces every producer of the room, piped ones too.
+        if !home || !self.signaling.is_member(peer, &room) {
             return;
         }
         for id in self.rooms.get(&room).into_iter().flatten() {
@@ -558,14 +712,18 @@ impl Router {
             self.datagram(source, &datagram);
         }
         self.drain(id);
+        let layer_count = layers.len();
         let producer = Producer {
             owner: peer,
-            name,
+            name: name.clone(),
             room: room.clone(),
-            transport: id,
+            origin: Origin::Local {
+                transport: id,
+                mid,
+                pipes: Vec::new(),
+            },
             kind: request.kind,
             codec: stream.codec,
-            mid,
             layers,
             consumers: Vec::new(),
             last_keyframe_request: None,
@@ -573,6 +731,20 @@ impl Router {
             paused: false,
         };
         let announcement = notice("new-producer", new_producer(producer_id, &producer));
+        for other in (0..self.workers).filter(|&w| w != self.worker) {
+            let opened = Pipe::Opened {
+                origin: self.worker,
+                id: producer_id,
+                owner: peer,
+                name: name.clone(),
+                room: room.clone(),
+                kind: request.kind,
+                codec: stream.codec,
+                layers: layer_count,
+                paused: false,
+            };
+            self.piped.push((other, opened));
+        }
         self.producers.insert(producer_id, producer);
         self.rooms
             .entry(room.clone())
@@ -672,6 +844,14 @@ impl Router {
         }
         if let Some(producer) = self.producers.get_mut(&producer_id) {
             producer.consumers.push(consumer_id);
+            if let (Origin::Remote(origin), 1) = (&producer.origin, producer.consumers.len()) {
+                let wanted = Pipe::Wanted {
+                    id: producer_id,
+                    from: self.worker,
+                    wanted: true,
+                };
+                self.piped.push((*origin, wanted));
+            }
         }
         self.media(peer)?.consumers.push(consumer_id);
         self.metrics.consumers.inc();
@@ -786,14 +966,32 @@ impl Router {
     fn pause_producer(&mut self, peer: PeerKey, data: &str, paused: bool) -> Reply {
         let request: params::OfProducer = params::parse(data)?;
         let id = self.owned_producer(peer, &request.producer_id)?;
-        let (reply, notice_kind) = if paused {
-            ("producerPaused", "consumer-paused")
+        let reply = if paused {
+            "producerPaused"
         } else {
-            ("producerResumed", "consumer-resumed")
+            "producerResumed"
         };
         let answer = Ok((reply, json!({"producerId": request.producer_id})));
-        let Some(producer) = self.producers.get_mut(&id).filter(|p| p.paused != paused) else {
+        if self.producers.get(&id).is_none_or(|p| p.paused == paused) {
             return answer; // already so: nothing changes, nobody is told
+        }
+        for other in (0..self.workers).filter(|&w| w != self.worker) {
+            self.piped.push((other, Pipe::Paused(id, paused)));
+        }
+        self.producer_paused(id, paused);
+        answer
+    }
+
+    /// Tells a paused or resumed producer's consumers here (`consumer-paused`,
+    /// `consumer-resumed`); a resumed video producer is asked for a keyframe.
+    fn producer_paused(&mut self, id: ProducerId, paused: bool) {
+        let notice_kind = if paused {
+            "consumer-paused"
+        } else {
+            "consumer-resumed"
+        };
+        let Some(producer) = self.producers.get_mut(&id) else {
+            return;
         };
         producer.paused = paused;
         for consumer_id in producer.consumers.clone() {
@@ -805,14 +1003,13 @@ impl Router {
                 consumer.owner,
                 notice(
                     notice_kind,
-                    json!({"consumerId": consumer_id.to_string(), "producerId": request.producer_id}),
+                    json!({"consumerId": consumer_id.to_string(), "producerId": id.to_string()}),
                 ),
             );
         }
         if !paused {
             self.request_keyframe(id);
         }
-        answer
     }
 
     fn close_producer_request(&mut self, peer: PeerKey, data: &str) -> Reply {
@@ -838,14 +1035,25 @@ impl Router {
         let Some(producer) = self.producers.remove(&id) else {
             return;
         };
-        self.metrics.producers.dec();
-        self.signaling.producer(
-            &producer.room,
-            &producer.name,
-            &id.to_string(),
-            producer.kind.as_str(),
-            false,
-        );
+        if let Origin::Local { transport, mid, .. } = producer.origin {
+            self.metrics.producers.dec();
+            self.signaling.producer(
+                &producer.room,
+                &producer.name,
+                &id.to_string(),
+                producer.kind.as_str(),
+                false,
+            );
+            for other in (0..self.workers).filter(|&w| w != self.worker) {
+                self.piped.push((other, Pipe::Closed(id)));
+            }
+            if let Some(send) = self.transports.get_mut(&transport) {
+                send.producers.retain(|(_, p, _)| *p != id);
+                send.simulcast.retain(|(_, p)| *p != id);
+                send.remove(mid);
+                self.drain(transport);
+            }
+        }
         if let Some(list) = self.rooms.get_mut(&producer.room) {
             list.retain(|p| *p != id);
             if list.is_empty() {
@@ -854,12 +1062,6 @@ impl Router {
         }
         if let Some(media) = self.peers.get_mut(&producer.owner) {
             media.producers.retain(|p| *p != id);
-        }
-        if let Some(transport) = self.transports.get_mut(&producer.transport) {
-            transport.producers.retain(|(_, p, _)| *p != id);
-            transport.simulcast.retain(|(_, p)| *p != id);
-            transport.remove(producer.mid);
-            self.drain(producer.transport);
         }
         for consumer_id in producer.consumers {
             if let Some(owner) = self.close_consumer(consumer_id) {
@@ -880,6 +1082,17 @@ impl Router {
         self.metrics.consumers.dec();
         if let Some(producer) = self.producers.get_mut(&consumer.producer) {
             producer.consumers.retain(|c| *c != id);
+            // A piped producer's worker stops piping to a worker with none of its consumers.
+            if let (Origin::Remote(origin), true) =
+                (&producer.origin, producer.consumers.is_empty())
+            {
+                let unwanted = Pipe::Wanted {
+                    id: consumer.producer,
+                    from: self.worker,
+                    wanted: false,
+                };
+                self.piped.push((*origin, unwanted));
+            }
         }
         if let Some(media) = self.peers.get_mut(&consumer.owner) {
             media.consumers.retain(|c| *c != id);
@@ -1093,13 +1306,9 @@ impl Router {
         Some(id)
     }
 
-    /// Writes a producer's packet to each of its connected consumers: the router's payload
-    /// type, the consumer's own sequence numbers and timestamps, and only the header
-    /// extensions that describe the media (mid, rid and transport-cc belong to each hop).
-    /// A simulcast layer's packet goes to the consumers on that layer, and starts a consumer
-    /// on it if it is that consumer's target and a keyframe begins here.
+    /// A producer's packet from its transport: piped to the workers with consumers of it,
+    /// and written to its consumers here.
     fn forward(&mut self, from: TransportId, packet: &RtpPacket) {
-        let now = self.now;
         let Some(transport) = self.transports.get(&from) else {
             return;
         };
@@ -1112,6 +1321,29 @@ impl Router {
         let Some((producer_id, layer)) = known.or_else(|| self.learn_layer(from, ssrc)) else {
             return;
         };
+        let packet = Piped::of(packet);
+        if let Some(producer) = self.producers.get(&producer_id) {
+            if let (Origin::Local { pipes, .. }, false) = (&producer.origin, producer.paused) {
+                for &worker in pipes {
+                    let piped = Pipe::Packet {
+                        id: producer_id,
+                        layer,
+                        packet: packet.clone(),
+                    };
+                    self.piped.push((worker, piped));
+                }
+            }
+        }
+        self.fan_out(producer_id, layer, &packet);
+    }
+
+    /// Writes a packet of a producer's `layer` to each of its connected consumers here: the
+    /// router's payload type, the consumer's own sequence numbers and timestamps, and only
+    /// the header extensions that describe the media. A simulcast layer's packet goes to the
+    /// consumers on that layer, and starts a consumer on it if it is that consumer's target
+    /// and a keyframe begins here.
+    fn fan_out(&mut self, producer_id: ProducerId, layer: usize, packet: &Piped) {
+        let now = self.now;
         let Some(producer) = self.producers.get_mut(&producer_id) else {
             return;
         };
@@ -1124,14 +1356,7 @@ impl Router {
         let (kind, codec) = (producer.kind, producer.codec);
         let simulcast = producer.layers.len() > 1;
         let pt = Pt::from(codec.payload_type());
-        let header = &packet.header;
-        let extensions = ExtensionValues {
-            audio_level: header.ext_vals.audio_level,
-            voice_activity: header.ext_vals.voice_activity,
-            video_orientation: header.ext_vals.video_orientation,
-            ..ExtensionValues::default()
-        };
-        let seq = *packet.seq_no;
+        let seq = packet.seq;
         let mut starting = false;
         let mut keyframe = None;
         let mut moved = Vec::new();
@@ -1166,7 +1391,7 @@ impl Router {
                     consumer.rebase = Some(Rebase::switched(
                         seq,
                         consumer.next_seq,
-                        header.timestamp,
+                        packet.timestamp,
                         consumer.last_timestamp.wrapping_add(ticks),
                     ));
                     consumer.resync = false;
@@ -1180,12 +1405,12 @@ impl Router {
                 None => {
                     // A simulcast consumer starts on a keyframe; any other asks for one.
                     starting |= !simulcast;
-                    Rebase::new(seq, header.timestamp, *Ssrc::new())
+                    Rebase::new(seq, packet.timestamp, *Ssrc::new())
                 }
             };
             consumer.rebase = Some(rebase);
             consumer.resync = false;
-            let Some((out_seq, out_ts)) = rebase.map(seq, header.timestamp) else {
+            let Some((out_seq, out_ts)) = rebase.map(seq, packet.timestamp) else {
                 continue;
             };
             consumer.next_seq = consumer.next_seq.max(out_seq + 1);
@@ -1195,11 +1420,11 @@ impl Router {
                 pt,
                 SeqNo::from(out_seq),
                 out_ts,
-                packet.timestamp,
+                packet.arrived,
                 packet.payload.clone(),
             )
-            .marker(header.marker)
-            .ext_vals(extensions.clone())
+            .marker(packet.marker)
+            .ext_vals(packet.extensions.clone())
             .nackable(kind == Kind::Video);
             let consumer_ssrc = consumer.ssrc;
             let written = transport.guard(|rtc| {
@@ -1280,8 +1505,14 @@ impl Router {
         }
         producer.last_keyframe_request = Some(now);
         producer.keyframe_wanted = false;
+        let transport_id = match producer.origin {
+            Origin::Local { transport, .. } => transport,
+            Origin::Remote(origin) => {
+                self.piped.push((origin, Pipe::Keyframe(id)));
+                return;
+            }
+        };
         // Every layer of a simulcast producer: its consumers may be on any, or moving.
-        let transport_id = producer.transport;
         let ssrcs: Vec<Ssrc> = producer.layers.iter().filter_map(|l| l.ssrc).collect();
         let Some(transport) = self.transports.get_mut(&transport_id) else {
             return;

@@ -136,6 +136,7 @@ impl Sim {
         let signaling = Arc::new(Recorder::default());
         let now = Instant::now();
         let router = Router::new(
+            (0, 1),
             SERVER.parse().unwrap(),
             certificate,
             MediaLimits::default(),
@@ -168,8 +169,15 @@ impl Sim {
             .lock()
             .unwrap()
             .insert(peer, room.clone());
-        self.router
-            .input(self.now, Input::Joined { peer, room, epoch });
+        self.router.input(
+            self.now,
+            Input::Joined {
+                peer,
+                room,
+                epoch,
+                home: true,
+            },
+        );
         peer
     }
 

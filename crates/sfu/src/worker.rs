@@ -1,8 +1,10 @@
 //! The media worker: a thread that drives one [`Router`] with one UDP socket and a clock.
 //! Signaling reaches it through the bounded queue, datagrams through the socket, each
 //! `Rtc`'s deadline through the router's timer. The router queues what it sends; the worker
-//! writes the queue after each event, many datagrams per system call. Nothing here blocks: a
-//! datagram that cannot be sent is dropped and counted.
+//! writes the queue after each event, many datagrams per system call, and passes what it
+//! tells other workers (a spread room's piped packets) to their queues. Nothing here blocks:
+//! a datagram that cannot be sent, or a piped packet whose worker's queue is half full, is
+//! dropped and counted.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,17 +14,21 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::batch::{Receiver, Sender};
-use crate::router::{Router, HOUSEKEEPING};
+use crate::router::{Pipe, Router, HOUSEKEEPING};
 use crate::{Input, MediaMetrics, Overflow};
 
 /// Datagrams read per wake-up before timers and the queue get a turn.
 const DATAGRAM_BATCH: usize = 64;
+/// Inputs taken from the queue per wake-up (piped packets come many at a time).
+const INPUT_BATCH: usize = 64;
 
 pub(crate) struct Worker {
     socket: std::net::UdpSocket,
     inbox: mpsc::Receiver<Input>,
     overflow: Arc<Overflow>,
     router: Router,
+    /// Every worker's queue, this one's included, by index.
+    workers: Arc<[mpsc::Sender<Input>]>,
     metrics: MediaMetrics,
 }
 
@@ -32,6 +38,7 @@ impl Worker {
         inbox: mpsc::Receiver<Input>,
         overflow: Arc<Overflow>,
         router: Router,
+        workers: Arc<[mpsc::Sender<Input>]>,
         metrics: MediaMetrics,
     ) -> Worker {
         Worker {
@@ -39,6 +46,7 @@ impl Worker {
             inbox,
             overflow,
             router,
+            workers,
             metrics,
         }
     }
@@ -61,6 +69,7 @@ impl Worker {
             mut inbox,
             overflow,
             mut router,
+            workers,
             metrics,
         } = self;
         let Ok(socket) = UdpSocket::from_std(socket) else {
@@ -68,7 +77,7 @@ impl Worker {
             return;
         };
         let mut receiver = Receiver::default();
-        let mut sender = Sender::new(metrics);
+        let mut sender = Sender::new(metrics.clone());
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         loop {
             let next = router
@@ -77,7 +86,15 @@ impl Worker {
             tokio::select! {
                 biased;
                 input = inbox.recv() => match input {
-                    Some(input) => router.input(Instant::now(), input),
+                    Some(input) => {
+                        router.input(Instant::now(), input);
+                        for _ in 1..INPUT_BATCH {
+                            let Ok(input) = inbox.try_recv() else { break };
+                            router.input(Instant::now(), input);
+                            sender.send(&socket, &mut router.outgoing);
+                            pass_on(&mut router.piped, &workers, &metrics);
+                        }
+                    }
                     None => break,
                 },
                 () = overflow.wake.notified() => {}
@@ -90,6 +107,7 @@ impl Worker {
                             left = left.saturating_sub(count.max(1));
                             router.datagrams(Instant::now(), receiver.datagrams());
                             sender.send(&socket, &mut router.outgoing);
+                            pass_on(&mut router.piped, &workers, &metrics);
                         }
                     }
                 }
@@ -101,8 +119,46 @@ impl Worker {
             }
             router.timeouts(Instant::now());
             sender.send(&socket, &mut router.outgoing);
+            pass_on(&mut router.piped, &workers, &metrics);
         }
         router.close_all(Instant::now());
         sender.send(&socket, &mut router.outgoing);
+    }
+}
+
+/// Puts what the router tells other workers on their queues. A packet goes only while the
+/// queue is less than half full, so the rest stays free for requests and for the news that
+/// keeps workers' views of a room in step (a producer opened, closed or paused), which is
+/// dropped only when the queue is full.
+fn pass_on(
+    piped: &mut Vec<(usize, Pipe)>,
+    workers: &[mpsc::Sender<Input>],
+    metrics: &MediaMetrics,
+) {
+    for (to, pipe) in piped.drain(..) {
+        let Some(queue) = workers.get(to) else {
+            continue;
+        };
+        if matches!(pipe, Pipe::Packet { .. }) && queue.capacity() < queue.max_capacity() / 2 {
+            metrics.pipe_dropped.inc();
+            continue;
+        }
+        let packet = matches!(pipe, Pipe::Packet { .. });
+        match queue.try_send(Input::Pipe(pipe)) {
+            Ok(()) => {
+                if packet {
+                    metrics.piped.inc();
+                }
+            }
+            Err(_) => {
+                metrics.pipe_dropped.inc();
+                if !packet {
+                    tracing::warn!(
+                        worker = to,
+                        "a media worker's queue is full: news of a producer was lost"
+                    );
+                }
+            }
+        }
     }
 }
