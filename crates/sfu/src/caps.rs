@@ -401,7 +401,7 @@ pub(crate) fn recv_config(mut config: RtcConfig) -> RtcConfig {
 pub(crate) fn send_config(
     mut config: RtcConfig,
     stream: &ProducedStream,
-    extensions: &[HeaderExtension],
+    extensions: &ExtensionMap,
 ) -> RtcConfig {
     let codecs = config.codec_config();
     router_codecs(codecs);
@@ -414,10 +414,28 @@ pub(crate) fn send_config(
         };
         add_codec(codecs, codec, stream.payload_type, rtx);
     }
+    config.set_extension_map(extensions.clone())
+}
+
+/// A send transport's extension map, fixed at its first `produce`: the browser's IDs for
+/// what that producer names. An ID it leaves free is filled for what a later producer on the
+/// same transport may name (str0m cannot change the map once built): the router's own IDs
+/// for the simulcast rids (10, 11) and video orientation (13), Chromium's too (a browser keeps
+/// a URI's ID across its media sections), and audio-level at every other.
+pub(crate) fn send_extensions(extensions: &[HeaderExtension]) -> ExtensionMap {
     let mut map = ExtensionMap::empty();
     for extension in extensions {
         if let Some(known) = extension_of(&extension.uri) {
             map.set(extension.id, known);
+        }
+    }
+    for (id, reserved) in [
+        (10, Extension::RtpStreamId),
+        (11, Extension::RepairedRtpStreamId),
+        (13, Extension::VideoOrientation),
+    ] {
+        if map.lookup(id).is_none() && map.id_of(reserved.clone()).is_none() {
+            map.set(id, reserved);
         }
     }
     for id in 1..=14 {
@@ -425,7 +443,15 @@ pub(crate) fn send_config(
             map.set(id, Extension::AudioLevel);
         }
     }
-    config.set_extension_map(map)
+    map
+}
+
+/// Whether a later producer's extensions sit where the transport's map has them: each one
+/// the router reads at the same ID.
+pub(crate) fn extensions_fit(map: &ExtensionMap, extensions: &[HeaderExtension]) -> bool {
+    extensions.iter().all(|extension| {
+        extension_of(&extension.uri).is_none_or(|known| map.lookup(extension.id) == Some(&known))
+    })
 }
 
 #[cfg(test)]
@@ -480,6 +506,40 @@ mod tests {
         assert!(!h264.starts_keyframe(&[0x7c]));
         assert!(!h264.starts_keyframe(&[]));
         assert!(!h264.starts_keyframe(&[0x18, 0xff, 0xff, 0x67]));
+    }
+
+    #[test]
+    fn a_transport_built_by_audio_keeps_the_rid_ids_for_later_simulcast() {
+        let extension = |uri: &str, id| HeaderExtension {
+            uri: uri.to_owned(),
+            id,
+        };
+        let audio = [extension(MID, 4), extension(AUDIO_LEVEL, 1)];
+        let map = send_extensions(&audio);
+        let simulcast = [
+            extension(MID, 4),
+            extension(RTP_STREAM_ID, 10),
+            extension(REPAIRED_RTP_STREAM_ID, 11),
+            extension(TRANSPORT_CC, 3),
+        ];
+        assert!(
+            !extensions_fit(&map, &simulcast),
+            "transport-cc at 3 is not mapped"
+        );
+        let audio = [
+            extension(MID, 4),
+            extension(AUDIO_LEVEL, 1),
+            extension(TRANSPORT_CC, 3),
+        ];
+        let map = send_extensions(&audio);
+        assert!(extensions_fit(&map, &simulcast));
+        assert!(extensions_fit(&map, &audio));
+        // A later producer naming the rid at another ID cannot be read.
+        assert!(!extensions_fit(&map, &[extension(RTP_STREAM_ID, 12)]));
+        // The first producer's own IDs win over the reserved ones.
+        let odd = send_extensions(&[extension(MID, 10)]);
+        assert_eq!(odd.lookup(10), Some(&Extension::RtpMid));
+        assert_eq!(odd.lookup(11), Some(&Extension::RepairedRtpStreamId));
     }
 
     #[test]

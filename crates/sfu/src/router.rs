@@ -667,19 +667,29 @@ impl Router {
             }
         }
         let mut replay = Vec::new();
-        if transport.is_built() {
-            if !transport.has_payload_type(stream.payload_type) {
-                return Err(MediaError::bad(
-                    "payload type differs from this transport's first producer's",
-                ));
+        let extensions = &request.rtp_parameters.header_extensions;
+        match &transport.extensions {
+            Some(map) => {
+                if !transport.has_payload_type(stream.payload_type) {
+                    return Err(MediaError::bad(
+                        "payload type differs from this transport's first producer's",
+                    ));
+                }
+                if !caps::extensions_fit(map, extensions) {
+                    return Err(MediaError::bad(
+                        "header extension IDs differ from this transport's first producer's",
+                    ));
+                }
             }
-        } else {
-            let extensions = &request.rtp_parameters.header_extensions;
-            replay = transport.build_send(
-                |config| caps::send_config(config, &stream, extensions),
-                announce,
-                now,
-            );
+            None => {
+                let map = caps::send_extensions(extensions);
+                replay = transport.build_send(
+                    |config| caps::send_config(config, &stream, &map),
+                    announce,
+                    now,
+                );
+                transport.extensions = Some(map);
+            }
         }
         let layers = match &stream.encodings {
             &Encodings::Single { ssrc, rtx_ssrc } => {

@@ -14,7 +14,7 @@ use crate::router::Datagram;
 use str0m::config::{DtlsCert, Fingerprint};
 use str0m::media::{MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpPacket, Ssrc};
+use str0m::rtp::{ExtensionMap, RtpPacket, Ssrc};
 use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc, RtcConfig};
 use switchboard_core::PeerKey;
 
@@ -82,6 +82,8 @@ pub(crate) struct Transport {
     /// carries (0 for a single stream). A simulcast layer's SSRC joins when its first
     /// packet names it.
     pub(crate) producers: Vec<(Ssrc, ProducerId, usize)>,
+    /// A send transport's header-extension map, once its first producer built it.
+    pub(crate) extensions: Option<ExtensionMap>,
     /// Its simulcast producers, by mid: where a new layer SSRC is looked up.
     pub(crate) simulcast: Vec<(Mid, ProducerId)>,
     /// Consumers on this (receive) transport, by their mid.
@@ -126,6 +128,7 @@ impl Transport {
             written: false,
             producers: Vec::new(),
             simulcast: Vec::new(),
+            extensions: None,
             consumers: Vec::new(),
             mids: Vec::new(),
             next_mid: 0,
@@ -137,10 +140,6 @@ impl Transport {
             transport.install(config, announce, now);
         }
         transport
-    }
-
-    pub(crate) fn is_built(&self) -> bool {
-        self.rtc.is_some()
     }
 
     /// Builds the `Rtc` from `config` (the transport's credentials and certificate already
