@@ -9,6 +9,9 @@
 //                                 this page's origin. Development aid: serve web/ elsewhere.
 //   ?room=R&name=N                pre-fill the join form.
 //   ?mode=sfu                     pre-select the SFU mode (default: mesh).
+//   ?codec=h264                   SFU mode sends video in H.264 (default: VP8).
+//   ?simulcast=1                  pre-check Simulcast: SFU mode sends the camera in three sizes,
+//                                 and asks it for 1280×720 (Chrome sends three from 960×540 up).
 //   ?relay=1                      mesh peer connections use TURN relay candidates only
 //                                 (iceTransportPolicy "relay"): with --turn-secret, proves
 //                                 calls work through the TURN server. Without a TURN server
@@ -21,6 +24,7 @@
 //     data-resuming="true" while a dropped socket is being resumed (tiles and call stay)
 //   #join-form, #room-input, #name-input, #join-button, #leave-button, #join-error
 //   #mode-mesh, #mode-sfu (radios), body[data-mode]   mesh | sfu: the mode of the page
+//   #simulcast-input (checkbox)   SFU mode publishes simulcast; like the mode, fixed in a room
 //   #sfu-status[data-sfu]   idle | loading | ready | failed;  #sfu-error[data-code] (shown on errors)
 //   #media-button[aria-pressed], #media-status[data-media]  off | starting | on | audio-only |
 //                                                          video-only | denied | none | error
@@ -32,12 +36,20 @@
 //     data-rtt-ms, data-frames-decoded         from getStats(), refreshed every second
 //     data-dc-state                            the peer's data channel readyState
 //     data-has-video                           "true" once a remote video track arrived
+//     data-frame-width, data-frame-height      the last decoded video frame's size
+//     SFU mode, when the member's video is simulcast (its consumer has more than one layer):
+//     data-layers                              how many layers the publisher sends
+//     data-preferred-layer                     the layer asked for (0 is the lowest)
+//     data-spatial-layer                       the layer the server forwards (consumer-layers-changed)
+//     select.layer-select                      the picker, one option per layer (value: the layer);
+//                                              choosing one sends set-preferred-layers
 //   #chat-log > li[data-chat-from=NAME] (.chat-text holds the text), #chat-input, #chat-send
 //   #dc-log > li[data-dc-from=NAME] (.dc-text holds the text; NAME is "me" for what we sent),
 //   #dc-input, #dc-send, #dc-status
 //   globalThis.switchboardDemo.client   the SwitchboardClient (for debugging and tests)
 //   globalThis.switchboardDemo.sfu      the SfuMedia: device, sendTransport, recvTransport,
-//                                       producers, consumers, producerClosedSeen, stats()
+//                                       producers, consumers, producerClosedSeen, stats(),
+//                                       setPreferredLayers()
 
 import { SwitchboardClient } from './client.js';
 import { SfuMedia } from './sfu.js';
@@ -47,6 +59,12 @@ const STATS_INTERVAL_MS = 1000;
 const MAX_LOG_ITEMS = 200;
 const MAX_ID_BYTES = 128;
 const MODES = ['mesh', 'sfu'];
+/** The camera we ask for: enough for a tile. */
+const CAMERA = { width: { ideal: 640 }, height: { ideal: 360 } };
+/** The camera for simulcast: Chrome sends all three layers only from 960×540 up. */
+const SIMULCAST_CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 } };
+/** What the layer picker calls each simulcast layer, lowest first, by how many there are. */
+const LAYER_NAMES = { 2: ['Low', 'High'], 3: ['Low', 'Medium', 'High'], 4: ['Low', 'Medium', 'Medium-high', 'High'] };
 
 const $ = (id) => {
   const element = document.getElementById(id);
@@ -64,6 +82,7 @@ const ui = {
   joinError: $('join-error'),
   modeMesh: $('mode-mesh'),
   modeSfu: $('mode-sfu'),
+  simulcastInput: $('simulcast-input'),
   sfuStatus: $('sfu-status'),
   sfuError: $('sfu-error'),
   mediaButton: $('media-button'),
@@ -114,8 +133,9 @@ client.addEventListener('state', ({ detail }) => {
   for (const control of [ui.chatInput, ui.chatSend]) control.disabled = !inRoom && !detail.resuming;
   // Data channels are peer to peer: there are none in SFU mode.
   for (const control of [ui.dcInput, ui.dcSend]) control.disabled = !inRoom || !client.mesh;
-  // The mode is the room's way of calling: change it between rooms, not during one.
-  for (const radio of [ui.modeMesh, ui.modeSfu]) radio.disabled = inRoom || detail.state === 'reconnecting';
+  // The mode and simulcast are the room's way of calling: change them between rooms, not
+  // during one (what we send is produced once, at the join).
+  for (const control of [ui.modeMesh, ui.modeSfu, ui.simulcastInput]) control.disabled = inRoom || detail.state === 'reconnecting';
   if (!inRoom) renderMembers();
 });
 
@@ -125,6 +145,7 @@ client.addEventListener('joined', ({ detail }) => {
   ui.callEmpty.hidden = true;
   sessionStorage.setItem(SESSION_KEY, JSON.stringify({
     room: detail.room, name: client.name, media: Boolean(localStream), mode: currentMode(),
+    simulcast: sfu.simulcast,
   }));
   if (localTile) setTileName(localTile, `${client.name} (you)`);
   renderMembers();
@@ -191,6 +212,8 @@ for (const radio of [ui.modeMesh, ui.modeSfu]) {
   radio.addEventListener('change', () => { if (radio.checked) setMode(radio.value); });
 }
 
+ui.simulcastInput.addEventListener('change', () => setSimulcast(ui.simulcastInput.checked));
+
 async function join(room, name, mode) {
   ui.joinButton.disabled = true;
   ui.joinError.hidden = true;
@@ -231,6 +254,18 @@ function setMode(mode) {
   ui.sfuStatus.hidden = chosen !== 'sfu';
   if (chosen !== 'sfu') ui.sfuError.hidden = true;
   ui.dcStatus.textContent = chosen === 'sfu' ? 'Not available in SFU mode: data channels go peer to peer.' : '';
+}
+
+/** Simulcast or not, for the next join's video; a camera already on is resized to suit. */
+function setSimulcast(on) {
+  sfu.simulcast = on;
+  ui.simulcastInput.checked = sfu.simulcast;
+  // Keeps its size if it cannot: simulcast still works, with fewer layers.
+  localStream?.getVideoTracks()[0]?.applyConstraints(cameraConstraints()).catch(() => {});
+}
+
+function cameraConstraints() {
+  return sfu.simulcast ? SIMULCAST_CAMERA : CAMERA;
 }
 
 function currentMode() {
@@ -295,8 +330,18 @@ sfu.addEventListener('track', ({ detail }) => {
   stream.addTrack(detail.track);
   const video = tile.querySelector('video');
   if (video.srcObject !== stream) video.srcObject = stream;
-  if (detail.kind === 'video') tile.dataset.hasVideo = 'true';
+  if (detail.kind === 'video') {
+    tile.dataset.hasVideo = 'true';
+    showLayerPicker(tile, detail);
+  }
   playWithSound(video, tile);
+});
+
+sfu.addEventListener('layers', ({ detail }) => {
+  const tile = tiles.get(detail.user);
+  if (!tile || tile.querySelector('.layer-select').dataset.consumerId !== detail.consumerId) return;
+  tile.dataset.spatialLayer = String(detail.spatialLayer);
+  setStat(tile, 'layer', describeLayer(detail.spatialLayer, Number(tile.dataset.layers)));
 });
 
 sfu.addEventListener('track-ended', ({ detail }) => {
@@ -304,6 +349,7 @@ sfu.addEventListener('track-ended', ({ detail }) => {
   const tile = tiles.get(detail.user);
   if (!stream || !tile) return;
   stream.removeTrack(detail.track);
+  if (tile.querySelector('.layer-select').dataset.consumerId === detail.consumerId) hideLayerPicker(tile);
   if (detail.kind === 'video' && stream.getVideoTracks().length === 0) delete tile.dataset.hasVideo;
   if (stream.getTracks().length === 0) removeTile(detail.user); // nothing left of theirs to show
 });
@@ -326,11 +372,67 @@ sfu.addEventListener('producing', ({ detail }) => {
     : 'SFU: ready, sending nothing. Others\' media arrives through the server.';
 });
 
-sfu.addEventListener('error', ({ detail }) => {
-  ui.sfuError.dataset.code = detail.code;
-  ui.sfuError.textContent = `SFU error${detail.request ? ` (${detail.request})` : ''}: ${detail.message} [${detail.code}]`;
+sfu.addEventListener('error', ({ detail }) => showSfuError(detail));
+
+function showSfuError({ code, message, request }) {
+  ui.sfuError.dataset.code = code;
+  ui.sfuError.textContent = `SFU error${request ? ` (${request})` : ''}: ${message} [${code}]`;
   ui.sfuError.hidden = false;
-});
+}
+
+/** A simulcast video gets a picker of its layers; any other hides it (a publisher may change). */
+function showLayerPicker(tile, { consumerId, layers, preferredLayer }) {
+  if (!(layers > 1)) {
+    hideLayerPicker(tile);
+    return;
+  }
+  const select = tile.querySelector('.layer-select');
+  select.dataset.consumerId = consumerId;
+  select.replaceChildren(...Array.from({ length: layers }, (_, layer) => new Option(layerName(layer, layers), String(layer))));
+  select.value = String(preferredLayer);
+  tile.dataset.layers = String(layers);
+  tile.dataset.preferredLayer = String(preferredLayer);
+  delete tile.dataset.spatialLayer;
+  setStat(tile, 'layer', '-');
+  tile.querySelector('.layer-choice').hidden = false;
+  tile.querySelector('.layer-stat').hidden = false;
+}
+
+function hideLayerPicker(tile) {
+  const select = tile.querySelector('.layer-select');
+  delete select.dataset.consumerId;
+  select.replaceChildren();
+  for (const key of ['layers', 'preferredLayer', 'spatialLayer']) delete tile.dataset[key];
+  tile.querySelector('.layer-choice').hidden = true;
+  tile.querySelector('.layer-stat').hidden = true;
+}
+
+/** The picker's choice becomes the consumer's preferred layer; the server's answer is shown. */
+async function pickLayer(tile, select) {
+  const { consumerId } = select.dataset;
+  if (!consumerId) return;
+  select.disabled = true; // one request at a time, so the last answer is the last choice
+  try {
+    const taken = await sfu.setPreferredLayers(consumerId, Number(select.value));
+    if (taken !== null && select.dataset.consumerId === consumerId) {
+      select.value = String(taken);
+      tile.dataset.preferredLayer = String(taken);
+    }
+  } catch (err) {
+    if (select.dataset.consumerId === consumerId) select.value = tile.dataset.preferredLayer;
+    showSfuError({ code: err.code ?? 'error', message: err.message, request: 'set-preferred-layers' });
+  } finally {
+    select.disabled = false;
+  }
+}
+
+function layerName(layer, layers) {
+  return LAYER_NAMES[layers]?.[layer] ?? `Layer ${layer}`;
+}
+
+function describeLayer(layer, layers) {
+  return Number.isInteger(layer) ? `${layerName(layer, layers)} (${layer + 1} of ${layers})` : '-';
+}
 
 function newTile(peer) {
   const tile = ui.tileTemplate.content.firstElementChild.cloneNode(true);
@@ -341,6 +443,9 @@ function newTile(peer) {
   setTileName(tile, peer);
   const video = tile.querySelector('video');
   video.setAttribute('aria-label', `Video from ${peer}`);
+  const select = tile.querySelector('.layer-select');
+  select.setAttribute('aria-label', `Video quality from ${peer}`);
+  select.addEventListener('change', () => pickLayer(tile, select));
   const unmute = tile.querySelector('.unmute');
   unmute.addEventListener('click', () => {
     video.muted = false;
@@ -384,6 +489,13 @@ async function refreshStats() {
     if (stats.dataChannelState) tile.dataset.dcState = stats.dataChannelState;
     tile.dataset.candidate = candidate;
     tile.dataset.framesDecoded = String(stats.framesDecoded);
+    if (stats.frameWidth) {
+      tile.dataset.frameWidth = String(stats.frameWidth);
+      tile.dataset.frameHeight = String(stats.frameHeight);
+    } else {
+      delete tile.dataset.frameWidth;
+      delete tile.dataset.frameHeight;
+    }
     if (stats.rttMs === null) delete tile.dataset.rttMs;
     else tile.dataset.rttMs = String(stats.rttMs);
     setStat(tile, 'connection', stats.connectionState);
@@ -391,6 +503,7 @@ async function refreshStats() {
     setStat(tile, 'candidate', candidate ? `${candidate}${stats.protocol ? ` (${stats.protocol})` : ''}` : '-');
     setStat(tile, 'rtt', stats.rttMs === null ? '-' : `${stats.rttMs} ms`);
     setStat(tile, 'frames', String(stats.framesDecoded));
+    setStat(tile, 'size', stats.frameWidth ? `${stats.frameWidth}×${stats.frameHeight}` : '-');
   }
 }
 
@@ -438,7 +551,7 @@ async function startMedia() {
 
 /** Camera and microphone if both exist; otherwise whichever one does. */
 async function openMedia() {
-  const video = { width: { ideal: 640 }, height: { ideal: 360 } };
+  const video = cameraConstraints();
   try {
     return { stream: await navigator.mediaDevices.getUserMedia({ video, audio: true }), kinds: 'both' };
   } catch (err) {
@@ -614,6 +727,7 @@ const session = readSession();
 ui.roomInput.value = session?.room ?? params.get('room') ?? '';
 ui.nameInput.value = session?.name ?? params.get('name') ?? '';
 setMode(session?.mode ?? params.get('mode') ?? 'mesh');
+setSimulcast(session?.simulcast ?? params.get('simulcast') === '1');
 renderMembers();
 if (session?.room && session?.name) {
   // A reload: come back to the same room, in the same mode, with the camera if it was on.

@@ -887,16 +887,19 @@ function peerStates(link) {
 
 /**
  * Reduces an RTCStatsReport to what a call UI shows: the selected candidate pair (types and
- * protocol), its round-trip time, and media counters.
+ * protocol), its round-trip time, and media counters. `frameWidth` and `frameHeight` are the
+ * size of the widest inbound video's last decoded frame (0 when none).
  * @param {RTCStatsReport} report
  * @returns {{localCandidateType: string|null, remoteCandidateType: string|null,
  *   protocol: string|null, rttMs: number|null, framesDecoded: number, framesReceived: number,
- *   bytesReceived: number, bytesSent: number}}
+ *   frameWidth: number, frameHeight: number, bytesReceived: number, bytesSent: number}}
  */
 export function summarizeStats(report) {
   let pair = null;
   let framesDecoded = 0;
   let framesReceived = 0;
+  let frameWidth = 0;
+  let frameHeight = 0;
   let bytesReceived = 0;
   let bytesSent = 0;
   report.forEach((s) => {
@@ -908,6 +911,10 @@ export function summarizeStats(report) {
     if (s.type === 'inbound-rtp' && (s.kind ?? s.mediaType) === 'video') {
       framesDecoded += s.framesDecoded ?? 0;
       framesReceived += s.framesReceived ?? 0;
+      if ((s.frameWidth ?? 0) > frameWidth) {
+        frameWidth = s.frameWidth;
+        frameHeight = s.frameHeight ?? 0;
+      }
     }
   });
   if (!pair) {
@@ -927,6 +934,8 @@ export function summarizeStats(report) {
     rttMs: typeof rtt === 'number' ? Math.round(rtt * 10000) / 10 : null,
     framesDecoded,
     framesReceived,
+    frameWidth,
+    frameHeight,
     bytesReceived,
     bytesSent,
   };

@@ -8,7 +8,8 @@
 // One session per room joined (a rejoin after a reconnect starts a new one):
 //   joined {routerRtpCapabilities}    device.load, then create-transport {direction: "recv"}
 //   a local stream                    create-transport {direction: "send"} (once), then one
-//                                     produce per track; the transport's first `connect`
+//                                     produce per track (video with three encodings, r0..r2,
+//                                     when `simulcast` is on); the transport's first `connect`
 //                                     event sends connect-transport {transportId, dtlsParameters}
 //   new-producer {producerId, user}   consume → recvTransport.consume() → resume-consumer
 //   producer-closed {consumerId}      that consumer closes and its track goes
@@ -18,6 +19,10 @@
 //                                     resume-consumer
 //   consumer-paused / consumer-resumed {consumerId}   the publisher paused/resumed: the
 //                                     consumer is paused/resumed here too
+//   setPreferredLayers(id, layer)     set-preferred-layers {consumerId, spatialLayer}: the
+//                                     highest simulcast layer we want of that consumer
+//   consumer-layers-changed {consumerId, spatialLayer}   the server now forwards that layer
+//                                     to the consumer: a `layers` event
 //   leaving, a dropped socket         the session ends; the server closes what we owned
 // Requests are made one at a time, in the order the events that cause them arrived, so a
 // producer-closed never overtakes the consume it undoes.
@@ -26,10 +31,13 @@
 //   state        {state, code?, message?}   idle | loading | ready | failed (the session)
 //   transport    {direction, connectionState}  a transport's connection state changed
 //   producing    {kinds}                    what we send now: [], ['video', 'audio'], ...
-//   track        {user, kind, track, consumerId, producerId}   a remote track to show
+//   track        {user, kind, track, consumerId, producerId, layers, preferredLayer}   a
+//                                           remote track to show; `layers` > 1 for simulcast
 //   track-ended  {user, kind, track, consumerId, producerId, reason}   it went away
 //   paused       {user, kind, consumerId, producerId, paused, by}   a consumer was paused or
 //                                           resumed, `by` 'us' or 'publisher'
+//   layers       {user, kind, consumerId, producerId, spatialLayer, preferredLayer}   the
+//                                           server switched the layer it forwards to a consumer
 //   error        {code, message, request?}  the server's error code, or one of ours
 //                                           (library_failed, media_disabled, bad_reply,
 //                                           cannot_produce, transport_failed, ...)
@@ -40,6 +48,17 @@ import { summarizeStats } from './client.js';
 const LIBRARY_URL = new URL('vendor/mediasoup-client.js', import.meta.url);
 /** How many producer-closed notifications `producerClosedSeen` keeps (for tests and debugging). */
 const MAX_CLOSED_SEEN = 100;
+/**
+ * Our video's simulcast layers, lowest first (layer 0): a quarter, a half and the whole
+ * camera picture. The caps keep the top layer from starving the others on a thin uplink.
+ * Chrome sends all three only from a 960×540 camera up (fewer below, by its own table).
+ * mediasoup-client names them r0, r1, r2 and writes that into what it is given: copy first.
+ */
+const SIMULCAST_ENCODINGS = [
+  { scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
 
 /** The SFU side of a SwitchboardClient whose `mesh` is off. Inactive until `enabled`. */
 export class SfuMedia extends EventTarget {
@@ -50,6 +69,7 @@ export class SfuMedia extends EventTarget {
   #state = 'idle';
   #producerClosedSeen = [];
   #videoCodec = null;
+  #simulcast = false;
 
   /** @param {import('./client.js').SwitchboardClient} client */
   constructor(client) {
@@ -81,6 +101,16 @@ export class SfuMedia extends EventTarget {
     this.#videoCodec = value ? String(value).toLowerCase() : null;
   }
 
+  /**
+   * Whether our video producer sends simulcast: SIMULCAST_ENCODINGS, three resolutions of the
+   * camera, of which the server forwards each viewer the one it prefers and can take. Takes
+   * effect at the next produce.
+   */
+  get simulcast() { return this.#simulcast; }
+  set simulcast(value) {
+    this.#simulcast = Boolean(value);
+  }
+
   /** idle | loading | ready | failed. */
   get state() { return this.#state; }
   /** The mediasoup-client Device of the current session, or null. */
@@ -91,7 +121,11 @@ export class SfuMedia extends EventTarget {
   get recvTransport() { return this.#session?.recvTransport ?? null; }
   /** Our producers by kind ('audio', 'video'). */
   get producers() { return new Map(this.#session?.producers ?? []); }
-  /** The consumers by id: `{consumer, user, producerId}`. */
+  /**
+   * The consumers by id: `{consumer, user, producerId, layers, preferredLayer, spatialLayer}`;
+   * `layers` is the producer's number of simulcast layers (1 when it sends one), and
+   * `spatialLayer` the one the server last said it forwards (null until it says).
+   */
   get consumers() { return new Map(this.#session?.consumers ?? []); }
   /** The last producer-closed notifications, `{producerId, consumerId}`, oldest first. */
   get producerClosedSeen() { return this.#producerClosedSeen.map((seen) => ({ ...seen })); }
@@ -139,9 +173,27 @@ export class SfuMedia extends EventTarget {
   }
 
   /**
+   * Asks the server to forward one simulcast consumer's `spatialLayer` (0 is the lowest) or,
+   * while that one is not sent, the highest one below it (set-preferred-layers). The switch
+   * happens on the new layer's next keyframe, and is announced by a `layers` event. Resolves
+   * to the layer the server took (it clamps to the publisher's top one), or null when there is
+   * no such consumer.
+   */
+  async setPreferredLayers(consumerId, spatialLayer) {
+    const entry = this.#session?.consumers.get(consumerId);
+    if (!entry) return null;
+    const { data } = expectReply(await this.#client.request('set-preferred-layers', { consumerId, spatialLayer }), 'preferredLayersSet');
+    if (!Number.isInteger(data.spatialLayer)) throw codedError('bad_reply', 'preferredLayersSet has no spatialLayer');
+    entry.preferredLayer = data.spatialLayer;
+    return data.spatialLayer;
+  }
+
+  /**
    * Totals over the receive transport (inbound video frames decoded, audio samples received,
    * the widest frame) and the send transport (video frames encoded and their width, bytes
-   * sent, the bandwidth estimate), with both connection states.
+   * sent, the bandwidth estimate), with both connection states. Per remote user, what its
+   * video consumer decodes and which simulcast layer it gets (`remoteVideo`); per encoding of
+   * our own video, what Chrome sends (`sentVideoLayers`, three with simulcast).
    */
   async stats() {
     const session = this.#session;
@@ -163,11 +215,28 @@ export class SfuMedia extends EventTarget {
       producers: Object.fromEntries([...(session?.producers ?? [])].map(([kind, p]) => [kind, p.id])),
       producerClosed: this.producerClosedSeen,
       pausedConsumers: [...(session?.consumers.values() ?? [])].filter((e) => e.consumer.paused).map((e) => e.consumer.id),
+      remoteVideo: {},
+      sentVideoLayers: [],
     };
-    const [received, sent] = await Promise.all([
+    const videoEntries = [...(session?.consumers.values() ?? [])].filter((e) => e.consumer.kind === 'video');
+    const [received, sent, ...consumed] = await Promise.all([
       session?.recvTransport?.getStats(),
       session?.sendTransport?.getStats(),
+      // One report per consumer, so each inbound stream is known to be that consumer's.
+      ...videoEntries.map((e) => e.consumer.getStats().catch(() => null)), // closed meanwhile
     ]);
+    videoEntries.forEach((entry, i) => {
+      const inbound = inboundVideo(consumed[i]);
+      totals.remoteVideo[entry.user] = {
+        consumerId: entry.consumer.id,
+        frameWidth: inbound?.frameWidth ?? 0,
+        frameHeight: inbound?.frameHeight ?? 0,
+        framesDecoded: inbound?.framesDecoded ?? 0,
+        layers: entry.layers,
+        preferredLayer: entry.preferredLayer,
+        spatialLayer: entry.spatialLayer,
+      };
+    });
     const codecOf = (report, s, list) => {
       const mimeType = report.get(s.codecId)?.mimeType;
       if (mimeType && !list.includes(mimeType)) list.push(mimeType);
@@ -194,16 +263,25 @@ export class SfuMedia extends EventTarget {
         codecOf(sent, s, totals.sentVideoCodecs);
         totals.framesEncoded += s.framesEncoded ?? 0;
         totals.sentFrameWidth = Math.max(totals.sentFrameWidth, s.frameWidth ?? 0);
+        totals.sentVideoLayers.push({
+          rid: s.rid ?? null,
+          frameWidth: s.frameWidth ?? 0,
+          frameHeight: s.frameHeight ?? 0,
+          framesEncoded: s.framesEncoded ?? 0,
+          qualityLimitationReason: s.qualityLimitationReason ?? null,
+        });
       }
       totals.bytesSent += s.bytesSent ?? 0;
     });
+    totals.sentVideoLayers.sort((a, b) => String(a.rid).localeCompare(String(b.rid)));
     return totals;
   }
 
   /**
    * What a tile shows for one remote user, in the shape of client.getPeerStats(): the receive
    * transport's states, its selected candidate pair, and the frames decoded from that user's
-   * consumers. Null when we consume nothing of theirs.
+   * consumers, with the video's decoded size and, for simulcast, its layers. Null when we
+   * consume nothing of theirs.
    */
   async userStats(user) {
     const session = this.#session;
@@ -213,6 +291,8 @@ export class SfuMedia extends EventTarget {
     const summaries = reports.map((report) => summarizeStats(report));
     let iceState = null;
     reports[0].forEach((s) => { if (s.type === 'transport' && s.iceState) iceState = s.iceState; });
+    const video = entries.find((entry) => entry.consumer.kind === 'video');
+    const widest = summaries.reduce((a, b) => (b.frameWidth > a.frameWidth ? b : a));
     return {
       user,
       ...summaries[0],
@@ -220,6 +300,10 @@ export class SfuMedia extends EventTarget {
       iceConnectionState: iceState ?? session.recvTransport.connectionState,
       framesDecoded: summaries.reduce((sum, s) => sum + s.framesDecoded, 0),
       framesReceived: summaries.reduce((sum, s) => sum + s.framesReceived, 0),
+      frameWidth: widest.frameWidth,
+      frameHeight: widest.frameHeight,
+      layers: video?.layers ?? null,
+      spatialLayer: video?.spatialLayer ?? null,
     };
   }
 
@@ -360,8 +444,11 @@ export class SfuMedia extends EventTarget {
         this.#emit('error', { code: 'cannot_produce', message: `the SFU and this browser share no ${this.#videoCodec} encoder` });
         continue;
       }
+      const encodings = track.kind === 'video' && this.#simulcast
+        ? SIMULCAST_ENCODINGS.map((encoding) => ({ ...encoding }))
+        : undefined;
       // stopTracks: false, because the tracks belong to the page (its preview, the mesh mode).
-      const produced = await session.sendTransport.produce({ track, codec, stopTracks: false, appData: { kind: track.kind } });
+      const produced = await session.sendTransport.produce({ track, codec, encodings, stopTracks: false, appData: { kind: track.kind } });
       if (session.closed) {
         produced.close();
         return;
@@ -390,6 +477,13 @@ export class SfuMedia extends EventTarget {
         if (paused) entry.consumer.pause(); else entry.consumer.resume();
         this.#emitPaused(entry, paused, 'publisher');
       });
+    } else if (type === 'consumer-layers-changed') {
+      this.#enqueue(session, type, async () => {
+        const entry = session.consumers.get(data.consumerId);
+        if (!entry || !Number.isInteger(data.spatialLayer)) return;
+        entry.spatialLayer = data.spatialLayer;
+        this.#emitLayers(entry);
+      });
     } else if (type === 'producer-closed') {
       this.#producerClosedSeen.push({ producerId: data.producerId, consumerId: data.consumerId });
       if (this.#producerClosedSeen.length > MAX_CLOSED_SEEN) this.#producerClosedSeen.shift();
@@ -417,23 +511,40 @@ export class SfuMedia extends EventTarget {
       throw err;
     }
     if (session.closed) return;
-    const { id, kind, rtpParameters } = reply.data;
+    const { id, kind, rtpParameters, layers, preferredLayers } = reply.data;
     const owner = typeof user === 'string' ? user : '?';
     const consumer = await session.recvTransport.consume({ id, producerId, kind, rtpParameters, appData: { user: owner } });
     if (session.closed) {
       consumer.close();
       return;
     }
-    const entry = { consumer, user: owner, producerId };
+    // A server without simulcast says nothing of layers: one, which is also the preferred one.
+    const layerCount = Number.isInteger(layers) && layers > 0 ? layers : 1;
+    const preferred = preferredLayers?.spatialLayer;
+    const entry = {
+      consumer,
+      user: owner,
+      producerId,
+      layers: layerCount,
+      preferredLayer: Number.isInteger(preferred) ? preferred : layerCount - 1,
+      spatialLayer: null, // until consumer-layers-changed says which one is forwarded
+    };
     session.consumers.set(consumer.id, entry);
     // A producer paused before we consumed it: nothing comes until its consumer-resumed.
     if (reply.data.producerPaused === true) consumer.pause();
-    this.#emit('track', { user: owner, kind: consumer.kind, track: consumer.track, consumerId: consumer.id, producerId });
+    this.#emit('track', {
+      user: owner, kind: consumer.kind, track: consumer.track, consumerId: consumer.id, producerId,
+      layers: entry.layers, preferredLayer: entry.preferredLayer,
+    });
     expectReply(await this.#client.request('resume-consumer', { consumerId: consumer.id }), 'consumerResumed');
   }
 
   #emitPaused({ consumer, user, producerId }, paused, by) {
     this.#emit('paused', { user, kind: consumer.kind, consumerId: consumer.id, producerId, paused, by });
+  }
+
+  #emitLayers({ consumer, user, producerId, spatialLayer, preferredLayer }) {
+    this.#emit('layers', { user, kind: consumer.kind, consumerId: consumer.id, producerId, spatialLayer, preferredLayer });
   }
 
   #dropConsumer({ consumer, user, producerId }, reason) {
@@ -463,7 +574,7 @@ class Session {
     this.sendTransport = null;
     this.recvTransport = null;
     this.producers = new Map(); // kind -> Producer
-    this.consumers = new Map(); // consumer id -> {consumer, user, producerId}
+    this.consumers = new Map(); // consumer id -> {consumer, user, producerId, layers, ...}
     this.queue = Promise.resolve();
   }
 }
@@ -500,6 +611,15 @@ function loadLibrary() {
 async function createDevice(mediasoupClient) {
   const handlerName = await mediasoupClient.detectDeviceAsync();
   return new mediasoupClient.Device(handlerName ? { handlerName } : { handlerName: 'Chrome111' });
+}
+
+/** The inbound video stream in one consumer's stats report, or null (none yet, or no report). */
+function inboundVideo(report) {
+  let inbound = null;
+  report?.forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') inbound = s;
+  });
+  return inbound;
 }
 
 /** The reply, if the server named it as the contract says; a `bad_reply` error otherwise. */
