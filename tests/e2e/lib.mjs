@@ -509,3 +509,41 @@ export function artifact(name) {
 export function uniqueRoom(prefix) {
   return `${prefix}-${process.pid}-${Date.now().toString(36)}`;
 }
+
+/** Polls of a page's SFU stats: once a second, at most this many times. */
+export const POLLS = 30;
+
+export function sleep(ms) {
+  return new Promise((resolve) => { setTimeout(resolve, ms); });
+}
+
+/** sfu.js's stats() on a page. */
+export function sfuStats(page) {
+  return page.evaluate(() => globalThis.switchboardDemo.sfu.stats());
+}
+
+/**
+ * Polls a page's SFU stats once a second until `check` passes, at most POLLS times; throws
+ * with the last stats and the page's SFU error, if any.
+ */
+export async function pollSfu(page, check, what) {
+  let last;
+  for (let i = 0; i < POLLS; i += 1) {
+    last = await sfuStats(page);
+    if (check(last)) return last;
+    await sleep(1000);
+  }
+  const error = await page.textContent('#sfu-error');
+  throw new Error(`${what}: not within ${POLLS} × 1 s. Last stats: ${JSON.stringify(last)}. SFU error: ${error || 'none'}`);
+}
+
+/** The same, for what one page receives from one user (sfu.js userStats()). */
+export async function pollUser(page, user, check, what) {
+  let last;
+  for (let i = 0; i < POLLS; i += 1) {
+    last = await page.evaluate((u) => globalThis.switchboardDemo.sfu.userStats(u), user);
+    if (last && check(last)) return last;
+    await sleep(1000);
+  }
+  throw new Error(`${what}: not within ${POLLS} × 1 s. Last stats: ${JSON.stringify(last)}`);
+}

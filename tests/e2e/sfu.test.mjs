@@ -18,10 +18,9 @@ import { after, before, describe, test } from 'node:test';
 import {
   artifact, joinDemo, launchBrowser, openPage, realProblems, startServer, tileSelector, uniqueRoom,
   waitForFrames,
+  pollSfu, pollUser, sfuStats, sleep,
 } from './lib.mjs';
 
-/** Polls of the pages' stats: once a second, at most this many times. */
-const POLLS = 30;
 /** More than a second of fake-camera video (30 fps) decoded: a steady stream, not one frame. */
 const MIN_FRAMES = 30;
 /** More than a second of 48 kHz audio received. */
@@ -257,41 +256,6 @@ function summary(stats) {
   return `transports send=${stats.send} recv=${stats.recv}; received ${stats.framesDecoded} video frames `
     + `(${stats.keyFramesDecoded} key, up to ${stats.frameWidth} px wide), ${stats.totalSamplesReceived} audio samples; `
     + `its own camera: ${stats.framesEncoded} frames encoded, up to ${stats.sentFrameWidth} px wide, send estimate ${kbps} kbps`;
-}
-
-/** sfu.js's stats() on a page. */
-function sfuStats(page) {
-  return page.evaluate(() => globalThis.switchboardDemo.sfu.stats());
-}
-
-/**
- * Polls a page's SFU stats once a second until `check` passes, at most POLLS times; fails with
- * the last stats and the page's SFU error, if any.
- */
-async function pollSfu(page, check, what) {
-  let last;
-  for (let i = 0; i < POLLS; i += 1) {
-    last = await sfuStats(page);
-    if (check(last)) return last;
-    await sleep(1000);
-  }
-  const error = await page.textContent('#sfu-error');
-  assert.fail(`${what}: not within ${POLLS} × 1 s. Last stats: ${JSON.stringify(last)}. SFU error: ${error || 'none'}`);
-}
-
-/** The same, for what one page receives from one user (sfu.js userStats()). */
-async function pollUser(page, user, check, what) {
-  let last;
-  for (let i = 0; i < POLLS; i += 1) {
-    last = await page.evaluate((u) => globalThis.switchboardDemo.sfu.userStats(u), user);
-    if (last && check(last)) return last;
-    await sleep(1000);
-  }
-  assert.fail(`${what}: not within ${POLLS} × 1 s. Last stats: ${JSON.stringify(last)}`);
-}
-
-function sleep(ms) {
-  return new Promise((resolve) => { setTimeout(resolve, ms); });
 }
 
 async function sendChat(page, text) {

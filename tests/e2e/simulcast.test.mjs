@@ -15,10 +15,9 @@ import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import {
   artifact, joinDemo, launchBrowser, openPage, realProblems, startServer, tileSelector, uniqueRoom,
+  pollSfu,
 } from './lib.mjs';
 
-/** Polls of the pages' stats: once a second, at most this many times. */
-const POLLS = 30;
 /** More than a second of fake-camera video (30 fps) decoded: a steady stream, not one frame. */
 const MIN_FRAMES = 30;
 /** The publisher's layers, lowest first, as mediasoup-client names them. */
@@ -135,32 +134,9 @@ function size(video) {
   return `layer ${video.spatialLayer}, ${video.frameWidth}×${video.frameHeight} (${video.framesDecoded} frames)`;
 }
 
-/** sfu.js's stats() on a page. */
-function sfuStats(page) {
-  return page.evaluate(() => globalThis.switchboardDemo.sfu.stats());
-}
-
-/**
- * Polls a page's SFU stats once a second until `check` passes, at most POLLS times; fails with
- * the last stats and the page's SFU error, if any.
- */
-async function pollSfu(page, check, what) {
-  let last;
-  for (let i = 0; i < POLLS; i += 1) {
-    last = await sfuStats(page);
-    if (check(last)) return last;
-    await sleep(1000);
-  }
-  const error = await page.textContent('#sfu-error');
-  assert.fail(`${what}: not within ${POLLS} × 1 s. Last stats: ${JSON.stringify(last)}. SFU error: ${error || 'none'}`);
-}
-
 /** The same, for what a viewer decodes of alice's video (`stats().remoteVideo.alice`). */
 async function pollAlice(page, check, what) {
   const stats = await pollSfu(page, (s) => s.remoteVideo.alice && check(s.remoteVideo.alice), what);
   return stats.remoteVideo.alice;
 }
 
-function sleep(ms) {
-  return new Promise((resolve) => { setTimeout(resolve, ms); });
-}
