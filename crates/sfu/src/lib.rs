@@ -445,7 +445,6 @@ impl Sfu {
                 config.limits,
                 signaling.clone(),
                 metrics.clone(),
-                ids::Ids::new(index as u64, count as u64),
                 std::time::Instant::now(),
             )
             .ok_or(StartError::Certificate)?;

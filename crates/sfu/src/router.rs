@@ -293,9 +293,8 @@ pub(crate) struct Router {
 type Reply = Result<(&'static str, Value), MediaError>;
 
 impl Router {
-    /// Worker `worker` of `workers`' router, announcing `announce` in its candidates, its ids
-    /// from `ids`. `None` when the certificate's fingerprint cannot be read.
-    #[allow(clippy::too_many_arguments)]
+    /// Worker `worker` of `workers`' router (its ids are that worker's, `Ids`), announcing
+    /// `announce` in its candidates. `None` when the certificate's fingerprint cannot be read.
     pub(crate) fn new(
         (worker, workers): (usize, usize),
         announce: SocketAddr,
@@ -303,7 +302,6 @@ impl Router {
         limits: MediaLimits,
         signaling: Arc<dyn Signaling>,
         metrics: MediaMetrics,
-        ids: Ids,
         now: Instant,
     ) -> Option<Router> {
         // Every transport shares one certificate (as a mediasoup worker does), so its
@@ -333,7 +331,7 @@ impl Router {
             happenings: VecDeque::new(),
             written: Vec::new(),
             send_at: None,
-            ids,
+            ids: Ids::new(worker as u64, workers as u64),
             now,
             outgoing: Vec::new(),
             piped: Vec::new(),

@@ -14,7 +14,6 @@ use serde_json::{json, Value};
 use switchboard_core::{Event, MediaRequest, PeerKey, PeerName, RawJson, RoomId};
 
 use crate::client::MediaClient;
-use crate::ids::Ids;
 use crate::router::{Router, HOUSEKEEPING, SEND_WINDOW};
 use crate::{Input, MediaLimits, MediaMetrics, Request, Signaling};
 
@@ -142,7 +141,6 @@ impl Sim {
             MediaLimits::default(),
             signaling.clone(),
             metrics.clone(),
-            Ids::new(0, 1),
             now,
         )
         .unwrap();
