@@ -1056,8 +1056,25 @@ fn layers_since(client: &MediaClient, from: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulcast_layers_reach_each_consumer_as_it_prefers() {
-    let server = start().await;
-    let mut ws = conference(&server, "layers", "publisher").await;
+    layers_as_preferred(&start().await, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulcast_layers_reach_consumers_on_another_worker_as_they_prefer() {
+    let server = start_with(Config {
+        media_workers: 2,
+        media_room_spread: 1,
+        ..Config::for_tests()
+    })
+    .await;
+    layers_as_preferred(&server, true).await;
+}
+
+/// A two-layer publisher and two viewers, one preferring the low layer: each gets its layer,
+/// then the low one moves up. With `spread`, the room is past its spread and the low viewer's
+/// media is on the other worker, its layers piped there.
+async fn layers_as_preferred(server: &TestServer, spread: bool) {
+    let mut ws = conference(server, "layers", "publisher").await;
     let (id, mut media) = transport(&mut ws, "send").await;
     let rtp = media.publish_simulcast("0", &LAYER_SSRCS);
     let produced = call(
@@ -1078,7 +1095,7 @@ async fn simulcast_layers_reach_each_consumer_as_it_prefers() {
     // Two viewers: one wants the low layer, one takes the default (the top).
     let mut viewers = Vec::new();
     for (name, preferred) in [("low", Some(0)), ("high", None)] {
-        let mut ws = conference(&server, "layers", name).await;
+        let mut ws = conference(server, "layers", name).await;
         let (id, mut media) = transport(&mut ws, "recv").await;
         let mut request = json!({"transportId": id, "producerId": publisher.producer,
                                  "rtpCapabilities": MediaClient::capabilities()});
@@ -1097,6 +1114,8 @@ async fn simulcast_layers_reach_each_consumer_as_it_prefers() {
     }
     let [(mut low_ws, mut low, low_consumer), (_high_ws, mut high, _)]: [_; 2] =
         viewers.try_into().ok().unwrap();
+    let other_worker = low.server_addr() != publisher.media.server_addr();
+    assert_eq!(other_worker, spread, "the low viewer's worker");
     assert!(
         publisher.until(&mut [&mut low, &mut high], |c| c
             .iter()
