@@ -114,6 +114,62 @@ impl Sample {
     }
 }
 
+/// The CPU time of each of the server's threads whose name starts with `prefix` (the media
+/// workers are `switchboard-media-N`, which the kernel cuts to `switchboard-med`), by thread
+/// id, in clock ticks, with when it was read.
+#[derive(Debug, Clone)]
+pub(crate) struct Threads {
+    ticks: Vec<(u32, u64)>,
+    at: Instant,
+}
+
+impl Probe {
+    /// Reads the CPU time of every thread of the server's processes named `prefix...`.
+    pub(crate) fn threads(&self, prefix: &str) -> Threads {
+        let mut ticks = Vec::new();
+        for &pid in &self.pids[..self.len] {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                let path = task.path();
+                let named = std::fs::read_to_string(path.join("comm"))
+                    .is_ok_and(|name| name.starts_with(prefix));
+                let tid = task.file_name().to_str().and_then(|t| t.parse().ok());
+                let cpu = std::fs::read_to_string(path.join("stat"))
+                    .ok()
+                    .and_then(|stat| cpu_ticks(&stat));
+                if let (true, Some(tid), Some(cpu)) = (named, tid, cpu) {
+                    ticks.push((tid, cpu));
+                }
+            }
+        }
+        ticks.sort_unstable();
+        Threads {
+            ticks,
+            at: Instant::now(),
+        }
+    }
+}
+
+impl Threads {
+    /// The cores each thread used since `earlier`, in thread-id order (the order the server
+    /// started them), for the threads both readings saw.
+    pub(crate) fn cores_since(&self, earlier: &Threads) -> Vec<f64> {
+        let seconds = self.at.duration_since(earlier.at).as_secs_f64();
+        if seconds <= 0.0 {
+            return Vec::new();
+        }
+        self.ticks
+            .iter()
+            .filter_map(|&(tid, now)| {
+                let (_, then) = earlier.ticks.iter().find(|(t, _)| *t == tid)?;
+                Some(now.saturating_sub(*then) as f64 / TICKS_PER_SECOND / seconds)
+            })
+            .collect()
+    }
+}
+
 fn read(pid: u32) -> Option<Reading> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -183,6 +239,32 @@ mod tests {
         let probe = Probe::new(&[std::process::id()]).unwrap();
         assert!(probe.sample().unwrap().rss_bytes > 0);
         assert!(listen_overflows().is_some());
+    }
+
+    #[test]
+    fn reads_this_process_threads_by_name() {
+        // The thread names itself as it starts: it says when it has.
+        let (started, start) = std::sync::mpsc::channel();
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::Builder::new()
+            .name("probe-test-spin".to_owned())
+            .spawn(move || {
+                started.send(()).unwrap();
+                finished.recv().unwrap_or_default();
+            })
+            .unwrap();
+        start.recv().unwrap();
+        let probe = Probe::new(&[std::process::id()]).unwrap();
+        let before = probe.threads("probe-test-spin");
+        assert_eq!(before.ticks.len(), 1, "{before:?}");
+        finish.send(()).unwrap();
+        worker.join().unwrap();
+        // Gone by now: a thread the second reading does not see is left out.
+        assert!(probe
+            .threads("probe-test-spin")
+            .cores_since(&before)
+            .is_empty());
+        assert!(probe.threads("no-such-thread").ticks.is_empty());
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub struct Report {
     /// rather than waiting (media). Near 1, the bench, not the server, set the pace.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_busy: Option<f64>,
+    /// Each of the server's media worker threads' CPU over the window, cores, in the order
+    /// they started (media, with `--server-pid`): how evenly the workers share the load.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub media_workers: Vec<f64>,
     /// The full latency distribution, for the chart and for merging.
     #[serde(skip)]
     pub histogram: Option<Histogram<u64>>,
@@ -356,6 +360,15 @@ impl Report {
                 thousands(per_core),
                 self.params.packet_rate.unwrap_or_default()
             );
+        }
+        if self.media_workers.len() > 1 {
+            let total: f64 = self.media_workers.iter().sum();
+            let each: Vec<String> = self
+                .media_workers
+                .iter()
+                .map(|cores| format!("{cores:.2} ({:.0} %)", cores * 100.0 / total.max(1e-9)))
+                .collect();
+            let _ = writeln!(out, "  media workers cpu {} cores", each.join(" + "));
         }
         if let Some(busy) = self.client_busy {
             let _ = writeln!(

@@ -834,6 +834,7 @@ impl Bench<'_> {
             cpu_us_per_packet: None,
             consumers_per_core: None,
             client_busy: None,
+            media_workers: Vec::new(),
             histogram,
         }
     }

@@ -401,6 +401,8 @@ async fn media_counts_add_up_and_give_the_cost_per_packet() {
         "cpu_us_per_packet",
         "consumers_per_core",
         "client_busy",
+        // Every media worker thread of this process (other tests' servers' too).
+        "media_workers",
     ] {
         assert!(json.get(field).is_some(), "missing {field} in {json}");
     }

@@ -63,6 +63,8 @@ const VIDEO_CLOCK: u64 = 90_000;
 const SSRC: u32 = 0x5b00_0001;
 /// The publisher's first sequence number.
 const FIRST_SEQ: u64 = 1;
+/// The server's media worker threads, `switchboard-media-N` as the kernel shortens it.
+const WORKER_THREADS: &str = "switchboard-med";
 
 /// Media: a publisher per room (`--rooms`), N consumers over the rooms, each of one stream.
 pub(super) async fn media(bench: &Bench<'_>, args: &MediaArgs) -> anyhow::Result<Report> {
@@ -145,6 +147,7 @@ pub(super) async fn media(bench: &Bench<'_>, args: &MediaArgs) -> anyhow::Result
     report.params.warmup_s = Some(args.warmup.as_secs_f64());
     report.params.duration_s = Some(measured_s);
     report.client_busy = Some(streamed.busy);
+    report.media_workers = streamed.workers;
     let cpu_us = report
         .server
         .map(|s| s.cpu_cores * 1e6 / report.rate)
@@ -379,6 +382,8 @@ struct Streamed {
     to: Option<Sample>,
     /// Share of the window spent working rather than waiting.
     busy: f64,
+    /// Each media worker thread's CPU over the window, cores.
+    workers: Vec<f64>,
     /// Transports whose ICE or DTLS failed.
     failed: u64,
 }
@@ -467,7 +472,7 @@ impl Fleet {
         counters.set_phase("warming up");
         let mut source = Source::new(plan, Instant::now());
         let (window_start, window_end) = (source.window_start, source.window_end);
-        let (mut measuring, mut from) = (false, None);
+        let (mut measuring, mut from, mut threads) = (false, None, None);
         let mut busy = Duration::ZERO;
         loop {
             let now = Instant::now();
@@ -477,6 +482,7 @@ impl Fleet {
             if !measuring && now >= window_start {
                 measuring = true;
                 from = plan.probe.and_then(|p| p.sample());
+                threads = plan.probe.map(|p| p.threads(WORKER_THREADS));
                 counters.set_phase("measuring");
             }
             source.write_until(&mut self.publishers, now);
@@ -493,6 +499,10 @@ impl Fleet {
         // Whatever was due before the window ended goes out now, a little late.
         source.write_until(&mut self.publishers, window_end);
         let to = plan.probe.and_then(|p| p.sample());
+        let workers = match (plan.probe, &threads) {
+            (Some(probe), Some(earlier)) => probe.threads(WORKER_THREADS).cores_since(earlier),
+            _ => Vec::new(),
+        };
         counters.sent.store(source.written, Relaxed);
 
         counters.set_phase("draining");
@@ -525,6 +535,7 @@ impl Fleet {
             from,
             to,
             busy: busy.as_secs_f64() / plan.duration.as_secs_f64(),
+            workers,
             failed: self.all().filter(|c| c.failed).count() as u64,
         })
     }
