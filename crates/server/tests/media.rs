@@ -1198,6 +1198,25 @@ async fn a_room_past_its_spread_uses_every_worker_and_pipes_its_producers() {
         assert_eq!(largest_step(&watcher.media), 1, "no gap");
     }
 
+    // The watchers over there leave: the pipe stops, the others still receive.
+    watchers.retain(|w| w.media.server_addr().port() == publisher_port);
+    gauge_reaches(&server, "consumers", 2.0).await;
+    let piped = media_metric(&server, "piped_total").await;
+    let mut clients: Vec<&mut MediaClient> = watchers.iter_mut().map(|w| &mut w.media).collect();
+    assert!(stream(&mut publisher, &mut clients, 30));
+    assert_eq!(
+        media_metric(&server, "piped_total").await,
+        piped,
+        "nothing piped to nobody"
+    );
+    // A late watcher goes to the emptied worker, and the pipe starts again.
+    let late = subscriber(&server, "big", "late").await;
+    assert_ne!(late.media.server_addr().port(), publisher_port);
+    watchers.push(late);
+    let mut clients: Vec<&mut MediaClient> = watchers.iter_mut().map(|w| &mut w.media).collect();
+    assert!(stream(&mut publisher, &mut clients, 30));
+    assert!(media_metric(&server, "piped_total").await >= piped + 30.0);
+
     // Pausing and closing reach the consumers on the other worker too.
     call(
         &mut publisher.ws,
