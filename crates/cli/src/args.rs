@@ -229,8 +229,9 @@ pub(crate) struct Args {
     media_ports: Option<(u16, u16)>,
 
     /// Members of one room its media worker takes before the room spreads over the other
-    /// workers, each later member going to the worker with the fewest of the room's members
-    /// and producers' packets piped between them (docs/media.md)
+    /// workers (it spreads sooner once it has 400 consumers there), each later member going
+    /// to the worker with the fewest of the room's members and producers' packets piped
+    /// between them (docs/media.md)
     #[arg(long, env = "SWITCHBOARD_MEDIA_ROOM_SPREAD", value_name = "N", default_value_t = Config::default().media_room_spread, value_parser = room_spread)]
     media_room_spread: usize,
 

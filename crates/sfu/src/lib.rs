@@ -100,6 +100,68 @@ pub struct MediaConfig {
 /// consuming every other's media) outgrows one core's 500-odd consumers.
 pub const DEFAULT_ROOM_SPREAD: usize = 100;
 
+/// A room's consumers on its first worker past which its new members go to other workers,
+/// however few they are: a meeting of 20 cameras is 400 video consumers. One core forwards a
+/// camera's 250 packets/s to about 530 (docs/performance.md); this leaves it room to spare.
+const SPREAD_CONSUMERS: usize = 400;
+
+/// The consumers of each room on each worker, as the workers count them: what placement
+/// reads to spread a room whose consumers outgrow its first worker.
+#[derive(Debug, Default)]
+pub(crate) struct RoomLoad {
+    consumers: Mutex<HashMap<RoomId, Vec<usize>>>,
+}
+
+impl RoomLoad {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, Vec<usize>>> {
+        self.consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A consumer opened in `room` on worker `worker` of `workers`.
+    pub(crate) fn opened(&self, room: &RoomId, worker: usize, workers: usize) {
+        let mut counts = self.counts();
+        let on = counts
+            .entry(room.clone())
+            .or_insert_with(|| vec![0; workers]);
+        if let Some(count) = on.get_mut(worker) {
+            *count += 1;
+        }
+    }
+
+    /// A consumer in `room` on worker `worker` closed.
+    pub(crate) fn closed(&self, room: &RoomId, worker: usize) {
+        let mut counts = self.counts();
+        let Some(on) = counts.get_mut(room) else {
+            return;
+        };
+        if let Some(count) = on.get_mut(worker) {
+            *count = count.saturating_sub(1);
+        }
+        if on.iter().all(|&n| n == 0) {
+            counts.remove(room);
+        }
+    }
+
+    /// The room's consumers on worker `worker`.
+    fn on(&self, room: &RoomId, worker: usize) -> usize {
+        self.counts()
+            .get(room)
+            .and_then(|on| on.get(worker).copied())
+            .unwrap_or(0)
+    }
+}
+
+/// Where a worker's router stands among the workers.
+pub(crate) struct Seat {
+    /// This worker's index, and how many there are.
+    pub(crate) index: usize,
+    pub(crate) count: usize,
+    /// Every room's consumers per worker, shared by all of them and placement.
+    pub(crate) load: Arc<RoomLoad>,
+}
+
 /// The socket buffer asked for by default: 4 MiB holds ~3,000 full-size datagrams, about
 /// 0.3 s of 500 consumers' video at 20 packets/s each arriving at once. A burst past the
 /// default 208 KiB (Debian's `rmem_max`) is what made the kernel drop UDP
@@ -266,15 +328,17 @@ const QUEUE: usize = 4096;
 pub struct Sfu {
     workers: Arc<[WorkerHandle]>,
     placement: Arc<Mutex<Placement>>,
+    load: Arc<RoomLoad>,
     capabilities: RawJson,
     metrics: MediaMetrics,
 }
 
 /// Which worker holds each member's media. A room starts on the worker with the fewest
 /// members when its first member arrives, so rooms spread evenly however their ids hash, and
-/// its members stay there until it holds `spread_at` of them; later members go to the worker
-/// with the fewest of the room's members, so one big room uses every core. A room is
-/// forgotten when its last member leaves (its media closes with them).
+/// its members stay there until it holds `spread_at` of them or [`SPREAD_CONSUMERS`] of its
+/// consumers; later members go to the worker with the fewest of the room's members, so one
+/// big room uses every core. A room is forgotten when its last member leaves (its media
+/// closes with them).
 #[derive(Debug, Default)]
 struct Placement {
     rooms: HashMap<RoomId, Placed>,
@@ -313,7 +377,8 @@ impl Placement {
     }
 
     /// `peer` is in `room` now (under `epoch`), and out of any other: returns its worker.
-    fn join(&mut self, peer: PeerKey, room: &RoomId, epoch: u32) -> usize {
+    /// `load` says how many consumers the room has on each worker.
+    fn join(&mut self, peer: PeerKey, room: &RoomId, epoch: u32, load: &RoomLoad) -> usize {
         if let Some((current, held, worker)) = self.peers.get_mut(&peer) {
             if current == room {
                 *held = epoch;
@@ -329,7 +394,9 @@ impl Placement {
             home: least,
             members: vec![0; workers],
         });
-        let worker = if placed.members[placed.home] < self.spread_at {
+        let crowded = placed.members[placed.home] >= self.spread_at
+            || load.on(room, placed.home) >= SPREAD_CONSUMERS;
+        let worker = if !crowded {
             placed.home
         } else {
             (0..workers)
@@ -434,12 +501,18 @@ impl Sfu {
         }
         let queues: Arc<[mpsc::Sender<Input>]> =
             bound.iter().map(|(_, _, queue, _)| queue.clone()).collect();
+        let load = Arc::new(RoomLoad::default());
         let mut workers = Vec::with_capacity(count);
         for (index, (socket, local, queue, inbox)) in bound.into_iter().enumerate() {
             let overflow = Arc::new(Overflow::default());
             let announce = SocketAddr::new(config.announce, local.port());
+            let seat = Seat {
+                index,
+                count,
+                load: load.clone(),
+            };
             let router = router::Router::new(
-                (index, count),
+                seat,
                 announce,
                 certificate.clone(),
                 config.limits,
@@ -474,6 +547,7 @@ impl Sfu {
                 config.room_spread.max(1),
             ))),
             workers: workers.into(),
+            load,
             capabilities,
             metrics,
         })
@@ -536,7 +610,7 @@ impl Sfu {
     /// room's producers, and a worker holding the peer's media from an older membership
     /// (another room) closes it.
     pub fn joined(&self, peer: PeerKey, room: RoomId, epoch: u32) {
-        let home = self.placement().join(peer, &room, epoch);
+        let home = self.placement().join(peer, &room, epoch, &self.load);
         for (index, worker) in self.workers.iter().enumerate() {
             let input = Input::Joined {
                 peer,
@@ -567,13 +641,14 @@ mod tests {
 
     #[test]
     fn rooms_go_to_the_worker_with_the_fewest_members() {
+        let none = RoomLoad::default();
         let mut placement = Placement::new(2, DEFAULT_ROOM_SPREAD);
-        assert_eq!(placement.join(PeerKey(1), &room("a"), 1), 0);
-        assert_eq!(placement.join(PeerKey(2), &room("a"), 1), 0);
-        assert_eq!(placement.join(PeerKey(3), &room("b"), 1), 1);
+        assert_eq!(placement.join(PeerKey(1), &room("a"), 1, &none), 0);
+        assert_eq!(placement.join(PeerKey(2), &room("a"), 1, &none), 0);
+        assert_eq!(placement.join(PeerKey(3), &room("b"), 1, &none), 1);
         // Worker 0 has two members, worker 1 one: the next room goes to 1.
-        assert_eq!(placement.join(PeerKey(4), &room("c"), 1), 1);
-        assert_eq!(placement.join(PeerKey(5), &room("d"), 1), 0);
+        assert_eq!(placement.join(PeerKey(4), &room("c"), 1, &none), 1);
+        assert_eq!(placement.join(PeerKey(5), &room("d"), 1, &none), 0);
         assert_eq!(placement.worker_of(&room("c")), Some(1));
         assert_eq!(placement.worker_of_peer(PeerKey(4)), Some(1));
         assert_eq!(placement.worker_of(&room("nobody")), None);
@@ -581,16 +656,17 @@ mod tests {
 
     #[test]
     fn a_room_past_its_spread_takes_the_workers_with_fewest_of_its_members() {
+        let none = RoomLoad::default();
         let mut placement = Placement::new(3, 2);
         let joined: Vec<usize> = (1..=8)
-            .map(|peer| placement.join(PeerKey(peer), &room("big"), 1))
+            .map(|peer| placement.join(PeerKey(peer), &room("big"), 1, &none))
             .collect();
         // Two on its first worker, then evened out over all three.
         assert_eq!(joined, [0, 0, 1, 2, 1, 2, 0, 1]);
         assert_eq!(placement.rooms[&room("big")].members, [3, 3, 2]);
         // A small room is not spread: it stays on one (the least loaded) worker.
-        assert_eq!(placement.join(PeerKey(20), &room("small"), 1), 2);
-        assert_eq!(placement.join(PeerKey(21), &room("small"), 1), 2);
+        assert_eq!(placement.join(PeerKey(20), &room("small"), 1, &none), 2);
+        assert_eq!(placement.join(PeerKey(21), &room("small"), 1, &none), 2);
         for peer in 1..=8 {
             placement.leave(PeerKey(peer), GONE);
         }
@@ -599,12 +675,33 @@ mod tests {
     }
 
     #[test]
-    fn a_room_is_forgotten_with_its_last_member_and_stale_leaves_change_nothing() {
+    fn a_room_whose_consumers_crowd_its_worker_spreads_however_few_its_members() {
+        let load = RoomLoad::default();
         let mut placement = Placement::new(2, DEFAULT_ROOM_SPREAD);
-        placement.join(PeerKey(1), &room("a"), 1);
-        placement.join(PeerKey(2), &room("b"), 1);
+        assert_eq!(placement.join(PeerKey(1), &room("meeting"), 1, &load), 0);
+        assert_eq!(placement.join(PeerKey(2), &room("meeting"), 1, &load), 0);
+        for _ in 0..SPREAD_CONSUMERS {
+            load.opened(&room("meeting"), 0, 2);
+        }
+        // Two members, but as many consumers as a worker should carry: the next goes on.
+        assert_eq!(placement.join(PeerKey(3), &room("meeting"), 1, &load), 1);
+        load.closed(&room("meeting"), 0);
+        assert_eq!(placement.join(PeerKey(4), &room("meeting"), 1, &load), 0);
+        // Counts of a room with no consumers left are forgotten.
+        for _ in 0..SPREAD_CONSUMERS {
+            load.closed(&room("meeting"), 0);
+        }
+        assert!(load.counts().is_empty());
+    }
+
+    #[test]
+    fn a_room_is_forgotten_with_its_last_member_and_stale_leaves_change_nothing() {
+        let none = RoomLoad::default();
+        let mut placement = Placement::new(2, DEFAULT_ROOM_SPREAD);
+        placement.join(PeerKey(1), &room("a"), 1, &none);
+        placement.join(PeerKey(2), &room("b"), 1, &none);
         // Peer 1 moves to b: a is empty, so forgotten.
-        assert_eq!(placement.join(PeerKey(1), &room("b"), 2), 1);
+        assert_eq!(placement.join(PeerKey(1), &room("b"), 2, &none), 1);
         assert_eq!(placement.worker_of(&room("a")), None);
         assert_eq!(placement.members, vec![0, 2]);
         // A leave of the older membership does not remove the newer one.

@@ -22,7 +22,7 @@ use crate::caps;
 use crate::ids::{ConsumerId, IdMap, Ids, ProducerId, TransportId};
 use crate::params::{self, Direction, Encodings, Kind};
 use crate::transport::{Egress, Happening, Received, Transport};
-use crate::{Input, MediaError, MediaLimits, MediaMetrics, Request, Signaling};
+use crate::{Input, MediaError, MediaLimits, MediaMetrics, Request, RoomLoad, Seat, Signaling};
 
 /// At most one keyframe request per producer in this interval; the rest wait for its end.
 const KEYFRAME_THROTTLE: Duration = Duration::from_millis(500);
@@ -163,6 +163,8 @@ struct Layer {
 
 struct Consumer {
     owner: PeerKey,
+    /// Its producer's room (counted in `RoomLoad`).
+    room: RoomId,
     producer: ProducerId,
     transport: TransportId,
     mid: Mid,
@@ -260,6 +262,8 @@ pub(crate) struct Router {
     /// This worker's index, and how many there are.
     worker: usize,
     workers: usize,
+    /// Every room's consumers per worker: this one counts its own.
+    load: Arc<RoomLoad>,
     announce: SocketAddr,
     candidate_priority: u32,
     certificate: DtlsCert,
@@ -293,10 +297,10 @@ pub(crate) struct Router {
 type Reply = Result<(&'static str, Value), MediaError>;
 
 impl Router {
-    /// Worker `worker` of `workers`' router (its ids are that worker's, `Ids`), announcing
+    /// The router of the worker at `seat` (its ids are that worker's, `Ids`), announcing
     /// `announce` in its candidates. `None` when the certificate's fingerprint cannot be read.
     pub(crate) fn new(
-        (worker, workers): (usize, usize),
+        seat: Seat,
         announce: SocketAddr,
         certificate: DtlsCert,
         limits: MediaLimits,
@@ -310,9 +314,15 @@ impl Router {
         let fingerprint = probe.direct_api().local_dtls_fingerprint().to_string();
         let (algorithm, value) = fingerprint.split_once(' ')?;
         let candidate_priority = Candidate::host(announce, "udp").ok()?.prio();
+        let Seat {
+            index: worker,
+            count: workers,
+            load,
+        } = seat;
         Some(Router {
             worker,
             workers,
+            load,
             announce,
             candidate_priority,
             certificate,
@@ -825,6 +835,7 @@ impl Router {
             consumer_id,
             Consumer {
                 owner: peer,
+                room: room.clone(),
                 producer: producer_id,
                 transport: id,
                 mid,
@@ -863,6 +874,7 @@ impl Router {
         }
         self.media(peer)?.consumers.push(consumer_id);
         self.metrics.consumers.inc();
+        self.load.opened(&room, self.worker, self.workers);
         if connected {
             self.request_keyframe(producer_id);
         }
@@ -1088,6 +1100,7 @@ impl Router {
     fn close_consumer(&mut self, id: ConsumerId) -> Option<PeerKey> {
         let consumer = self.consumers.remove(&id)?;
         self.metrics.consumers.dec();
+        self.load.closed(&consumer.room, self.worker);
         if let Some(producer) = self.producers.get_mut(&consumer.producer) {
             producer.consumers.retain(|c| *c != id);
             // A piped producer's worker stops piping to a worker with none of its consumers.

@@ -134,8 +134,13 @@ impl Sim {
         let metrics = MediaMetrics::default();
         let signaling = Arc::new(Recorder::default());
         let now = Instant::now();
+        let seat = crate::Seat {
+            index: 0,
+            count: 1,
+            load: Arc::default(),
+        };
         let router = Router::new(
-            (0, 1),
+            seat,
             SERVER.parse().unwrap(),
             certificate,
             MediaLimits::default(),
