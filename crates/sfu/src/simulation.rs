@@ -17,7 +17,8 @@ use crate::client::MediaClient;
 use crate::router::{Router, HOUSEKEEPING, SEND_WINDOW};
 use crate::{Input, MediaLimits, MediaMetrics, Request, Signaling};
 
-const SERVER: &str = "127.0.0.1:40000";
+/// The first worker's address; worker `i` is at port 40000 + i.
+const SERVER_PORT: u16 = 40_000;
 const SSRC: u32 = 0x2222_0001;
 
 /// One thing the router told a peer: (peer, kind, data, rid). An error's kind is
@@ -112,9 +113,13 @@ impl Call {
     }
 }
 
-/// The router, its clients and the clock.
+/// The routers (one per worker, as many as the test asks for), their clients and the clock.
 struct Sim {
-    router: Router,
+    routers: Vec<Router>,
+    /// The worker each peer's media is on.
+    homes: HashMap<PeerKey, usize>,
+    /// Packets piped from one router to another.
+    piped_packets: u64,
     metrics: MediaMetrics,
     signaling: Arc<Recorder>,
     now: Instant,
@@ -125,8 +130,17 @@ struct Sim {
     epochs: HashMap<PeerKey, u32>,
 }
 
+fn server(worker: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], SERVER_PORT + worker as u16))
+}
+
 impl Sim {
     fn new() -> Sim {
+        Sim::with_workers(1)
+    }
+
+    /// `workers` routers, sharing a certificate and a room load as a server's workers do.
+    fn with_workers(workers: usize) -> Sim {
         let certificate = str0m::crypto::from_feature_flags()
             .dtls_provider
             .generate_certificate()
@@ -134,23 +148,30 @@ impl Sim {
         let metrics = MediaMetrics::default();
         let signaling = Arc::new(Recorder::default());
         let now = Instant::now();
-        let seat = crate::Seat {
-            index: 0,
-            count: 1,
-            load: Arc::default(),
-        };
-        let router = Router::new(
-            seat,
-            SERVER.parse().unwrap(),
-            certificate,
-            MediaLimits::default(),
-            signaling.clone(),
-            metrics.clone(),
-            now,
-        )
-        .unwrap();
+        let load = Arc::new(crate::RoomLoad::default());
+        let routers = (0..workers)
+            .map(|index| {
+                let seat = crate::Seat {
+                    index,
+                    count: workers,
+                    load: load.clone(),
+                };
+                Router::new(
+                    seat,
+                    server(index),
+                    certificate.clone(),
+                    MediaLimits::default(),
+                    signaling.clone(),
+                    metrics.clone(),
+                    now,
+                )
+                .unwrap()
+            })
+            .collect();
         Sim {
-            router,
+            routers,
+            homes: HashMap::new(),
+            piped_packets: 0,
             metrics,
             signaling,
             now,
@@ -162,6 +183,11 @@ impl Sim {
     }
 
     fn join(&mut self, peer: u64, room: &str) -> PeerKey {
+        self.join_on(peer, room, 0)
+    }
+
+    /// `peer` joins `room`, its media on worker `home`; every worker hears of it.
+    fn join_on(&mut self, peer: u64, room: &str, home: usize) -> PeerKey {
         let peer = PeerKey(peer);
         let room = RoomId::parse(room).unwrap();
         let epoch = self.epochs.entry(peer).or_default();
@@ -172,16 +198,54 @@ impl Sim {
             .lock()
             .unwrap()
             .insert(peer, room.clone());
-        self.router.input(
-            self.now,
-            Input::Joined {
+        self.homes.insert(peer, home);
+        for (index, router) in self.routers.iter_mut().enumerate() {
+            let joined = Input::Joined {
                 peer,
-                room,
+                room: room.clone(),
                 epoch,
-                home: true,
-            },
-        );
+                home: index == home,
+            };
+            router.input(self.now, joined);
+        }
+        self.pass_on();
         peer
+    }
+
+    /// `peer` leaves (its socket closed); every worker hears of it.
+    fn leave(&mut self, peer: PeerKey) {
+        self.signaling.members.lock().unwrap().remove(&peer);
+        for router in &mut self.routers {
+            router.input(
+                self.now,
+                Input::Left {
+                    peer,
+                    epoch: crate::GONE,
+                },
+            );
+        }
+        self.pass_on();
+    }
+
+    /// Hands what each router told the others to them, as the workers' drivers do after
+    /// every call; whether there was anything.
+    fn pass_on(&mut self) -> bool {
+        let mut any = false;
+        for _ in 0..100 {
+            let mut passed = Vec::new();
+            for router in &mut self.routers {
+                passed.append(&mut router.piped);
+            }
+            if passed.is_empty() {
+                return any;
+            }
+            any = true;
+            for (to, pipe) in passed {
+                self.piped_packets += u64::from(matches!(pipe, crate::router::Pipe::Packet { .. }));
+                self.routers[to].input(self.now, Input::Pipe(pipe));
+            }
+        }
+        panic!("the workers never stopped telling each other things");
     }
 
     /// Sends a request as `peer` (in its current membership); returns the reply's kind and
@@ -201,7 +265,8 @@ impl Sim {
         self.rid += 1;
         let rid = self.rid.to_string();
         let room = self.signaling.members.lock().unwrap()[&peer].clone();
-        self.router.input(
+        let home = self.homes[&peer];
+        self.routers[home].input(
             self.now,
             Input::Request(Request {
                 peer,
@@ -213,6 +278,7 @@ impl Sim {
                 rid: Some(RawJson::new(&rid)),
             }),
         );
+        self.pass_on();
         let told = self.signaling.told.lock().unwrap();
         let (_, kind, data, _) = told
             .iter()
@@ -304,37 +370,44 @@ impl Sim {
 
     fn carry(&mut self) {
         let now = self.now;
+        for router in &mut self.routers {
+            if now >= self.next_housekeeping {
+                router.housekeeping(now);
+            }
+            router.timeouts(now);
+        }
         if now >= self.next_housekeeping {
-            self.router.housekeeping(now);
             self.next_housekeeping = now + HOUSEKEEPING;
         }
-        self.router.timeouts(now);
         for client in &mut self.clients {
             client.advance(now);
         }
         // Until the network is quiet: each delivery may answer with more.
         for _ in 0..100 {
-            let mut quiet = true;
-            for datagram in std::mem::take(&mut self.router.outgoing) {
-                quiet = false;
-                let server = SERVER.parse().unwrap();
-                if let Some(client) = self
-                    .clients
-                    .iter_mut()
-                    .find(|c| c.local_addr() == datagram.to)
-                {
-                    client.receive(now, server, &datagram.contents);
+            let mut quiet = !self.pass_on();
+            for (worker, router) in self.routers.iter_mut().enumerate() {
+                for datagram in std::mem::take(&mut router.outgoing) {
+                    quiet = false;
+                    if let Some(client) = self
+                        .clients
+                        .iter_mut()
+                        .find(|c| c.local_addr() == datagram.to)
+                    {
+                        client.receive(now, server(worker), &datagram.contents);
+                    }
                 }
             }
             for client in &mut self.clients {
                 let local = client.local_addr();
                 let sent = std::mem::take(&mut client.outgoing);
                 quiet &= sent.is_empty();
-                self.router.datagrams(
-                    now,
-                    sent.iter()
-                        .map(|(_, datagram)| (local, datagram.as_slice())),
-                );
+                for (worker, router) in self.routers.iter_mut().enumerate() {
+                    let to_it = sent
+                        .iter()
+                        .filter(|(to, _)| *to == server(worker))
+                        .map(|(_, datagram)| (local, datagram.as_slice()));
+                    router.datagrams(now, to_it);
+                }
             }
             if quiet {
                 return;
@@ -842,4 +915,94 @@ fn a_consumer_losing_packets_moves_down_and_tries_the_layer_above_later() {
     sim.simulcast_frames(&mut publisher, 400, &[0, 1]);
     let layers = layer_runs(&sim.clients[bob_client].tags);
     assert_eq!(layers, [1, 0, 1]);
+}
+
+#[test]
+fn a_room_over_two_workers_pipes_each_packet_once_and_stops_when_nobody_there_wants_it() {
+    let mut sim = Sim::with_workers(2);
+    let alice = sim.join_on(1, "room", 0);
+    let (publisher, producer) = sim.publisher(alice);
+    // Bob's media is on the producer's worker, Carol's and Dan's on the other: they hear of
+    // the producer from their own worker and consume its mirror there.
+    let bob = sim.join_on(2, "room", 0);
+    let carol = sim.join_on(3, "room", 1);
+    let dan = sim.join_on(4, "room", 1);
+    for peer in [bob, carol, dan] {
+        assert_eq!(
+            sim.signaling.notices(peer, "new-producer"),
+            [json!({"producerId": producer, "user": "user1", "kind": "video"})],
+            "announced once, by the peer's own worker"
+        );
+    }
+    let (watchers, consumers): (Vec<usize>, Vec<String>) = [bob, carol, dan]
+        .into_iter()
+        .map(|peer| sim.consumer(peer, &producer))
+        .unzip();
+    assert_eq!(sim.clients[watchers[1]].server_addr(), server(1));
+    sim.connected();
+    sim.publish(publisher, 1000, 50);
+    for &client in &watchers {
+        let seen = &sim.clients[client].sequence_numbers;
+        assert_eq!(seen.len(), 50, "every packet, on either worker");
+        assert!(seen.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+    }
+    assert_eq!(
+        sim.piped_packets, 50,
+        "once each, for both watchers over there"
+    );
+
+    // Keyframe requests from over there reach the publisher.
+    sim.run(Duration::from_secs(1), Duration::from_millis(10));
+    let before = sim.clients[publisher].keyframe_requests;
+    let (kind, _) = sim.request(
+        carol,
+        MediaRequest::ResumeConsumer,
+        json!({"consumerId": consumers[1]}),
+    );
+    assert_eq!(kind, "consumerResumed");
+    sim.run(Duration::from_millis(100), Duration::from_millis(10));
+    assert_eq!(sim.clients[publisher].keyframe_requests, before + 1);
+
+    // When both leave, nothing more crosses; Bob still gets everything.
+    sim.leave(carol);
+    sim.publish(publisher, 1050, 10);
+    assert_eq!(sim.piped_packets, 60, "Dan still wants it");
+    sim.leave(dan);
+    sim.publish(publisher, 1060, 10);
+    assert_eq!(sim.piped_packets, 60);
+    assert_eq!(sim.clients[watchers[0]].sequence_numbers.len(), 70);
+    // The producer's close reaches the mirror, which goes from the other worker too.
+    let (kind, _) = sim.request(
+        alice,
+        MediaRequest::CloseProducer,
+        json!({"producerId": producer}),
+    );
+    assert_eq!(kind, "producerClosed");
+    let eve = sim.join_on(5, "room", 1);
+    assert!(sim.signaling.notices(eve, "new-producer").is_empty());
+}
+
+#[test]
+fn a_simulcast_consumer_on_another_worker_gets_its_layer_and_moves() {
+    let mut sim = Sim::with_workers(2);
+    let alice = sim.join_on(1, "room", 0);
+    let mut publisher = sim.simulcast_publisher(alice, 3);
+    let bob = sim.join_on(2, "room", 1);
+    let (bob_client, bob_consumer) = sim.layered_consumer(bob, &publisher.producer, Some(0));
+    sim.connected();
+    sim.simulcast_frames(&mut publisher, 30, &[0, 1, 2]);
+    assert_eq!(layer_runs(&sim.clients[bob_client].tags), [0]);
+    let (kind, _) = sim.request(
+        bob,
+        MediaRequest::SetPreferredLayers,
+        json!({"consumerId": bob_consumer, "spatialLayer": 2}),
+    );
+    assert_eq!(kind, "preferredLayersSet");
+    // His worker asks the publisher's for a keyframe, and he moves at it.
+    sim.simulcast_frames(&mut publisher, 30, &[0, 1, 2]);
+    let bob_client = &sim.clients[bob_client];
+    assert_eq!(layer_runs(&bob_client.tags), [0, 2]);
+    assert!(seamless(bob_client));
+    // Every layer's every packet crosses (60 frames, 2 packets a layer): his worker chooses.
+    assert_eq!(sim.piped_packets, 60 * 2 * 3);
 }
