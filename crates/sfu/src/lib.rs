@@ -1,10 +1,12 @@
 //! switchboard's media path: a mediasoup-compatible SFU for the conference dialect, on
 //! str0m (RTP mode, Direct API, ICE-lite, no SDP on the server).
 //!
-//! Each media worker thread owns one UDP socket and the rooms placed on it. Its router
-//! (`router.rs`) is sans-IO: rooms, transports, producers and consumers, given the time and
-//! the datagrams, queueing what it sends; the worker (`worker.rs`) owns the socket and the
-//! clock and writes many datagrams per system call. Signaling reaches a worker only through
+//! Each media worker thread owns one UDP socket and the media of the members placed on it
+//! (a room's, until the room outgrows one worker and spreads; its producers' packets are then
+//! piped between the workers). Its router (`router.rs`) is sans-IO: rooms, transports,
+//! producers and consumers, given the time and the datagrams, queueing what it sends and
+//! what it tells other workers; the worker (`worker.rs`) owns the socket and the clock,
+//! writes many datagrams per system call and passes the pipes on. Signaling reaches a worker only through
 //! [`Sfu`], whose queue is bounded, and it answers through the
 //! [`Signaling`] the server gives it (the peers' own outboxes), so a stalled media path never
 //! blocks a socket task and a slow client never blocks the media path. docs/media.md has the
