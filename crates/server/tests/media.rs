@@ -1047,6 +1047,13 @@ impl SimulcastPublisher {
     }
 }
 
+/// The layer the next `consumer-layers-changed` names, which must be about `consumer`.
+async fn layer_changed(ws: &mut Client, consumer: &str) -> Value {
+    let changed = notice(ws, "consumer-layers-changed").await;
+    assert_eq!(changed["consumerId"], consumer);
+    changed["spatialLayer"].clone()
+}
+
 /// The layer of each packet received since the `from`-th.
 fn layers_since(client: &MediaClient, from: usize) -> Vec<u8> {
     let mut layers = client.tags[from..].to_vec();
@@ -1124,11 +1131,7 @@ async fn layers_as_preferred(server: &TestServer, spread: bool) {
     );
     assert_eq!(layers_since(&low, 0), [0]);
     assert_eq!(layers_since(&high, 0), [1]);
-    let changed = notice(&mut low_ws, "consumer-layers-changed").await;
-    assert_eq!(
-        changed,
-        json!({"consumerId": low_consumer, "spatialLayer": 0})
-    );
+    assert_eq!(layer_changed(&mut low_ws, &low_consumer).await, 0);
 
     // The low viewer asks for the top layer and moves to it, without a gap.
     let set = call(
@@ -1147,11 +1150,7 @@ async fn layers_as_preferred(server: &TestServer, spread: bool) {
     );
     assert_eq!(layers_since(&low, asked_at), [0, 1]);
     assert_eq!(largest_step(&low), 1, "no gap across the move");
-    let changed = notice(&mut low_ws, "consumer-layers-changed").await;
-    assert_eq!(
-        changed,
-        json!({"consumerId": low_consumer, "spatialLayer": 1})
-    );
+    assert_eq!(layer_changed(&mut low_ws, &low_consumer).await, 1);
     // An unknown consumer is refused, with a typed error (as pause-consumer's).
     let refused = ask(
         &mut low_ws,
