@@ -1217,28 +1217,26 @@ async fn a_room_past_its_spread_uses_every_worker_and_pipes_its_producers() {
     assert!(media_metric(&server, "piped_total").await >= piped + 30.0);
 
     // Pausing and closing reach the consumers on the other worker too.
-    call(
-        &mut publisher.ws,
-        "pause-producer",
-        json!({"producerId": publisher.producer}),
-        "producerPaused",
-    )
-    .await;
-    for watcher in &mut watchers {
-        let paused = notice(&mut watcher.ws, "consumer-paused").await;
-        assert_eq!(paused["consumerId"], watcher.consumer.as_str());
-    }
-    call(
-        &mut publisher.ws,
-        "close-producer",
-        json!({"producerId": publisher.producer}),
-        "producerClosed",
-    )
-    .await;
-    for watcher in &mut watchers {
-        let closed = notice(&mut watcher.ws, "producer-closed").await;
-        assert_eq!(closed["consumerId"], watcher.consumer.as_str());
-    }
+    let pause = ("pause-producer", "producerPaused");
+    every_watcher_hears(&mut publisher, pause, &mut watchers, "consumer-paused").await;
+    let close = ("close-producer", "producerClosed");
+    every_watcher_hears(&mut publisher, close, &mut watchers, "producer-closed").await;
     gauge_reaches(&server, "consumers", 0.0).await;
     gauge_reaches(&server, "producers", 0.0).await;
+}
+
+/// The publisher's `(request, reply)` about its producer; then each watcher hears `heard`
+/// about its own consumer.
+async fn every_watcher_hears(
+    publisher: &mut Publisher,
+    (request, reply): (&str, &str),
+    watchers: &mut [Subscriber],
+    heard: &str,
+) {
+    let producer = json!({"producerId": publisher.producer});
+    call(&mut publisher.ws, request, producer, reply).await;
+    for watcher in watchers {
+        let news = notice(&mut watcher.ws, heard).await;
+        assert_eq!(news["consumerId"], watcher.consumer.as_str());
+    }
 }
