@@ -1068,13 +1068,17 @@ async fn simulcast_layers_reach_each_consumer_as_it_prefers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulcast_layers_reach_consumers_on_another_worker_as_they_prefer() {
-    let server = start_with(Config {
+    layers_as_preferred(&spread_server().await, true).await;
+}
+
+/// A server with two media workers whose rooms spread past one member on the first.
+async fn spread_server() -> TestServer {
+    start_with(Config {
         media_workers: 2,
         media_room_spread: 1,
         ..Config::for_tests()
     })
-    .await;
-    layers_as_preferred(&server, true).await;
+    .await
 }
 
 /// A two-layer publisher and two viewers, one preferring the low layer: each gets its layer,
@@ -1165,12 +1169,7 @@ async fn layers_as_preferred(server: &TestServer, spread: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_past_its_spread_uses_every_worker_and_pipes_its_producers() {
-    let server = start_with(Config {
-        media_workers: 2,
-        media_room_spread: 1,
-        ..Config::for_tests()
-    })
-    .await;
+    let server = spread_server().await;
     let mut publisher = publisher(&server, "big", 1).await;
     let publisher_port = publisher.media.server_addr().port();
     // Past one member on its first worker, members alternate: two watchers on each worker,

@@ -168,28 +168,15 @@ impl MediaClient {
         )
     }
 
-    fn publish(&mut self, mid: &str, ssrc: u32, rtx: u32, mut codec: Value) -> Value {
+    fn publish(&mut self, mid: &str, ssrc: u32, rtx: u32, codec: Value) -> Value {
         let mut api = self.rtc.direct_api();
         let media_id = Mid::from(mid);
         api.declare_media(media_id, MediaKind::Video);
         api.declare_stream_tx(Ssrc::from(ssrc), Some(Ssrc::from(rtx)), media_id, None);
         let pt = codec["payloadType"].as_u64().unwrap_or(96);
         self.published.push((ssrc, u8::try_from(pt).unwrap_or(96)));
-        codec["rtcpFeedback"] = json!([{"type": "nack"}, {"type": "nack", "parameter": "pli"}, {"type": "transport-cc"}]);
-        json!({
-            "mid": mid,
-            "codecs": [
-                codec,
-                {"mimeType": "video/rtx", "payloadType": pt + 1, "clockRate": 90000, "parameters": {"apt": pt}}
-            ],
-            "headerExtensions": [
-                {"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4},
-                {"uri": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", "id": 2},
-                {"uri": "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01", "id": 3}
-            ],
-            "encodings": [{"ssrc": ssrc, "rtx": {"ssrc": rtx}}],
-            "rtcp": {"cname": "switchboard-client", "reducedSize": true}
-        })
+        let encodings = json!([{"ssrc": ssrc, "rtx": {"ssrc": rtx}}]);
+        video_parameters(mid, codec, &[], encodings)
     }
 
     /// Declares a VP8 simulcast publication, one stream per SSRC in `ssrcs` (lowest layer
@@ -213,23 +200,12 @@ impl MediaClient {
             encodings
                 .push(json!({"rid": rid, "scaleResolutionDownBy": 1 << (ssrcs.len() - 1 - layer)}));
         }
-        json!({
-            "mid": mid,
-            "codecs": [
-                {"mimeType": "video/VP8", "payloadType": 96, "clockRate": 90000, "parameters": {},
-                 "rtcpFeedback": [{"type": "nack"}, {"type": "nack", "parameter": "pli"}, {"type": "transport-cc"}]},
-                {"mimeType": "video/rtx", "payloadType": 97, "clockRate": 90000, "parameters": {"apt": 96}}
-            ],
-            "headerExtensions": [
-                {"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4},
-                {"uri": "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", "id": 10},
-                {"uri": "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id", "id": 11},
-                {"uri": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", "id": 2},
-                {"uri": "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01", "id": 3}
-            ],
-            "encodings": encodings,
-            "rtcp": {"cname": "switchboard-client", "reducedSize": true}
-        })
+        let codec = json!({"mimeType": "video/VP8", "payloadType": 96, "clockRate": 90000, "parameters": {}});
+        let rids = [
+            json!({"uri": "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", "id": 10}),
+            json!({"uri": "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id", "id": 11}),
+        ];
+        video_parameters(mid, codec, &rids, Value::from(encodings))
     }
 
     /// What a receiver offers in `consume`'s `rtpCapabilities`.
@@ -409,6 +385,30 @@ impl MediaClient {
             }
         }
     }
+}
+
+/// `produce`'s `rtpParameters` for a video `codec` (its RTX at the next payload type) at str0m's
+/// extension IDs, with `extensions` beside mid, abs-send-time and transport-cc.
+fn video_parameters(mid: &str, mut codec: Value, extensions: &[Value], encodings: Value) -> Value {
+    let pt = codec["payloadType"].as_u64().unwrap_or(96);
+    codec["rtcpFeedback"] =
+        json!([{"type": "nack"}, {"type": "nack", "parameter": "pli"}, {"type": "transport-cc"}]);
+    let mut header_extensions = vec![
+        json!({"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4}),
+        json!({"uri": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", "id": 2}),
+        json!({"uri": "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01", "id": 3}),
+    ];
+    header_extensions.extend_from_slice(extensions);
+    json!({
+        "mid": mid,
+        "codecs": [
+            codec,
+            {"mimeType": "video/rtx", "payloadType": pt + 1, "clockRate": 90000, "parameters": {"apt": pt}}
+        ],
+        "headerExtensions": header_extensions,
+        "encodings": encodings,
+        "rtcp": {"cname": "switchboard-client", "reducedSize": true}
+    })
 }
 
 /// Whether a datagram is RTP: RFC 7983's range for RTP and RTCP, and not one of RTCP's

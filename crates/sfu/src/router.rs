@@ -56,7 +56,7 @@ pub(crate) struct Datagram {
 /// What one worker tells another about a room whose members' media is on both (a room too
 /// big for one worker is spread, `Placement`): a producer's owner's worker tells every other
 /// of it, pipes its packets to those with consumers of it, and is asked for its keyframes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Pipe {
     /// A producer opened on worker `origin`.
     Opened {
@@ -383,6 +383,13 @@ impl Router {
     }
 
     // ---- other workers ----
+
+    /// Queues news of a producer here for every other worker.
+    fn tell_other_workers(&mut self, pipe: Pipe) {
+        for other in (0..self.workers).filter(|&w| w != self.worker) {
+            self.piped.push((other, pipe.clone()));
+        }
+    }
 
     fn pipe(&mut self, pipe: Pipe) {
         match pipe {
@@ -749,20 +756,17 @@ impl Router {
             paused: false,
         };
         let announcement = notice("new-producer", new_producer(producer_id, &producer));
-        for other in (0..self.workers).filter(|&w| w != self.worker) {
-            let opened = Pipe::Opened {
-                origin: self.worker,
-                id: producer_id,
-                owner: peer,
-                name: name.clone(),
-                room: room.clone(),
-                kind: request.kind,
-                codec: stream.codec,
-                layers: layer_count,
-                paused: false,
-            };
-            self.piped.push((other, opened));
-        }
+        self.tell_other_workers(Pipe::Opened {
+            origin: self.worker,
+            id: producer_id,
+            owner: peer,
+            name,
+            room: room.clone(),
+            kind: request.kind,
+            codec: stream.codec,
+            layers: layer_count,
+            paused: false,
+        });
         self.producers.insert(producer_id, producer);
         self.rooms
             .entry(room.clone())
@@ -995,9 +999,7 @@ impl Router {
         if self.producers.get(&id).is_none_or(|p| p.paused == paused) {
             return answer; // already so: nothing changes, nobody is told
         }
-        for other in (0..self.workers).filter(|&w| w != self.worker) {
-            self.piped.push((other, Pipe::Paused(id, paused)));
-        }
+        self.tell_other_workers(Pipe::Paused(id, paused));
         self.producer_paused(id, paused);
         answer
     }
@@ -1064,9 +1066,7 @@ impl Router {
                 producer.kind.as_str(),
                 false,
             );
-            for other in (0..self.workers).filter(|&w| w != self.worker) {
-                self.piped.push((other, Pipe::Closed(id)));
-            }
+            self.tell_other_workers(Pipe::Closed(id));
             if let Some(send) = self.transports.get_mut(&transport) {
                 send.producers.retain(|(_, p, _)| *p != id);
                 send.simulcast.retain(|(_, p)| *p != id);
@@ -1381,9 +1381,6 @@ impl Router {
         let mut starting = false;
         let mut keyframe = None;
         let mut moved = Vec::new();
-        let Some(producer) = self.producers.get(&producer_id) else {
-            return;
-        };
         for &consumer_id in &producer.consumers {
             let Some(consumer) = self.consumers.get_mut(&consumer_id) else {
                 continue;

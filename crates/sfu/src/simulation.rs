@@ -783,6 +783,31 @@ impl Sim {
     }
 }
 
+/// Alice (on worker 0) publishing simulcast to Bob, connected.
+struct LayeredCall {
+    publisher: SimulcastPublisher,
+    bob: PeerKey,
+    bob_client: usize,
+    bob_consumer: String,
+}
+
+impl LayeredCall {
+    /// `layers` layers; Bob's media on worker `bob_home`, preferring `preferred`.
+    fn new(sim: &mut Sim, layers: u32, bob_home: usize, preferred: Option<u8>) -> LayeredCall {
+        let alice = sim.join_on(1, "room", 0);
+        let publisher = sim.simulcast_publisher(alice, layers);
+        let bob = sim.join_on(2, "room", bob_home);
+        let (bob_client, bob_consumer) = sim.layered_consumer(bob, &publisher.producer, preferred);
+        sim.connected();
+        LayeredCall {
+            publisher,
+            bob,
+            bob_client,
+            bob_consumer,
+        }
+    }
+}
+
 /// The layers a client received, in order, each once per run of packets from it.
 fn layer_runs(tags: &[u8]) -> Vec<u8> {
     let mut runs: Vec<u8> = tags.iter().map(|tag| tag & 0x0f).collect();
@@ -871,11 +896,12 @@ fn simulcast_consumers_get_their_preferred_layer_and_move_at_a_keyframe() {
 #[test]
 fn a_layer_that_stops_moves_its_consumers_down_and_back_when_it_returns() {
     let mut sim = Sim::new();
-    let alice = sim.join(1, "room");
-    let mut publisher = sim.simulcast_publisher(alice, 3);
-    let bob = sim.join(2, "room");
-    let (bob_client, bob_consumer) = sim.layered_consumer(bob, &publisher.producer, None);
-    sim.connected();
+    let LayeredCall {
+        mut publisher,
+        bob,
+        bob_client,
+        bob_consumer,
+    } = LayeredCall::new(&mut sim, 3, 0, None);
     sim.simulcast_frames(&mut publisher, 20, &[0, 1, 2]);
     // The browser drops its top layer (too little bandwidth or CPU) for three seconds.
     sim.simulcast_frames(&mut publisher, 90, &[0, 1]);
@@ -899,11 +925,11 @@ fn a_layer_that_stops_moves_its_consumers_down_and_back_when_it_returns() {
 #[test]
 fn a_consumer_losing_packets_moves_down_and_tries_the_layer_above_later() {
     let mut sim = Sim::new();
-    let alice = sim.join(1, "room");
-    let mut publisher = sim.simulcast_publisher(alice, 2);
-    let bob = sim.join(2, "room");
-    let (bob_client, _) = sim.layered_consumer(bob, &publisher.producer, None);
-    sim.connected();
+    let LayeredCall {
+        mut publisher,
+        bob_client,
+        ..
+    } = LayeredCall::new(&mut sim, 2, 0, None);
     sim.simulcast_frames(&mut publisher, 30, &[0, 1]);
     // A third of what reaches Bob is lost: within a few receiver reports he is moved down.
     sim.clients[bob_client].drop_every = Some(3);
@@ -985,11 +1011,12 @@ fn a_room_over_two_workers_pipes_each_packet_once_and_stops_when_nobody_there_wa
 #[test]
 fn a_simulcast_consumer_on_another_worker_gets_its_layer_and_moves() {
     let mut sim = Sim::with_workers(2);
-    let alice = sim.join_on(1, "room", 0);
-    let mut publisher = sim.simulcast_publisher(alice, 3);
-    let bob = sim.join_on(2, "room", 1);
-    let (bob_client, bob_consumer) = sim.layered_consumer(bob, &publisher.producer, Some(0));
-    sim.connected();
+    let LayeredCall {
+        mut publisher,
+        bob,
+        bob_client,
+        bob_consumer,
+    } = LayeredCall::new(&mut sim, 3, 1, Some(0));
     sim.simulcast_frames(&mut publisher, 30, &[0, 1, 2]);
     assert_eq!(layer_runs(&sim.clients[bob_client].tags), [0]);
     let (kind, _) = sim.request(

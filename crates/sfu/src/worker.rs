@@ -139,11 +139,11 @@ fn pass_on(
         let Some(queue) = workers.get(to) else {
             continue;
         };
-        if matches!(pipe, Pipe::Packet { .. }) && queue.capacity() < queue.max_capacity() / 2 {
+        let packet = matches!(pipe, Pipe::Packet { .. });
+        if packet && queue.capacity() < queue.max_capacity() / 2 {
             metrics.pipe_dropped.inc();
             continue;
         }
-        let packet = matches!(pipe, Pipe::Packet { .. });
         match queue.try_send(Input::Pipe(pipe)) {
             Ok(()) => {
                 if packet {
