@@ -99,17 +99,28 @@ async fn publisher(server: &TestServer, room: &str, first_seq: u64) -> Publisher
     publish(conference(server, room, "publisher").await, first_seq).await
 }
 
-/// Publishes a video track from a member already in its room.
-async fn publish(mut ws: Client, first_seq: u64) -> Publisher {
-    let (id, mut media) = transport(&mut ws, "send").await;
-    let rtp = media.publish_video("0", SSRC, SSRC + 1);
+/// Produces video on a new send transport, its streams declared by `declare`; returns the
+/// client and the `produced` reply.
+async fn produce_video(
+    ws: &mut Client,
+    declare: impl FnOnce(&mut MediaClient) -> Value,
+) -> (MediaClient, Value) {
+    let (id, mut media) = transport(ws, "send").await;
+    let rtp = declare(&mut media);
     let produced = call(
-        &mut ws,
+        ws,
         "produce",
         json!({"transportId": id, "kind": "video", "rtpParameters": rtp, "appData": {}}),
         "produced",
     )
     .await;
+    (media, produced)
+}
+
+/// Publishes a video track from a member already in its room.
+async fn publish(mut ws: Client, first_seq: u64) -> Publisher {
+    let (media, produced) =
+        produce_video(&mut ws, |media| media.publish_video("0", SSRC, SSRC + 1)).await;
     assert_eq!(produced["kind"], "video");
     Publisher {
         ws,
@@ -1086,15 +1097,8 @@ async fn spread_server() -> TestServer {
 /// media is on the other worker, its layers piped there.
 async fn layers_as_preferred(server: &TestServer, spread: bool) {
     let mut ws = conference(server, "layers", "publisher").await;
-    let (id, mut media) = transport(&mut ws, "send").await;
-    let rtp = media.publish_simulcast("0", &LAYER_SSRCS);
-    let produced = call(
-        &mut ws,
-        "produce",
-        json!({"transportId": id, "kind": "video", "rtpParameters": rtp, "appData": {}}),
-        "produced",
-    )
-    .await;
+    let (media, produced) =
+        produce_video(&mut ws, |media| media.publish_simulcast("0", &LAYER_SSRCS)).await;
     assert_eq!(produced["type"], "simulcast");
     let mut publisher = SimulcastPublisher {
         ws,
