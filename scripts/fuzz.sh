@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes every decoder (the five dialects, frame.rs, the cluster's bus envelopes, access
-# tokens) for
-# SECONDS each: scripts/fuzz.sh SECONDS [TARGET...]
+# tokens, WebSocket frames) for SECONDS each: scripts/fuzz.sh SECONDS [TARGET...]
 # Targets live in fuzz/ (cargo-fuzz layout, its own workspace). With a nightly toolchain the
 # targets build with AddressSanitizer; without one, on stable with `--sanitizer none`.
 # A crash fails the script and is kept under fuzz/regressions/TARGET/, which plain
@@ -16,7 +15,7 @@ if [ $# -lt 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
 fi
 seconds=$1
 shift
-all=(conference query_rooms pairing room_relay broadcast frame envelope token)
+all=(conference query_rooms pairing room_relay broadcast frame envelope token websocket)
 targets=("$@")
 if [ $# -eq 0 ]; then targets=("${all[@]}"); fi
 
@@ -44,7 +43,8 @@ for target in "${targets[@]}"; do
   mkdir -p "corpus/$target" "regressions/$target"
   log="target/fuzz-$target.log"
   echo "==> $target: ${seconds}s"
-  # The cluster's bus has a corpus of its own; the dialects share the docs' examples.
+  # The cluster's bus, tokens and WebSocket frames have corpora of their own; the dialects
+  # share the docs' examples.
   seeds=seeds
   if [ -d "seeds-$target" ]; then seeds="seeds-$target"; fi
   if cargo "${toolchain[@]}" fuzz run "${sanitizer[@]}" "$target" "corpus/$target" "$seeds" -- \

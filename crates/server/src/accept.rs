@@ -34,8 +34,7 @@ use tracing::{debug, trace, warn};
 
 use crate::limits::AddressSlot;
 use crate::metrics::Limit;
-use crate::read_ahead::ReadAhead;
-use crate::tls::{Handshake, Tls};
+use crate::tls::{Handshake, Tls, TlsSocket};
 use crate::AppState;
 
 /// How long a closing connection waits for the client to close its side, reading and
@@ -104,7 +103,7 @@ pub(crate) async fn serve(
         };
         let Some(tls) = &tls else {
             connections.spawn(connection(
-                io,
+                Wire::Plain(io),
                 addr,
                 app.clone(),
                 state.clone(),
@@ -152,7 +151,9 @@ async fn secure_connection(
     drop(place);
     let ip = addr.ip();
     match handshake {
-        Ok(Ok(Handshake::Done(socket))) => connection(socket, addr, app, state, stop).await,
+        Ok(Ok(Handshake::Done(socket))) => {
+            connection(Wire::Tls(socket), addr, app, state, stop).await
+        }
         Ok(Ok(Handshake::Challenge)) => debug!(%ip, "answered an ACME TLS-ALPN-01 challenge"),
         Ok(Ok(Handshake::NotTls)) => debug!(%ip, "not TLS on the TLS port: answered 400"),
         Ok(Err(error)) => debug!(%ip, %error, "TLS handshake failed"),
@@ -164,15 +165,13 @@ async fn secure_connection(
 }
 
 /// Serves HTTP/1.1 on one connection until it closes, upgrades, or is told to stop.
-async fn connection<Io>(
-    io: Io,
+async fn connection(
+    io: Wire,
     addr: SocketAddr,
     app: Router,
     state: AppState,
     stop: CancellationToken,
-) where
-    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+) {
     let service = WithPeer {
         router: TowerToHyperService::new(app),
         addr,
@@ -181,7 +180,7 @@ async fn connection<Io>(
     http.timer(TokioTimer::new())
         .header_read_timeout(state.config.header_read_timeout);
     let mut conn = pin!(http
-        .serve_connection(TokioIo::new(ReadAhead::new(io)), service)
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades());
     let served = tokio::select! {
         served = conn.as_mut() => served,
@@ -298,6 +297,71 @@ async fn close_gracefully(mut tcp: TcpStream, _slot: Option<AddressSlot>) {
         while matches!(tcp.read(&mut sink).await, Ok(read) if read > 0) {}
     })
     .await;
+}
+
+/// A served connection, plain or TLS: what hyper reads requests from, and what a WebSocket
+/// takes over at the upgrade (`ws.rs`).
+pub(crate) enum Wire {
+    Plain(Accepted),
+    Tls(TlsSocket),
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Wire::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Wire::Tls(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Wire::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            Wire::Tls(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Wire::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Wire::Tls(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Wire::Plain(io) => io.is_write_vectored(),
+            Wire::Tls(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Wire::Plain(io) => Pin::new(io).poll_flush(cx),
+            Wire::Tls(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Wire::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            Wire::Tls(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
 }
 
 impl AsyncRead for Accepted {

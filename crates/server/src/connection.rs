@@ -11,9 +11,9 @@ use std::net::IpAddr;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use bytes::Bytes;
-use futures_util::{FutureExt, SinkExt};
+use futures_util::FutureExt;
 use switchboard_auth::Grants;
 use switchboard_cluster::envelope::ForwardedRequest;
 use switchboard_cluster::envelope::TunnelFrame;
@@ -24,6 +24,7 @@ use switchboard_core::{
 };
 use switchboard_dialects::resume::{self as wire, Control};
 use switchboard_dialects::{Dialect, Outbound, WireError};
+use switchboard_websocket::Error as FrameError;
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, sleep, timeout, Duration, Instant, MissedTickBehavior, Sleep};
 use tokio_util::task::task_tracker::TaskTrackerToken;
@@ -33,6 +34,7 @@ use crate::limits::{RateLimit, Slot, Verdict};
 use crate::metrics::{DialectMetrics, Limit};
 use crate::resume::{self, Handoff, Link, Refusal, Replay, Token, TokenHash};
 use crate::upgrade::{self, Admitted, Opening};
+use crate::ws::{WebSocket, WsError};
 use crate::AppState;
 
 /// Events written to the socket per flush at most, so one busy peer's batch cannot delay
@@ -242,6 +244,8 @@ enum Close {
     Idle,
     /// A text frame that is not valid UTF-8 (RFC 6455 8.1).
     BadUtf8,
+    /// Bytes that are not WebSocket frames (RFC 6455 7.4.1: 1002).
+    Protocol,
     /// A room dialect's socket that joined no room within the join timeout.
     NoJoin,
 }
@@ -257,6 +261,7 @@ impl Close {
             Close::TooFast => Some((1008, "message rate limit exceeded")),
             Close::Idle => Some((1001, "idle timeout")),
             Close::BadUtf8 => Some((1007, "text frame is not valid UTF-8")),
+            Close::Protocol => Some((1002, "protocol error")),
             Close::NoJoin => Some((1008, "join timeout: no room joined")),
         }
     }
@@ -1262,13 +1267,13 @@ async fn carried(
                     }
                     Some(Ok(Message::Binary(bytes))) => TunnelFrame::Binary(bytes),
                     Some(Ok(Message::Pong(_))) => TunnelFrame::Pong,
-                    Some(Ok(Message::Ping(_))) => continue, // tungstenite answers pings
+                    Some(Ok(Message::Ping(_))) => continue, // the socket answers pings
                     Some(Ok(Message::Close(frame))) => {
                         let (code, reason) = frame.map_or((resume::NO_STATUS, Bytes::new()), |f| {
                             (f.code, Bytes::copy_from_slice(f.reason.as_str().as_bytes()))
                         });
                         let _ = end.send(TunnelFrame::Close(code, reason));
-                        // tungstenite answers the close frame on the next write.
+                        // The socket has queued its answer to the close frame.
                         let _ = timeout(limit, ws.flush()).await;
                         return;
                     }
@@ -1434,7 +1439,7 @@ async fn pump<D: Dialect>(this: &mut Socket<D>) -> Close {
                     },
                     Some(Ok(Message::Close(frame))) => break closed_by_client(frame.as_ref()),
                     None => break Close::Gone,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {} // tungstenite answers pings
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {} // the socket answers pings
                     Some(Err(error)) => break read_error(error),
                 }
             }
@@ -1554,12 +1559,15 @@ fn length(message: &Message) -> u64 {
     bytes as u64
 }
 
-fn read_error(error: axum::Error) -> Close {
-    let inner = error.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => Close::TooBig,
-        Some(tungstenite::Error::Utf8(_)) => Close::BadUtf8,
-        _ => Close::Gone,
+fn read_error(error: WsError) -> Close {
+    match error {
+        WsError::Frame(FrameError::TooBig { .. }) => Close::TooBig,
+        WsError::Frame(FrameError::BadUtf8) | WsError::BadUtf8 => Close::BadUtf8,
+        WsError::Frame(FrameError::Protocol(why)) => {
+            debug!(why, "WebSocket protocol error");
+            Close::Protocol
+        }
+        WsError::Closing | WsError::Io(_) => Close::Gone,
     }
 }
 

@@ -13,7 +13,6 @@ mod http;
 mod limits;
 mod media;
 mod metrics;
-mod read_ahead;
 mod resume;
 mod router;
 mod shutdown;
@@ -21,6 +20,7 @@ mod tls;
 mod turn;
 mod upgrade;
 mod webhook;
+mod ws;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -15,15 +15,15 @@
 //! its replay buffer and its room seat stay exactly as they were.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
-use futures_util::SinkExt;
 use switchboard_cluster::envelope::{Knock, TunnelFrame};
 use switchboard_cluster::{ResumePort, TunnelEnd};
 use switchboard_core::PeerKey;
@@ -33,6 +33,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::limits::{AddressRate, Slot};
 use crate::metrics::Metrics;
+use crate::ws::{WebSocket, WsError};
 
 /// Random bytes in a token: 128 bits, past guessing at any rate the failure budget allows.
 const TOKEN_BYTES: usize = 16;
@@ -88,7 +89,7 @@ pub(crate) enum Link {
 
 impl Link {
     /// The next frame from the client; `None` once it is gone.
-    pub(crate) async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
+    pub(crate) async fn recv(&mut self) -> Option<Result<Message, WsError>> {
         let end = match self {
             Link::Local(ws) => return ws.recv().await,
             Link::Tunnel(end) => end,
@@ -110,21 +111,21 @@ impl Link {
         }
     }
 
-    pub(crate) async fn send(&mut self, message: Message) -> Result<(), axum::Error> {
+    pub(crate) async fn send(&mut self, message: Message) -> Result<(), WsError> {
         match self {
             Link::Local(ws) => ws.send(message).await,
             Link::Tunnel(end) => carry(end, message),
         }
     }
 
-    pub(crate) async fn feed(&mut self, message: Message) -> Result<(), axum::Error> {
+    pub(crate) async fn feed(&mut self, message: Message) -> Result<(), WsError> {
         match self {
             Link::Local(ws) => ws.feed(message).await,
             Link::Tunnel(end) => carry(end, message),
         }
     }
 
-    pub(crate) async fn flush(&mut self) -> Result<(), axum::Error> {
+    pub(crate) async fn flush(&mut self) -> Result<(), WsError> {
         match self {
             Link::Local(ws) => ws.flush().await,
             // Every frame is queued for Redis as it is fed.
@@ -135,7 +136,7 @@ impl Link {
 
 /// Queues a frame for the tunnel's other end; a full queue breaks the tunnel, which to the
 /// session is a dropped socket.
-fn carry(end: &mut TunnelEnd, message: Message) -> Result<(), axum::Error> {
+fn carry(end: &mut TunnelEnd, message: Message) -> Result<(), WsError> {
     let frame = match message {
         Message::Text(text) => TunnelFrame::Text(Bytes::copy_from_slice(text.as_str().as_bytes())),
         Message::Binary(bytes) => TunnelFrame::Binary(bytes),
@@ -149,7 +150,8 @@ fn carry(end: &mut TunnelEnd, message: Message) -> Result<(), axum::Error> {
             None => TunnelFrame::Close(NO_STATUS, Bytes::new()),
         },
     };
-    end.send(frame).map_err(axum::Error::new)
+    end.send(frame)
+        .map_err(|_| WsError::Io(io::ErrorKind::BrokenPipe.into()))
 }
 
 /// A close frame without a code (RFC 6455 7.4.1: 1005 is never sent as such).

@@ -12,8 +12,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -31,21 +29,13 @@ use crate::connection::{self, Connection, Membership};
 use crate::limits::Slot;
 use crate::metrics::Limit;
 use crate::resume::{Handoff, Link};
+use crate::ws::{NotUpgrade, Upgrade};
 use crate::{assets, auth, AppState, DialectKind};
-
-/// tungstenite's read-buffer size per socket, held for the socket's life, and the most it
-/// asks for per read. Small, because the socket under it reads ahead into a per-thread
-/// buffer ([`crate::read_ahead`]): a read of 256 bytes is a copy, not a system call, and an
-/// idle socket holds 256 bytes instead of kilobytes. A larger frame (an SDP offer) grows the
-/// buffer as it arrives.
-const READ_BUFFER_BYTES: usize = 256;
-/// Bytes of outgoing frames collected before a write; a batch is flushed at its end anyway.
-const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// What an upgrade request brings, whether or not it is a valid WebSocket upgrade: a plain
 /// GET of `/` is a browser asking for the demo app.
 pub(crate) struct Handshake {
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, NotUpgrade>,
     addr: SocketAddr,
     headers: HeaderMap,
     /// The token the request carries, if any (never logged).
@@ -55,8 +45,8 @@ pub(crate) struct Handshake {
 impl<S: Send + Sync> FromRequestParts<S> for Handshake {
     type Rejection = Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Infallible> {
-        let ws = WebSocketUpgrade::from_request_parts(parts, state).await;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let ws = Upgrade::from_parts(parts);
         // `serve` always provides the peer address; a missing one (another embedding) counts
         // as one unknown client for the per-IP limit.
         let addr = parts
@@ -465,19 +455,15 @@ fn admit(state: &AppState, addr: SocketAddr, headers: &HeaderMap) -> Result<Slot
 
 /// Upgrades and spawns the socket task. The membership is created before the upgrade, so
 /// if the client goes away mid-handshake its drop still removes the peer from the hub.
-fn start<D: Dialect>(ws: WebSocketUpgrade, state: AppState, admitted: Admitted) -> Response {
+fn start<D: Dialect>(ws: Upgrade, state: AppState, admitted: Admitted) -> Response {
     let requested = Instant::now();
     let tracked = state.sockets.token();
     let max = state.config.max_frame_bytes;
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| {
-            state.metrics.handshake(requested.elapsed());
-            let conn = Connection::<D>::new(state, admitted);
-            connection::run(Link::Local(socket), conn, tracked)
-        })
+    ws.on_upgrade(max, move |socket| {
+        state.metrics.handshake(requested.elapsed());
+        let conn = Connection::<D>::new(state, admitted);
+        connection::run(Link::Local(socket), conn, tracked)
+    })
 }
 
 fn default_channel() -> RoomId {

@@ -411,3 +411,131 @@ fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     payload.extend_from_slice(reason.as_bytes());
     payload
 }
+
+/// The next frame the server sends on a raw connection (servers do not mask).
+async fn server_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut head = [0; 2];
+    timeout(PATIENCE, tcp.read_exact(&mut head))
+        .await
+        .expect("a frame from the server")
+        .unwrap();
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut len = [0; 2];
+            tcp.read_exact(&mut len).await.unwrap();
+            usize::from(u16::from_be_bytes(len))
+        }
+        127 => {
+            let mut len = [0; 8];
+            tcp.read_exact(&mut len).await.unwrap();
+            usize::try_from(u64::from_be_bytes(len)).unwrap()
+        }
+        len => usize::from(len),
+    };
+    let mut payload = vec![0; len];
+    tcp.read_exact(&mut payload).await.unwrap();
+    (head[0], payload)
+}
+
+/// A client frame without FIN: the first fragment of a message, or a middle one.
+fn fragment(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = masked_frame(opcode, payload);
+    frame[0] &= 0x7f;
+    frame
+}
+
+#[tokio::test]
+async fn frames_are_read_however_the_bytes_arrive() {
+    let server = start().await;
+    let mut bob = server.connect("/ws?peer_id=bob&room=r").await;
+    let mut alice = upgraded(&server, "/ws?peer_id=alice&room=r").await;
+    assert_eq!(bob.json().await["type"], "peer_joined");
+    let offer = |n: usize| {
+        let sdp = format!("{n}:{}", "v=0 ".repeat(300));
+        json!({"type":"offer","to":"bob","payload":{"sdp": sdp}})
+    };
+    let heard = |value: serde_json::Value, n: usize| {
+        assert_eq!(value["from"], "alice", "{value}");
+        assert!(
+            value["payload"]["sdp"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{n}:v=0 ")),
+            "{value}"
+        );
+    };
+    // One frame, a byte per write.
+    for byte in masked_frame(0x1, offer(1).to_string().as_bytes()) {
+        alice.write_all(&[byte]).await.unwrap();
+        alice.flush().await.unwrap();
+    }
+    heard(bob.json().await, 1);
+    // Three frames in one write.
+    let three: Vec<u8> = (2..5)
+        .flat_map(|n| masked_frame(0x1, offer(n).to_string().as_bytes()))
+        .collect();
+    alice.write_all(&three).await.unwrap();
+    for n in 2..5 {
+        heard(bob.json().await, n);
+    }
+    // A message in three fragments, with a ping between them: the ping is answered with its
+    // own payload, and the message arrives whole.
+    let text = offer(5).to_string();
+    let (first, rest) = text.as_bytes().split_at(100);
+    let (middle, last) = rest.split_at(500);
+    let mut bytes = fragment(0x1, first);
+    bytes.extend(masked_frame(0x9, b"are you there"));
+    bytes.extend(fragment(0x0, middle));
+    alice.write_all(&bytes).await.unwrap();
+    assert_eq!(
+        server_frame(&mut alice).await,
+        (0x8A, b"are you there".to_vec())
+    );
+    alice.write_all(&masked_frame(0x0, last)).await.unwrap();
+    heard(bob.json().await, 5);
+    // A close is answered with the client's code, and the connection ends.
+    alice
+        .write_all(&masked_frame(0x8, &close_payload(1000, "bye")))
+        .await
+        .unwrap();
+    assert_eq!(
+        server_frame(&mut alice).await,
+        (0x88, 1000u16.to_be_bytes().to_vec())
+    );
+    let mut after = Vec::new();
+    timeout(PATIENCE, alice.read_to_end(&mut after))
+        .await
+        .expect("the server ends the connection")
+        .unwrap();
+    assert_eq!(after, b"");
+    assert_eq!(bob.json().await["type"], "peer_left");
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_websocket_frames_close_with_1002() {
+    let server = start().await;
+    let mut unmasked = masked_frame(0x1, b"{}");
+    unmasked[1] &= 0x7f;
+    unmasked.drain(2..6);
+    let mut reserved_bit = masked_frame(0x1, b"{}");
+    reserved_bit[0] |= 0x40;
+    let cases = [
+        ("an unmasked frame", unmasked),
+        ("a reserved bit", reserved_bit),
+        ("a reserved opcode", masked_frame(0x3, b"{}")),
+        ("a fragmented ping", fragment(0x9, b"x")),
+        ("a ping of 126 bytes", masked_frame(0x9, &[b'x'; 126])),
+        ("a continuation of nothing", masked_frame(0x0, b"{}")),
+        (
+            "a close code never sent",
+            masked_frame(0x8, &close_payload(1005, "")),
+        ),
+    ];
+    for (case, bytes) in cases {
+        let mut tcp = upgraded(&server, "/broadcast").await;
+        tcp.write_all(&bytes).await.unwrap();
+        let (head, payload) = server_frame(&mut tcp).await;
+        assert_eq!(head, 0x88, "{case}");
+        assert_eq!(payload, close_payload(1002, "protocol error"), "{case}");
+    }
+}
