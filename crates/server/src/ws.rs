@@ -36,6 +36,9 @@ use crate::accept::Wire;
 /// Bytes of outgoing frames collected before a write; a batch is flushed at its end anyway.
 const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
+/// The most write buffer a socket keeps between batches.
+const KEEP_OUT_BYTES: usize = 2 * WRITE_BUFFER_BYTES;
+
 /// The per-thread scratch buffer: one read from a socket takes up to this much.
 const SCRATCH_BYTES: usize = 16 * 1024;
 
@@ -426,8 +429,10 @@ impl WebSocket {
             self.written += wrote;
         }
         self.written = 0;
-        // A burst's buffer is not kept by an idle socket.
-        if self.out.capacity() > WRITE_BUFFER_BYTES {
+        // Kept for the next batch (which fills at most a little over `WRITE_BUFFER_BYTES`
+        // before it is written), so a busy socket does not grow it again for every batch;
+        // only a buffer that one huge frame grew is let go.
+        if self.out.capacity() > KEEP_OUT_BYTES {
             self.out = Vec::new();
         } else {
             self.out.clear();

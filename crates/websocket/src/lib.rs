@@ -283,17 +283,20 @@ fn unmasked(data: &[u8], mask: [u8; 4]) -> Vec<u8> {
     out
 }
 
-/// XORs `data` with the mask, eight bytes at a step; `data` starts at the mask's first byte.
+/// XORs `data` with the mask; `data` starts at the mask's first byte. Blocks of 32 bytes
+/// against the mask repeated, which the compiler turns into a few vector instructions.
 fn unmask(data: &mut [u8], mask: [u8; 4]) {
-    let [a, b, c, d] = mask;
-    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
-    let mut chunks = data.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    let mut wide = [0; 32];
+    for (byte, key) in wide.iter_mut().zip(mask.iter().cycle()) {
+        *byte = *key;
     }
-    for (byte, key) in chunks.into_remainder().iter_mut().zip(mask.iter().cycle()) {
+    let mut blocks = data.chunks_exact_mut(32);
+    for block in &mut blocks {
+        for (byte, key) in block.iter_mut().zip(wide) {
+            *byte ^= key;
+        }
+    }
+    for (byte, key) in blocks.into_remainder().iter_mut().zip(wide) {
         *byte ^= key;
     }
 }
