@@ -15,6 +15,7 @@
 //! its replay buffer and its room seat stay exactly as they were.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::{ready, Future};
 use std::io;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,6 +25,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
+use futures_util::future::Either;
 use switchboard_cluster::envelope::{Knock, TunnelFrame};
 use switchboard_cluster::{ResumePort, TunnelEnd};
 use switchboard_core::PeerKey;
@@ -118,18 +120,23 @@ impl Link {
         }
     }
 
-    pub(crate) async fn feed(&mut self, message: Message) -> Result<(), WsError> {
+    /// Queues one message. Not an async fn: the message is taken before the future is
+    /// polled, so the future (room for which every socket's task keeps) holds none.
+    pub(crate) fn feed(
+        &mut self,
+        message: Message,
+    ) -> impl Future<Output = Result<(), WsError>> + Send + '_ {
         match self {
-            Link::Local(ws) => ws.feed(message).await,
-            Link::Tunnel(end) => carry(end, message),
+            Link::Local(ws) => Either::Left(ws.feed(message)),
+            Link::Tunnel(end) => Either::Right(ready(carry(end, message))),
         }
     }
 
-    pub(crate) async fn flush(&mut self) -> Result<(), WsError> {
+    pub(crate) fn flush(&mut self) -> impl Future<Output = Result<(), WsError>> + Send + '_ {
         match self {
-            Link::Local(ws) => ws.flush().await,
+            Link::Local(ws) => Either::Left(ws.flush()),
             // Every frame is queued for Redis as it is fed.
-            Link::Tunnel(_) => Ok(()),
+            Link::Tunnel(_) => Either::Right(ready(Ok(()))),
         }
     }
 }

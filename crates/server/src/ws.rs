@@ -24,7 +24,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
-use futures_util::FutureExt as _;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use switchboard_websocket::{encode, encode_close, Decoder, Kind, Step};
@@ -378,7 +377,8 @@ impl WebSocket {
     /// Writes what is queued if the socket takes it without waiting; the rest goes with the
     /// next flush.
     fn write_now(&mut self) {
-        let _ = self.flush().now_or_never();
+        let waker = std::task::Waker::noop();
+        let _ = self.poll_flush(&mut Context::from_waker(waker));
     }
 
     /// Sends one message, written at once.
@@ -387,8 +387,26 @@ impl WebSocket {
         self.flush().await
     }
 
-    /// Queues one message; it is written when the buffer fills or at the next flush.
-    pub(crate) async fn feed(&mut self, message: Message) -> Result<(), WsError> {
+    /// Queues one message; it is written when the buffer fills or at the next flush. The
+    /// message is encoded before the returned future is first polled, so the future holds no
+    /// message (every idle socket's task keeps room for it).
+    pub(crate) fn feed(
+        &mut self,
+        message: Message,
+    ) -> impl Future<Output = Result<(), WsError>> + Send + '_ {
+        let full = self
+            .queue(message)
+            .map(|()| self.out.len() >= WRITE_BUFFER_BYTES);
+        async move {
+            if full? {
+                poll_fn(|cx| self.poll_write_out(cx)).await?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Encodes one message into the write buffer.
+    fn queue(&mut self, message: Message) -> Result<(), WsError> {
         if self.close_sent {
             return Err(WsError::Closing);
         }
@@ -403,28 +421,26 @@ impl WebSocket {
                 encode_close(frame.as_ref().map(|f| (f.code, f.reason.as_str())), out);
             }
         }
-        if self.out.len() >= WRITE_BUFFER_BYTES {
-            self.write_out().await?;
-        }
         Ok(())
     }
 
     /// Writes everything queued and flushes the connection (TLS holds records until then).
-    pub(crate) async fn flush(&mut self) -> Result<(), WsError> {
-        self.write_out().await?;
-        poll_fn(|cx| Pin::new(&mut self.io).poll_flush(cx)).await?;
-        Ok(())
+    pub(crate) fn flush(&mut self) -> impl Future<Output = Result<(), WsError>> + Send + '_ {
+        poll_fn(|cx| self.poll_flush(cx).map_err(WsError::from))
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_out(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     /// Writes the queued frames. Progress is kept in `written`, so a write dropped while it
     /// waits resumes where it stopped.
-    async fn write_out(&mut self) -> io::Result<()> {
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.written < self.out.len() {
-            let wrote =
-                poll_fn(|cx| Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]))
-                    .await?;
+            let wrote = ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.written..]))?;
             if wrote == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.written += wrote;
         }
@@ -437,7 +453,7 @@ impl WebSocket {
         } else {
             self.out.clear();
         }
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 }
 
