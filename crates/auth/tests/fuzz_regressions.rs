@@ -5,32 +5,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::path::{Path, PathBuf};
 
 #[allow(unreachable_pub, dead_code)]
 #[path = "../../../fuzz/src/token.rs"]
 mod check;
 
-fn inputs(dir: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz")
-        .join(dir);
-    let Ok(entries) = fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.is_file())
-        .filter(|path| {
-            !path
-                .file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| name.starts_with('.'))
-        })
-        .collect();
-    files.sort();
-    files
-}
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../../fuzz/src/corpus.rs"]
+mod corpus;
+
+use corpus::inputs;
 
 #[test]
 fn every_saved_crash_input_passes_the_token_checks() {

@@ -5,7 +5,6 @@
 //! and that the checks hold on them.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 
 #[allow(unreachable_pub, dead_code)]
 #[path = "../../../fuzz/src/check.rs"]
@@ -13,35 +12,18 @@ mod check;
 
 use check::{check, Target};
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
-}
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../../fuzz/src/corpus.rs"]
+mod corpus;
 
-/// The files in `dir`, sorted; none if it does not exist. Dotfiles (`.gitkeep`) are not inputs.
-fn inputs(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .map(|entry| entry.expect("a readable directory entry").path())
-        .filter(|path| path.is_file())
-        .filter(|path| {
-            !path
-                .file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| name.starts_with('.'))
-        })
-        .collect();
-    files.sort();
-    files
-}
+use corpus::{fuzz_dir, inputs};
 
 #[test]
 fn every_saved_crash_input_passes_its_target() {
     let regressions = fuzz_dir().join("regressions");
     let mut replayed = 0;
     for target in Target::ALL {
-        for input in inputs(&regressions.join(target.name())) {
+        for input in inputs(&format!("regressions/{}", target.name())) {
             let data = fs::read(&input).expect("a readable regression input");
             // A panic here names the input that brought it back.
             eprintln!("replaying {}", input.display());
@@ -51,7 +33,8 @@ fn every_saved_crash_input_passes_its_target() {
     }
     // Every directory under regressions/ must be a target's, or its inputs would never run.
     // `envelope` (the cluster's bus) is replayed by crates/cluster/tests/fuzz_regressions.rs,
-    // `token` (access tokens) by crates/auth/tests/fuzz_regressions.rs.
+    // `token` (access tokens) by crates/auth/tests/fuzz_regressions.rs, `websocket` (the
+    // framing) by crates/websocket/tests/fuzz_regressions.rs.
     for entry in fs::read_dir(&regressions).expect("fuzz/regressions exists") {
         let name = entry.expect("a readable entry").file_name();
         let name = name.to_string_lossy();
@@ -59,6 +42,7 @@ fn every_saved_crash_input_passes_its_target() {
             name.starts_with('.')
                 || name == "envelope"
                 || name == "token"
+                || name == "websocket"
                 || Target::ALL.iter().any(|t| t.name() == name),
             "fuzz/regressions/{name} is not a fuzz target"
         );
@@ -68,7 +52,7 @@ fn every_saved_crash_input_passes_its_target() {
 
 #[test]
 fn the_seed_corpus_passes_every_target_and_really_decodes() {
-    let seeds = inputs(&fuzz_dir().join("seeds"));
+    let seeds = inputs("seeds");
     assert!(
         seeds.len() >= 20,
         "the seed corpus is missing: {}",
