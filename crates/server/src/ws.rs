@@ -79,13 +79,24 @@ impl IntoResponse for NotUpgrade {
             ),
             NotUpgrade::Connection => (StatusCode::BAD_REQUEST, "Connection must name upgrade"),
             NotUpgrade::Upgrade => (StatusCode::BAD_REQUEST, "Upgrade must be websocket"),
-            NotUpgrade::Version => (StatusCode::BAD_REQUEST, "Sec-WebSocket-Version must be 13"),
+            NotUpgrade::Version => (
+                StatusCode::UPGRADE_REQUIRED,
+                "Sec-WebSocket-Version must be 13",
+            ),
             NotUpgrade::Key => (StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing"),
             NotUpgrade::NotUpgradable => {
                 (StatusCode::UPGRADE_REQUIRED, "not an upgradable connection")
             }
         };
-        (status, why).into_response()
+        let mut response = (status, why).into_response();
+        if self == NotUpgrade::Version {
+            // RFC 6455 4.4: name the version this server speaks.
+            let version = HeaderValue::from_static("13");
+            response
+                .headers_mut()
+                .insert(header::SEC_WEBSOCKET_VERSION, version);
+        }
+        response
     }
 }
 

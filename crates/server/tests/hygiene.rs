@@ -2,7 +2,9 @@
 //! UTF-8 (400), text frames that are not UTF-8 (1007), an oversized frame (1009, then the
 //! connection ends at once), slow headers (per-IP count from accept, header read timeout),
 //! `/api/stats` from a shared snapshot, the per-address HTTP and handshake rates (429), and
-//! the join timeout (1008). No test passes or fails on a duration: where "promptly" matters,
+//! the join timeout (1008); and the WebSocket layer (issue #16): frames however the bytes are
+//! cut, pings and closes answered, bytes that are not frames (1002), upgrades that are not
+//! RFC 6455 (426, 400, 405). No test passes or fails on a duration: where "promptly" matters,
 //! the test orders two server events instead.
 
 #![allow(clippy::unwrap_used)] // tests: an unwrap failing is the test failing
@@ -538,4 +540,26 @@ async fn bytes_that_are_not_websocket_frames_close_with_1002() {
         assert_eq!(head, 0x88, "{case}");
         assert_eq!(payload, close_payload(1002, "protocol error"), "{case}");
     }
+}
+
+#[tokio::test]
+async fn upgrades_that_are_not_rfc_6455_are_refused_with_the_reason() {
+    let server = start().await;
+    let request = |method: &str, version: &str, key: &str| {
+        format!(
+            "{method} /conference HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+             Connection: close, Upgrade\r\nSec-WebSocket-Version: {version}\r\n{key}\r\n"
+        )
+    };
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    // Another version: 426, naming the one this server speaks (RFC 6455 4.4).
+    let refused = server.request(&request("GET", "8", key)).await;
+    assert_eq!(refused.status, 426, "{}", refused.body);
+    assert_eq!(refused.header("sec-websocket-version"), Some("13"));
+    // No key, or not a GET.
+    assert_eq!(server.request(&request("GET", "13", "")).await.status, 400);
+    assert_eq!(
+        server.request(&request("POST", "13", key)).await.status,
+        405
+    );
 }
