@@ -1437,7 +1437,13 @@ async fn pump<D: Dialect>(this: &mut Socket<D>) -> Close {
                         Ok(false) => {}
                         Err(close) => break close,
                     },
-                    Some(Ok(Message::Close(frame))) => break closed_by_client(frame.as_ref()),
+                    Some(Ok(Message::Close(frame))) => {
+                        // The socket has queued its answer: see it out, within the write
+                        // timeout, before the socket is dropped.
+                        let limit = conn.state.config.write_timeout;
+                        let _ = Box::pin(timeout(limit, socket.flush())).await;
+                        break closed_by_client(frame.as_ref());
+                    }
                     None => break Close::Gone,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {} // the socket answers pings
                     Some(Err(error)) => break read_error(error),

@@ -287,7 +287,12 @@ impl WebSocket {
                         self.pending.drain(..self.start);
                         self.start = 0;
                     }
-                    self.pending.reserve(need);
+                    // Room for this frame and no more: what a frame before it grew is let go.
+                    let wanted = self.pending.len() + need;
+                    if self.pending.capacity() > wanted + SCRATCH_BYTES {
+                        self.pending.shrink_to(wanted);
+                    }
+                    self.pending.reserve_exact(need);
                     return Ok(None);
                 }
             }
@@ -320,6 +325,7 @@ impl WebSocket {
                 return Poll::Ready(Ok(Read::End));
             }
             if !self.pending.is_empty() {
+                self.pending.reserve_exact(got.len());
                 self.pending.extend_from_slice(got);
                 return Poll::Ready(Ok(Read::More));
             }
@@ -335,7 +341,7 @@ impl WebSocket {
                         }
                     }
                     Ok(Step::Need(need)) => {
-                        self.pending.reserve(got.len() - at + need);
+                        self.pending.reserve_exact(got.len() - at + need);
                         break;
                     }
                     Err(error) => return Poll::Ready(Ok(Read::Failed(error))),
@@ -349,6 +355,7 @@ impl WebSocket {
     fn fail(&mut self, error: WsError) -> WsError {
         self.failed = true;
         self.pending = Vec::new();
+        self.start = 0;
         error
     }
 

@@ -176,6 +176,7 @@ impl Decoder {
                     ));
                 };
                 let start = fragments.data.len();
+                fragments.data.reserve_exact(data.len());
                 fragments.data.extend_from_slice(data);
                 unmask(&mut fragments.data[start..], header.mask);
                 if header.fin {
