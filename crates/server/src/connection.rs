@@ -1568,7 +1568,7 @@ fn length(message: &Message) -> u64 {
 fn read_error(error: WsError) -> Close {
     match error {
         WsError::Frame(FrameError::TooBig { .. }) => Close::TooBig,
-        WsError::Frame(FrameError::BadUtf8) | WsError::BadUtf8 => Close::BadUtf8,
+        WsError::Frame(FrameError::BadUtf8) => Close::BadUtf8,
         WsError::Frame(FrameError::Protocol(why)) => {
             debug!(why, "WebSocket protocol error");
             Close::Protocol

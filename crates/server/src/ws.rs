@@ -26,7 +26,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use switchboard_websocket::{encode, encode_close, Decoder, Kind, Step};
+use switchboard_websocket::{encode, encode_close, Decoder, Error as FrameError, Kind, Step};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::debug;
 
@@ -185,12 +185,9 @@ fn accept_key(key: &[u8]) -> HeaderValue {
 /// Why a socket cannot go on.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum WsError {
-    /// The client's bytes are not WebSocket frames, or too big ones.
+    /// The client's bytes are not WebSocket frames, too big ones, or text that is not UTF-8.
     #[error(transparent)]
     Frame(#[from] switchboard_websocket::Error),
-    /// A text message that is not UTF-8.
-    #[error("text message is not UTF-8")]
-    BadUtf8,
     /// A frame sent after our close frame.
     #[error("the socket is closing")]
     Closing,
@@ -365,7 +362,7 @@ impl WebSocket {
         Ok(match message {
             Frame::Text(bytes) => match Utf8Bytes::try_from(bytes) {
                 Ok(text) => Message::Text(text),
-                Err(_) => return Err(self.fail(WsError::BadUtf8)),
+                Err(_) => return Err(self.fail(FrameError::BadUtf8.into())),
             },
             Frame::Binary(bytes) => Message::Binary(bytes),
             Frame::Ping(payload) => {
@@ -472,17 +469,6 @@ impl WebSocket {
             self.out.clear();
         }
         Poll::Ready(Ok(()))
-    }
-}
-
-impl std::fmt::Debug for WebSocket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebSocket")
-            .field("pending", &(self.pending.len() - self.start))
-            .field("queued", &(self.out.len() - self.written))
-            .field("close_sent", &self.close_sent)
-            .field("close_received", &self.close_received)
-            .finish_non_exhaustive()
     }
 }
 

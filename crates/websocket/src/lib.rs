@@ -65,8 +65,9 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
-    /// A close reason that is not UTF-8 (close code 1007).
-    #[error("close reason is not UTF-8")]
+    /// Text that is not UTF-8 (close code 1007): a close reason, checked here, or a text
+    /// message, which the caller checks as it makes its string.
+    #[error("text is not UTF-8")]
     BadUtf8,
     /// Anything else RFC 6455 forbids (close code 1002).
     #[error("protocol error: {0}")]
@@ -96,14 +97,13 @@ struct Fragments {
     data: Vec<u8>,
 }
 
-impl Fragments {
-    fn into_message(self) -> Message {
-        let data = Bytes::from(self.data);
-        if self.text {
-            Message::Text(data)
-        } else {
-            Message::Binary(data)
-        }
+/// A whole text or binary message.
+fn data_message(text: bool, data: Vec<u8>) -> Message {
+    let data = Bytes::from(data);
+    if text {
+        Message::Text(data)
+    } else {
+        Message::Binary(data)
     }
 }
 
@@ -154,14 +154,10 @@ impl Decoder {
         }
         let data = &input[header.len..used];
         let message = match header.opcode {
-            TEXT | BINARY if header.fin => {
-                let bytes = Bytes::from(unmasked(data, header.mask));
-                Some(if header.opcode == TEXT {
-                    Message::Text(bytes)
-                } else {
-                    Message::Binary(bytes)
-                })
-            }
+            TEXT | BINARY if header.fin => Some(data_message(
+                header.opcode == TEXT,
+                unmasked(data, header.mask),
+            )),
             TEXT | BINARY => {
                 self.fragments = Some(Fragments {
                     text: header.opcode == TEXT,
@@ -180,7 +176,9 @@ impl Decoder {
                 fragments.data.extend_from_slice(data);
                 unmask(&mut fragments.data[start..], header.mask);
                 if header.fin {
-                    self.fragments.take().map(Fragments::into_message)
+                    self.fragments
+                        .take()
+                        .map(|Fragments { text, data }| data_message(text, data))
                 } else {
                     None
                 }
