@@ -71,8 +71,8 @@ describe('simulcast through the SFU', () => {
     }
 
     // Each decodes the layer it chose, and keeps decoding it.
-    const atLow = await pollAlice(low, (v) => v.spatialLayer === LOWEST && v.frameWidth > 0, 'the lowest layer at low');
-    const atHigh = await pollAlice(high, (v) => v.spatialLayer === HIGHEST && v.frameWidth > 0, 'the highest layer at high');
+    const atLow = await pollLayer(low, LOWEST, 'the lowest layer at low');
+    const atHigh = await pollLayer(high, HIGHEST, 'the highest layer at high');
     t.diagnostic(`low decodes ${size(atLow)}, high decodes ${size(atHigh)}`);
     assert.ok(atLow.frameWidth < atHigh.frameWidth,
       `the lowest layer is narrower than the highest: ${atLow.frameWidth} < ${atHigh.frameWidth}`);
@@ -135,6 +135,17 @@ function size(video) {
 }
 
 /** The same, for what a viewer decodes of alice's video (`stats().remoteVideo.alice`). */
+/**
+ * Alice's video at `page` once it is on `layer` and frames of that layer have been decoded:
+ * the server's notice of a move can come before the decoder's first frame of the new layer,
+ * so getStats' frame size trails it by the frames in flight.
+ */
+async function pollLayer(page, layer, what) {
+  const moved = await pollAlice(page, (v) => v.spatialLayer === layer && v.frameWidth > 0, what);
+  return pollAlice(page, (v) => v.spatialLayer === layer && v.framesDecoded > moved.framesDecoded + MIN_FRAMES,
+    `${what}, decoded`);
+}
+
 async function pollAlice(page, check, what) {
   const stats = await pollSfu(page, (s) => s.remoteVideo.alice && check(s.remoteVideo.alice), what);
   return stats.remoteVideo.alice;
